@@ -1,0 +1,1 @@
+"""Backends: code generators and architecture targets built from the layered model."""

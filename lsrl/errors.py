@@ -1,0 +1,17 @@
+"""The user-facing error: a message and, where known, the source location it points at."""
+
+from __future__ import annotations
+
+from ir.graph import Loc
+
+
+class LsrlError(Exception):
+    """A mistake in a user's program, options or data (never an internal failure)."""
+
+    def __init__(self, message: str, loc: Loc | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+
+    def __str__(self) -> str:
+        return f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"

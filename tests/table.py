@@ -1,0 +1,86 @@
+"""The shared table of test programs (SPEC section 6).
+
+Every row is a program with its parameters and runs (input sequence, expected outputs). Expected
+outputs are computed here with plain Python, independently of the compiler. The same rows drive the
+interpreter (exact and float64), the text round trip, every pass and every backend: a new feature
+adds rows here.
+
+A row's program comes from the Python builder (``build``, taking the row's params) and, where an
+``examples/NAME.lsrl`` version exists, from the language too (``source``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ir.graph import Graph
+from tests import programs
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+Token = Sequence[object]  # numbers: int, Fraction or "p/q" strings
+
+
+@dataclass(frozen=True)
+class Run:
+    """One input sequence and the expected output at each step (None: the step is not checked)."""
+
+    inputs: Sequence[Token]
+    expected: Sequence[Optional[Sequence[object]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[..., Graph]
+    runs: Sequence[Run]
+    params: dict = field(default_factory=dict)
+    source: Optional[str] = None  # file name under examples/
+    tolerance: float = 0.0  # absolute, for programs that are approximate by construction
+
+    @property
+    def source_path(self) -> Optional[Path]:
+        return EXAMPLES / self.source if self.source else None
+
+    def graph(self) -> Graph:
+        return self.build(**self.params)
+
+
+def tokens(values: Sequence[object]) -> list[list[object]]:
+    """A sequence of scalar tokens as tokens of length 1."""
+    return [[v] for v in values]
+
+
+# --- more ones than zeros ------------------------------------------------------------------------------
+def _more_ones(bits: Sequence[int]) -> Run:
+    ones = zeros = 0
+    expected = []
+    for b in bits:
+        ones += b
+        zeros += 1 - b
+        expected.append([1 if ones > zeros else 0])
+    return Run(tokens(bits), expected)
+
+
+CASES: list[Case] = [
+    Case(
+        "more_ones",
+        programs.more_ones,
+        [_more_ones([1, 0, 0, 1, 1, 1, 0]), _more_ones([0, 0, 0, 1, 1, 1, 1, 1, 0, 1])],
+        source="more_ones.lsrl",
+    ),
+]
+
+
+def case(name: str) -> Case:
+    for c in CASES:
+        if c.name == name:
+            return c
+    raise KeyError(name)
+
+
+def as_fraction(x: object) -> Fraction:
+    return Fraction(str(x))

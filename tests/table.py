@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ir.graph import Graph
-from tests import programs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -54,25 +53,14 @@ def tokens(values: Sequence[object]) -> list[list[object]]:
     return [[v] for v in values]
 
 
-# --- more ones than zeros ------------------------------------------------------------------------------
-def _more_ones(bits: Sequence[int]) -> Run:
-    ones = zeros = 0
-    expected = []
-    for b in bits:
-        ones += b
-        zeros += 1 - b
-        expected.append([1 if ones > zeros else 0])
-    return Run(tokens(bits), expected)
+def _collect() -> list[Case]:
+    """Rows live in topic modules (``tests/cases_*.py``), each exporting ``CASES``."""
+    from tests import cases_lsrl
+
+    return [*cases_lsrl.CASES]
 
 
-CASES: list[Case] = [
-    Case(
-        "more_ones",
-        programs.more_ones,
-        [_more_ones([1, 0, 0, 1, 1, 1, 0]), _more_ones([0, 0, 0, 1, 1, 1, 1, 1, 0, 1])],
-        source="more_ones.lsrl",
-    ),
-]
+CASES: list[Case] = _collect()
 
 
 def case(name: str) -> Case:

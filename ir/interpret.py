@@ -39,17 +39,23 @@ def _require_exact(node: Node, *matrices: Matrix, vectors: Sequence[tuple] = ())
 
 
 # --- float64 --------------------------------------------------------------------------------------
-def _float_weighted_sum(operands: list[Array], weights: Sequence[Matrix], bias: tuple) -> Array:
-    total = np.asarray([float(b) for b in bias])
+def _float_weighted_sum(operands: list[Array], weights: Sequence[Matrix], bias: tuple, shape: tuple) -> Array:
+    total: Array | None = None
     for x, w in zip(operands, weights):
         if w.nnz:
-            total = total + x @ w.dense().T
-    return np.broadcast_to(total, operands[0].shape[:2] + (len(bias),)) if operands else total
+            term = x @ w.dense().T
+            total = term if total is None else total + term
+    b = np.array(bias, dtype=np.float64)
+    if total is None:
+        return np.broadcast_to(b, shape)
+    if b.any():
+        total += b
+    return total
 
 
 def _float_recurrence(node: Node, driven: Array) -> Array:
     transition = node.attrs["A"]
-    init = np.asarray([float(v) for v in node.attrs["init"]])
+    init = np.array(node.attrs["init"], dtype=np.float64)
     if transition.is_identity():
         return init + np.cumsum(driven, axis=1)
     a_t = transition.dense().T
@@ -116,13 +122,12 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
                 _require_exact(node, vectors=[attrs["value"]])
                 v = _exact_filled(batch_time + (node.dim,), attrs["value"])
             else:
-                v = np.broadcast_to(np.asarray([float(c) for c in attrs["value"]]), batch_time + (node.dim,))
+                v = np.broadcast_to(np.array(attrs["value"], dtype=np.float64), batch_time + (node.dim,))
         elif kind == "affine":
             if exact_mode:
                 v = _exact_weighted_sum(node, ops, batch_time, attrs["weights"], attrs["bias"])
             else:
-                v = _float_weighted_sum(ops, attrs["weights"], attrs["bias"])
-                v = np.broadcast_to(v, batch_time + (node.dim,))
+                v = _float_weighted_sum(ops, attrs["weights"], attrs["bias"], batch_time + (node.dim,))
         elif kind == "relu":
             v = np.where(ops[0] > 0, ops[0], ZERO) if exact_mode else np.maximum(ops[0], 0.0)
         elif kind == "mul":
@@ -136,7 +141,7 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
                 driven = _exact_weighted_sum(node, ops, batch_time, attrs["B"], attrs["bias"])
                 v = _exact_recurrence(node, driven)
             else:
-                driven = np.broadcast_to(_float_weighted_sum(ops, attrs["B"], attrs["bias"]), batch_time + (node.dim,))
+                driven = _float_weighted_sum(ops, attrs["B"], attrs["bias"], batch_time + (node.dim,))
                 v = _float_recurrence(node, driven)
         else:
             raise ValueError(f"the interpreter has no rule for node kind {kind!r}")

@@ -1,56 +1,17 @@
 """The shared table of test programs (SPEC section 6).
 
 Every row is a program with its parameters and runs (input sequence, expected outputs). Expected
-outputs are computed here with plain Python, independently of the compiler. The same rows drive the
+outputs are computed with plain Python, independently of the compiler. The same rows drive the
 interpreter (exact and float64), the text round trip, every pass and every backend: a new feature
-adds rows here.
-
-A row's program comes from the Python builder (``build``, taking the row's params) and, where an
-``examples/NAME.lsrl`` version exists, from the language too (``source``).
+adds rows. Rows live in topic modules (``tests/cases_*.py``, built on ``tests/rows.py``), each
+exporting ``CASES``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from fractions import Fraction
-from pathlib import Path
-from typing import Callable, Optional, Sequence
+from tests.rows import Case, Run, as_fraction, tokens
 
-from ir.graph import Graph
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-Token = Sequence[object]  # numbers: int, Fraction or "p/q" strings
-
-
-@dataclass(frozen=True)
-class Run:
-    """One input sequence and the expected output at each step (None: the step is not checked)."""
-
-    inputs: Sequence[Token]
-    expected: Sequence[Optional[Sequence[object]]]
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    build: Callable[..., Graph]
-    runs: Sequence[Run]
-    params: dict = field(default_factory=dict)
-    source: Optional[str] = None  # file name under examples/
-    tolerance: float = 0.0  # absolute, for programs that are approximate by construction
-
-    @property
-    def source_path(self) -> Optional[Path]:
-        return EXAMPLES / self.source if self.source else None
-
-    def graph(self) -> Graph:
-        return self.build(**self.params)
-
-
-def tokens(values: Sequence[object]) -> list[list[object]]:
-    """A sequence of scalar tokens as tokens of length 1."""
-    return [[v] for v in values]
+__all__ = ["CASES", "Case", "Run", "as_fraction", "case", "tokens"]
 
 
 def _collect() -> list[Case]:
@@ -68,7 +29,3 @@ def case(name: str) -> Case:
         if c.name == name:
             return c
     raise KeyError(name)
-
-
-def as_fraction(x: object) -> Fraction:
-    return Fraction(str(x))

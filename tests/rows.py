@@ -1,0 +1,52 @@
+"""The shape of a row of the shared test table (``tests/table.py`` collects the rows).
+
+A row's program comes from the Python builder (``build``, taking the row's params) and, where an
+``examples/NAME.lsrl`` version exists, from the language too (``source``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ir.graph import Graph
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+Token = Sequence[object]  # numbers: int, Fraction or "p/q" strings
+
+
+@dataclass(frozen=True)
+class Run:
+    """One input sequence and the expected output at each step (None: the step is not checked)."""
+
+    inputs: Sequence[Token]
+    expected: Sequence[Optional[Sequence[object]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[..., Graph]
+    runs: Sequence[Run]
+    params: dict = field(default_factory=dict)
+    source: Optional[str] = None  # file name under examples/
+    tolerance: float = 0.0  # absolute, for programs that are approximate by construction
+
+    @property
+    def source_path(self) -> Optional[Path]:
+        return EXAMPLES / self.source if self.source else None
+
+    def graph(self) -> Graph:
+        return self.build(**self.params)
+
+
+def tokens(values: Sequence[object]) -> list[list[object]]:
+    """A sequence of scalar tokens as tokens of length 1."""
+    return [[v] for v in values]
+
+
+def as_fraction(x: object) -> Fraction:
+    return Fraction(str(x))

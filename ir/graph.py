@@ -42,6 +42,11 @@ def default_labels(name: str, dim: int) -> tuple[Label, ...]:
     return tuple(Label(name, i) for i in range(dim))
 
 
+def node_default_labels(node_id: int, name: str, dim: int) -> tuple[Label, ...]:
+    """The labels a node gets when none are given: its name, or its id when it has none."""
+    return default_labels(name or f"%{node_id}", dim)
+
+
 Vector = tuple[Number, ...]
 
 # Attribute value types, used by the verifier, the printer/parser and the serializer.
@@ -189,7 +194,7 @@ class Graph:
             attrs=dict(attrs or {}),
             name=name,
             loc=loc,
-            labels=tuple(labels) if labels is not None else default_labels(name or f"%{node_id}", dim),
+            labels=tuple(labels) if labels is not None else node_default_labels(node_id, name, dim),
         )
         self.nodes[node_id] = node
         return node

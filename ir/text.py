@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Loc, Node, default_labels
+from ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Loc, Node, node_default_labels
 from ir.matrix import Matrix
 from ir.numbers import Number, format_number, parse_number
 from ir.verify import VerifyError, verify
@@ -65,7 +65,7 @@ _PRINTERS: dict[str, Callable[[Any], str]] = {VECTOR: _vector, MATRIX: _matrix, 
 
 def _implicit_labels(node: Node) -> tuple[Label, ...]:
     """The labels ``Graph.add`` gives a node when none are passed: these are not printed."""
-    return default_labels(node.name or f"%{node.id}", node.dim)
+    return node_default_labels(node.id, node.name, node.dim)
 
 
 def _labels(labels: Sequence[Label]) -> str:

@@ -1,1 +1,42 @@
-"""Passes: functions from graph to graph that keep the interpreter's outputs (see docs/architecture.md)."""
+"""Passes: functions from graph to graph that keep the interpreter's outputs, and the lowering.
+
+``PIPELINE`` lists the graph passes in the order they run. ``run_pipeline(graph)`` repeats it
+until the graph stops changing (the canonical graph); ``run_pipeline(graph, until=NAME)`` runs one
+round up to and including the pass ``NAME`` (``lsrl ir --after NAME``). ``lower`` canonicalizes
+and then runs ``linearize``, which turns the graph into the layered model (``ir.layered``) every
+backend starts from.
+"""
+
+from __future__ import annotations
+
+from ir.graph import Graph
+from ir.layered import LayeredModel
+from passes.canonicalize import PIPELINE, canonicalize
+from passes.linearize import linearize as _linearize
+
+PASS_NAMES = tuple(name for name, _ in PIPELINE)
+
+
+def run_pipeline(graph: Graph, until: str | None = None) -> Graph:
+    """The canonical graph, or the graph after one round of ``PIPELINE`` up to ``until``."""
+    if until is None:
+        return canonicalize(graph)
+    if until not in PASS_NAMES:
+        raise ValueError(f"unknown pass {until!r}; the passes are {', '.join(PASS_NAMES)}")
+    for name, run_pass in PIPELINE:
+        graph = run_pass(graph)
+        if name == until:
+            break
+    return graph
+
+
+def lower(graph: Graph, input_range: object = None, max_len: int | None = None) -> LayeredModel:
+    """The layered model of ``graph``: the whole pipeline, then ``linearize``.
+
+    ``input_range`` (a ``(lo, hi)`` pair, or one per input unit) and ``max_len`` are what the
+    range analysis may assume; the default assumes nothing.
+    """
+    return _linearize(run_pipeline(graph), input_range, max_len)
+
+
+__all__ = ["PASS_NAMES", "PIPELINE", "lower", "run_pipeline"]

@@ -1,0 +1,339 @@
+"""The layered model: the machine-independent result of compilation (SPEC section 5).
+
+A path of layers. Layer 0 reads the model's input, layer i the output of layer i-1, and every layer
+begins with an affine map of what it reads, so linear maps never need layers of their own:
+
+- ``affine``: ``y = W x + b``
+- ``relu``:   ``y = relu(W x + b)``
+- ``gate``:   ``y = (W x + b) * (W2 x + b2)``, elementwise
+- ``state``:  ``h_t = A h_{t-1} + W x_t + b`` with ``h_0 = init``; the layer's output is ``h_t``
+
+The last layer's output is the model's output. A new layer kind (a gated state, another
+activation) is an entry of :data:`LAYER_KINDS` and a rule in :meth:`LayeredModel.to_graph`.
+
+Every unit has a :class:`UnitLabel`: the program value (source name and index, and the node id
+in the graph that was compiled) it holds, or that it carries that value (or the part of it
+computed so far) through the layer unchanged. Labels are the ground truth interpretability work
+relies on, and the tests check them against the reference interpreter's trace.
+
+The model runs on the reference interpreter: :meth:`LayeredModel.to_graph` spells each layer
+as graph nodes (an affine node, then a relu, mul or state node), so the layered model has
+exactly the semantics of the IR, in exact and float64 mode.
+
+Serialization: :meth:`LayeredModel.to_json` holds every weight exactly (``"p/q"``, or
+``"float(...)"`` for irrational ones); :meth:`LayeredModel.tensors` gives float64 copies for
+safetensors, named ``layers.{i}.{attribute}``. Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ir.graph import MATRIX, VECTOR, Graph, Label
+from ir.interpret import run as run_graph
+from ir.interpret import trace as trace_graph
+from ir.matrix import Matrix
+from ir.numbers import Number, format_number, parse_number
+from ir.verify import verify as verify_graph
+
+FORMAT = "lsrl.layered"
+VERSION = 1
+
+LAYER_KINDS: dict[str, dict[str, str]] = {
+    "affine": {"W": MATRIX, "b": VECTOR},
+    "relu": {"W": MATRIX, "b": VECTOR},
+    "gate": {"W": MATRIX, "b": VECTOR, "W2": MATRIX, "b2": VECTOR},
+    "state": {"A": MATRIX, "W": MATRIX, "b": VECTOR, "init": VECTOR},
+}
+
+# What a unit holds, relative to its source value.
+VALUE = "value"  # the value itself, computed by this layer
+CARRY = "carry"  # the value (times ``sign``), carried unchanged from an earlier layer
+PART = "part"  # the terms of the value (times ``sign``) computed so far; later layers add the rest
+ROLES = (VALUE, CARRY, PART)
+
+
+class LayeredModelError(ValueError):
+    """A malformed layered model: a bug in whatever built or loaded it."""
+
+
+@dataclass(frozen=True)
+class UnitLabel:
+    """What a unit holds: ``sign`` times the value ``source`` (or its partial sum, per ``role``),
+    or with ``rectified`` the ReLU of that: one half of a pair ``relu(v)``, ``relu(-v)`` that
+    carries a value of either sign through a ReLU layer.
+
+    ``source`` is the program's name and index for the value; ``node`` and ``unit`` locate it in
+    the graph that was compiled (node id and unit of that node), for probes against its trace.
+    """
+
+    source: Label
+    role: str = VALUE
+    sign: int = 1
+    rectified: bool = False
+    node: int | None = None
+    unit: int | None = None
+
+    def __str__(self) -> str:
+        value = f"{'-' if self.sign < 0 else ''}{self.source}"
+        if self.rectified:
+            value = f"relu({value})"
+        return {VALUE: value, CARRY: f"carry {value}", PART: f"part of {value}"}[self.role]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.source.name, "index": self.source.index, "role": self.role, "sign": self.sign,
+            "rectified": self.rectified, "node": self.node, "unit": self.unit,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "UnitLabel":
+        source = Label(data["name"], data["index"])
+        return cls(source, data["role"], data["sign"], data["rectified"], data["node"], data["unit"])
+
+
+@dataclass(eq=False)
+class Layer:
+    kind: str
+    attrs: dict[str, Any]
+    units: tuple[UnitLabel, ...]
+
+    @property
+    def width(self) -> int:
+        return len(self.units)
+
+    @property
+    def dense_params(self) -> int:
+        return sum(m.rows * m.cols if isinstance(m, Matrix) else len(m) for m in self.attrs.values())
+
+    @property
+    def nonzeros(self) -> int:
+        return sum(m.nnz if isinstance(m, Matrix) else sum(1 for v in m if v != 0) for m in self.attrs.values())
+
+
+class LayeredModel:
+    """Layers, the model's input length and the labels of its input and output units."""
+
+    def __init__(
+        self, d_in: int, layers: Sequence[Layer], input_labels: Sequence[Label], output_labels: Sequence[Label]
+    ):
+        self.d_in = d_in
+        self.layers = list(layers)
+        self.input_labels = tuple(input_labels)
+        self.output_labels = tuple(output_labels)
+        self._graph: Graph | None = None
+        self._layer_nodes: list[int] = []
+        self.verify()
+
+    @property
+    def d_out(self) -> int:
+        return self.layers[-1].width
+
+    # --- checks and figures -----------------------------------------------------------------
+    def verify(self) -> None:
+        if not self.layers:
+            raise LayeredModelError("a layered model needs at least one layer")
+        if len(self.input_labels) != self.d_in or len(self.output_labels) != self.d_out:
+            raise LayeredModelError("the model needs one label per input and per output unit")
+        width = self.d_in
+        for i, layer in enumerate(self.layers):
+            where = f"layer {i} ({layer.kind})"
+            spec = LAYER_KINDS.get(layer.kind)
+            if spec is None:
+                raise LayeredModelError(f"layer {i} has unknown kind {layer.kind!r}")
+            if set(layer.attrs) != set(spec):
+                raise LayeredModelError(f"{where} has attributes {sorted(layer.attrs)}, expected {sorted(spec)}")
+            for name, kind in spec.items():
+                value = layer.attrs[name]
+                if kind == MATRIX:
+                    cols = layer.width if name == "A" else width
+                    if not isinstance(value, Matrix) or value.shape != (layer.width, cols):
+                        raise LayeredModelError(f"{where}: {name} should be a {layer.width}x{cols} matrix")
+                elif not isinstance(value, tuple) or len(value) != layer.width:
+                    raise LayeredModelError(f"{where}: {name} should be a vector of length {layer.width}")
+            if not all(isinstance(u, UnitLabel) and u.role in ROLES for u in layer.units):
+                raise LayeredModelError(f"{where}: every unit needs a label")
+            width = layer.width
+
+    def stats(self) -> dict[str, Any]:
+        """Size figures (SPEC section 7): layers, state units, widths, parameters."""
+        state_layers = [l for l in self.layers if l.kind == "state"]
+        return {
+            "layers": len(self.layers),
+            "layer_kinds": dict(Counter(l.kind for l in self.layers)),
+            "state_dims": sum(l.width for l in state_layers),
+            "state_carries": sum(1 for l in state_layers for u in l.units if u.role != VALUE),
+            "carry_units": sum(1 for l in self.layers for u in l.units if u.role != VALUE),
+            "max_width": max([self.d_in] + [l.width for l in self.layers]),
+            "dense_params": sum(l.dense_params for l in self.layers),
+            "nonzeros": sum(l.nonzeros for l in self.layers),
+        }
+
+    # --- running -----------------------------------------------------------------------------
+    def to_graph(self) -> Graph:
+        """The model as an IR graph: each layer an affine node then its relu, mul or state node."""
+        if self._graph is not None:
+            return self._graph
+        g = Graph()
+        previous = g.add("input", [], self.d_in, name="x", labels=self.input_labels).id
+        for i, layer in enumerate(self.layers):
+            labels = [Label(str(u), 0) for u in layer.units]
+            name, a = f"layer{i}", layer.attrs
+
+            def affine(weight: Matrix, bias: tuple, suffix: str = "") -> int:
+                attrs = {"weights": (weight,), "bias": bias}
+                return g.add("affine", [previous], layer.width, attrs, f"{name}{suffix}", labels=labels).id
+
+            if layer.kind == "affine":
+                previous = affine(a["W"], a["b"])
+            elif layer.kind == "relu":
+                previous = g.add("relu", [affine(a["W"], a["b"], "/in")], layer.width, name=name, labels=labels).id
+            elif layer.kind == "gate":
+                factors = [affine(a["W"], a["b"], "/in"), affine(a["W2"], a["b2"], "/in2")]
+                previous = g.add("mul", factors, layer.width, name=name, labels=labels).id
+            elif layer.kind == "state":
+                attrs = {"A": a["A"], "B": (a["W"],), "bias": a["b"], "init": a["init"]}
+                previous = g.add("state", [previous], layer.width, attrs, name=name, labels=labels).id
+            else:  # pragma: no cover - verify() rejects unknown kinds
+                raise AssertionError(layer.kind)
+            self._layer_nodes.append(previous)
+        g.add_output(previous, "")
+        verify_graph(g)
+        self._graph = g
+        return g
+
+    def run(self, inputs: object, exact: bool = False) -> np.ndarray:
+        """Outputs ``[batch, time, d_out]``, with the input conventions of ``ir.interpret.run``."""
+        return run_graph(self.to_graph(), inputs, exact=exact)
+
+    def trace(self, inputs: object, exact: bool = False) -> list[np.ndarray]:
+        """Every layer's output ``[batch, time, width]``, in layer order."""
+        values = trace_graph(self.to_graph(), inputs, exact=exact)
+        return [values[i] for i in self._layer_nodes]
+
+    # --- text --------------------------------------------------------------------------------
+    def format(self) -> str:
+        s = self.stats()
+        lines = [
+            f"layered model: input {self.d_in}, output {self.d_out}, {s['layers']} layers, "
+            f"max width {s['max_width']}, {s['state_dims']} state units, {s['nonzeros']} non-zero weights"
+        ]
+        lines.append("  input: " + ", ".join(str(l) for l in self.input_labels))
+        lines.append("  (x: the previous layer's units, h: this layer's units at the previous step)")
+        width = self.d_in
+        for i, layer in enumerate(self.layers):
+            lines.append(f"layer {i}: {layer.kind}, {layer.width} unit{'s' if layer.width != 1 else ''} <- {width}")
+            lines.extend(f"  h{u:<4} {str(label):<32} = {_unit_text(layer, u)}" for u, label in enumerate(layer.units))
+            width = layer.width
+        lines.append("  output: " + ", ".join(str(l) for l in self.output_labels))
+        return "\n".join(lines)
+
+    __str__ = format
+
+    # --- serialization -----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "d_in": self.d_in,
+            "input_labels": [[l.name, l.index] for l in self.input_labels],
+            "output_labels": [[l.name, l.index] for l in self.output_labels],
+            "layers": [
+                {
+                    "kind": layer.kind,
+                    "width": layer.width,
+                    "units": [u.to_json() for u in layer.units],
+                    "attrs": {k: _attribute_to_json(v) for k, v in layer.attrs.items()},
+                }
+                for layer in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LayeredModel":
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise LayeredModelError(f"not a {FORMAT} version {VERSION} document")
+        layers = [
+            Layer(
+                entry["kind"],
+                {k: _attribute_from_json(v) for k, v in entry["attrs"].items()},
+                tuple(UnitLabel.from_json(u) for u in entry["units"]),
+            )
+            for entry in data["layers"]
+        ]
+        return cls(
+            data["d_in"],
+            layers,
+            [Label(n, i) for n, i in data["input_labels"]],
+            [Label(n, i) for n, i in data["output_labels"]],
+        )
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Float64 copies of every weight, ``layers.{i}.{attribute}``, for safetensors."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in layer.attrs.items():
+                array = value.dense() if isinstance(value, Matrix) else np.array([float(v) for v in value])
+                out[f"layers.{i}.{name}"] = np.ascontiguousarray(array, dtype=np.float64)
+        return out
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``layers.json`` (exact) and ``model.safetensors`` (float64) into ``directory``."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "layers.json").write_text(json.dumps(self.to_json()))
+        save_file(self.tensors(), str(directory / "model.safetensors"), metadata={"format": FORMAT})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "LayeredModel":
+        return cls.from_json(json.loads((Path(directory) / "layers.json").read_text()))
+
+
+def _attribute_to_json(value: Matrix | tuple) -> Any:
+    if isinstance(value, Matrix):
+        entries = sorted(value.entries.items())
+        return {"shape": [value.rows, value.cols], "entries": [[i, j, format_number(v)] for (i, j), v in entries]}
+    return [format_number(v) for v in value]
+
+
+def _attribute_from_json(data: Any) -> Matrix | tuple:
+    if isinstance(data, dict):
+        rows, cols = data["shape"]
+        return Matrix(rows, cols, {(i, j): parse_number(v) for i, j, v in data["entries"]})
+    return tuple(parse_number(v) for v in data)
+
+
+def _combination(terms: Sequence[tuple[str, Number]], bias: Number) -> str:
+    """``w1*v1 + w2*v2 + ... + bias`` with unit weights and signs written the usual way."""
+    parts = []
+    for name, w in terms:
+        text = format_number(w)
+        parts.append(name if text == "1" else f"-{name}" if text == "-1" else f"{text}*{name}")
+    if bias != 0 or not parts:
+        parts.append(format_number(bias))
+    return " + ".join(parts).replace("+ -", "- ")
+
+
+def _unit_text(layer: Layer, unit: int) -> str:
+    a = layer.attrs
+
+    def reads(matrix: str, bias: str, var: str = "x") -> str:
+        return _combination([(f"{var}{j}", w) for j, w in a[matrix].row_items()[unit]], a[bias][unit])
+
+    if layer.kind == "relu":
+        return f"relu({reads('W', 'b')})"
+    if layer.kind == "gate":
+        return f"({reads('W', 'b')}) * ({reads('W2', 'b2')})"
+    if layer.kind == "state":
+        terms = [(f"h{j}", w) for j, w in a["A"].row_items()[unit]]
+        terms += [(f"x{j}", w) for j, w in a["W"].row_items()[unit]]
+        return f"{_combination(terms, a['b'][unit])}; init {format_number(a['init'][unit])}"
+    return reads("W", "b")

@@ -1,0 +1,248 @@
+"""Canonicalization: rewrites that shrink the graph and give it a uniform shape, outputs unchanged.
+
+Once the six passes have run, in this order, until a round changes nothing (``canonicalize``),
+every linear computation is one ``affine`` node applied directly to atoms (``relu``, ``mul``,
+states with memory, the input, and the linear values a reader scales up), every state reads
+atoms directly, nothing is computed twice and nothing is computed in vain:
+
+- ``fold_constants``: a node whose operands are all constant becomes a ``const``; a product with a
+  constant factor becomes an ``affine`` scaling;
+- ``fold_affine``: chains of affine maps, slices and concatenations (and states that keep nothing
+  from the previous step) collapse into one ``affine`` node over atoms (non-linear values, and
+  the scaled-up linear values ``passes.linear_forms`` keeps for float64's sake);
+- ``fold_state_inputs``: the affine maps feeding a state move into its input weights ``B``;
+- ``balance_relus``: ReLUs absorb the positive scale their readers apply, for float64's sake;
+- ``eliminate_common_subexpressions``: nodes of the same kind, operands and weights are merged;
+- ``eliminate_dead_code``: nodes no output depends on are removed.
+
+Each pass copies the graph; a node that survives keeps its id, name, location and labels, so a
+folded node is still named after the value the program gave it. More than one round is needed
+when merging exposes folding: ``relu(v) - relu(v)`` is zero only once the two ReLUs are one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable
+
+from ir.graph import Graph, Node, Output
+from ir.matrix import Matrix
+from ir.numbers import ONE, ZERO, Number, inverse, is_exact, mul
+from passes.linear_forms import Form, LinearForms, is_linear, linear_form, weighted_sum
+
+
+def _become_const(node: Node, value: tuple[Number, ...]) -> None:
+    node.kind, node.operands, node.attrs = "const", (), {"value": tuple(value)}
+
+
+def _become_affine(node: Node, form: Form) -> None:
+    node.kind, node.operands = "affine", tuple(form.terms)
+    node.attrs = {"weights": tuple(form.terms.values()), "bias": form.bias}
+
+
+def _redirect(graph: Graph, alias: dict[int, int]) -> None:
+    """Point operands and outputs at the replacement of every aliased node."""
+    for node in graph:
+        node.operands = tuple(alias.get(o, o) for o in node.operands)
+    graph.outputs = [Output(o.name, alias.get(o.node, o.node)) for o in graph.outputs]
+
+
+def _relu(value: Number) -> Number:
+    if value > 0:
+        return value
+    return 0.0 if type(value) is float else ZERO  # keep the number's kind: exact or float
+
+
+def fold_constants(graph: Graph) -> Graph:
+    """Evaluate every node whose operands are constant; scale by a constant factor affinely."""
+    out = graph.copy()
+    forms: dict[int, Form] = {}
+    for node in out.topological_order():
+        operands = [forms[o] for o in node.operands]
+        constant = [f.bias for f in operands if f.is_constant]
+        if node.kind == "relu" and constant:
+            _become_const(node, tuple(_relu(v) for v in constant[0]))
+        elif node.kind == "mul" and len(constant) == 2:
+            _become_const(node, tuple(mul(a, b) for a, b in zip(*constant)))
+        elif node.kind == "mul" and constant:
+            factor = next(i for i, f in enumerate(operands) if f.is_constant)
+            other = node.operands[1 - factor]
+            node.kind, node.operands = "affine", (other,)
+            node.attrs = {"weights": (Matrix.diag(constant[0]),), "bias": (ZERO,) * node.dim}
+            operands = [forms[other]]
+        if is_linear(node):
+            form = linear_form(node, operands)
+            if form.is_constant and node.kind != "const":
+                _become_const(node, form.bias)
+        else:
+            form = Form.of_atom(node.id, node.dim)
+        forms[node.id] = form
+    return out
+
+
+def fold_affine(graph: Graph) -> Graph:
+    """Rewrite every linear node as one affine node over atoms (or a constant).
+
+    A linear node that merely repeats an atom is replaced by that atom; a linear node that a
+    reader scales up stays an atom (see ``passes.linear_forms``).
+    """
+    out = graph.copy()
+    alias: dict[int, int] = {}
+    forms = LinearForms(out)
+    for node in out.topological_order():
+        if not is_linear(node) or node.kind == "const":
+            continue
+        form = forms.definition(node.id)
+        if form.is_constant:
+            _become_const(node, form.bias)
+        elif (atom := form.is_atom()) is not None:
+            alias[node.id] = atom
+        else:
+            _become_affine(node, form)
+    _redirect(out, alias)
+    return out
+
+
+def fold_state_inputs(graph: Graph) -> Graph:
+    """Move the affine maps (and constants) feeding each state into its input weights and bias."""
+    out = graph.copy()
+    forms = LinearForms(out)
+    for node in out:
+        if node.kind != "state" or is_linear(node):
+            continue
+        drive = weighted_sum(node.attrs["B"], [forms[o] for o in node.operands], node.attrs["bias"])
+        node.operands = tuple(drive.terms)
+        node.attrs = {**node.attrs, "B": tuple(drive.terms.values()), "bias": drive.bias}
+    return out
+
+
+def _reader_scales(relu: Node, readers: list[Node], outputs: set[int]) -> list[Number]:
+    """Per unit of ``relu``: the one positive magnitude every reader weighs it with, else 1."""
+    if relu.id in outputs or any(r.kind not in ("affine", "state") for r in readers):
+        return [ONE] * relu.dim
+    magnitudes: list[set] = [set() for _ in range(relu.dim)]
+    for reader in readers:
+        weights = reader.attrs["weights" if reader.kind == "affine" else "B"]
+        for operand, weight in zip(reader.operands, weights):
+            if operand == relu.id:
+                for (_, j), w in weight.entries.items():
+                    magnitudes[j].add(abs(w) if is_exact(w) else None)
+    return [m.pop() if len(m) == 1 and None not in m else ONE for m in magnitudes]
+
+
+def balance_relus(graph: Graph) -> Graph:
+    """Scale ReLU units so that their readers weigh them by 1 or -1: ``c relu(z) = relu(c z)``.
+
+    The step's ``relu(x - 1/s)``, read as ``s relu(x - 1/s)``, becomes ``relu(s x - 1)``: its two
+    ReLUs then share a pre-activation and differ by exactly 1 in float64 wherever the step
+    saturates, so the step is exactly 0 or 1 there, as LSRL's conditionals need. Only exact
+    weights are balanced, and only ReLUs whose operand is an affine node of their own; a balanced
+    ReLU keeps its name and labels (its value is the program's, times a positive constant).
+    """
+    out = graph.copy()
+    users = out.users()
+    outputs = {o.node for o in out.outputs}
+    for node in out.topological_order():
+        if node.kind != "relu":
+            continue
+        operand = out[node.operands[0]]
+        if operand.kind != "affine" or users[operand.id] != [node.id]:
+            continue
+        readers = [out[r] for r in users[node.id]]
+        scales = _reader_scales(node, readers, outputs)
+        if all(c == 1 for c in scales):
+            continue
+        scale, unscale = Matrix.diag(scales), Matrix.diag([inverse(c) for c in scales])
+        operand.attrs = {
+            "weights": tuple(scale @ w for w in operand.attrs["weights"]),
+            "bias": tuple(scale.apply(operand.attrs["bias"])),
+        }
+        for reader in readers:
+            key = "weights" if reader.kind == "affine" else "B"
+            weights = tuple(w @ unscale if o == node.id else w for o, w in zip(reader.operands, reader.attrs[key]))
+            reader.attrs = {**reader.attrs, key: weights}
+    return out
+
+
+def _attribute_key(value: Any) -> Hashable:
+    """Equal keys mean equal attributes, exact and float numbers told apart."""
+    if isinstance(value, tuple):
+        return tuple(_attribute_key(v) for v in value)
+    if isinstance(value, Matrix) or isinstance(value, int):
+        return value
+    return (type(value).__name__, value)
+
+
+def _node_key(node: Node) -> Hashable:
+    kind, attrs = node.kind, node.attrs
+    if kind == "mul":  # commutative
+        return (kind, node.dim, tuple(sorted(node.operands)))
+    if kind in ("affine", "state"):  # a weighted sum does not depend on the order of its terms
+        weights = attrs["weights" if kind == "affine" else "B"]
+        terms = tuple(sorted(zip(node.operands, (_attribute_key(w) for w in weights)), key=lambda t: t[0]))
+        rest = tuple(sorted((k, _attribute_key(v)) for k, v in attrs.items() if k not in ("weights", "B")))
+        return (kind, node.dim, terms, rest)
+    return (kind, node.dim, node.operands, tuple(sorted((k, _attribute_key(v)) for k, v in attrs.items())))
+
+
+def eliminate_common_subexpressions(graph: Graph) -> Graph:
+    """Merge nodes that compute the same value; the first one (in topological order) stays."""
+    out = graph.copy()
+    alias: dict[int, int] = {}
+    seen: dict[Hashable, int] = {}
+    for node in out.topological_order():
+        node.operands = tuple(alias.get(o, o) for o in node.operands)
+        if node.kind == "input":
+            continue
+        key = _node_key(node)
+        if key in seen:
+            alias[node.id] = seen[key]
+        else:
+            seen[key] = node.id
+    _redirect(out, alias)
+    for node_id in alias:
+        out.remove(node_id)
+    return out
+
+
+def eliminate_dead_code(graph: Graph) -> Graph:
+    """Keep the input and the nodes some output depends on."""
+    out = graph.copy()
+    live = {graph.input.id}
+    stack = [o.node for o in graph.outputs]
+    while stack:
+        node_id = stack.pop()
+        if node_id not in live:
+            live.add(node_id)
+            stack.extend(graph[node_id].operands)
+    for node_id in [n for n in out.nodes if n not in live]:
+        out.remove(node_id)
+    return out
+
+
+PIPELINE: tuple[tuple[str, Callable[[Graph], Graph]], ...] = (
+    ("fold_constants", fold_constants),
+    ("fold_affine", fold_affine),
+    ("fold_state_inputs", fold_state_inputs),
+    ("balance_relus", balance_relus),
+    ("cse", eliminate_common_subexpressions),
+    ("dce", eliminate_dead_code),
+)
+
+# Rounds of the pipeline before canonicalize gives up looking for a fixed point (each round
+# only ever removes nodes or folds weights, so in practice two or three rounds reach it).
+MAX_ROUNDS = 10
+
+
+def _structure(graph: Graph) -> list:
+    return [(n.id, n.kind, n.operands, n.attrs) for n in graph] + [graph.outputs]
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """Rounds of ``PIPELINE`` until a round changes nothing."""
+    for _ in range(MAX_ROUNDS):
+        before = _structure(graph)
+        for _, run_pass in PIPELINE:
+            graph = run_pass(graph)
+        if _structure(graph) == before:
+            break
+    return graph

@@ -1,0 +1,98 @@
+"""Range analysis: sound on every table row (each traced value lies in its interval), exact where
+the rules are exact, and bounded where the documented state rules say it can be."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import lsrl
+from ir.interpret import trace
+from passes.ranges import INF, Interval, analyze
+from tests.table import CASES, Case
+from tests.test_canonicalize import canonical_graph, exact_batches
+
+
+def assert_sound(graph, bounds, batch) -> None:
+    values = trace(graph, batch, exact=True)
+    for node_id, box in bounds.items():
+        for j, interval in enumerate(box):
+            column = values[node_id][..., j]
+            assert all(interval.lo <= v <= interval.hi for v in column.ravel()), (graph[node_id], j, interval)
+
+
+@pytest.mark.parametrize("row", CASES, ids=lambda c: c.name)
+def test_every_value_lies_in_its_interval(row: Case) -> None:
+    graph = canonical_graph(row.name)
+    assert_sound(graph, analyze(graph), exact_batches(row.name, first_run_only=True)[0])
+
+
+def _bounds_of(build, **assumptions) -> list[Interval]:
+    p = lsrl.Program()
+    x = p.input(1)
+    p.output(build(p, x))
+    graph = p.finish()
+    return list(analyze(graph, **assumptions)[graph.outputs[0].node])
+
+
+def _pairs(intervals: list[Interval]) -> list[tuple]:
+    return [(i.lo, i.hi) for i in intervals]
+
+
+def test_comparisons_and_logic_are_bounded_exactly() -> None:
+    assert _pairs(_bounds_of(lambda p, x: lsrl.step(x))) == [(0, 1)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.bump(x, 1, 3))) == [(0, 1)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.eq(x, 2 * x + 1))) == [(0, 1)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.and_(lsrl.step(x), lsrl.larger(x, 3)))) == [(0, 1)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.relu(x) - lsrl.relu(x - 2))) == [(0, 2)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.relu(x) + lsrl.relu(-x))) == [(0, INF)]
+
+
+def test_input_ranges_propagate_through_arithmetic() -> None:
+    assert _pairs(_bounds_of(lambda p, x: 3 * x - 1, input_range=(Fraction(-1, 3), 2))) == [(-2, 5)]
+    assert _pairs(_bounds_of(lambda p, x: x * x, input_range=(-2, 1))) == [(-2, 4)]
+    assert _pairs(_bounds_of(lambda p, x: x * p.const(0) + 1, input_range=None)) == [(1, 1)]
+    p = lsrl.Program()
+    xy = p.input(2)
+    p.output(xy[0] - xy[1])
+    graph = p.finish()
+    assert _pairs(analyze(graph, input_range=[(0, 1), (None, 5)])[graph.outputs[0].node]) == [(-5, INF)]
+    with pytest.raises(ValueError, match="empty input range"):
+        analyze(graph, input_range=(2, 1))
+
+
+def test_counters_and_accumulators() -> None:
+    assert _pairs(_bounds_of(lambda p, x: lsrl.counter(p))) == [(0, INF)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.counter(p), max_len=10)) == [(0, 9)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.accumulate(x), input_range=(0, 1))) == [(0, INF)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.accumulate(x), input_range=(-1, 2), max_len=4)) == [(-4, 8)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.accumulate(x), input_range=(-1, 2))) == [(-INF, INF)]
+
+
+def test_cycles_and_shift_registers_are_bounded() -> None:
+    one_hot = _bounds_of(lambda p, x: p.linear_state([], [[0, 0, 1], [1, 0, 0], [0, 1, 0]], [], [0, 0, 1]))
+    assert _pairs(one_hot) == [(0, 1)] * 3
+    # units are bounded one by one: mod_counter's readout 0*h0 + ... + 4*h4 gets [0, 10], not [0, 4]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.mod_counter(p, 5))) == [(0, 10)]
+    assert _pairs(_bounds_of(lambda p, x: lsrl.delay(x, 3), input_range=(-1, 2))) == [(-1, 2)]
+    rotation = [[0, -1], [1, 0]]
+    quarter_turns = _bounds_of(lambda p, x: p.linear_state([], rotation, [], [1, 0]))
+    assert _pairs(quarter_turns) == [(-1, 1), (-1, 1)]
+
+
+def test_what_it_cannot_bound() -> None:
+    """A contraction driven by a bounded input converges, but its intervals never repeat: bounded
+    only over a given length."""
+    halve = lambda p, x: p.linear_state(x, [[Fraction(1, 2)]], [[1]], [0])  # noqa: E731
+    assert _pairs(_bounds_of(halve, input_range=(0, 1))) == [(-INF, INF)]
+    lo, hi = _pairs(_bounds_of(halve, input_range=(0, 1), max_len=3))[0]
+    assert (lo, hi) == (0, Fraction(7, 4))
+
+
+def test_interval_products_treat_zero_times_infinity_as_zero() -> None:
+    assert Interval(0, 0) * Interval(-INF, INF) == Interval(0, 0)
+    assert Interval(-1, 2) * Interval(3, INF) == Interval(-INF, INF)
+    assert Interval(1, 2) * Interval(3, INF) == Interval(3, INF)
+    assert np.isinf(float(Interval.unbounded().scaled(-2).lo))

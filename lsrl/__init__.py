@@ -11,6 +11,9 @@ The Python builder and the standard library are the public API for writing progr
     graph = p.finish()
     lsrl.run(graph, [1, 0, 0, 1], exact=True)
 
+The same program in the .lsrl language compiles with ``lsrl.compile_file("examples/more_ones.lsrl")``
+(or ``lsrl.compile_source(text, "name.lsrl", params={...})``) to the same graph.
+
 Importing lsrl never imports torch, jax, triton or iree.
 """
 
@@ -23,7 +26,20 @@ from lsrl.stdlib import (
 )
 
 __all__ = [
-    "Graph", "LsrlError", "Matrix", "Program", "Value", "accumulate", "and_", "bump", "concat",
-    "counter", "delay", "eq", "gate", "ifelse", "ifelse_mul", "ifelse_step", "ifeq", "larger",
-    "linear", "mod_counter", "neq", "not_", "or_", "relu", "run", "smaller", "step", "trace", "verify",
+    "Graph", "LsrlError", "Matrix", "Program", "Value", "accumulate", "and_", "bump", "compile_file",
+    "compile_source", "concat", "counter", "delay", "eq", "gate", "ifelse", "ifelse_mul", "ifelse_step",
+    "ifeq", "larger", "linear", "mod_counter", "neq", "not_", "or_", "relu", "run", "smaller", "step",
+    "trace", "verify",
 ]
+
+_LANGUAGE = ("compile_file", "compile_source")
+
+
+def __getattr__(name: str) -> object:
+    """``lsrl.compile_file`` and ``lsrl.compile_source`` load the language front end (the parser)
+    on first use, so that ``import lsrl`` stays quick for builder-only users."""
+    if name in _LANGUAGE:
+        from lsrl import load
+
+        return getattr(load, name)
+    raise AttributeError(f"module 'lsrl' has no attribute {name!r}")

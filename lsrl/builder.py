@@ -171,6 +171,7 @@ class Program:
             init_v = init_v * dim
         if len(init_v) != dim:
             raise self.error(f"state {name or ''} has length {dim} but its initial value has length {len(init_v)}")
+        declared_at = self.loc
         prev_node = self.graph.add("previous", [], dim, {}, f"{name}.previous", self.loc)
         prev = Value(self, prev_node.id, dim)
         try:
@@ -188,6 +189,7 @@ class Program:
             "bias": bias,
             "init": init_v,
         }
+        self.loc = declared_at  # the update may have moved it; the state is where it was declared
         return self.node("state", [v for _, v in inputs], dim, attrs, name)
 
     def _dependents(self, prev_id: int) -> list[Node]:

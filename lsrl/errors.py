@@ -1,4 +1,4 @@
-"""The user-facing error: a message and, where known, the source location it points at."""
+"""The user-facing errors: a message and, where known, the source location it points at."""
 
 from __future__ import annotations
 
@@ -15,3 +15,8 @@ class LsrlError(Exception):
 
     def __str__(self) -> str:
         return f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
+
+
+class UsageError(LsrlError):
+    """A mistake in how the compiler was called (an option, a parameter value, input data) rather
+    than in a program's text: it has no source location, even when found while compiling."""

@@ -16,9 +16,9 @@ __all__ = ["CASES", "Case", "Run", "as_fraction", "case", "tokens"]
 
 def _collect() -> list[Case]:
     """Rows live in topic modules (``tests/cases_*.py``), each exporting ``CASES``."""
-    from tests import cases_lsrl
+    from tests import cases_lsrl, cases_tracr
 
-    return [*cases_lsrl.CASES]
+    return [*cases_lsrl.CASES, *cases_tracr.CASES]
 
 
 CASES: list[Case] = _collect()

@@ -1,0 +1,197 @@
+"""The ``lsrl`` command line (SPEC section 7).
+
+Every mistake of the user (program, option, input data) ends as a diagnostic on stderr and exit
+status 1; ``main`` returns the exit status, so tests can call it in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+from ir.graph import Graph
+from ir.interpret import NotExactError, run as interpret
+from lsrl.diagnostics import PROGRAM, render
+from lsrl.errors import LsrlError, UsageError
+from lsrl.inputs import check_length, read_tokens
+from lsrl.load import compile_file
+
+BACKENDS = ["interp", "layers", "torch", "jax", "triton", "mlir", "linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk"]
+AVAILABLE_BACKENDS = ["interp"]
+EXACT_BACKENDS = ["interp", "layers"]
+DEFAULT_MAX_LEN = 1024
+
+MAIN_EPILOG = """\
+examples:
+  lsrl check examples/more_ones.lsrl
+  lsrl run examples/more_ones.lsrl --input "1 0 0 1 1 1 0" --exact
+  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @prompt.json --json
+  lsrl stats examples/more_ones.lsrl --json
+  lsrl ir examples/more_ones.lsrl
+
+Run "lsrl COMMAND --help" for the options of one command."""
+
+CHECK_EPILOG = """\
+example:
+  lsrl check examples/more_ones.lsrl
+prints "examples/more_ones.lsrl: ok, ..." or the first error as FILE:LINE:COL: error: MESSAGE"""
+
+RUN_EPILOG = """\
+examples:
+  lsrl run examples/more_ones.lsrl --input "1 0 0 1" --exact
+  lsrl run examples/continuous_ua.lsrl --input "0.25,0 1,2,3,4" --json
+  lsrl run examples/parity.lsrl -D max_len=32 --input @tokens.json
+
+--input: tokens separated by spaces; a token of length > 1 is comma-separated numbers; a number is
+an integer, a decimal or a fraction p/q, read exactly. @FILE.json reads a JSON list of tokens (a
+token is a number or a list of numbers; write "1/3" as a string to keep it exact).
+Output: one line per step (its values separated by spaces), or with --json one object
+{"outputs": [[...], ...]}. With --exact, values are exact rationals "p/q" (strings in JSON)."""
+
+STATS_EPILOG = """\
+example:
+  lsrl stats examples/more_ones.lsrl --json
+prints nodes, state_dims (state units), max_width (widest node) and compile_seconds"""
+
+IR_EPILOG = """\
+examples:
+  lsrl ir examples/more_ones.lsrl
+  lsrl ir examples/more_ones.lsrl --after dce
+print the program graph in the IR's text form, as built or after the graph passes up to PASS"""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose mistakes are ordinary usage errors (status 1, "lsrl: error:")."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _define(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    return name.strip(), value
+
+
+def _parser() -> _ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROGRAM,
+        description="Compile .lsrl programs (one step of a recurrent model, run once per token) to exact program graphs, and run them.",
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_ArgumentParser)
+
+    def command(name: str, help: str, epilog: str, handler: Callable) -> _ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("program", metavar="PROGRAM.lsrl", help="the program to compile")
+        sub.add_argument("-D", dest="defines", metavar="NAME=VALUE", type=_define, action="append", default=[],
+                         help="set a param of the program (repeatable)")
+        return sub
+
+    command("check", "check a program: parse, elaborate and verify its graph", CHECK_EPILOG, _check)
+
+    run = command("run", "run a program over a sequence of input tokens", RUN_EPILOG, _run)
+    run.add_argument("--input", required=True, metavar="TOKENS", help='the tokens, e.g. "1 0 1" or "0.5,1 2,3", or @FILE.json')
+    run.add_argument("--exact", action="store_true", help="compute with exact rationals (backends interp and layers)")
+    run.add_argument("--backend", choices=BACKENDS, default="interp", help="what runs the program (default: interp, the reference interpreter)")
+    run.add_argument("--dtype", choices=["float32", "float64"], help="number type of compiled targets (default float32)")
+    run.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, metavar="N",
+                     help=f"longest sequence a target must support where it needs a bound (default {DEFAULT_MAX_LEN})")
+    run.add_argument("--json", action="store_true", help='print {"outputs": [[...], ...]} instead of one line per step')
+
+    stats = command("stats", "print size figures of a program's graph", STATS_EPILOG, _stats)
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
+    ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    sources: dict[str, str] = {}
+    try:
+        args = _parser().parse_args(argv)
+        args.handler(args, sources)
+    except LsrlError as e:
+        sys.stdout.flush()
+        sys.stderr.write(render(e, sources))
+        return 1
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    return 0
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+def _compile(args: argparse.Namespace, sources: dict[str, str]) -> Graph:
+    return compile_file(args.program, dict(args.defines), sources)
+
+
+def _check(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    graph = _compile(args, sources)
+    stats = graph.stats()
+    print(
+        f"{args.program}: ok, {stats['nodes']} nodes, {stats['state_dims']} state units, "
+        f"input length {graph.input.dim}, output length {graph.output_dim}"
+    )
+
+
+def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    if args.exact and args.backend not in EXACT_BACKENDS:
+        raise UsageError(f"--exact applies to the backends {' and '.join(EXACT_BACKENDS)}, not '{args.backend}'")
+    if args.dtype and args.backend in EXACT_BACKENDS:
+        raise UsageError(f"--dtype applies to compiled targets; '{args.backend}' runs in float64, or exactly with --exact")
+    if args.backend not in AVAILABLE_BACKENDS:
+        raise UsageError(f"backend '{args.backend}' is not available yet (available: {', '.join(AVAILABLE_BACKENDS)})")
+    graph = _compile(args, sources)
+    tokens = read_tokens(args.input)
+    check_length(tokens, graph.input.dim, graph.input.name)
+    inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
+    try:
+        outputs = interpret(graph, inputs, exact=args.exact)[0]
+    except NotExactError as e:
+        raise UsageError(f"{e}; run without --exact") from None
+    except OverflowError:
+        raise UsageError("the program holds numbers too large for float64; run it with --exact") from None
+    rows = [[str(v) if args.exact else float(v) for v in step] for step in outputs]
+    if args.json:
+        print(json.dumps({"outputs": rows}))
+    else:
+        for row in rows:
+            print(" ".join(v if args.exact else repr(v) for v in row))
+
+
+def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    start = time.perf_counter()
+    graph = _compile(args, sources)
+    figures: dict[str, object] = {**graph.stats(), "compile_seconds": round(time.perf_counter() - start, 6)}
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key}: {value}")
+
+
+def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    from ir.text import print_graph  # imported only when asked for, as are the passes
+
+    if args.after is None:
+        graph = _compile(args, sources)
+    else:
+        from passes import PASS_NAMES, run_pipeline
+
+        if args.after not in PASS_NAMES:
+            raise UsageError(f"unknown pass '{args.after}' (the passes, in order: {', '.join(PASS_NAMES)})")
+        graph = run_pipeline(_compile(args, sources), until=args.after)
+
+    text = print_graph(graph)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The command line (SPEC section 7), in-process: every example runs with its expected outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import tomllib
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from lsrl.cli import main
+from tests.table import CASES, Case, Run, as_fraction
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_CASES = [c for c in CASES if c.source]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def defines(case: Case) -> list[str]:
+    """The row's params as -D options (a vector as comma-separated numbers)."""
+    out = []
+    for name, value in case.params.items():
+        text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+        out += ["-D", f"{name}={text}"]
+    return out
+
+
+def token_text(r: Run) -> str:
+    return " ".join(",".join(str(as_fraction(v)) for v in token) for token in r.inputs)
+
+
+def assert_expected(rows: list[list[str]], r: Run) -> None:
+    assert len(rows) == len(r.expected)
+    for t, want in enumerate(r.expected):
+        if want is not None:
+            assert [Fraction(v) for v in rows[t]] == [as_fraction(w) for w in want], f"step {t}"
+
+
+@pytest.mark.parametrize("case", SOURCE_CASES, ids=lambda c: c.name)
+def test_example_runs_exactly_from_the_command_line(case: Case, tmp_path: Path) -> None:
+    """The first run as --input text, the others as @FILE.json with numbers as exact strings."""
+    program = str(case.source_path)
+    first, *others = case.runs
+    status, out, err = run_cli("run", program, *defines(case), "--input", token_text(first), "--exact", "--json")
+    assert (status, err) == (0, "")
+    assert_expected(json.loads(out)["outputs"], first)
+    for i, r in enumerate(others):
+        data = tmp_path / f"run{i}.json"
+        data.write_text(json.dumps([[str(as_fraction(v)) for v in token] for token in r.inputs]))
+        status, out, err = run_cli("run", program, *defines(case), "--input", f"@{data}", "--exact", "--json")
+        assert (status, err) == (0, "")
+        assert_expected(json.loads(out)["outputs"], r)
+
+
+def test_plain_output_is_one_line_per_step() -> None:
+    program = str(ROOT / "examples" / "frac_prevs.lsrl")
+    status, out, _ = run_cli("run", program, "--input", "8 5 12 12 15", "--exact")
+    assert (status, out) == (0, "0\n0\n1/3\n1/2\n2/5\n")
+    status, out, _ = run_cli("run", program, "--input", "8 5 12 12 15")
+    assert status == 0 and [float(v) for v in out.split()] == pytest.approx([0, 0, 1 / 3, 1 / 2, 2 / 5])
+    status, out, _ = run_cli("run", str(ROOT / "examples" / "dyck1.lsrl"), "--input", "1 -1 -1", "--exact")
+    assert out == "1 0\n0 1\n-1 0\n"
+
+
+def test_json_numbers_and_float_mode(tmp_path: Path) -> None:
+    data = tmp_path / "tokens.json"
+    data.write_text('[3, "1/2", [0.25], -2]')
+    program = str(ROOT / "examples" / "shift_register.lsrl")
+    status, out, _ = run_cli("run", program, "-D", "length=2", "--input", f"@{data}", "--json")
+    assert status == 0 and json.loads(out) == {"outputs": [[3.0, 0.0], [0.5, 3.0], [0.25, 0.5], [-2.0, 0.25]]}
+    status, out, _ = run_cli("run", program, "-D", "length=2", "--input", f"@{data}", "--json", "--exact")
+    assert json.loads(out) == {"outputs": [["3", "0"], ["1/2", "3"], ["1/4", "1/2"], ["-2", "1/4"]]}
+
+
+def test_check_stats_and_ir() -> None:
+    program = str(ROOT / "examples" / "more_ones.lsrl")
+    status, out, _ = run_cli("check", program)
+    assert status == 0 and out == f"{program}: ok, 11 nodes, 2 state units, input length 1, output length 1\n"
+    status, out, _ = run_cli("stats", program, "--json")
+    figures = json.loads(out)
+    assert status == 0 and {k: figures[k] for k in ("nodes", "state_dims", "max_width")} == {"nodes": 11, "state_dims": 2, "max_width": 1}
+    assert figures["compile_seconds"] >= 0
+    status, out, _ = run_cli("stats", program)
+    assert status == 0 and out.splitlines()[0] == "nodes: 11"
+    status, out, _ = run_cli("ir", program)
+    assert status == 0 and out.startswith("graph {") and 'name "ones"' in out
+    status, after, _ = run_cli("ir", program, "--after", "dce")
+    assert status == 0 and after.count("\n") < out.count("\n")
+
+
+def test_params_reach_the_program() -> None:
+    program = str(ROOT / "examples" / "tok2tok.lsrl")
+    _, three, _ = run_cli("stats", program, "--json")
+    _, two, _ = run_cli("stats", program, "--json", "-D", "seq_len=2", "-D", "conditional=relu")
+    assert json.loads(three)["nodes"] == 600 and json.loads(two)["nodes"] == 559
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["run"], ["stats"], ["ir"]])
+def test_help_explains_with_an_example(command: list[str]) -> None:
+    status, out, _ = run_cli(*command, "--help")
+    assert status == 0 and "example" in out and "lsrl " in out.split("example")[1]
+
+
+def test_the_console_script_is_the_cli_entry() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["lsrl"] == "lsrl.cli:main"
+    result = subprocess.run([sys.executable, "-m", "lsrl", "check", "examples/dyck1.lsrl"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("examples/dyck1.lsrl: ok")
+    result = subprocess.run([sys.executable, "-m", "lsrl", "check", "examples/nothing.lsrl"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr == "lsrl: error: cannot read examples/nothing.lsrl: No such file or directory\n"

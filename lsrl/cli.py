@@ -20,7 +20,7 @@ from lsrl.inputs import check_length, read_tokens
 from lsrl.load import compile_file
 
 BACKENDS = ["interp", "layers", "torch", "jax", "triton", "mlir", "linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk"]
-AVAILABLE_BACKENDS = ["interp"]
+AVAILABLE_BACKENDS = ["interp", "layers"]
 EXACT_BACKENDS = ["interp", "layers"]
 DEFAULT_MAX_LEN = 1024
 
@@ -54,13 +54,17 @@ Output: one line per step (its values separated by spaces), or with --json one o
 STATS_EPILOG = """\
 example:
   lsrl stats examples/more_ones.lsrl --json
-prints nodes, state_dims (state units), max_width (widest node) and compile_seconds"""
+prints the program graph's node count and, for the linearized layered model: layers, state_dims
+(state units), max_width (widest layer), dense_params, nonzeros (non-zero weights), the layer kinds,
+carried units, and compile_seconds (parse to layered model)"""
 
 IR_EPILOG = """\
 examples:
   lsrl ir examples/more_ones.lsrl
   lsrl ir examples/more_ones.lsrl --after dce
-print the program graph in the IR's text form, as built or after the graph passes up to PASS"""
+  lsrl ir examples/more_ones.lsrl --after linearize
+print the program graph in the IR's text form, as built or after the graph passes up to PASS;
+--after linearize prints the layered model"""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -153,7 +157,10 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
     check_length(tokens, graph.input.dim, graph.input.name)
     inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
     try:
-        outputs = interpret(graph, inputs, exact=args.exact)[0]
+        if args.backend == "layers":
+            outputs = _layered(graph).run(inputs, exact=args.exact)[0]
+        else:
+            outputs = interpret(graph, inputs, exact=args.exact)[0]
     except NotExactError as e:
         raise UsageError(f"{e}; run without --exact") from None
     except OverflowError:
@@ -166,10 +173,25 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
             print(" ".join(v if args.exact else repr(v) for v in row))
 
 
+def _layered(graph: Graph):
+    """The linearized layered model (the passes are imported only when asked for)."""
+    from passes import lower
+
+    return lower(graph)
+
+
 def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
     start = time.perf_counter()
     graph = _compile(args, sources)
-    figures: dict[str, object] = {**graph.stats(), "compile_seconds": round(time.perf_counter() - start, 6)}
+    model = _layered(graph)
+    seconds = time.perf_counter() - start
+    program = graph.stats()
+    figures: dict[str, object] = {
+        "nodes": program["nodes"],
+        "declared_state_dims": program["state_dims"],
+        **model.stats(),
+        "compile_seconds": round(seconds, 6),
+    }
     if args.json:
         print(json.dumps(figures))
     else:
@@ -182,11 +204,14 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
 
     if args.after is None:
         graph = _compile(args, sources)
+    elif args.after == "linearize":
+        sys.stdout.write(_layered(_compile(args, sources)).format().rstrip("\n") + "\n")
+        return
     else:
         from passes import PASS_NAMES, run_pipeline
 
         if args.after not in PASS_NAMES:
-            raise UsageError(f"unknown pass '{args.after}' (the passes, in order: {', '.join(PASS_NAMES)})")
+            raise UsageError(f"unknown pass '{args.after}' (the passes, in order: {', '.join(PASS_NAMES)}, linearize)")
         graph = run_pipeline(_compile(args, sources), until=args.after)
 
     text = print_graph(graph)

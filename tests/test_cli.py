@@ -47,18 +47,20 @@ def assert_expected(rows: list[list[str]], r: Run) -> None:
             assert [Fraction(v) for v in rows[t]] == [as_fraction(w) for w in want], f"step {t}"
 
 
+@pytest.mark.parametrize("backend", ["interp", "layers"])
 @pytest.mark.parametrize("case", SOURCE_CASES, ids=lambda c: c.name)
-def test_example_runs_exactly_from_the_command_line(case: Case, tmp_path: Path) -> None:
+def test_example_runs_exactly_from_the_command_line(case: Case, backend: str, tmp_path: Path) -> None:
     """The first run as --input text, the others as @FILE.json with numbers as exact strings."""
     program = str(case.source_path)
     first, *others = case.runs
-    status, out, err = run_cli("run", program, *defines(case), "--input", token_text(first), "--exact", "--json")
+    run = ("run", program, *defines(case), "--backend", backend)
+    status, out, err = run_cli(*run, "--input", token_text(first), "--exact", "--json")
     assert (status, err) == (0, "")
     assert_expected(json.loads(out)["outputs"], first)
     for i, r in enumerate(others):
         data = tmp_path / f"run{i}.json"
         data.write_text(json.dumps([[str(as_fraction(v)) for v in token] for token in r.inputs]))
-        status, out, err = run_cli("run", program, *defines(case), "--input", f"@{data}", "--exact", "--json")
+        status, out, err = run_cli(*run, "--input", f"@{data}", "--exact", "--json")
         assert (status, err) == (0, "")
         assert_expected(json.loads(out)["outputs"], r)
 
@@ -89,7 +91,10 @@ def test_check_stats_and_ir() -> None:
     assert status == 0 and out == f"{program}: ok, 11 nodes, 2 state units, input length 1, output length 1\n"
     status, out, _ = run_cli("stats", program, "--json")
     figures = json.loads(out)
-    assert status == 0 and {k: figures[k] for k in ("nodes", "state_dims", "max_width")} == {"nodes": 11, "state_dims": 2, "max_width": 1}
+    # the layered model: a state layer (ones, zeros), the two ReLUs of the step, the readout
+    layered = {"nodes": 11, "declared_state_dims": 2, "layers": 3, "state_dims": 2, "max_width": 2}
+    assert status == 0 and {k: figures[k] for k in layered} == layered
+    assert {"dense_params", "nonzeros"} <= figures.keys()
     assert figures["compile_seconds"] >= 0
     status, out, _ = run_cli("stats", program)
     assert status == 0 and out.splitlines()[0] == "nodes: 11"
@@ -97,6 +102,8 @@ def test_check_stats_and_ir() -> None:
     assert status == 0 and out.startswith("graph {") and 'name "ones"' in out
     status, after, _ = run_cli("ir", program, "--after", "dce")
     assert status == 0 and after.count("\n") < out.count("\n")
+    status, layers, _ = run_cli("ir", program, "--after", "linearize")
+    assert status == 0 and layers.startswith("layered model:") and "ones[0]" in layers
 
 
 def test_params_reach_the_program() -> None:

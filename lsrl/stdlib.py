@@ -19,11 +19,17 @@ BIG = 10**10
 
 
 def step(x: Value, scale: object = SCALE) -> Value:
-    """0 for x <= 0, 1 for x >= 1/scale, linear in between: relu(scale*x) - scale*relu(x - 1/scale)."""
+    """0 for x <= 0, 1 for x >= 1/scale, linear in between.
+
+    SPEC and LSRL write it relu(scale*x) - scale*relu(x - 1/scale); we build the same function as
+    relu(scale*x) - relu(scale*x - 1), whose two halves differ by exactly 1 in float64 wherever the
+    step is saturated (the other form is off by ~1e-13 there, which ifelse_step and ifeq multiply by
+    big = 1e10).
+    """
     _positive(x, scale, "step")
-    s = number(scale)
     with x.program.scope("step"):
-        return relu(x * s) - relu(x - 1 / s) * s
+        scaled = x * number(scale)
+        return relu(scaled) - relu(scaled - 1)
 
 
 def bump(x: Value, low: object, high: object, scale: object = SCALE) -> Value:

@@ -137,9 +137,8 @@ GATE_POINTS = [
     (Fraction(1, 2000), 0), (Fraction(1, 1000), 0), (-1, 0), (Fraction(-1, 2000), 0),
     # eq/neq/larger/smaller around x - y = 0: inside the plateau, half way down, off
     (1 + Fraction(1, 2000), 1), (Fraction(1999, 2000000), 0), (Fraction(1, 1000), 0), (Fraction(-3, 2), -1),
-    # bump(x, 1, 3): below, rising, on, at the top edge, above (its falling ramp is in
-    # tests/test_lsrl_programs.py: there ifelse_step and ifeq go wrong in float64)
-    (Fraction(1, 2), 0), (1 + Fraction(1, 4000), 0), (2, 1), (3, 0), (4, 1),
+    # bump(x, 1, 3): below, rising, on, at the top edge, on the falling ramp, above
+    (Fraction(1, 2), 0), (1 + Fraction(1, 4000), 0), (2, 1), (3, 0), (Fraction(6001, 2000), 0), (4, 1),
     # conditionals around c = 1/2 (ifelse_step's switch) and outside [0, 1]
     (HALF, 0), (HALF + Fraction(1, 2000), 1), (HALF - Fraction(1, 1000), 1), (2, 0), (-2, 1),
 ]

@@ -127,13 +127,6 @@ def test_gates_sweep_exact() -> None:
         assert as_fractions(out) == _gates_expected(*pt), pt
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lsrl/stdlib.py step() computes scale*relu(x - 1/scale), whose float64 rounding error "
-    "(about 1e-13 for |x| near 3) ifelse_step and ifeq amplify by big = 1e10 (x = -3.95, y = 0: "
-    "ifeq gives 0 for 2; x = 6001/2000, y = 0: ifelse_step gives 4.9955 for 5); "
-    "relu(scale*x) - relu(scale*x - 1) is the same function and exact in float64 on the plateaus",
-)
 def test_gates_sweep_float64() -> None:
     """Against the exact function of the float inputs (x = 1.001 is below 1 + 1/1000 in float64, and
     ifeq amplifies that by 1e10): what is left is the program's own rounding."""

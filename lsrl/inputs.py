@@ -14,7 +14,7 @@ from gmpy2 import mpq
 
 from ir.graph import Loc
 from ir.numbers import exact
-from lsrl.errors import LsrlError, UsageError
+from lsrl.errors import LsrlError, UsageError, read_user_file
 
 Token = list[mpq]
 
@@ -43,12 +43,7 @@ def _read_text(text: str) -> list[Token]:
 
 
 def _read_json(path: str) -> list[Token]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise UsageError(f"cannot read input file {path}: {reason}") from None
+    text = read_user_file(path, "input file ")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -17,7 +17,7 @@ from typing import Iterator, Mapping, Optional
 
 from ir.graph import Graph, Loc
 from lsrl.elaborate import Elaborator
-from lsrl.errors import LsrlError, UsageError
+from lsrl.errors import LsrlError, read_user_file
 
 # Parsing and elaboration recurse once per nesting level, so a chain of a few thousand terms
 # (a + b + ...) outgrows Python's default limit of 1000 frames; 10000 still fits the C stack, and
@@ -48,13 +48,7 @@ def compile_file(
 ) -> Graph:
     """Read and compile a .lsrl file."""
     name = str(path)
-    try:
-        with open(name, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise UsageError(f"cannot read {name}: {reason}") from None
-    return compile_source(text, name, params, sources)
+    return compile_source(read_user_file(name, ""), name, params, sources)
 
 
 @contextmanager

@@ -72,7 +72,7 @@ def test_verifier_rejects_two_inputs_and_missing_outputs() -> None:
 
 def test_verifier_rejects_cycles_and_bad_labels() -> None:
     g = Graph()
-    x = g.add("input", [], 1, name="x")
+    g.add("input", [], 1, name="x")
     g.add("relu", [2], 1, name="a", node_id=1)
     g.add("relu", [1], 1, name="b", node_id=2)
     g.add_output(1, "a")

@@ -17,7 +17,7 @@ from ir.matrix import Matrix
 from ir.numbers import same_number
 from passes import lower
 from passes.linearize import layer_schedule, linearize
-from tests.table import CASES, Case, as_fraction, case
+from tests.table import CASES, Case, as_fraction
 from tests.test_canonicalize import assert_same_outputs, canonical_graph, exact_batches
 from tests.test_table import check_outputs
 

@@ -12,8 +12,11 @@ import sys
 import time
 from typing import Callable, Optional, Sequence
 
+from gmpy2 import mpq
+
 from ir.graph import Graph
 from ir.interpret import NotExactError, run as interpret
+from ir.numbers import exact
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
@@ -114,7 +117,25 @@ def _parser() -> _ArgumentParser:
 
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
+
+    for sub in (run, stats, ir):
+        sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
+                         help="bounds of every input value that linearize may assume (either side may be empty: "
+                         "unbounded); --backend layers refuses inputs outside them")
     return parser
+
+
+def _input_range(text: str) -> tuple[Optional[mpq], Optional[mpq]]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0,1 or 0,), got {text!r}")
+    try:
+        lo, hi = (exact(p) if p.strip() else None for p in parts)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a range of numbers: {text!r}") from None
+    if lo is not None and hi is not None and lo > hi:
+        raise argparse.ArgumentTypeError(f"empty range {text!r}")
+    return lo, hi
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -158,7 +179,8 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
     inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
     try:
         if args.backend == "layers":
-            outputs = _layered(graph).run(inputs, exact=args.exact)[0]
+            _check_in_range(tokens, args.input_range)
+            outputs = _layered(graph, args.input_range).run(inputs, exact=args.exact)[0]
         else:
             outputs = interpret(graph, inputs, exact=args.exact)[0]
     except NotExactError as e:
@@ -173,17 +195,28 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
             print(" ".join(v if args.exact else repr(v) for v in row))
 
 
-def _layered(graph: Graph):
+def _layered(graph: Graph, input_range: object = None):
     """The linearized layered model (the passes are imported only when asked for)."""
     from passes import lower
 
-    return lower(graph)
+    return lower(graph, input_range=input_range)
+
+
+def _check_in_range(tokens: Sequence[Sequence[mpq]], input_range: Optional[tuple]) -> None:
+    """A model compiled for a range computes nothing meaningful outside it: say so, don't guess."""
+    if input_range is None:
+        return
+    lo, hi = input_range
+    for t, token in enumerate(tokens):
+        for v in token:
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise UsageError(f"input {v} at step {t + 1} is outside --input-range [{lo}, {hi}]")
 
 
 def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
     start = time.perf_counter()
     graph = _compile(args, sources)
-    model = _layered(graph)
+    model = _layered(graph, args.input_range)
     seconds = time.perf_counter() - start
     program = graph.stats()
     figures: dict[str, object] = {
@@ -205,7 +238,7 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
     if args.after is None:
         graph = _compile(args, sources)
     elif args.after == "linearize":
-        sys.stdout.write(_layered(_compile(args, sources)).format().rstrip("\n") + "\n")
+        sys.stdout.write(_layered(_compile(args, sources), args.input_range).format().rstrip("\n") + "\n")
         return
     else:
         from passes import PASS_NAMES, run_pipeline

@@ -130,3 +130,18 @@ def test_the_console_script_is_the_cli_entry() -> None:
     assert result.returncode == 0 and result.stdout.startswith("examples/dyck1.lsrl: ok")
     result = subprocess.run([sys.executable, "-m", "lsrl", "check", "examples/nothing.lsrl"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr == "lsrl: error: cannot read examples/nothing.lsrl: No such file or directory\n"
+
+
+def test_input_range_reaches_linearize_and_guards_the_layers_backend() -> None:
+    program = str(ROOT / "examples" / "tok2tok.lsrl")
+    _, unbounded, _ = run_cli("stats", program, "--json")
+    _, bounded, _ = run_cli("stats", program, "--json", "--input-range", "0,")
+    # non-negative inputs need no negative half when carried through ReLU layers
+    assert json.loads(bounded)["dense_params"] < json.loads(unbounded)["dense_params"]
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    status, out, _ = run_cli("run", more_ones, "--backend", "layers", "--input-range", "0,1", "--input", "1 0 1 1", "--exact")
+    assert (status, out.split()) == (0, ["1", "0", "1", "1"])
+    status, _, err = run_cli("run", more_ones, "--backend", "layers", "--input-range", "0,1", "--input", "1 0 2")
+    assert status == 1 and err == "lsrl: error: input 2 at step 3 is outside --input-range [0, 1]\n"
+    status, _, err = run_cli("stats", more_ones, "--input-range", "2,1")
+    assert status == 1 and "empty range" in err

@@ -68,7 +68,6 @@ class Kind:
     attributes: dict[str, str]
     result_dim: Callable[[Sequence[int], dict[str, Any]], int | str]
     min_operands: int = 0
-    elementwise: bool = False
 
 
 def _input_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
@@ -129,7 +128,7 @@ KINDS: dict[str, Kind] = {
         Kind("const", 0, {"value": VECTOR}, _const_dim),
         # sum_i W_i x_i + b
         Kind("affine", None, {"weights": MATRICES, "bias": VECTOR}, _affine_dim),
-        Kind("relu", 1, {}, _same_dims, elementwise=True),
+        Kind("relu", 1, {}, _same_dims),
         # elementwise product of two runtime vectors (the multiplicative gate)
         Kind("mul", 2, {}, _same_dims),
         Kind("concat", None, {}, _concat_dim, min_operands=1),

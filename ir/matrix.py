@@ -144,14 +144,6 @@ class Matrix:
     def scaled(self, factor: Number) -> "Matrix":
         return Matrix(self.rows, self.cols, {k: mul(v, factor) for k, v in self._entries.items()})
 
-    def transpose(self) -> "Matrix":
-        return Matrix(self.cols, self.rows, {(j, i): v for (i, j), v in self._entries.items()})
-
-    def columns(self, start: int, stop: int) -> "Matrix":
-        return Matrix(
-            self.rows, stop - start, {(i, j - start): v for (i, j), v in self._entries.items() if start <= j < stop}
-        )
-
     def apply(self, vector: Sequence[Number]) -> list[Number]:
         """Matrix-vector product on a vector of IR numbers."""
         out: list[Number] = []
@@ -161,27 +153,3 @@ class Matrix:
                 total = add(total, mul(v, vector[j]))
             out.append(total)
         return out
-
-    @staticmethod
-    def hstack(blocks: Sequence["Matrix"]) -> "Matrix":
-        rows = blocks[0].rows
-        out: dict[tuple[int, int], Number] = {}
-        offset = 0
-        for block in blocks:
-            if block.rows != rows:
-                raise ValueError("hstack of matrices with different row counts")
-            out.update({(i, j + offset): v for (i, j), v in block._entries.items()})
-            offset += block.cols
-        return Matrix(rows, offset, out)
-
-    @staticmethod
-    def vstack(blocks: Sequence["Matrix"]) -> "Matrix":
-        cols = blocks[0].cols
-        out: dict[tuple[int, int], Number] = {}
-        offset = 0
-        for block in blocks:
-            if block.cols != cols:
-                raise ValueError("vstack of matrices with different column counts")
-            out.update({(i + offset, j): v for (i, j), v in block._entries.items()})
-            offset += block.rows
-        return Matrix(offset, cols, out)

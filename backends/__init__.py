@@ -1,1 +1,34 @@
-"""Backends: code generators and architecture targets built from the layered model."""
+"""Backends: code generators and architecture targets built from the layered model.
+
+Pipeline position: source -> ir -> passes -> layered model -> **backends**. A backend reads a
+:class:`~ir.layered.LayeredModel` and never runs passes (see ``backends/target.py`` for the
+interface every target implements).
+
+Targets are imported only when asked for, so that ``import lsrl`` loads no torch or jax.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from backends.target import DTYPES, Compiled, Options, Target
+
+# target name -> module defining it as ``TARGETS[name]``
+_MODULES = {
+    "torch": "backends.torch_code",
+    "jax": "backends.jax_code",
+    "linear-rnn": "backends.linear_rnn",
+    "rnn": "backends.elman",
+    "lstm": "backends.gated_rnn",
+    "gru": "backends.gated_rnn",
+}
+
+TARGET_NAMES = tuple(_MODULES)
+
+
+def get_target(name: str) -> Target:
+    """The target called ``name`` (its module is imported now)."""
+    return import_module(_MODULES[name]).TARGETS[name]
+
+
+__all__ = ["DTYPES", "TARGET_NAMES", "Compiled", "Options", "Target", "get_target"]

@@ -14,24 +14,28 @@ from typing import Callable, Optional, Sequence
 
 from gmpy2 import mpq
 
+from backends import TARGET_NAMES, Options
+from backends.target import DEFAULT_MAX_LEN
 from ir.graph import Graph
 from ir.interpret import NotExactError, run as interpret
 from ir.numbers import exact
 from lsrl.diagnostics import PROGRAM, render
-from lsrl.errors import LsrlError, UsageError
+from lsrl.errors import CompileWarning, LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
 from lsrl.load import compile_file
 
-BACKENDS = ["interp", "layers", "torch", "jax", "triton", "mlir", "linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk"]
-AVAILABLE_BACKENDS = ["interp", "layers"]
 EXACT_BACKENDS = ["interp", "layers"]
-DEFAULT_MAX_LEN = 1024
+TARGETS = ["torch", "jax", "triton", "mlir", "linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk"]
+BACKENDS = EXACT_BACKENDS + TARGETS
+AVAILABLE_BACKENDS = EXACT_BACKENDS + list(TARGET_NAMES)
 
 MAIN_EPILOG = """\
 examples:
   lsrl check examples/more_ones.lsrl
   lsrl run examples/more_ones.lsrl --input "1 0 0 1 1 1 0" --exact
   lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @prompt.json --json
+  lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
+  lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl stats examples/more_ones.lsrl --json
   lsrl ir examples/more_ones.lsrl
 
@@ -47,6 +51,7 @@ examples:
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --exact
   lsrl run examples/continuous_ua.lsrl --input "0.25,0 1,2,3,4" --json
   lsrl run examples/parity.lsrl -D max_len=32 --input @tokens.json
+  lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
 
 --input: tokens separated by spaces; a token of length > 1 is comma-separated numbers; a number is
 an integer, a decimal or a fraction p/q, read exactly. @FILE.json reads a JSON list of tokens (a
@@ -55,11 +60,22 @@ Output: one line per step (its values separated by spaces), or with --json one o
 {"outputs": [[...], ...]}. With --exact, values are exact rationals "p/q" (strings in JSON)."""
 
 STATS_EPILOG = """\
-example:
+examples:
   lsrl stats examples/more_ones.lsrl --json
+  lsrl stats examples/more_ones.lsrl --target rnn --input "1 0 0 1 1"
 prints the program graph's node count and, for the linearized layered model: layers, state_dims
 (state units), max_width (widest layer), dense_params, nonzeros (non-zero weights), the layer kinds,
-carried units, and compile_seconds (parse to layered model)"""
+carried units, and compile_seconds (parse to layered model).
+With --target, the compiled target's figures instead (its layers, widths, parameters), and with
+--input also the largest error of its outputs on those tokens, in float32 and float64, measured
+against the exact interpreter."""
+
+COMPILE_EPILOG = """\
+examples:
+  lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
+  lsrl compile examples/tok2tok.lsrl -D seq_len=3 --target rnn --input-range 0,30 --integer-inputs -o out/tok2tok
+writes OUTDIR/model.safetensors (float64 weights, named as the target names them), OUTDIR/config.json
+(target, layer list, shapes, labels, parameters, source hash) and, for code targets, OUTDIR/model.py"""
 
 IR_EPILOG = """\
 examples:
@@ -108,17 +124,28 @@ def _parser() -> _ArgumentParser:
     run.add_argument("--exact", action="store_true", help="compute with exact rationals (backends interp and layers)")
     run.add_argument("--backend", choices=BACKENDS, default="interp", help="what runs the program (default: interp, the reference interpreter)")
     run.add_argument("--dtype", choices=["float32", "float64"], help="number type of compiled targets (default float32)")
-    run.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, metavar="N",
-                     help=f"longest sequence a target must support where it needs a bound (default {DEFAULT_MAX_LEN})")
     run.add_argument("--json", action="store_true", help='print {"outputs": [[...], ...]} instead of one line per step')
+
+    compile_ = command("compile", "compile a program for a target and write its files", COMPILE_EPILOG, _compile_command)
+    compile_.add_argument("--target", required=True, choices=TARGETS, help="what to compile for")
+    compile_.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the files into")
 
     stats = command("stats", "print size figures of a program's graph", STATS_EPILOG, _stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.add_argument("--target", choices=TARGETS, help="print the figures of this compiled target")
+    stats.add_argument("--input", metavar="TOKENS", help="with --target: measure the target's error on these tokens")
+
+    for sub in (run, compile_, stats):
+        sub.add_argument("--variant", metavar="NAME", help="a construction variant of the target (see docs/targets.md)")
+        sub.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, metavar="N",
+                         help=f"longest sequence a target must support where it needs a bound (default {DEFAULT_MAX_LEN})")
+        sub.add_argument("--integer-inputs", action="store_true",
+                         help="every input value is an integer (lets targets without gates rebuild them from ReLUs)")
 
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
 
-    for sub in (run, stats, ir):
+    for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
                          help="bounds of every input value that linearize may assume (either side may be empty: "
                          "unbounded); --backend layers refuses inputs outside them")
@@ -171,18 +198,20 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         raise UsageError(f"--exact applies to the backends {' and '.join(EXACT_BACKENDS)}, not '{args.backend}'")
     if args.dtype and args.backend in EXACT_BACKENDS:
         raise UsageError(f"--dtype applies to compiled targets; '{args.backend}' runs in float64, or exactly with --exact")
-    if args.backend not in AVAILABLE_BACKENDS:
-        raise UsageError(f"backend '{args.backend}' is not available yet (available: {', '.join(AVAILABLE_BACKENDS)})")
+    _check_available(args.backend)
     graph = _compile(args, sources)
     tokens = read_tokens(args.input)
     check_length(tokens, graph.input.dim, graph.input.name)
     inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
+    if args.backend == "layers":
+        _check_in_range(tokens, args.input_range)
     try:
-        if args.backend == "layers":
-            _check_in_range(tokens, args.input_range)
+        if args.backend == "interp":
+            outputs = interpret(graph, inputs, exact=args.exact)[0]
+        elif args.backend == "layers":
             outputs = _layered(graph, args.input_range).run(inputs, exact=args.exact)[0]
         else:
-            outputs = interpret(graph, inputs, exact=args.exact)[0]
+            outputs = _run_target(args, sources, graph, tokens, inputs)
     except NotExactError as e:
         raise UsageError(f"{e}; run without --exact") from None
     except OverflowError:
@@ -193,6 +222,63 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
     else:
         for row in rows:
             print(" ".join(v if args.exact else repr(v) for v in row))
+
+
+def _check_available(backend: str) -> None:
+    if backend not in AVAILABLE_BACKENDS:
+        raise UsageError(f"backend '{backend}' is not available yet (available: {', '.join(AVAILABLE_BACKENDS)})")
+
+
+def _options(args: argparse.Namespace) -> Options:
+    if args.max_len < 1:
+        raise UsageError(f"--max-len must be at least 1, not {args.max_len}")
+    return Options(args.input_range, args.integer_inputs, args.max_len, args.variant)
+
+
+def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str):
+    """The compiled target, its warnings printed to stderr (they point into the program)."""
+    from lsrl.targets import compile_to
+
+    _check_available(target)
+    return compile_to(graph, target, _options(args), dict(args.defines), sources)
+
+
+def _warn(warnings: Sequence[CompileWarning], sources: dict[str, str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(render(warning, sources))
+
+
+def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, tokens, inputs):
+    from lsrl.targets import run_compiled
+
+    _check_in_range(tokens, args.input_range)
+    _check_integers(tokens, args.integer_inputs)
+    if len(tokens) > args.max_len:
+        raise UsageError(f"--input has {len(tokens)} tokens, more than --max-len {args.max_len}")
+    compiled = _compile_target(args, sources, graph, args.backend)
+    dtype = args.dtype or "float32"
+    if dtype == "float32":
+        _warn(compiled.warnings, sources)
+    return run_compiled(compiled, inputs, dtype)[0]
+
+
+def _compile_command(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    compiled = _compile_target(args, sources, _compile(args, sources), args.target)
+    _warn(compiled.warnings, sources)
+    try:
+        written = compiled.write(args.outdir)
+    except OSError as e:
+        raise UsageError(f"cannot write {args.outdir}: {e.strerror or e}") from None
+    print(f"{args.outdir}: wrote {', '.join(written)} (target {args.target})")
+
+
+def _check_integers(tokens: Sequence[Sequence[mpq]], integer_inputs: bool) -> None:
+    if not integer_inputs:
+        return
+    for t, token in enumerate(tokens):
+        for v in token:
+            if v.denominator != 1:
+                raise UsageError(f"input {v} at step {t + 1} is not an integer, but --integer-inputs was given")
 
 
 def _layered(graph: Graph, input_range: object = None):
@@ -214,22 +300,54 @@ def _check_in_range(tokens: Sequence[Sequence[mpq]], input_range: Optional[tuple
 
 
 def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    if args.input is not None and args.target is None:
+        raise UsageError("--input applies to stats with --target (it measures the target's error)")
     start = time.perf_counter()
     graph = _compile(args, sources)
-    model = _layered(graph, args.input_range)
-    seconds = time.perf_counter() - start
-    program = graph.stats()
-    figures: dict[str, object] = {
-        "nodes": program["nodes"],
-        "declared_state_dims": program["state_dims"],
-        **model.stats(),
-        "compile_seconds": round(seconds, 6),
-    }
+    if args.target is not None:
+        figures = _target_stats(args, sources, graph)
+    else:
+        model = _layered(graph, args.input_range)
+        seconds = time.perf_counter() - start
+        program = graph.stats()
+        figures = {
+            "nodes": program["nodes"],
+            "declared_state_dims": program["state_dims"],
+            **model.stats(),
+            "compile_seconds": round(seconds, 6),
+        }
     if args.json:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
             print(f"{key}: {value}")
+
+
+def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Graph) -> dict[str, object]:
+    """The target's own figures and, given --input, its largest output error against exact."""
+    from backends import get_target
+    from lsrl.targets import run_compiled
+
+    start = time.perf_counter()
+    compiled = _compile_target(args, sources, graph, args.target)
+    figures: dict[str, object] = {"target": args.target, "variant": compiled.config.get("variant"), **compiled.figures}
+    figures["compile_seconds"] = round(time.perf_counter() - start, 6)
+    if args.input is not None:
+        tokens = read_tokens(args.input)
+        check_length(tokens, graph.input.dim, graph.input.name)
+        _check_in_range(tokens, args.input_range)
+        _check_integers(tokens, args.integer_inputs)
+        try:
+            want = interpret(graph, tokens, exact=True)[0]
+        except NotExactError:
+            want = interpret(graph, [[float(v) for v in token] for token in tokens])[0]
+        floats = [[float(v) for v in token] for token in tokens]
+        for dtype in ("float32", "float64"):
+            got = run_compiled(compiled, floats, dtype)[0]
+            error = max((abs(float(g) - float(w)) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=0.0)
+            figures[f"max_error_{dtype}"] = error
+        figures["error_bound"] = get_target(args.target).error_bound(compiled)
+    return figures
 
 
 def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:

@@ -1,24 +1,26 @@
-"""Rendering errors for people: ``FILE:LINE:COL: error: MESSAGE``, the source line and a caret.
+"""Rendering errors and warnings for people: ``FILE:LINE:COL: error: MESSAGE`` (or ``warning:``),
+the source line and a caret.
 
-An error without a location (a bad option, an unknown parameter) renders as ``lsrl: error: MESSAGE``.
+One without a location (a bad option, an unknown parameter) renders as ``lsrl: error: MESSAGE``.
 """
 
 from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from lsrl.errors import LsrlError
+from lsrl.errors import CompileWarning, LsrlError
 
 PROGRAM = "lsrl"
 
 
-def render(error: LsrlError, sources: Optional[Mapping[str, str]] = None) -> str:
+def render(diagnostic: LsrlError | CompileWarning, sources: Optional[Mapping[str, str]] = None) -> str:
     """The full diagnostic, ending in a newline. ``sources`` maps file names to their text; a file
     not in it is read from disk, and a file that cannot be read is shown without its line."""
-    loc = error.loc
+    severity = "warning" if isinstance(diagnostic, CompileWarning) else "error"
+    loc = diagnostic.loc
     if loc is None:
-        return f"{PROGRAM}: error: {error.message}\n"
-    out = f"{loc}: error: {error.message}\n"
+        return f"{PROGRAM}: {severity}: {diagnostic.message}\n"
+    out = f"{loc}: {severity}: {diagnostic.message}\n"
     line = _source_line(loc.file, loc.line, sources or {})
     if line is not None:
         # keep the line's tabs in the caret line so the caret sits under the right character

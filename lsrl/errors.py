@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from ir.graph import Loc
+from ir.errors import CompileWarning, LsrlError
 
-
-class LsrlError(Exception):
-    """A mistake in a user's program, options or data (never an internal failure)."""
-
-    def __init__(self, message: str, loc: Loc | None = None):
-        super().__init__(message)
-        self.message = message
-        self.loc = loc
-
-    def __str__(self) -> str:
-        return f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
+__all__ = ["CompileWarning", "LsrlError", "UsageError", "read_user_file"]
 
 
 class UsageError(LsrlError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from ir.graph import Graph
 
@@ -34,6 +34,12 @@ class Case:
     params: dict = field(default_factory=dict)
     source: Optional[str] = None  # file name under examples/
     tolerance: float = 0.0  # absolute, for programs that are approximate by construction
+    # What every run's inputs satisfy, which targets may assume: a (lo, hi) range of every input
+    # value, and whether they are integers (lets targets without gates rebuild them from ReLUs).
+    input_range: Optional[tuple] = None
+    integer_inputs: bool = False
+    # target name -> part of the message with which it must refuse the program
+    refused_by: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def source_path(self) -> Optional[Path]:

@@ -1,0 +1,70 @@
+"""Compiling a program graph for a target: the driver that runs the pipeline end to end.
+
+    compiled = lsrl.compile_to(graph, "torch")           # a backends.Compiled
+    compiled.write("out/")                               # model.py, model.safetensors, config.json
+    outputs = lsrl.run_compiled(compiled, inputs, "float32")
+
+The driver lowers the graph (``passes.lower``, rebuilding multiplicative gates from ReLUs for
+targets without native gates), hands the layered model to the target, and adds what only it
+knows: the float32 warnings of the program's constants (with their source locations), the
+parameters and a hash of the source files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Mapping, Optional
+
+import numpy as np
+
+from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
+from ir.graph import Graph
+from lsrl.errors import UsageError
+
+
+def compile_to(
+    graph: Graph,
+    target: str,
+    options: Optional[Options] = None,
+    params: Optional[Mapping[str, object]] = None,
+    sources: Optional[Mapping[str, str]] = None,
+) -> Compiled:
+    """Compile ``graph`` for ``target``; ``params`` and ``sources`` (file name -> text, as
+    collected by ``compile_file``) are recorded in the config."""
+    from passes import lower
+    from passes.precision import float32_warnings
+
+    if target not in TARGET_NAMES:
+        raise UsageError(f"unknown target '{target}' (targets: {', '.join(TARGET_NAMES)})")
+    options = options or Options()
+    chosen = get_target(target)
+    if options.variant is not None and options.variant not in chosen.variants:
+        known = f"its variants: {', '.join(chosen.variants)}" if chosen.variants else "it has no variants"
+        raise UsageError(f"target '{target}' has no variant '{options.variant}' ({known})")
+    gate_options = {} if chosen.native_gates else {"rebuild_gates": True, "integer_inputs": options.integer_inputs}
+    max_len = options.max_len if chosen.bounded_length else None
+    model = lower(graph, options.input_range, max_len, **gate_options)
+    compiled = chosen.build(model, options)
+    compiled.warnings[:0] = float32_warnings(graph)
+    compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
+    compiled.config["source_hash"] = source_hash(sources or {})
+    return compiled
+
+
+def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> np.ndarray:
+    """Outputs ``[batch, time, d_out]`` of a compiled model on float inputs ``[batch, time, d_in]``
+    (or one sequence ``[time, d_in]``, which gives ``[1, time, d_out]``)."""
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype '{dtype}' (dtypes: {', '.join(DTYPES)})")
+    array = np.asarray(inputs, dtype=np.float64)
+    if array.ndim == 2:
+        array = array[None]
+    return get_target(compiled.target).run(compiled, array, dtype)
+
+
+def source_hash(sources: Mapping[str, str]) -> str:
+    """sha256 over the program's files (name and text, in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    return digest.hexdigest()

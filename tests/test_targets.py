@@ -1,0 +1,74 @@
+"""The shared table on every compiled target, in float64 and float32, against the exact interpreter.
+
+float64: an exact construction must agree with the exact interpreter to 1e-9 (relative to the
+value's size, at least 1), an approximate one to its stated ``error_bound`` on top of that.
+float32: a program the compiler did not warn about must agree to ``FLOAT32_RTOL``; a program it
+warned about is measured in ``benchmarks/float32_error.py`` and documented in docs/targets.md.
+A row may list targets that must refuse it, and the message they must refuse it with.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
+from ir.errors import LsrlError
+from ir.interpret import NotExactError, run
+from lsrl.targets import compile_to, run_compiled
+from tests.table import CASES, Case, as_fraction
+
+FLOAT64_RTOL = 1e-9
+FLOAT32_RTOL = 1e-3
+
+# the packages each target needs at run time
+REQUIRES = {"torch": "torch", "jax": "jax", "linear-rnn": "torch", "rnn": "torch", "lstm": "torch", "gru": "torch"}
+
+
+@lru_cache(maxsize=None)
+def compiled(target: str, name: str) -> Compiled | LsrlError:
+    case = next(c for c in CASES if c.name == name)
+    try:
+        return compile_to(case.graph(), target, Options(case.input_range, case.integer_inputs))
+    except LsrlError as e:
+        return e
+
+
+def reference(case: Case, inputs: list[list[object]]) -> np.ndarray:
+    """The exact interpreter's outputs as floats (float64 for programs with irrational weights)."""
+    graph = case.graph()
+    try:
+        return run(graph, inputs, exact=True)[0].astype(float)
+    except NotExactError:
+        return run(graph, [[float(v) for v in token] for token in inputs])[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_target_computes_the_program(target: str, case: Case, dtype: str) -> None:
+    pytest.importorskip(REQUIRES[target])
+    result = compiled(target, case.name)
+    refusal = case.refused_by.get(target)
+    if isinstance(result, LsrlError):
+        assert refusal is not None, f"{target} refused {case.name}: {result}"
+        assert refusal in result.message and result.loc is not None, str(result)
+        return
+    assert refusal is None, f"{target} compiled {case.name}, which it should refuse ({refusal})"
+    if dtype == "float32" and result.warnings:
+        return
+    bound = get_target(target).error_bound(result)
+    rtol = FLOAT64_RTOL if dtype == "float64" else FLOAT32_RTOL
+    for r in case.runs:
+        inputs = [[as_fraction(v) for v in token] for token in r.inputs]
+        want = reference(case, inputs)
+        got = run_compiled(result, [[float(v) for v in token] for token in inputs], dtype)[0]
+        assert got.shape == want.shape
+        allowed = bound + rtol * np.maximum(1.0, np.abs(want))
+        error = np.abs(got - want)
+        worst = np.unravel_index(np.argmax(error - allowed), error.shape)
+        assert np.all(error <= allowed), (
+            f"{target} {dtype} {case.name}: step {worst[0]} unit {worst[1]}: got {got[worst]}, expected {want[worst]}"
+        )

@@ -14,6 +14,9 @@ The Python builder and the standard library are the public API for writing progr
 The same program in the .lsrl language compiles with ``lsrl.compile_file("examples/more_ones.lsrl")``
 (or ``lsrl.compile_source(text, "name.lsrl", params={...})``) to the same graph.
 
+A graph compiles for a target with ``lsrl.compile_to(graph, "torch")`` (see ``lsrl.targets``); the
+result writes its files with ``.write(directory)`` and runs with ``lsrl.run_compiled``.
+
 Importing lsrl never imports torch, jax, triton or iree.
 """
 
@@ -29,17 +32,17 @@ __all__ = [
     "Graph", "LsrlError", "Matrix", "Program", "Value", "accumulate", "and_", "bump", "compile_file",
     "compile_source", "concat", "counter", "delay", "eq", "gate", "ifelse", "ifelse_mul", "ifelse_step",
     "ifeq", "larger", "linear", "mod_counter", "neq", "not_", "or_", "relu", "run", "smaller", "step",
-    "trace", "verify",
+    "trace", "verify", "compile_to", "run_compiled",
 ]
 
-_LANGUAGE = ("compile_file", "compile_source")
+_LAZY = {"compile_file": "lsrl.load", "compile_source": "lsrl.load", "compile_to": "lsrl.targets", "run_compiled": "lsrl.targets"}
 
 
 def __getattr__(name: str) -> object:
-    """``lsrl.compile_file`` and ``lsrl.compile_source`` load the language front end (the parser)
-    on first use, so that ``import lsrl`` stays quick for builder-only users."""
-    if name in _LANGUAGE:
-        from lsrl import load
+    """The language front end (the parser) and the target driver load on first use, so that
+    ``import lsrl`` stays quick for builder-only users."""
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(load, name)
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lsrl' has no attribute {name!r}")

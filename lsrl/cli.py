@@ -137,7 +137,7 @@ def _parser() -> _ArgumentParser:
 
     for sub in (run, compile_, stats):
         sub.add_argument("--variant", metavar="NAME", help="a construction variant of the target (see docs/targets.md)")
-        sub.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, metavar="N",
+        sub.add_argument("--max-len", type=_positive_int, default=DEFAULT_MAX_LEN, metavar="N",
                          help=f"longest sequence a target must support where it needs a bound (default {DEFAULT_MAX_LEN})")
         sub.add_argument("--integer-inputs", action="store_true",
                          help="every input value is an integer (lets targets without gates rebuild them from ReLUs)")
@@ -150,6 +150,16 @@ def _parser() -> _ArgumentParser:
                          help="bounds of every input value that linearize may assume (either side may be empty: "
                          "unbounded); --backend layers refuses inputs outside them")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _input_range(text: str) -> tuple[Optional[mpq], Optional[mpq]]:
@@ -230,8 +240,6 @@ def _check_available(backend: str) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    if args.max_len < 1:
-        raise UsageError(f"--max-len must be at least 1, not {args.max_len}")
     return Options(args.input_range, args.integer_inputs, args.max_len, args.variant)
 
 

@@ -145,3 +145,22 @@ def test_input_range_reaches_linearize_and_guards_the_layers_backend() -> None:
     assert status == 1 and err == "lsrl: error: input 2 at step 3 is outside --input-range [0, 1]\n"
     status, _, err = run_cli("stats", more_ones, "--input-range", "2,1")
     assert status == 1 and "empty range" in err
+
+
+def test_target_options_are_checked_before_compiling() -> None:
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    cases = {
+        ("stats", more_ones, "--input", "1 0"): "--input applies to stats with --target",
+        ("run", more_ones, "--backend", "torch", "--integer-inputs", "--input", "1 1/2"):
+            "input 1/2 at step 2 is not an integer, but --integer-inputs was given",
+        ("run", more_ones, "--backend", "torch", "--max-len", "2", "--input", "1 0 1"):
+            "--input has 3 tokens, more than --max-len 2",
+        ("run", more_ones, "--backend", "torch", "--max-len", "0", "--input", "1"): "argument --max-len: must be at least 1, not 0",
+        ("run", more_ones, "--backend", "torch", "--input-range", "0,1", "--input", "1 2"):
+            "input 2 at step 2 is outside --input-range [0, 1]",
+        ("compile", more_ones, "--target", "mamba", "-o", "unused"): "backend 'mamba' is not available yet",
+    }
+    for argv, message in cases.items():
+        status, out, err = run_cli(*argv)
+        assert (status, out) == (1, ""), argv
+        assert err.startswith("lsrl: error: ") and message in err, err

@@ -48,6 +48,15 @@ class Case:
     def graph(self) -> Graph:
         return self.build(**self.params)
 
+    def program(self) -> Graph:
+        """The row's program as users compile it: from its .lsrl source where it has one (so
+        diagnostics and warnings carry source locations), else from the builder."""
+        if self.source is None:
+            return self.graph()
+        from lsrl.load import compile_file
+
+        return compile_file(self.source_path, self.params)
+
 
 def tokens(values: Sequence[object]) -> list[list[object]]:
     """A sequence of scalar tokens as tokens of length 1."""

@@ -4,7 +4,8 @@ float64: an exact construction must agree with the exact interpreter to 1e-9 (re
 value's size, at least 1), an approximate one to its stated ``error_bound`` on top of that.
 float32: a program the compiler did not warn about must agree to ``FLOAT32_RTOL``; a program it
 warned about is measured in ``benchmarks/float32_error.py`` and documented in docs/targets.md.
-A row may list targets that must refuse it, and the message they must refuse it with.
+A row may list targets that must refuse it, and the message they must refuse it with. Rows with a
+.lsrl source compile from it, so refusals must point at the program line.
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ REQUIRES = {"torch": "torch", "jax": "jax", "linear-rnn": "torch", "rnn": "torch
 def compiled(target: str, name: str) -> Compiled | LsrlError:
     case = next(c for c in CASES if c.name == name)
     try:
-        return compile_to(case.graph(), target, Options(case.input_range, case.integer_inputs))
+        return compile_to(case.program(), target, Options(case.input_range, case.integer_inputs))
     except LsrlError as e:
         return e
 
 
 def reference(case: Case, inputs: list[list[object]]) -> np.ndarray:
     """The exact interpreter's outputs as floats (float64 for programs with irrational weights)."""
-    graph = case.graph()
+    graph = case.program()
     try:
         return run(graph, inputs, exact=True)[0].astype(float)
     except NotExactError:

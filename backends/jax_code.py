@@ -1,0 +1,247 @@
+"""The ``jax`` target: a generated, self-contained JAX ``model.py`` (see docs/target-torch-jax.md).
+
+The file defines pure functions over a parameter pytree ``{"layers": [{"W": ..., "b": ...}, ...]}``:
+``forward(params, x)`` maps a batch of whole sequences ``[batch, time, d_in] -> [batch, time,
+d_out]`` layer by layer (state layers without a loop over time where their structure allows, else
+``jax.lax.scan``; see ``backends/codegen.py``), and ``init_state(params, batch)`` /
+``step(params, x_t, state)`` give the same outputs token by token. All three can be
+``jax.jit``-ed. ``load_params(directory, dtype)`` reads ``model.safetensors`` (float64 weights
+``layers.{i}.{W,b,...}``) and casts them to ``dtype``; asking for float64 turns on JAX's 64-bit
+mode (``jax_enable_x64``) for the process, without which JAX computes in float32. The file
+imports only jax, numpy, safetensors and pathlib.
+
+From Python, without writing files: ``functions(compiled, dtype)`` executes the generated source
+and returns its functions with the compiled parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from backends import codegen
+from backends.target import Compiled, Options, Target
+from ir.layered import LayeredModel
+
+HELPERS = {
+    "previous": '''
+def previous(h, init):
+    """h one step back in time: init at the first step, then h[:, t - 1]."""
+    first = jnp.broadcast_to(init, (h.shape[0], 1, h.shape[-1]))
+    return jnp.concatenate([first, h[:, :-1]], axis=1)
+''',
+    "delay_lines": '''
+def delay_lines(v, N, init, depth):
+    """h_t = N h_{t-1} + v_t from h_0 = init, where N holds chains of reads at most depth long
+    (delay lines, shift registers) and no cycle: each round of h = v + N previous(h) makes one
+    more link of every chain exact, so depth rounds give h, with no loop over time."""
+    h = v
+    for _ in range(depth):
+        h = v + linear(previous(h, init), N)
+    return h
+''',
+    "running_sum": '''
+def running_sum(v, init):
+    """h_t = h_{t-1} + v_t from h_0 = init: a cumulative sum over time."""
+    return init + jnp.cumsum(v, axis=1)
+''',
+    "rotation": '''
+def rotation(v, cycles, init):
+    """h_t = P h_{t-1} + v_t from h_0 = init, for a permutation P given by its cycles: the unit
+    cycle[k] takes the previous value of cycle[k + 1], the last one that of cycle[0].
+
+    Read in the frame that turns with P (unit i at step t relabelled by P^-t), h only adds up v:
+    a cumulative sum, no loop over time, and exact, since P only moves values around. The index
+    tables depend only on the sequence length, so they are numpy constants under jit.
+    """
+    time, width = v.shape[1], v.shape[-1]
+    steps = np.arange(time)[:, None]
+    # ahead[t, i]: the unit whose value P^t brings to unit i; behind[t, i]: the same for P^-t
+    ahead = np.empty((time, width), dtype=np.int32)
+    behind = np.empty_like(ahead)
+    successor = np.empty(width, dtype=np.int32)
+    for cycle in cycles:
+        members = np.array(cycle)
+        position = np.arange(len(cycle))
+        ahead[:, members] = members[(position + steps) % len(cycle)]
+        behind[:, members] = members[(position - steps) % len(cycle)]
+        successor[members] = np.roll(members, -1)
+    turning = init[successor] + jnp.cumsum(v[:, steps, behind], axis=1)
+    return turning[:, steps, ahead]
+''',
+    "scaled_recurrence": '''
+def scaled_recurrence(v, a, init):
+    """h_t = a * h_{t-1} + v_t from h_0 = init (a diagonal transition): a scan over time."""
+
+    def one_step(h, v_t):
+        h = a * h + v_t
+        return h, h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    _, steps = jax.lax.scan(one_step, start, jnp.swapaxes(v, 0, 1))
+    return jnp.swapaxes(steps, 0, 1)
+''',
+    "matrix_recurrence": '''
+def matrix_recurrence(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init: a scan over time of batched matrix products."""
+
+    def one_step(h, v_t):
+        h = linear(h, A) + v_t
+        return h, h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    _, steps = jax.lax.scan(one_step, start, jnp.swapaxes(v, 0, 1))
+    return jnp.swapaxes(steps, 0, 1)
+''',
+}
+
+
+class JaxSyntax(codegen.Syntax):
+    def bind_layer(self, index: int) -> str:
+        return f'layer = params["layers"][{index}]'
+
+    def weight(self, name: str) -> str:
+        return f'layer["{name}"]'
+
+    def linear(self, x: str, weight: str, bias: str | None = None) -> str:
+        return f"linear({x}, {weight}, {bias})" if bias else f"linear({x}, {weight})"
+
+    def relu(self, x: str) -> str:
+        return f"jax.nn.relu({x})"
+
+    def index_list(self, units: Sequence[int]) -> str:
+        return f"np.array({list(units)})"  # jax takes index arrays, not lists
+
+    def concat(self, arrays: Sequence[str]) -> str:
+        return arrays[0] if len(arrays) == 1 else f"jnp.concatenate([{', '.join(arrays)}], axis=-1)"
+
+
+def generate_source(model: LayeredModel) -> str:
+    """The text of ``model.py`` for ``model``."""
+    syntax = JaxSyntax()
+    d_in, d_out = model.d_in, model.d_out
+    header = "\n".join([
+        "A program compiled by lsrl for JAX (target jax): a recurrent model, one token per step.",
+        "",
+        *codegen.model_summary(model),
+        "",
+        "Usage, from this directory (needs jax and safetensors):",
+        "",
+        "    import jax, model",
+        "    params = model.load_params(\".\", \"float32\")  # \"float64\" turns on jax_enable_x64",
+        "    forward, step = jax.jit(model.forward), jax.jit(model.step)",
+        f"    y = forward(params, x)                   # x: [batch, time, {d_in}] -> y: [batch, time, {d_out}]",
+        "    state = model.init_state(params, batch)  # or token by token, the same outputs:",
+        f"    y_t, state = step(params, x_t, state)    # x_t: [batch, {d_in}] -> y_t: [batch, {d_out}]",
+        "",
+        *codegen.LAYER_KINDS_TEXT,
+        "The parameters are a pytree {\"layers\": [{\"W\": ..., \"b\": ...}, ...]}; the weights are",
+        "float64 in model.safetensors (layers.{i}.{W,b,...}), cast to dtype when loaded. float64",
+        "needs JAX's 64-bit mode: load_params turns jax_enable_x64 on when asked for float64 (it",
+        "must be on before float64 arrays are made). Matrix products ask for the highest precision,",
+        "so float32 stays float32 on GPUs and TPUs. config.json holds the program's parameters and",
+        "the labels of every unit. This file is generated: edit the program and compile it again",
+        "(lsrl compile PROGRAM --target jax -o DIR).",
+    ])
+    layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
+    forward = codegen.indent(codegen.forward_lines(model, syntax), 4)
+    step = codegen.indent(codegen.step_lines(model, syntax), 4)
+    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model))
+    # numpy builds index arrays (constants under jit); a model that needs none does not import it
+    numpy = "import numpy as np\n" if re.search(r"\bnp\.", helpers + forward) else ""
+    return f'''{codegen.docstring(header)}
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+{numpy}from safetensors.numpy import load_file
+
+D_IN = {d_in}
+D_OUT = {d_out}
+# (kind, input width, width) of every layer, in order
+LAYERS = [
+{layers},
+]
+STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers whose units are the state passed from token to token
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def load_params(directory=".", dtype="float32"):
+    """The parameters in DIRECTORY/model.safetensors, cast to dtype ("float32" or "float64")."""
+    return to_params(load_file(str(Path(directory) / "model.safetensors")), dtype)
+
+
+def to_params(arrays, dtype="float32"):
+    """The parameter pytree from the weights {{"layers.0.W": array, ...}}, cast to dtype."""
+    if jnp.dtype(dtype) == jnp.float64:
+        jax.config.update("jax_enable_x64", True)  # without it, JAX silently makes float32 arrays
+    layers = [{{}} for _ in LAYERS]
+    for name, value in arrays.items():
+        _, index, weight = name.split(".")
+        layers[int(index)][weight] = jnp.asarray(value, dtype=dtype)
+    return {{"layers": layers}}
+
+
+def linear(x, W, b=None):
+    """x W^T (+ b) over the last axis of x, at full precision."""
+    y = jnp.matmul(x, W.T, precision=HIGHEST)
+    return y if b is None else y + b
+{helpers}
+
+def forward(params, x):
+    """[batch, time, D_IN] -> [batch, time, D_OUT]: every layer over the whole sequences."""
+    x = jnp.asarray(x, dtype=params["layers"][0]["W"].dtype)
+{forward}
+    return x
+
+
+def init_state(params, batch=1):
+    """The state before the first token: one [batch, width] array per state layer."""
+    return [jnp.broadcast_to(params["layers"][i]["init"], (batch, LAYERS[i][2])) for i in STATE_LAYERS]
+
+
+def step(params, x, state):
+    """One token: x [batch, D_IN] and the state after the previous token -> (y [batch, D_OUT], new state)."""
+    x = jnp.asarray(x, dtype=params["layers"][0]["W"].dtype)
+{step}
+    return x, new_state
+'''
+
+
+class JaxModel(NamedTuple):
+    """The generated functions of a compiled model and its parameters."""
+
+    params: dict[str, Any]
+    forward: Callable  # (params, x) -> y
+    init_state: Callable  # (params, batch) -> state
+    step: Callable  # (params, x_t, state) -> (y_t, state)
+
+
+def functions(compiled: Compiled, dtype: str = "float32") -> JaxModel:
+    """The generated functions of ``compiled`` (its ``model.py``, executed) and its parameters in
+    ``dtype`` (float64 turns on ``jax_enable_x64``)."""
+    generated = codegen.import_generated(compiled.files["model.py"])
+    params = generated.to_params(compiled.tensors, dtype)
+    return JaxModel(params, generated.forward, generated.init_state, generated.step)
+
+
+class JaxTarget(Target):
+    name = "jax"
+    description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
+    native_gates = True
+
+    def build(self, model: LayeredModel, options: Options) -> Compiled:
+        return codegen.build_code_target(self, model, options, generate_source(model))
+
+    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
+        # jit, as users run it: op by op, JAX compiles every operation for every new shape anyway,
+        # which is many times slower than compiling the whole forward once
+        model = functions(compiled, dtype)
+        return np.asarray(jax.jit(model.forward)(model.params, inputs), dtype=np.float64)
+
+
+TARGETS = {"jax": JaxTarget()}

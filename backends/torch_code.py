@@ -1,0 +1,227 @@
+"""The ``torch`` target: a generated, self-contained PyTorch ``model.py`` (see docs/target-torch-jax.md).
+
+The file defines ``Model`` (an ``nn.Module``): ``forward(x)`` maps a batch of whole sequences
+``[batch, time, d_in] -> [batch, time, d_out]`` layer by layer (state layers without a loop over
+time where their structure allows, see ``backends/codegen.py``), and ``init_state(batch)`` /
+``step(x_t, state)`` give the same outputs token by token. ``load(directory, dtype, device)``
+builds it from ``model.safetensors`` (float64 weights ``layers.{i}.{W,b,...}``, the names of the
+module's ``state_dict``), cast to ``dtype``. The file imports only torch, safetensors and pathlib.
+
+From Python, without writing files: ``module(compiled, dtype, device)`` executes the generated
+source and returns the module with the compiled weights.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from backends import codegen
+from backends.target import Compiled, Options, Target
+from ir.layered import LayeredModel
+
+HELPERS = {
+    "previous": '''
+def previous(h, init):
+    """h one step back in time: init at the first step, then h[:, t - 1]."""
+    return torch.cat([init.expand(h.shape[0], 1, -1), h[:, :-1]], dim=1)
+''',
+    "delay_lines": '''
+def delay_lines(v, N, init, depth):
+    """h_t = N h_{t-1} + v_t from h_0 = init, where N holds chains of reads at most depth long
+    (delay lines, shift registers) and no cycle: each round of h = v + N previous(h) makes one
+    more link of every chain exact, so depth rounds give h, with no loop over time."""
+    h = v
+    for _ in range(depth):
+        h = v + F.linear(previous(h, init), N)
+    return h
+''',
+    "running_sum": '''
+def running_sum(v, init):
+    """h_t = h_{t-1} + v_t from h_0 = init: a cumulative sum over time."""
+    return init + torch.cumsum(v, dim=1)
+''',
+    "rotation": '''
+def rotation(v, cycles, init):
+    """h_t = P h_{t-1} + v_t from h_0 = init, for a permutation P given by its cycles: the unit
+    cycle[k] takes the previous value of cycle[k + 1], the last one that of cycle[0].
+
+    Read in the frame that turns with P (unit i at step t relabelled by P^-t), h only adds up v:
+    a cumulative sum, no loop over time, and exact, since P only moves values around.
+    """
+    time, width = v.shape[1], v.shape[-1]
+    steps = torch.arange(time, device=v.device)[:, None]
+    # ahead[t, i]: the unit whose value P^t brings to unit i; behind[t, i]: the same for P^-t
+    ahead = torch.empty(time, width, dtype=torch.long, device=v.device)
+    behind = torch.empty_like(ahead)
+    successor = torch.empty(width, dtype=torch.long, device=v.device)
+    for cycle in cycles:
+        members = torch.tensor(cycle, device=v.device)
+        position = torch.arange(len(cycle), device=v.device)
+        ahead[:, members] = members[(position + steps) % len(cycle)]
+        behind[:, members] = members[(position - steps) % len(cycle)]
+        successor[members] = members.roll(-1)
+    turning = init[successor] + torch.cumsum(v[:, steps, behind], dim=1)
+    return turning[:, steps, ahead]
+''',
+    "scaled_recurrence": '''
+def scaled_recurrence(v, a, init):
+    """h_t = a * h_{t-1} + v_t from h_0 = init (a diagonal transition): a loop over time."""
+    h = init.expand(v.shape[0], -1)
+    steps = []
+    for v_t in v.unbind(dim=1):
+        h = torch.addcmul(v_t, a, h)
+        steps.append(h)
+    return torch.stack(steps, dim=1)
+''',
+    "matrix_recurrence": '''
+def matrix_recurrence(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init: a loop over time of batched matrix products."""
+    h = init.expand(v.shape[0], -1)
+    steps = []
+    for v_t in v.unbind(dim=1):
+        h = torch.addmm(v_t, h, A.T)
+        steps.append(h)
+    return torch.stack(steps, dim=1)
+''',
+}
+
+
+class TorchSyntax(codegen.Syntax):
+    def bind_layer(self, index: int) -> str:
+        return f"layer = self.layers[{index}]"
+
+    def weight(self, name: str) -> str:
+        return f"layer.{name}"
+
+    def linear(self, x: str, weight: str, bias: str | None = None) -> str:
+        return f"F.linear({x}, {weight}, {bias})" if bias else f"F.linear({x}, {weight})"
+
+    def relu(self, x: str) -> str:
+        return f"torch.relu({x})"
+
+    def index_list(self, units: Sequence[int]) -> str:
+        return str(list(units))
+
+    def concat(self, arrays: Sequence[str]) -> str:
+        return arrays[0] if len(arrays) == 1 else f"torch.cat([{', '.join(arrays)}], dim=-1)"
+
+
+def generate_source(model: LayeredModel) -> str:
+    """The text of ``model.py`` for ``model``."""
+    syntax = TorchSyntax()
+    d_in, d_out = model.d_in, model.d_out
+    header = "\n".join([
+        "A program compiled by lsrl for PyTorch (target torch): a recurrent model, one token per step.",
+        "",
+        *codegen.model_summary(model),
+        "",
+        "Usage, from this directory (needs torch and safetensors):",
+        "",
+        "    import torch, model",
+        "    net = model.load(\".\", dtype=torch.float32)  # or torch.float64; device=\"cuda\"",
+        f"    y = net(x)                          # x: [batch, time, {d_in}] -> y: [batch, time, {d_out}]",
+        "    state = net.init_state(batch)       # or token by token, the same outputs:",
+        f"    y_t, state = net.step(x_t, state)   # x_t: [batch, {d_in}] -> y_t: [batch, {d_out}]",
+        "",
+        *codegen.LAYER_KINDS_TEXT,
+        "The weights (float64 in model.safetensors, cast to dtype when loaded) are parameters",
+        "named layers.{i}.{W,b,...}, with requires_grad off. config.json holds the program's",
+        "parameters and the labels of every unit. This file is generated: edit the program and",
+        "compile it again (lsrl compile PROGRAM --target torch -o DIR).",
+    ])
+    layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
+    forward = codegen.indent(codegen.forward_lines(model, syntax), 8)
+    step = codegen.indent(codegen.step_lines(model, syntax), 8)
+    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model))
+    return f'''{codegen.docstring(header)}
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+D_IN = {d_in}
+D_OUT = {d_out}
+# (kind, input width, width) of every layer, in order
+LAYERS = [
+{layers},
+]
+STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers whose units are the state passed from token to token
+
+
+def load(directory=".", dtype=torch.float32, device="cpu"):
+    """The model with the weights of DIRECTORY/model.safetensors, cast to dtype."""
+    return from_tensors(load_file(str(Path(directory) / "model.safetensors")), dtype, device)
+
+
+def from_tensors(tensors, dtype=torch.float32, device="cpu"):
+    """The model with the given weights ({{"layers.0.W": tensor, ...}}), cast to dtype."""
+    model = Model()
+    model.load_state_dict(tensors)
+    return model.to(dtype=dtype, device=device)
+
+
+def weight_shapes(kind, d_in, width):
+    shapes = {{"W": (width, d_in), "b": (width,)}}
+    if kind == "gate":
+        shapes.update(W2=(width, d_in), b2=(width,))
+    if kind == "state":
+        shapes.update(A=(width, width), init=(width,))
+    return shapes
+{helpers}
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList()
+        for kind, d_in, width in LAYERS:
+            layer = torch.nn.Module()
+            for name, shape in weight_shapes(kind, d_in, width).items():
+                zeros = torch.zeros(shape, dtype=torch.float64)
+                layer.register_parameter(name, torch.nn.Parameter(zeros, requires_grad=False))
+            self.layers.append(layer)
+
+    def forward(self, x):
+        """[batch, time, D_IN] -> [batch, time, D_OUT]: every layer over the whole sequences."""
+        x = x.to(self.layers[0].W)
+{forward}
+        return x
+
+    def init_state(self, batch=1):
+        """The state before the first token: one [batch, width] tensor per state layer."""
+        return [self.layers[i].init.expand(batch, -1).clone() for i in STATE_LAYERS]
+
+    def step(self, x, state):
+        """One token: x [batch, D_IN] and the state after the previous token -> (y [batch, D_OUT], new state)."""
+        x = x.to(self.layers[0].W)
+{step}
+        return x, new_state
+'''
+
+
+def module(compiled: Compiled, dtype: str | torch.dtype = "float32", device: str = "cpu") -> torch.nn.Module:
+    """The generated module of ``compiled`` (its ``model.py``, executed) with its weights in ``dtype``."""
+    generated = codegen.import_generated(compiled.files["model.py"])
+    tensors = {name: torch.tensor(value, dtype=torch.float64) for name, value in compiled.tensors.items()}
+    return generated.from_tensors(tensors, getattr(torch, dtype) if isinstance(dtype, str) else dtype, device)
+
+
+class TorchTarget(Target):
+    name = "torch"
+    description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
+    native_gates = True
+
+    def build(self, model: LayeredModel, options: Options) -> Compiled:
+        return codegen.build_code_target(self, model, options, generate_source(model))
+
+    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
+        net = module(compiled, dtype)
+        with torch.no_grad():
+            return net(torch.from_numpy(np.asarray(inputs, dtype=np.float64))).double().numpy()
+
+
+TARGETS = {"torch": TorchTarget()}

@@ -2,8 +2,9 @@
 
 ``PIPELINE`` lists the graph passes in the order they run. ``run_pipeline(graph)`` repeats it
 until the graph stops changing (the canonical graph); ``run_pipeline(graph, until=NAME)`` runs one
-round up to and including the pass ``NAME`` (``lsrl ir --after NAME``). ``lower`` canonicalizes
-and then runs ``linearize``, which turns the graph into the layered model (``ir.layered``) every
+round up to and including the pass ``NAME`` (``lsrl ir --after NAME``). ``lower`` canonicalizes,
+rebuilds multiplicative gates from ReLUs for targets that have none (``passes.degate``), and
+then runs ``linearize``, which turns the graph into the layered model (``ir.layered``) every
 backend starts from.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from ir.graph import Graph
 from ir.layered import LayeredModel
 from passes.canonicalize import PIPELINE, canonicalize
+from passes.degate import rebuild_gates as _rebuild_gates
 from passes.linearize import linearize as _linearize
 
 PASS_NAMES = tuple(name for name, _ in PIPELINE)
@@ -30,13 +32,24 @@ def run_pipeline(graph: Graph, until: str | None = None) -> Graph:
     return graph
 
 
-def lower(graph: Graph, input_range: object = None, max_len: int | None = None) -> LayeredModel:
+def lower(
+    graph: Graph,
+    input_range: object = None,
+    max_len: int | None = None,
+    rebuild_gates: bool = False,
+    integer_inputs: bool = False,
+) -> LayeredModel:
     """The layered model of ``graph``: the whole pipeline, then ``linearize``.
 
-    ``input_range`` (a ``(lo, hi)`` pair, or one per input unit) and ``max_len`` are what the
-    range analysis may assume; the default assumes nothing.
+    ``input_range`` (a ``(lo, hi)`` pair, or one per input unit), ``max_len`` and
+    ``integer_inputs`` are what the range analysis may assume; the default assumes nothing.
+    ``rebuild_gates``: the model may have no gate layers, every product is rebuilt from ReLUs
+    (raises ``LsrlError`` where the range analysis cannot show that this is exact).
     """
-    return _linearize(run_pipeline(graph), input_range, max_len)
+    canonical = run_pipeline(graph)
+    if rebuild_gates:
+        canonical = canonicalize(_rebuild_gates(canonical, input_range, max_len, integer_inputs))
+    return _linearize(canonical, input_range, max_len)
 
 
 __all__ = ["PASS_NAMES", "PIPELINE", "lower", "run_pipeline"]

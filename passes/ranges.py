@@ -5,6 +5,16 @@ sign is known; the architecture targets use them to pick saturation constants an
 whether a gate can be rebuilt from ReLUs. Bounds are exact rationals where the weights are exact
 (floats where a weight is), ``-inf``/``inf`` where a side is unbounded.
 
+Beside its interval, each unit is known to be integer-valued or not (``Ranges.integer``): an integer
+unit whose interval lies in [0, 1] is a 0/1 condition, which is what rebuilding a gate needs. The
+input is integer when the caller says so (``integer_inputs``); constants when they are; a linear
+combination when its weights and constant are integers and it combines integer units; a ReLU or a
+product of integer units; a state unit when its initial value, bias and input weights are
+integers, it is driven by integer units, and its transition row has integer weights on integer
+units of the same state (the largest such set of units: by induction over the steps, each keeps
+integer values). So ``step(x) = relu(s x) - relu(s x - 1)`` is a 0/1 condition wherever ``s x`` is
+an integer.
+
 The input is unbounded unless a range is given, for every unit or unit by unit. Every rule is
 sound: each value the program computes on inputs inside the range lies in its interval.
 
@@ -32,7 +42,7 @@ from typing import Iterator, Mapping, Sequence
 
 from ir.graph import Graph, Node
 from ir.matrix import Matrix
-from ir.numbers import ZERO, Number, add, inverse, mul, number
+from ir.numbers import ZERO, Number, add, inverse, is_exact, mul, number
 from passes.linear_forms import LinearForms, is_linear, weighted_sum
 
 INF = float("inf")
@@ -124,6 +134,26 @@ def _input_box(node: Node, input_range: object) -> Box:
     return tuple(box)
 
 
+def is_integer_number(value: Number) -> bool:
+    return is_exact(value) and value.denominator == 1
+
+
+def _integer_state_units(transition: Matrix, driven_integer: Sequence[bool]) -> tuple[bool, ...]:
+    """The largest set of state units that are integers at every step: each starts from an integer
+    drive (``driven_integer``: init, bias, input weights and inputs) and its transition row has
+    integer weights on units of the set."""
+    integer = list(driven_integer)
+    rows = transition.row_items()
+    changed = True
+    while changed:
+        changed = False
+        for i, row in enumerate(rows):
+            if integer[i] and not all(integer[k] and is_integer_number(w) for k, w in row):
+                integer[i] = False
+                changed = True
+    return tuple(integer)
+
+
 def _iterate_state(transition: Matrix, drive: Box, init: Sequence[Number], max_len: int | None) -> Box | None:
     """The hull over t >= 1 of S_t = A S_{t-1} + D, if S_t repeats or max_len ends within the limit."""
     complete = max_len is not None and max_len <= ITERATION_LIMIT
@@ -199,15 +229,19 @@ def _ramp_extremes(const: Number, ramps: list[tuple[Number, Number, Number]], z:
 
 class Ranges(Mapping[int, Box]):
     """The bounds of every node's units (``ranges[node_id]``) and of any affine combination of
-    atom units (``ranges.combination``)."""
+    atom units (``ranges.combination``), and which units are integers (``ranges.integer``)."""
 
-    def __init__(self, graph: Graph, input_range: object = None, max_len: int | None = None):
+    def __init__(
+        self, graph: Graph, input_range: object = None, max_len: int | None = None, integer_inputs: bool = False
+    ):
         self.graph = graph
         self.forms = LinearForms(graph)
         self._boxes: dict[int, Box] = {}
         self._combinations: dict[frozenset, Interval] = {}
+        self._integer: dict[int, tuple[bool, ...]] = {}
         for node in graph.topological_order():
             self._boxes[node.id] = self._node_box(node, input_range, max_len)
+            self._integer[node.id] = self._node_integer(node, integer_inputs)
 
     def __getitem__(self, node_id: int) -> Box:
         return self._boxes[node_id]
@@ -232,6 +266,40 @@ class Ranges(Mapping[int, Box]):
         if kind == "state":
             drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
             return _state_box(node, tuple(self.combination(t, c) for t, c in drive.rows()), max_len)
+        raise ValueError(f"range analysis has no rule for node kind {kind!r}")
+
+    def integer(self, node_id: int) -> tuple[bool, ...]:
+        """Per unit of the node: whether it takes only integer values."""
+        return self._integer[node_id]
+
+    def is_condition(self, node_id: int, unit: int) -> bool:
+        """Whether the unit takes only the values 0 and 1."""
+        interval = self._boxes[node_id][unit]
+        return self._integer[node_id][unit] and interval.lo >= 0 and interval.hi <= 1
+
+    def combination_is_integer(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> bool:
+        """Whether ``sum terms[(atom, j)] * atom[j] + const`` takes only integer values."""
+        return is_integer_number(const) and all(
+            is_integer_number(w) and self._integer[atom][j] for (atom, j), w in terms.items()
+        )
+
+    def _node_integer(self, node: Node, integer_inputs: bool) -> tuple[bool, ...]:
+        kind = node.kind
+        if kind == "input":
+            return (integer_inputs,) * node.dim
+        if is_linear(node):
+            return tuple(self.combination_is_integer(t, c) for t, c in self.forms.definition(node.id).rows())
+        if kind == "relu":
+            return self._integer[node.operands[0]]
+        if kind == "mul":
+            return tuple(a and b for a, b in zip(*(self._integer[o] for o in node.operands)))
+        if kind == "state":
+            drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
+            driven = [
+                is_integer_number(init) and self.combination_is_integer(terms, const)
+                for init, (terms, const) in zip(node.attrs["init"], drive.rows())
+            ]
+            return _integer_state_units(node.attrs["A"], driven)
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def combination(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Interval:
@@ -273,11 +341,13 @@ class Ranges(Mapping[int, Box]):
         return scalar, z, a, b
 
 
-def analyze(graph: Graph, input_range: object = None, max_len: int | None = None) -> Ranges:
+def analyze(
+    graph: Graph, input_range: object = None, max_len: int | None = None, integer_inputs: bool = False
+) -> Ranges:
     """Bounds of every node's units: ``ranges[node id]`` is a tuple of intervals.
 
     ``input_range``: None (unbounded), one ``(lo, hi)`` pair for every input unit, or a pair per
     unit; an end may be None (unbounded). ``max_len``: the longest sequence the bounds must hold
-    for (None: any length).
+    for (None: any length). ``integer_inputs``: every input value is an integer.
     """
-    return Ranges(graph, input_range, max_len)
+    return Ranges(graph, input_range, max_len, integer_inputs)

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import lsrl
 from ir.graph import Graph
+from tests.cases_lsrl import NOT_A_CONDITION, refused_without_gates
 from tests.rows import Case, Run, tokens
 
 HALF = Fraction(1, 2)
@@ -124,6 +125,24 @@ def _dyck1_run(brackets: str) -> Run:
     return Run(tokens(steps), expected)
 
 
+# --- gated sum ----------------------------------------------------------------------------------------------
+def gated_sum(divisor: int) -> Graph:
+    """The running sum of x / divisor over the positive tokens so far: a multiplicative gate whose
+    condition is 0 or 1 (for integer tokens) and whose value takes either sign, so targets without
+    gates rebuild it from two ReLUs."""
+    p = lsrl.Program()
+    x = p.input(1)
+    p.output(lsrl.accumulate(lsrl.larger(x, 0) * (x * Fraction(1, divisor))), name="sum")
+    return p.finish()
+
+
+def _gated_sum_run(values: Sequence[int], divisor: int) -> Run:
+    return Run(
+        tokens(values),
+        [[sum(Fraction(v, divisor) for v in values[: t + 1] if v > 0)] for t in range(len(values))],
+    )
+
+
 # --- majority ----------------------------------------------------------------------------------------------
 def majority(vocab: int) -> Graph:
     """The most frequent token so far (tokens 1..vocab), the smallest one on a tie."""
@@ -184,6 +203,10 @@ CASES: list[Case] = [
         [_frac_prevs_run("hello", "l"), _frac_prevs_run("lullaby lullaby", "l")],
         params={"target": letters("l")[0], "max_len": 16},
         source="frac_prevs.lsrl",
+        input_range=(letters(" ")[0], 26),  # letters and the space
+        integer_inputs=True,
+        # count * (1/t): a count times a fraction, neither a 0/1 condition
+        refused_by=refused_without_gates(NOT_A_CONDITION),
     ),
     Case(
         "parity",
@@ -197,6 +220,14 @@ CASES: list[Case] = [
         dyck1,
         [_dyck1_run("()())(()"), _dyck1_run("((()())())"), _dyck1_run(")(")],
         source="dyck1.lsrl",
+    ),
+    Case(
+        "gated_sum",
+        gated_sum,
+        [_gated_sum_run([3, -2, 5, 0, 1, -5, 4], 3), _gated_sum_run([-1, -4, 2], 3)],
+        params={"divisor": 3},
+        input_range=(-5, 5),
+        integer_inputs=True,
     ),
     Case(
         "majority",

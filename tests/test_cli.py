@@ -158,7 +158,7 @@ def test_target_options_are_checked_before_compiling() -> None:
         ("run", more_ones, "--backend", "torch", "--max-len", "0", "--input", "1"): "argument --max-len: must be at least 1, not 0",
         ("run", more_ones, "--backend", "torch", "--input-range", "0,1", "--input", "1 2"):
             "input 2 at step 2 is outside --input-range [0, 1]",
-        ("compile", more_ones, "--target", "mamba", "-o", "unused"): "backend 'mamba' is not available yet",
+        ("compile", more_ones, "--target", "triton", "-o", "unused"): "backend 'triton' is not available yet",
     }
     for argv, message in cases.items():
         status, out, err = run_cli(*argv)

@@ -96,3 +96,54 @@ def test_interval_products_treat_zero_times_infinity_as_zero() -> None:
     assert Interval(-1, 2) * Interval(3, INF) == Interval(-INF, INF)
     assert Interval(1, 2) * Interval(3, INF) == Interval(3, INF)
     assert np.isinf(float(Interval.unbounded().scaled(-2).lo))
+
+
+# --- integrality ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("row", CASES, ids=lambda c: c.name)
+def test_every_integer_unit_takes_integer_values(row: Case) -> None:
+    graph = canonical_graph(row.name)
+    bounds = analyze(graph, row.input_range, integer_inputs=row.integer_inputs)
+    values = trace(graph, exact_batches(row.name, first_run_only=True)[0], exact=True)
+    for node_id in bounds:
+        for j, integer in enumerate(bounds.integer(node_id)):
+            if integer:
+                assert all(v.denominator == 1 for v in values[node_id][..., j].ravel()), (graph[node_id], j)
+
+
+def _integer_of(build, integer_inputs: bool = True, **assumptions) -> list[bool]:
+    p = lsrl.Program()
+    x = p.input(1)
+    p.output(build(p, x))
+    graph = p.finish()
+    return list(analyze(graph, integer_inputs=integer_inputs, **assumptions).integer(graph.outputs[0].node))
+
+
+def test_integer_inputs_make_steps_and_counts_integers() -> None:
+    assert _integer_of(lambda p, x: lsrl.step(x)) == [True]
+    assert _integer_of(lambda p, x: lsrl.step(x), integer_inputs=False) == [False]
+    assert _integer_of(lambda p, x: lsrl.larger(x, Fraction(1, 2))) == [True]  # 1000 (x - 1/2) is an integer
+    assert _integer_of(lambda p, x: lsrl.step(x, Fraction(1, 3))) == [False]  # x / 3 is not
+    assert _integer_of(lambda p, x: lsrl.accumulate(lsrl.eq(x, 3))) == [True]
+    assert _integer_of(lambda p, x: 2 * x * x - 1) == [True]
+    assert _integer_of(lambda p, x: x * Fraction(1, 2)) == [False]
+    assert _integer_of(lambda p, x: lsrl.counter(p), integer_inputs=False) == [True]
+    assert _integer_of(lambda p, x: lsrl.mod_counter(p, 5), integer_inputs=False) == [True]
+
+
+def test_a_state_unit_is_an_integer_only_if_everything_it_reads_is() -> None:
+    """The transition's rows: unit 0 reads itself (integer), unit 1 reads unit 2, which halves."""
+    state = lambda p, x: p.linear_state(  # noqa: E731
+        x, [[1, 0, 0], [0, 0, 1], [0, 0, Fraction(1, 2)]], [[1], [0], [0]], [0, 0, 1]
+    )
+    assert _integer_of(state) == [True, False, False]
+    assert _integer_of(state, integer_inputs=False) == [False, False, False]
+
+
+def test_conditions_are_integer_units_within_zero_and_one() -> None:
+    p = lsrl.Program()
+    x = p.input(1)
+    p.output(lsrl.concat([lsrl.step(x), x, lsrl.step(x, Fraction(1, 3))]))
+    graph = p.finish()
+    node = graph.outputs[0].node
+    assert [analyze(graph, (-5, 5), integer_inputs=True).is_condition(node, j) for j in range(3)] == [True, False, False]
+    assert not analyze(graph, (-5, 5)).is_condition(node, 0)

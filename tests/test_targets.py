@@ -17,6 +17,7 @@ import pytest
 
 from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
 from ir.errors import LsrlError
+from ir.graph import Graph
 from ir.interpret import NotExactError, run
 from lsrl.targets import compile_to, run_compiled
 from tests.table import CASES, Case, as_fraction
@@ -24,33 +25,40 @@ from tests.table import CASES, Case, as_fraction
 FLOAT64_RTOL = 1e-9
 FLOAT32_RTOL = 1e-3
 
-# the packages each target needs at run time
-REQUIRES = {"torch": "torch", "jax": "jax", "linear-rnn": "torch", "rnn": "torch", "lstm": "torch", "gru": "torch"}
+# the package a target needs at run time: torch, except where named here
+REQUIRES = {"jax": "jax"}
+
+
+@lru_cache(maxsize=None)
+def program(name: str) -> Graph:
+    return next(c for c in CASES if c.name == name).program()
 
 
 @lru_cache(maxsize=None)
 def compiled(target: str, name: str) -> Compiled | LsrlError:
     case = next(c for c in CASES if c.name == name)
     try:
-        return compile_to(case.program(), target, Options(case.input_range, case.integer_inputs))
+        return compile_to(program(name), target, Options(case.input_range, case.integer_inputs))
     except LsrlError as e:
         return e
 
 
-def reference(case: Case, inputs: list[list[object]]) -> np.ndarray:
+@lru_cache(maxsize=None)
+def reference(name: str, run_index: int) -> np.ndarray:
     """The exact interpreter's outputs as floats (float64 for programs with irrational weights)."""
-    graph = case.program()
+    case = next(c for c in CASES if c.name == name)
+    inputs = [[as_fraction(v) for v in token] for token in case.runs[run_index].inputs]
     try:
-        return run(graph, inputs, exact=True)[0].astype(float)
+        return run(program(name), inputs, exact=True)[0].astype(float)
     except NotExactError:
-        return run(graph, [[float(v) for v in token] for token in inputs])[0]
+        return run(program(name), [[float(v) for v in token] for token in inputs])[0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_target_computes_the_program(target: str, case: Case, dtype: str) -> None:
-    pytest.importorskip(REQUIRES[target])
+    pytest.importorskip(REQUIRES.get(target, "torch"))
     result = compiled(target, case.name)
     refusal = case.refused_by.get(target)
     if isinstance(result, LsrlError):
@@ -62,10 +70,9 @@ def test_target_computes_the_program(target: str, case: Case, dtype: str) -> Non
         return
     bound = get_target(target).error_bound(result)
     rtol = FLOAT64_RTOL if dtype == "float64" else FLOAT32_RTOL
-    for r in case.runs:
-        inputs = [[as_fraction(v) for v in token] for token in r.inputs]
-        want = reference(case, inputs)
-        got = run_compiled(result, [[float(v) for v in token] for token in inputs], dtype)[0]
+    for i, r in enumerate(case.runs):
+        want = reference(case.name, i)
+        got = run_compiled(result, [[float(as_fraction(v)) for v in token] for token in r.inputs], dtype)[0]
         assert got.shape == want.shape
         allowed = bound + rtol * np.maximum(1.0, np.abs(want))
         error = np.abs(got - want)

@@ -45,7 +45,7 @@ def compile_to(
     max_len = options.max_len if chosen.bounded_length else None
     model = lower(graph, options.input_range, max_len, **gate_options)
     compiled = chosen.build(model, options)
-    compiled.warnings[:0] = float32_warnings(graph)
+    compiled.warnings[:0] = float32_warnings(graph, options.input_range, options.integer_inputs)
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled

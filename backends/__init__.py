@@ -21,6 +21,7 @@ _MODULES = {
     "rnn": "backends.elman",
     "lstm": "backends.gated_rnn",
     "gru": "backends.gated_rnn",
+    "mamba": "backends.mamba",
 }
 
 TARGET_NAMES = tuple(_MODULES)

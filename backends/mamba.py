@@ -1,0 +1,391 @@
+"""The ``mamba`` target: a stack of Mamba (v1) mixer blocks that computes the program.
+
+Weights use the parameterization and names of the reference implementation (mamba_ssm's
+``Mamba``, transformers' ``MambaMixer``): ``layers.{i}.mixer.in_proj``, ``conv1d`` (depthwise,
+width 4), ``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``; ``d_model``, ``d_inner``,
+``expand``, ``d_state``, ``d_conv``, ``dt_rank`` in the config. A mixer computes, per channel c,
+
+    u = conv1d(in_proj_x(x))_c,  xc = silu(u),  (dt, B, C) from x_proj(xc), dt = softplus(dt_proj(.))
+    h = exp(dt * A_c) h_prev + dt * B * xc,     y = (C . h + D_c xc) * silu(in_proj_z(x)_c)
+
+and ``out_proj`` mixes the channels. The blocks are chained directly: no residual connection and no
+RMSNorm (a norm divides by the stream's size, which no later weight can undo exactly; a residual
+stream would need every block's output in fresh units). docs/target-mamba-hawk.md has the details.
+
+The construction (every layer of the diagonalized model, ``passes.diagonalize``, is one block;
+a state layer whose filter reaches back more than 3 steps gets blocks in front that delay copies
+of its input by 3 steps each):
+
+- One channel is the constant 64 (conv bias 64, silu(64) = 64 exactly in float32 and float64);
+  ``x_proj`` reads it to make ``B = 1/32`` and ``C = 1`` at every step; ``dt = softplus(32) = 32``
+  exactly (softplus returns its input above 20). So ``dt * B = 1`` and the state adds ``xc``.
+- A channel holds (``A_log = -64``: ``exp(dt * A)`` rounds to exactly 1) or forgets
+  (``A_log = 5``: ``exp(dt * A)`` underflows to exactly 0); ``D = 0``.
+- A linear value v passes as a pair of channels silu(v) and silu(-v): silu(v) - silu(-v) = v
+  exactly (as real numbers; in floating point up to rounding). The z branch is the constant 64.
+- Every silu input is scaled by a power of two K (chosen from the range analysis so that K u stays
+  below 2**96; at most 2**80) and the output divided by K. Where |K u| > 40, silu(K u) is exactly
+  K u or within 1e-15 of 0, so pairs are exact up to the rounding of v itself.
+- A ReLU unit is silu(K u) / K: error at most 0.279 / K, none at u = 0 or |K u| > 40; a gate
+  unit p*q is (silu(Kp) - silu(-Kp)) (silu(Jq) - silu(-Jq)) / (K J): four channels, p on the x
+  branch, q on the z branch (exact as real numbers).
+- A state unit is a pair of holding channels for its accumulator, pairs of forgetting channels on
+  the convolution's taps for its filter, and ``out_proj``'s bias for its constant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backends.target import Compiled, Options, Target, base_config
+from ir.errors import LsrlError
+from ir.layered import Layer, LayeredModel
+from ir.matrix import Matrix
+from ir.numbers import ONE, ZERO, Number, mul
+from passes.diagonalize import CONV_WIDTH, NotDiagonal, decompose_all, diagonalize
+from passes.ranges import INF, analyze
+
+CONSTANT = 64  # the constant channel's value, and the z branch of pass-through channels
+PASS = ONE * CONSTANT  # what silu(z) multiplies a pass-through channel by
+STEP = 32  # dt: softplus(32) = 32 exactly (torch's softplus is the identity above 20)
+HOLD_A_LOG = -64.0  # exp(32 * -exp(-64)) = 1 exactly
+FORGET_A_LOG = 5.0  # exp(32 * -exp(5)) = exp(-4749) = 0 exactly
+RELU_GAP = 0.2785  # max |silu(u) - relu(u)|, at u = -1.278
+MAX_SCALE = 2**80  # the largest K of silu(K u) / K (|u| up to 2**47 stays finite in float32)
+MAX_SCALED = 2.0**96  # |K u| stays below this, far from float32's overflow at 2**128
+GATE_SCALE, GATE_SCALED = 2**20, 2.0**48  # the same for each factor of a product
+DELAY = CONV_WIDTH - 1  # the most steps one block's convolution reaches back
+
+
+@dataclass
+class Channel:
+    """One mixer channel: what its x branch reads (before the convolution, which delays it by
+    ``lag`` steps), its z branch (None: the constant 64), whether it holds, and where ``out_proj``
+    writes it (output unit, weight on ``y * silu(z)``)."""
+
+    reads: dict[int, Number]
+    bias: Number = ZERO
+    lag: int = 0
+    gate: tuple[dict[int, Number], Number] | None = None
+    hold: bool = False
+    writes: list[tuple[int, Number]] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    """The channels of one mixer block, its output width and ``out_proj``'s bias."""
+
+    what: str
+    channels: list[Channel]
+    width: int
+    out_bias: dict[int, Number] = field(default_factory=dict)
+
+
+def _row(matrix: Matrix, i: int, scale: Number = ONE) -> dict[int, Number]:
+    return {j: mul(w, scale) for j, w in matrix.row_items()[i]}
+
+
+def _pair(reads: dict[int, Number], bias: Number, unit: int, scale: int, lag: int = 0, hold: bool = False) -> list[Channel]:
+    """silu(K v) and silu(-K v), written to ``unit`` as v: silu(a) - silu(-a) = a. Where |K v| > 40
+    one of the two is exactly K v and the other below 1e-15 in float64 (float32: 0), so a large K
+    makes the pair exact up to the rounding of v itself."""
+    return [
+        Channel({j: mul(w, sign * scale) for j, w in reads.items()}, mul(bias, sign * scale), lag, None, hold,
+                [(unit, sign / (PASS * scale))])
+        for sign in (ONE, -ONE)
+    ]
+
+
+def _spread(matrix: Matrix, error: np.ndarray) -> np.ndarray:
+    """Bounds on the errors of ``matrix @ v`` given bounds on v's (0 * inf counts as 0)."""
+    weights, finite = np.abs(matrix.dense()), np.isfinite(error)
+    out = weights[:, finite] @ error[finite]
+    out[(weights[:, ~finite] > 0).any(axis=1)] = INF
+    return out
+
+
+def silu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> int:
+    """The power of two K for silu(K u) of a u with |u| <= bound: as large as keeps |K u| <= limit."""
+    if bound == 0 or not math.isfinite(bound):
+        return cap
+    return int(min(cap, 2 ** math.floor(math.log2(limit / bound))))
+
+
+def _magnitude(reads: dict[int, Number], bias: Number, box: list[float]) -> float:
+    """A bound on |sum_j w_j x_j + b| where |x_j| <= box[j]."""
+    return sum(abs(float(w)) * box[j] for j, w in reads.items()) + abs(float(bias))
+
+
+class _Planner:
+    """The blocks of a diagonalized layered model, and the error bound of the construction."""
+
+    def __init__(self, model: LayeredModel, options: Options):
+        self.model = model
+        self.states = decompose_all(model)
+        graph = model.to_graph()
+        self.ranges = analyze(graph, options.input_range, options.max_len)
+        self.nodes = {node.name: node.id for node in graph}  # to_graph names: x, layer{i}, layer{i}/in, ...
+        self.max_len = options.max_len
+        self.blocks: list[Block] = []
+        self.error = np.zeros(model.d_in)  # bound on each unit's error so far
+
+    def _bounds(self, node_name: str) -> list[tuple[float, float]]:
+        return [(float(i.lo), float(i.hi)) for i in self.ranges[self.nodes[node_name]]]
+
+    def _input_box(self, i: int) -> list[float]:
+        """Bounds on |x_j| for the units layer i reads."""
+        return [max(-lo, hi) for lo, hi in self._bounds(f"layer{i - 1}" if i else "x")]
+
+    def _pairs(self, i: int, matrix: Matrix, bias: tuple) -> list[Channel]:
+        box = self._input_box(i)
+        channels = []
+        for u in range(matrix.rows):
+            reads = _row(matrix, u)
+            channels += _pair(reads, bias[u], u, silu_scale(_magnitude(reads, bias[u], box)))
+        return channels
+
+    def plan(self) -> list[Block]:
+        for i, layer in enumerate(self.model.layers):
+            getattr(self, f"_{layer.kind}")(i, layer)
+        return self.blocks
+
+    # --- one method per layer kind ----------------------------------------------------------------
+    def _affine(self, i: int, layer: Layer) -> None:
+        self.blocks.append(Block(f"layer {i}: affine", self._pairs(i, layer.attrs["W"], layer.attrs["b"]), layer.width))
+        self.error = _spread(layer.attrs["W"], self.error)
+
+    def _relu(self, i: int, layer: Layer) -> None:
+        W, b = layer.attrs["W"], layer.attrs["b"]
+        channels, added = [], np.zeros(layer.width)
+        for u, (lo, hi) in enumerate(self._bounds(f"layer{i}/in")):
+            # a unit that is never negative still takes a channel of its own rather than the exact
+            # pair: the program relies on the ReLU to clamp the rounding noise of values that are 0
+            if hi <= 0:
+                continue  # always 0
+            scale = silu_scale(max(-lo, hi))
+            channels.append(Channel(_row(W, u, scale), mul(b[u], scale), writes=[(u, ONE / (PASS * scale))]))
+            added[u] = RELU_GAP / scale
+        self.blocks.append(Block(f"layer {i}: relu", channels, layer.width))
+        self.error = _spread(W, self.error) + added
+
+    def _gate(self, i: int, layer: Layer) -> None:
+        a = layer.attrs
+        p_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in")])
+        q_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in2")])
+        channels = []
+        for u in range(layer.width):
+            p_scale = silu_scale(p_max[u], GATE_SCALED, GATE_SCALE)
+            q_scale = silu_scale(q_max[u], GATE_SCALED, GATE_SCALE)
+            for sx in (ONE, -ONE):
+                for sz in (ONE, -ONE):
+                    gate = (_row(a["W2"], u, sz * q_scale), mul(a["b2"][u], sz * q_scale))
+                    writes = [(u, sx * sz / (p_scale * q_scale))]
+                    channels.append(Channel(_row(a["W"], u, sx * p_scale), mul(a["b"][u], sx * p_scale), gate=gate, writes=writes))
+        self.blocks.append(Block(f"layer {i}: gate", channels, layer.width))
+        p_err, q_err = _spread(a["W"], self.error), _spread(a["W2"], self.error)
+        with np.errstate(invalid="ignore"):  # inf * 0: no error on an unbounded factor
+            terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
+        self.error = sum(terms)
+
+    def _state(self, i: int, layer: Layer) -> None:
+        state = self.states[i]
+        box = self._input_box(i)
+        width_in = len(box)
+        copies = self._delay_blocks(i, box, state.lags)
+        channels = []
+        for u in range(layer.width):
+            for k in range(max(len(state.taps), CONV_WIDTH)):
+                reads = _row(state.taps[k], u) if k < len(state.taps) else {}
+                bias = state.warmup[k][u] if k < CONV_WIDTH else ZERO
+                if not reads and bias == 0:
+                    continue
+                copy = min(k // DELAY, copies - 1)
+                scale = silu_scale(_magnitude(reads, bias, box))
+                shifted = {j + copy * width_in: w for j, w in reads.items()}
+                channels += _pair(shifted, bias, u, scale, lag=k - copy * DELAY)
+            if u in state.hold_units():
+                reads = _row(state.hold, u)
+                scale = silu_scale(_magnitude(reads, state.slope[u], box) * self.max_len)
+                channels += _pair(reads, state.slope[u], u, scale, hold=True)
+        out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
+        self.blocks.append(Block(f"layer {i}: state", channels, layer.width, out_bias))
+        self.error = sum(_spread(t, self.error) for t in state.taps) + self.max_len * _spread(state.hold, self.error)
+
+    def _delay_blocks(self, i: int, box: list[float], lags: int) -> int:
+        """Blocks that turn the stream x_t into [x_t, x_{t-3}, x_{t-6}, ...] for a filter of ``lags``
+        steps; returns the number of copies."""
+        width, copies = len(box), 1
+        while copies * DELAY < lags:
+            channels = [c for j in range(copies * width) for c in _pair({j: ONE}, ZERO, j, silu_scale(box[j % width]))]
+            last = (copies - 1) * width
+            for j in range(width):
+                channels += _pair({last + j: ONE}, ZERO, copies * width + j, silu_scale(box[j]), lag=DELAY)
+            copies += 1
+            self.blocks.append(Block(f"layer {i}: delay by {DELAY} steps", channels, copies * width))
+        return copies
+
+
+# --- weights -------------------------------------------------------------------------------------------------
+def block_tensors(block: Block, d_model: int, d_inner: int) -> dict[str, np.ndarray]:
+    """The reference parameters of one mixer (names without the ``layers.{i}.mixer.`` prefix)."""
+    in_proj, in_bias = np.zeros((2 * d_inner, d_model)), np.zeros(2 * d_inner)
+    conv, conv_bias = np.zeros((d_inner, 1, CONV_WIDTH)), np.zeros(d_inner)
+    a_log, out_proj, out_bias = np.full((d_inner, 1), FORGET_A_LOG), np.zeros((d_model, d_inner)), np.zeros(d_model)
+    x_proj = np.zeros((3, d_inner))  # rows: dt (rank 1), B, C (d_state 1); all read the constant channel 0
+    conv_bias[0] = CONSTANT
+    x_proj[1, 0], x_proj[2, 0] = 1 / (STEP * CONSTANT), 1 / CONSTANT
+    in_bias[d_inner:] = CONSTANT  # z branch of every channel, unless it gates
+    for c, channel in enumerate(block.channels, start=1):
+        for j, w in channel.reads.items():
+            in_proj[c, j] = float(w)
+        in_bias[c] = float(channel.bias)
+        conv[c, 0, CONV_WIDTH - 1 - channel.lag] = 1.0
+        if channel.gate is not None:
+            reads, bias = channel.gate
+            for j, w in reads.items():
+                in_proj[d_inner + c, j] = float(w)
+            in_bias[d_inner + c] = float(bias)
+        if channel.hold:
+            a_log[c, 0] = HOLD_A_LOG
+        for unit, w in channel.writes:
+            out_proj[unit, c] += float(w)
+    for unit, v in block.out_bias.items():
+        out_bias[unit] = float(v)
+    return {
+        "in_proj.weight": in_proj, "in_proj.bias": in_bias, "conv1d.weight": conv, "conv1d.bias": conv_bias,
+        "x_proj.weight": x_proj, "dt_proj.weight": np.zeros((d_inner, 1)), "dt_proj.bias": np.full(d_inner, float(STEP)),
+        "A_log": a_log, "D": np.zeros(d_inner), "out_proj.weight": out_proj, "out_proj.bias": out_bias,
+    }
+
+
+# --- the modules a user runs ------------------------------------------------------------------------------
+def causal_conv(conv: nn.Conv1d, u: torch.Tensor) -> torch.Tensor:
+    """``conv``'s depthwise causal convolution of ``u`` [batch, time, channels] (what
+    ``conv(u.transpose(1, 2))[..., :time]`` computes with padding ``width - 1``), as a sum of shifted
+    copies: torch's grouped conv1d is two orders of magnitude slower on CPU at these sizes."""
+    width, steps = conv.weight.shape[-1], u.shape[1]
+    padded = F.pad(u, (0, 0, width - 1, 0))
+    out = conv.bias.expand_as(u)
+    for j in range(width):  # weight j reads the input width - 1 - j steps back
+        out = out + conv.weight[:, 0, j] * padded[:, j : j + steps]
+    return out
+
+
+class MambaMixer(nn.Module):
+    """A Mamba (v1) mixer with the reference parameters, computed as the reference's sequential
+    scan does (in the module's dtype throughout)."""
+
+    def __init__(self, d_model: int, d_inner: int, d_state: int = 1, d_conv: int = CONV_WIDTH, dt_rank: int = 1):
+        super().__init__()
+        self.d_state, self.dt_rank = d_state, dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=True)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.zeros(d_inner, d_state))
+        self.D = nn.Parameter(torch.zeros(d_inner))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, time, d_model]
+        steps = x.shape[1]
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        xc = F.silu(causal_conv(self.conv1d, u))
+        dt, B, C = torch.split(self.x_proj(xc), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt))
+        decay = torch.exp(dt[..., None] * -torch.exp(self.A_log))  # [batch, time, d_inner, d_state]
+        drive = dt[..., None] * B[:, :, None, :] * xc[..., None]
+        states = torch.empty_like(drive)
+        h = torch.zeros_like(decay[:, 0])
+        for t in range(steps):  # the sequential scan, in the reference's order of operations
+            h = decay[:, t] * h + drive[:, t]
+            states[:, t] = h
+        y = (states * C[:, :, None, :]).sum(-1) + xc * self.D
+        return self.out_proj(y * F.silu(z))
+
+
+class MambaStack(nn.Module):
+    """The compiled model: mixers chained directly (no residual, no norm), the input zero-padded
+    to ``d_model`` and the output the first ``d_out`` units of the last mixer's."""
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.d_in, self.d_out, self.d_model = config["d_in"], config["d_out"], config["d_model"]
+        dims = (config["d_model"], config["d_inner"], config["d_state"], config["d_conv"], config["dt_rank"])
+        self.layers = nn.ModuleList(nn.ModuleDict({"mixer": MambaMixer(*dims)}) for _ in range(config["n_layer"]))
+
+    @classmethod
+    def from_compiled(cls, config: dict[str, Any], tensors: dict[str, np.ndarray], dtype: torch.dtype) -> "MambaStack":
+        stack = cls(config).to(dtype)
+        stack.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in tensors.items()})
+        return stack
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, self.d_model - self.d_in))
+        for layer in self.layers:
+            x = layer["mixer"](x)
+        return x[..., : self.d_out]
+
+
+class MambaTarget(Target):
+    name = "mamba"
+    description = "a stack of Mamba (v1) mixer blocks (mamba_ssm / transformers parameter names)"
+    bounded_length = True
+
+    def build(self, model: LayeredModel, options: Options) -> Compiled:
+        try:
+            model = diagonalize(model, options.max_len)
+        except NotDiagonal as e:
+            raise LsrlError(f"the mamba target cannot hold {e}") from None
+        planner = _Planner(model, options)
+        blocks = planner.plan()
+        d_model = max([model.d_in] + [b.width for b in blocks])
+        channels = max(len(b.channels) + 1 for b in blocks)
+        expand = math.ceil(channels / d_model)
+        d_inner = expand * d_model
+        tensors = {}
+        for i, block in enumerate(blocks):
+            for name, value in block_tensors(block, d_model, d_inner).items():
+                tensors[f"layers.{i}.mixer.{name}"] = value
+        config = base_config(self, model, options)
+        bound = float(np.max(planner.error))
+        config.update({
+            "d_model": d_model, "d_inner": d_inner, "expand": expand, "d_state": 1, "d_conv": CONV_WIDTH,
+            "dt_rank": 1, "n_layer": len(blocks), "use_bias": True, "conv_bias": True, "residual": False,
+            "norm": None, "blocks": [b.what for b in blocks],
+            "error_bound": bound if math.isfinite(bound) else None,  # None: unbounded (the ranges are)
+        })
+        figures = {
+            "blocks": len(blocks), "d_model": d_model, "d_inner": d_inner,
+            "state_size": d_inner * len(blocks),  # d_state = 1 number per channel and block
+            "conv_state_size": (CONV_WIDTH - 1) * d_inner * len(blocks),
+            "parameters": int(sum(v.size for v in tensors.values())), "error_bound": config["error_bound"],
+        }
+        return Compiled(self.name, config, tensors, figures=figures)
+
+    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
+        stack = MambaStack.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))
+        # silu of large negative inputs leaves subnormal numbers, which make CPU arithmetic ~100x
+        # slower; flushing them to 0 changes values by less than 1e-307 (float32: 1e-37)
+        torch.set_flush_denormal(True)
+        try:
+            with torch.no_grad():
+                out = stack(torch.as_tensor(inputs, dtype=getattr(torch, dtype)))
+        finally:
+            torch.set_flush_denormal(False)
+        return out.double().numpy()
+
+    def error_bound(self, compiled: Compiled) -> float:
+        """The ReLU approximations' error propagated through the model with the range analysis's
+        bounds (inf where a range is unbounded); rounding comes on top."""
+        bound = compiled.config["error_bound"]
+        return INF if bound is None else bound
+
+
+TARGETS = {"mamba": MambaTarget()}

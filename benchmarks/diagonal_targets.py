@@ -1,0 +1,125 @@
+"""The diagonal targets on every program of the test table: size, error and the transformers check.
+
+    python3 benchmarks/diagonal_targets.py [--max-len 1024] [--only NAME ...] [--no-reference]
+
+For each row of the shared table (``tests/table.py``) and the ``mamba`` target: mixer blocks,
+``d_model``, ``d_inner``, recurrent state (one number per channel and block; the convolutions
+keep 3 more per channel), parameters, the stated error bound (``error_bound``: the ReLU
+approximations propagated with the range analysis; ``inf`` where the ranges are unbounded), the
+largest absolute error of the outputs against the exact interpreter over the row's runs in float64
+and float32 (``-`` in float32 where the compiler warned that the program's constants need more
+than float32), and the largest difference between each of our mixer blocks and transformers'
+``MambaMixer`` (its CPU code path) loaded with the same weights, fed the same hidden states, in
+float32 (``ref f32``). Prints a Markdown table (docs/target-mamba-hawk.md quotes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from backends.mamba import TARGETS, MambaStack  # noqa: E402
+from backends.target import Options  # noqa: E402
+from ir.interpret import NotExactError, run  # noqa: E402
+from passes import lower  # noqa: E402
+from passes.precision import float32_warnings  # noqa: E402
+from tests.table import CASES  # noqa: E402
+
+MAMBA = TARGETS["mamba"]
+
+
+def reference_difference(compiled, inputs: np.ndarray) -> float:
+    """The largest |ours - transformers'| over every block, in float32, on the model's own hidden states."""
+    import transformers
+    from transformers.models.mamba.modeling_mamba import MambaMixer
+
+    config = compiled.config
+    reference_config = transformers.MambaConfig(
+        hidden_size=config["d_model"], state_size=config["d_state"], expand=config["expand"],
+        conv_kernel=config["d_conv"], time_step_rank=config["dt_rank"], use_bias=True, use_conv_bias=True,
+        hidden_act="silu", num_hidden_layers=config["n_layer"],
+    )
+    stack = MambaStack.from_compiled(config, compiled.tensors, torch.float32)
+    hidden = torch.nn.functional.pad(torch.as_tensor(inputs, dtype=torch.float32), (0, config["d_model"] - config["d_in"]))
+    worst = 0.0
+    torch.set_flush_denormal(True)
+    with torch.no_grad():
+        for i, layer in enumerate(stack.layers):
+            reference = MambaMixer(reference_config, layer_idx=i).eval()
+            prefix = f"layers.{i}.mixer."
+            reference.load_state_dict(
+                {k[len(prefix):]: torch.as_tensor(v, dtype=torch.float32) for k, v in compiled.tensors.items() if k.startswith(prefix)}
+            )
+            ours = layer["mixer"](hidden)
+            worst = max(worst, (ours - reference(hidden)).abs().max().item())
+            hidden = ours
+    torch.set_flush_denormal(False)
+    return worst
+
+
+def expected(case, inputs: list[list[Fraction]]) -> np.ndarray:
+    try:
+        return run(case.graph(), inputs, exact=True)[0].astype(float)
+    except NotExactError:
+        return run(case.graph(), [[float(v) for v in t] for t in inputs])[0]
+
+
+def measure(case, max_len: int, with_reference: bool) -> dict:
+    start = time.perf_counter()
+    options = Options(case.input_range, case.integer_inputs, max_len)
+    compiled = MAMBA.build(lower(case.graph(), case.input_range, max_len), options)
+    seconds = time.perf_counter() - start
+    warned = bool(float32_warnings(case.graph()))
+    errors = {"float64": 0.0, "float32": 0.0}
+    reference = 0.0
+    for r in case.runs:
+        inputs = [[Fraction(str(v)) for v in t] for t in r.inputs]
+        want = expected(case, inputs)
+        floats = np.array([[[float(v) for v in t] for t in inputs]])
+        for dtype in errors:
+            errors[dtype] = max(errors[dtype], float(np.max(np.abs(MAMBA.run(compiled, floats, dtype)[0] - want))))
+        if with_reference:
+            reference = max(reference, reference_difference(compiled, floats))
+    f = compiled.figures
+    return {
+        "program": case.name, "blocks": f["blocks"], "d_model": f["d_model"], "d_inner": f["d_inner"],
+        "state": f["state_size"], "params": f["parameters"], "bound": MAMBA.error_bound(compiled),
+        "f64": errors["float64"], "f32": None if warned else errors["float32"],
+        "ref f32": reference if with_reference else None, "compile s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-len", type=int, default=1024)
+    parser.add_argument("--only", nargs="*", help="row names (default: every row)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the transformers cross-check")
+    args = parser.parse_args()
+    rows = [measure(c, args.max_len, not args.no_reference) for c in CASES if not args.only or c.name in args.only]
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        cells = []
+        for key in columns:
+            value = row[key]
+            if value is None:
+                cells.append("-")
+            elif isinstance(value, float):
+                cells.append(f"{value:.2f}" if key == "compile s" else f"{value:.2g}")
+            else:
+                cells.append(str(value))
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The diagonalize pass and the ``mamba`` target: exactness, reference parameters, the
+cross-check against transformers' MambaMixer, error bounds and the command line.
+
+(The ``hawk`` target is not built yet: see docs/target-mamba-hawk.md.)
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import lsrl
+from backends.target import Options
+from ir.errors import LsrlError
+from ir.interpret import run
+from ir.graph import Label
+from ir.layered import Layer, UnitLabel
+from ir.matrix import Matrix
+from ir.numbers import ZERO, add, exact, mul
+from passes import lower
+from passes.diagonalize import CONV_WIDTH, NotDiagonal, decompose_all, decompose_state, diagonalize
+from tests.table import case
+
+torch = pytest.importorskip("torch")
+from backends.mamba import TARGETS, MambaStack  # noqa: E402  (needs torch)
+
+MAMBA = TARGETS["mamba"]
+
+
+# --- diagonalize ------------------------------------------------------------------------------------------------
+def _evaluate(layer: Layer, inputs: list[list]) -> list[list]:
+    """The decomposition of ``layer`` evaluated on exact inputs, step by step (steps from 1)."""
+    state = decompose_state(layer)
+    total = [ZERO] * layer.attrs["W"].cols
+    out = []
+    for t in range(1, len(inputs) + 1):
+        total = [add(a, b) for a, b in zip(total, inputs[t - 1])]
+        value = [add(o, mul(t, s)) for o, s in zip(state.offset, state.slope)]
+        for k, tap in enumerate(state.taps):
+            if t - k >= 1:
+                value = [add(v, w) for v, w in zip(value, tap.apply(inputs[t - k - 1]))]
+        for k in range(CONV_WIDTH):
+            if t - k >= 1:
+                value = [add(v, w) for v, w in zip(value, state.warmup[k])]
+        out.append([add(v, w) for v, w in zip(value, state.hold.apply(total))])
+    return out
+
+
+def test_decomposition_is_exact_for_shifts_accumulators_and_constants() -> None:
+    # slot 0 accumulates x, slots 1..3 delay it by 1..3 steps, slot 4 delays the accumulator, all
+    # with a bias and an init, so offset, slope, warmup, taps and hold are all used
+    transition = {(0, 0): 1, (2, 1): 1, (3, 2): 1, (4, 0): 1}
+    layer = Layer(
+        "state",
+        {
+            "A": Matrix(5, 5, transition), "W": Matrix(5, 1, {(0, 0): 1, (1, 0): 1}),
+            "b": tuple(exact(v) for v in [2, 0, 1, 0, 3]), "init": tuple(exact(v) for v in [1, 5, 0, 7, 0]),
+        },
+        tuple(UnitLabel(Label("s", i)) for i in range(5)),
+    )
+    inputs = [[exact(v)] for v in [3, -1, Fraction(1, 2), 4, 0, 2, -5, 1]]
+    expected, h = [], list(layer.attrs["init"])
+    for x in inputs:
+        h = [add(a, add(w, b)) for a, w, b in zip(layer.attrs["A"].apply(h), layer.attrs["W"].apply(x), layer.attrs["b"])]
+        expected.append(h)
+    assert _evaluate(layer, inputs) == expected
+    assert decompose_state(layer).lags == 2  # slot 3 holds x_{t-2}
+
+
+@pytest.mark.parametrize("name, max_len", [("counters", 60), ("frac_prevs", 20), ("tok2tok_random_2_mul", 90)])
+def test_diagonalize_keeps_outputs_exact_up_to_max_len(name: str, max_len: int) -> None:
+    row = case(name)
+    model = lower(row.graph(), row.input_range, max_len)
+    with pytest.raises(NotDiagonal):
+        decompose_all(model)
+    diagonal = diagonalize(model, max_len)
+    decompose_all(diagonal)  # every state layer now holds or forgets
+    for r in row.runs:
+        inputs = [[Fraction(str(v)) for v in token] for token in r.inputs]
+        assert len(inputs) <= max_len
+        assert (diagonal.run(inputs, exact=True) == run(row.graph(), inputs, exact=True)).all()
+
+
+def test_diagonalize_leaves_diagonal_models_alone() -> None:
+    model = lower(case("shift_register").graph(), None, 16)
+    assert diagonalize(model, 16) is model
+
+
+def _rotation_of_input() -> lsrl.Program:
+    p = lsrl.Program()
+    x = p.input(1)
+    rotation = p.linear_state(x, [[0, -1], [1, 0]], [[1], [0]], [0, 0], name="spin")
+    p.output(rotation)
+    return p.finish()
+
+
+def test_a_rotation_of_the_input_is_refused_with_the_reason() -> None:
+    model = lower(_rotation_of_input(), None, 32)
+    with pytest.raises(NotDiagonal, match="eigenvalue other than 0 and 1"):
+        diagonalize(model, 32)
+    with pytest.raises(LsrlError, match="mamba target cannot hold"):
+        MAMBA.build(model, Options(max_len=32))
+
+
+# --- the mamba target -------------------------------------------------------------------------------------------
+def _compiled(name: str, max_len: int = 1024):
+    row = case(name)
+    options = Options(row.input_range, row.integer_inputs, max_len)
+    return row, MAMBA.build(lower(row.graph(), row.input_range, max_len), options)
+
+
+def _reference_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    d_model, d_inner, n, r, w = config["d_model"], config["d_inner"], config["d_state"], config["dt_rank"], config["d_conv"]
+    return {
+        "in_proj.weight": (2 * d_inner, d_model), "in_proj.bias": (2 * d_inner,),
+        "conv1d.weight": (d_inner, 1, w), "conv1d.bias": (d_inner,), "x_proj.weight": (r + 2 * n, d_inner),
+        "dt_proj.weight": (d_inner, r), "dt_proj.bias": (d_inner,), "A_log": (d_inner, n), "D": (d_inner,),
+        "out_proj.weight": (d_model, d_inner), "out_proj.bias": (d_model,),
+    }
+
+
+def test_parameters_have_the_reference_names_and_shapes() -> None:
+    _, compiled = _compiled("shift_register_5")
+    config = compiled.config
+    assert config["d_conv"] == 4 and config["d_inner"] == config["expand"] * config["d_model"]
+    expected = {
+        f"layers.{i}.mixer.{name}": shape
+        for i in range(config["n_layer"]) for name, shape in _reference_shapes(config).items()
+    }
+    assert {k: v.shape for k, v in compiled.tensors.items()} == expected
+    stack = MambaStack(config)
+    assert {k: tuple(v.shape) for k, v in stack.state_dict().items()} == expected
+
+
+def _measured_error(row, compiled, dtype: str) -> float:
+    worst = 0.0
+    for r in row.runs:
+        inputs = [[Fraction(str(v)) for v in token] for token in r.inputs]
+        want = run(row.graph(), inputs, exact=True)[0].astype(float)
+        got = MAMBA.run(compiled, np.array([[[float(v) for v in t] for t in inputs]]), dtype)[0]
+        worst = max(worst, float(np.max(np.abs(got - want))))
+    return worst
+
+
+@pytest.mark.parametrize("name", ["more_ones", "shift_register_5", "parity", "majority"])
+def test_outputs_stay_within_the_stated_bound(name: str) -> None:
+    row, compiled = _compiled(name)
+    bound = MAMBA.error_bound(compiled)
+    assert np.isfinite(bound) and bound < 1e-9
+    assert _measured_error(row, compiled, "float64") <= bound + 1e-12
+    assert _measured_error(row, compiled, "float32") <= bound + 1e-4
+
+
+def test_a_counter_lookup_runs_to_max_len() -> None:
+    row, compiled = _compiled("counters", max_len=200)
+    inputs = np.zeros((1, 200, 1))
+    got = MAMBA.run(compiled, inputs, "float64")[0]
+    want = [[t] + [t % n for n in (1, 2, 3, 5, 20)] for t in range(200)]
+    assert np.abs(got - np.array(want)).max() < 1e-9
+
+
+# --- cross-check against transformers ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["shift_register_5", "gates"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_block_matches_transformers_mamba_mixer(name: str, dtype: str) -> None:
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.mamba.modeling_mamba import MambaMixer as ReferenceMixer
+
+    row, compiled = _compiled(name, max_len=64)
+    config = compiled.config
+    reference_config = transformers.MambaConfig(
+        hidden_size=config["d_model"], state_size=config["d_state"], expand=config["expand"],
+        conv_kernel=config["d_conv"], time_step_rank=config["dt_rank"], use_bias=True, use_conv_bias=True,
+        hidden_act="silu", num_hidden_layers=config["n_layer"],
+    )
+    torch_dtype = getattr(torch, dtype)
+    stack = MambaStack.from_compiled(config, compiled.tensors, torch_dtype)
+    inputs = np.array([[[float(Fraction(str(v))) for v in t] for t in row.runs[0].inputs]])
+    hidden = torch.nn.functional.pad(torch.as_tensor(inputs, dtype=torch_dtype), (0, config["d_model"] - config["d_in"]))
+    with torch.no_grad():
+        for i, layer in enumerate(stack.layers):
+            reference = ReferenceMixer(reference_config, layer_idx=i).to(torch_dtype).eval()
+            prefix = f"layers.{i}.mixer."
+            reference.load_state_dict({k[len(prefix):]: torch.as_tensor(v, dtype=torch_dtype) for k, v in compiled.tensors.items() if k.startswith(prefix)})
+            ours, theirs = layer["mixer"](hidden), reference(hidden)
+            # transformers computes the scan's input in float32 even for float64 modules
+            scale = 1.0 + hidden.abs().max().item() + ours.abs().max().item()
+            assert (ours - theirs).abs().max().item() <= 1e-6 * scale, f"block {i}"
+            hidden = ours
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+def test_compile_and_run_from_the_command_line(tmp_path, capsys) -> None:
+    from lsrl.cli import main
+
+    source = "examples/more_ones.lsrl"
+    assert main(["compile", source, "--target", "mamba", "-o", str(tmp_path)]) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["target"] == "mamba" and config["d_conv"] == 4 and (tmp_path / "model.safetensors").exists()
+    capsys.readouterr()
+    assert main(["run", source, "--input", "1 0 0 1 1", "--backend", "mamba", "--dtype", "float64", "--json"]) == 0
+    outputs = json.loads(capsys.readouterr().out)["outputs"]
+    assert np.allclose(outputs, [[1], [0], [0], [0], [1]])

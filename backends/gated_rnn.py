@@ -792,7 +792,8 @@ class GatedRNNTarget(Target):
                 where = next(
                     (layer, int(np.argmax(e))) for layer, e in enumerate(errors) if e.max() > WARN_ABOVE[dtype]
                 )
-                unit = f"{model.layers[where[0]].units[where[1]].source} in layer {where[0]}"
+                responsible = model.layers[where[0]].units[where[1]]
+                unit = f"{responsible.source} in layer {where[0]}"
                 assumption = f"for inputs in [{low}, {high}] and up to {options.max_len} steps"
                 if stated[dtype] == INF:
                     what = f"has no bound on its {dtype} error {assumption}: the range analysis cannot bound {unit}"
@@ -803,7 +804,8 @@ class GatedRNNTarget(Target):
                     )
                 warnings.append(CompileWarning(
                     f"the stock {self.name} target {what}; --variant relu is exact; "
-                    "docs/target-lstm-gru.md lists measured errors"
+                    "docs/target-lstm-gru.md lists measured errors",
+                    node=responsible.node,
                 ))
         config["error_bound"] = {
             **{dtype: value if value != INF else None for dtype, value in stated.items()},  # None: unbounded

@@ -342,7 +342,7 @@ class MambaTarget(Target):
         try:
             model = diagonalize(model, options.max_len)
         except NotDiagonal as e:
-            raise LsrlError(f"the mamba target cannot hold {e}") from None
+            raise LsrlError(f"the mamba target cannot hold {e}", node=e.units[0].node if e.units else None) from None
         planner = _Planner(model, options)
         blocks = planner.plan()
         d_model = max([model.d_in] + [b.width for b in blocks])

@@ -16,10 +16,13 @@ class LsrlError(Exception):
     """A mistake in a user's program, options or data, or a program a target cannot compute as
     asked (never an internal failure)."""
 
-    def __init__(self, message: str, loc: Loc | None = None):
+    def __init__(self, message: str, loc: Loc | None = None, node: int | None = None):
         super().__init__(message)
         self.message = message
         self.loc = loc
+        # A target sees only the layered model: it names the program node (``UnitLabel.node``)
+        # and the driver, which holds the program graph, fills in ``loc`` from it.
+        self.node = node
 
     def __str__(self) -> str:
         return f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
@@ -32,6 +35,7 @@ class CompileWarning:
 
     message: str
     loc: Loc | None = None
+    node: int | None = None  # as for LsrlError: the driver fills in ``loc`` from the program node
 
     def __str__(self) -> str:
         return f"{self.loc}: warning: {self.message}" if self.loc else f"warning: {self.message}"

@@ -13,13 +13,14 @@ parameters and a hash of the source files.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Mapping, Optional
 
 import numpy as np
 
 from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
-from ir.graph import Graph
-from lsrl.errors import UsageError
+from ir.graph import Graph, Loc
+from lsrl.errors import LsrlError, UsageError
 
 
 def compile_to(
@@ -44,7 +45,14 @@ def compile_to(
     gate_options = {} if chosen.native_gates else {"rebuild_gates": True, "integer_inputs": options.integer_inputs}
     max_len = options.max_len if chosen.bounded_length else None
     model = lower(graph, options.input_range, max_len, **gate_options)
-    compiled = chosen.build(model, options)
+    try:
+        compiled = chosen.build(model, options)
+    except LsrlError as e:
+        e.loc = e.loc or _node_loc(graph, e.node)
+        raise
+    compiled.warnings = [
+        w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node)) for w in compiled.warnings
+    ]
     compiled.warnings[:0] = float32_warnings(graph, options.input_range, options.integer_inputs)
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
@@ -60,6 +68,11 @@ def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> 
     if array.ndim == 2:
         array = array[None]
     return get_target(compiled.target).run(compiled, array, dtype)
+
+
+def _node_loc(graph: Graph, node: Optional[int]) -> Optional[Loc]:
+    """Where the program wrote the node a target names (passes keep the ids of surviving nodes)."""
+    return graph.nodes[node].loc if node in graph.nodes else None
 
 
 def source_hash(sources: Mapping[str, str]) -> str:

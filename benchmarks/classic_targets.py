@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from backends import TARGET_NAMES, Options, get_target  # noqa: E402
 from ir.errors import LsrlError  # noqa: E402
-from ir.interpret import NotExactError, run  # noqa: E402
 from lsrl.targets import compile_to, run_compiled  # noqa: E402
-from tests.table import CASES, Case, as_fraction  # noqa: E402
+from tests.table import CASES, Case  # noqa: E402
 
 TARGETS = ("linear-rnn", "rnn", "lstm", "gru")
 
@@ -40,22 +39,6 @@ def available(target: str) -> bool:
     except ImportError:  # its backend module is not written (or not installed) yet
         return False
     return True
-
-
-def reference(case: Case) -> list[tuple[list[list[float]], np.ndarray]]:
-    """Per run: the float inputs and the exact interpreter's outputs (float64 where the program
-    has irrational weights)."""
-    graph = case.program()
-    out = []
-    for r in case.runs:
-        exact_inputs = [[as_fraction(v) for v in token] for token in r.inputs]
-        floats = [[float(v) for v in token] for token in exact_inputs]
-        try:
-            want = run(graph, exact_inputs, exact=True)[0].astype(float)
-        except NotExactError:
-            want = run(graph, floats)[0]
-        out.append((floats, want))
-    return out
 
 
 def measure(target: str, case: Case, runs: list[tuple[list[list[float]], np.ndarray]]) -> list[str]:
@@ -86,7 +69,7 @@ def main() -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for case in rows:
-        runs = reference(case)
+        runs = case.references()
         for target in targets:
             print("| " + " | ".join([case.name, target, *measure(target, case, runs)]) + " |", flush=True)
     skipped = [t for t in args.targets.split(",") if t not in targets]

@@ -32,11 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from backends import DTYPES, TARGET_NAMES, Options, get_target  # noqa: E402
 from ir.errors import LsrlError  # noqa: E402
-from ir.interpret import NotExactError, run  # noqa: E402
 from lsrl.targets import compile_to, run_compiled  # noqa: E402
 from passes import lower  # noqa: E402
 from passes.precision import float32_warnings  # noqa: E402
-from tests.table import CASES, Case, as_fraction  # noqa: E402
+from tests.table import CASES, Case  # noqa: E402
 from tests.test_precision import FLOAT32_RTOL, float32_run  # noqa: E402
 
 SIMULATION = "numpy f32"
@@ -53,21 +52,6 @@ class Error:
         difference = np.abs(got - want)
         self.absolute = max(self.absolute, float(np.max(difference, initial=0.0)))
         self.relative = max(self.relative, float(np.max(difference / np.maximum(1.0, np.abs(want)), initial=0.0)))
-
-
-def references(case: Case) -> list[tuple[list[list[float]], np.ndarray]]:
-    """Each run's float inputs and its exact outputs (float64 where the weights are irrational)."""
-    graph = case.graph()
-    out = []
-    for r in case.runs:
-        inputs = [[as_fraction(v) for v in token] for token in r.inputs]
-        floats = [[float(v) for v in token] for token in inputs]
-        try:
-            want = run(graph, inputs, exact=True)[0].astype(float)
-        except NotExactError:
-            want = run(graph, floats)[0]
-        out.append((floats, want))
-    return out
 
 
 def available_targets(names: list[str]) -> list[str]:
@@ -130,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         print(line(["---"] * len(header), widths))
     summary = []
     for case in rows:
-        runs = references(case)
+        runs = case.references()
         worst, failing = ("", -1.0), []
         for target in targets:
             result = measure_target(case, target, runs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ir.graph import Graph
 
@@ -56,6 +56,25 @@ class Case:
         from lsrl.load import compile_file
 
         return compile_file(self.source_path, self.params)
+
+    def references(self, graph: Optional[Graph] = None) -> list[tuple[list[list[float]], Any]]:
+        """Per run: its inputs as floats and the exact interpreter's outputs ``[time, d_out]`` as
+        floats (float64 where the program has irrational weights): what compiled targets must give."""
+        import numpy as np
+
+        from ir.interpret import NotExactError, run
+
+        graph = graph or self.program()
+        out = []
+        for r in self.runs:
+            inputs = [[as_fraction(v) for v in token] for token in r.inputs]
+            floats = [[float(v) for v in token] for token in inputs]
+            try:
+                want = run(graph, inputs, exact=True)[0].astype(np.float64)
+            except NotExactError:
+                want = run(graph, floats)[0]
+            out.append((floats, want))
+        return out
 
 
 def tokens(values: Sequence[object]) -> list[list[object]]:

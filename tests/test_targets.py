@@ -18,9 +18,8 @@ import pytest
 from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
 from ir.errors import LsrlError
 from ir.graph import Graph
-from ir.interpret import NotExactError, run
 from lsrl.targets import compile_to, run_compiled
-from tests.table import CASES, Case, as_fraction
+from tests.table import CASES, Case
 
 FLOAT64_RTOL = 1e-9
 FLOAT32_RTOL = 1e-3
@@ -44,14 +43,8 @@ def compiled(target: str, name: str) -> Compiled | LsrlError:
 
 
 @lru_cache(maxsize=None)
-def reference(name: str, run_index: int) -> np.ndarray:
-    """The exact interpreter's outputs as floats (float64 for programs with irrational weights)."""
-    case = next(c for c in CASES if c.name == name)
-    inputs = [[as_fraction(v) for v in token] for token in case.runs[run_index].inputs]
-    try:
-        return run(program(name), inputs, exact=True)[0].astype(float)
-    except NotExactError:
-        return run(program(name), [[float(v) for v in token] for token in inputs])[0]
+def references(name: str) -> list[tuple[list[list[float]], np.ndarray]]:
+    return next(c for c in CASES if c.name == name).references(program(name))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -70,9 +63,8 @@ def test_target_computes_the_program(target: str, case: Case, dtype: str) -> Non
         return
     bound = get_target(target).error_bound(result)
     rtol = FLOAT64_RTOL if dtype == "float64" else FLOAT32_RTOL
-    for i, r in enumerate(case.runs):
-        want = reference(case.name, i)
-        got = run_compiled(result, [[float(as_fraction(v)) for v in token] for token in r.inputs], dtype)[0]
+    for inputs, want in references(case.name):
+        got = run_compiled(result, inputs, dtype)[0]
         assert got.shape == want.shape
         allowed = bound + rtol * np.maximum(1.0, np.abs(want))
         error = np.abs(got - want)

@@ -20,9 +20,9 @@ from backends.codegen import import_generated  # noqa: E402
 from backends.gated_rnn import SATURATION, SIGNAL_EXPONENT, stock_modules  # noqa: E402
 from lsrl.targets import compile_to, run_compiled  # noqa: E402
 from passes.precision import float32_warnings  # noqa: E402
-from tests.table import as_fraction, case  # noqa: E402
+from tests.table import case  # noqa: E402
 from tests.test_cli import run_cli  # noqa: E402
-from tests.test_targets import compiled, program, reference  # noqa: E402
+from tests.test_targets import compiled, program, references  # noqa: E402
 
 CELLS = ("lstm", "gru")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -39,16 +39,11 @@ MEASURED_FLOAT64 = {"lstm": 1e-8, "gru": 1e-2}
 FLOAT32_RTOL = 1e-3
 
 
-def inputs_of(name: str, run: int = 0) -> list[list[float]]:
-    return [[float(as_fraction(v)) for v in token] for token in case(name).runs[run].inputs]
-
-
 def errors(name: str, result, dtype: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(|got - exact|, max(1, |exact|))`` for every run of the row."""
     out = []
-    for i in range(len(case(name).runs)):
-        want = reference(name, i)
-        got = run_compiled(result, inputs_of(name, i), dtype)[0]
+    for inputs, want in references(name):
+        got = run_compiled(result, inputs, dtype)[0]
         out.append((np.abs(got - want), np.maximum(1.0, np.abs(want))))
     return out
 
@@ -92,7 +87,7 @@ def test_model_safetensors_loads_into_fresh_stock_modules(cell: str, tmp_path: P
     readout = torch.nn.Linear(**config["readout"]).double()
     recurrent.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"{cell}.")})
     readout.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith("readout.")})
-    inputs = inputs_of("frac_prevs")
+    inputs = references("frac_prevs")[0][0]
     with torch.no_grad():
         outputs = readout(recurrent(torch.tensor([inputs], dtype=torch.float64))[0])
     np.testing.assert_array_equal(outputs.numpy(), run_compiled(result, inputs, "float64"))
@@ -106,8 +101,8 @@ def test_relu_variant_is_exact(cell: str, name: str) -> None:
     assert "model.py" in result.files and get_target(cell).error_bound(result) == 0.0
     runs = range(1 if name.startswith("tok2tok") else len(row.runs))  # long prompts: one is enough
     for i in runs:
-        want = reference(name, i)
-        got = run_compiled(result, inputs_of(name, i), "float64")[0]
+        inputs, want = references(name)[i]
+        got = run_compiled(result, inputs, "float64")[0]
         assert np.all(np.abs(got - want) <= 1e-9 * np.maximum(1.0, np.abs(want))), (name, i)
 
 

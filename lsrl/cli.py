@@ -147,8 +147,8 @@ def _parser() -> _ArgumentParser:
 
     for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
-                         help="bounds of every input value that linearize may assume (either side may be empty: "
-                         "unbounded); --backend layers refuses inputs outside them")
+                         help="bounds of every input value that linearize and the targets may assume (either side "
+                         "may be empty: unbounded); lsrl run refuses inputs outside them")
     return parser
 
 

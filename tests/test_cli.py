@@ -117,7 +117,7 @@ def test_params_reach_the_program() -> None:
     assert json.loads(two)["nodes"] == len(tok2tok(2, "relu")) != len(tok2tok(3, "mul"))
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["run"], ["stats"], ["ir"]])
+@pytest.mark.parametrize("command", [[], ["check"], ["run"], ["compile"], ["stats"], ["ir"]])
 def test_help_explains_with_an_example(command: list[str]) -> None:
     status, out, _ = run_cli(*command, "--help")
     assert status == 0 and "example" in out and "lsrl " in out.split("example")[1]

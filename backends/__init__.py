@@ -22,6 +22,7 @@ _MODULES = {
     "lstm": "backends.gated_rnn",
     "gru": "backends.gated_rnn",
     "mamba": "backends.mamba",
+    "hawk": "backends.hawk",
 }
 
 TARGET_NAMES = tuple(_MODULES)

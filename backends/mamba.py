@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.target import Compiled, Options, Target, base_config
+from backends.target import Compiled, Options, Target, base_config, loose_bound_warnings
 from ir.errors import LsrlError
 from ir.layered import Layer, LayeredModel
 from ir.matrix import Matrix
@@ -106,7 +106,8 @@ def _pair(reads: dict[int, Number], bias: Number, unit: int, scale: int, lag: in
 def _spread(matrix: Matrix, error: np.ndarray) -> np.ndarray:
     """Bounds on the errors of ``matrix @ v`` given bounds on v's (0 * inf counts as 0)."""
     weights, finite = np.abs(matrix.dense()), np.isfinite(error)
-    out = weights[:, finite] @ error[finite]
+    with np.errstate(over="ignore"):  # a bound too large for float64 is infinite, as it should be
+        out = weights[:, finite] @ error[finite]
     out[(weights[:, ~finite] > 0).any(axis=1)] = INF
     return out
 
@@ -367,7 +368,7 @@ class MambaTarget(Target):
             "conv_state_size": (CONV_WIDTH - 1) * d_inner * len(blocks),
             "parameters": int(sum(v.size for v in tensors.values())), "error_bound": config["error_bound"],
         }
-        return Compiled(self.name, config, tensors, figures=figures)
+        return Compiled(self.name, config, tensors, figures=figures, warnings=loose_bound_warnings(self, bound))
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         stack = MambaStack.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))

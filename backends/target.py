@@ -100,6 +100,25 @@ class Target(ABC):
         return 0.0
 
 
+# above this stated bound (absolute), an approximate target warns that its outputs may be off
+LOOSE_BOUND = 1e-6
+
+
+def loose_bound_warnings(target: Target, bound: float) -> list[CompileWarning]:
+    """A warning where an approximate construction cannot promise outputs within LOOSE_BOUND, so
+    that a large (or infinite) stated bound never passes silently."""
+    if bound <= LOOSE_BOUND:
+        return []
+    reason = (
+        "the range analysis cannot bound some value it approximates (give --input-range)"
+        if bound == float("inf") else f"its stated error bound for this program is {bound:.3g}"
+    )
+    return [CompileWarning(
+        f"the {target.name} target computes this program only approximately: {reason}; "
+        f"compare its outputs with --backend interp (measured errors: docs/targets.md)"
+    )]
+
+
 def base_config(target: Target, model: LayeredModel, options: Options) -> dict[str, Any]:
     """The config entries every target writes: target, variant, shapes, labels and layer list."""
     return {

@@ -1,8 +1,10 @@
 """The diagonal targets on every program of the test table: size, error and the transformers check.
 
-    python3 benchmarks/diagonal_targets.py [--max-len 1024] [--only NAME ...] [--no-reference]
+    python3 benchmarks/diagonal_targets.py [--target mamba|hawk] [--max-len 1024] [--only NAME ...] [--no-reference]
 
-For each row of the shared table (``tests/table.py``) and the ``mamba`` target: mixer blocks,
+For each row of the shared table (``tests/table.py``) and the ``mamba`` target (or ``hawk``: its
+blocks are (recurrent block, MLP block) pairs, ``d_inner`` is its ``lru_width``, and the reference
+is transformers' ``RecurrentGemmaRecurrentBlock`` and ``RecurrentGemmaMlp``): mixer blocks,
 ``d_model``, ``d_inner``, recurrent state (one number per channel and block; the convolutions
 keep 3 more per channel), parameters, the stated error bound (``error_bound``: the ReLU
 approximations propagated with the range analysis; ``inf`` where the ranges are unbounded), the
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from backends.hawk import TARGETS as HAWK_TARGETS, HawkStack  # noqa: E402
 from backends.mamba import TARGETS, MambaStack  # noqa: E402
 from backends.target import Options  # noqa: E402
 from ir.interpret import NotExactError, run  # noqa: E402
@@ -35,6 +38,37 @@ from passes.precision import float32_warnings  # noqa: E402
 from tests.table import CASES  # noqa: E402
 
 MAMBA = TARGETS["mamba"]
+HAWK = HAWK_TARGETS["hawk"]
+
+
+def hawk_reference_difference(compiled, inputs: np.ndarray) -> float:
+    """The largest |ours - transformers'| over every recurrent and MLP block, in float32."""
+    import transformers
+    from transformers.models.recurrent_gemma import modeling_recurrent_gemma as reference
+
+    config = compiled.config
+    reference_config = transformers.RecurrentGemmaConfig(
+        hidden_size=config["hidden_size"], lru_width=config["lru_width"], intermediate_size=config["intermediate_size"],
+        num_attention_heads=config["num_attention_heads"], conv1d_width=config["conv1d_width"],
+        hidden_activation=config["hidden_activation"], num_hidden_layers=config["num_hidden_layers"], block_types=["recurrent"],
+    )
+    stack = HawkStack.from_compiled(config, compiled.tensors, torch.float32)
+    hidden = torch.nn.functional.pad(torch.as_tensor(inputs, dtype=torch.float32), (0, config["hidden_size"] - config["d_in"]))
+    positions = torch.arange(hidden.shape[1])[None].expand(hidden.shape[0], -1)
+    worst = 0.0
+    torch.set_flush_denormal(True)
+    with torch.no_grad():
+        for i, layer in enumerate(stack.layers):
+            block = reference.RecurrentGemmaRecurrentBlock(reference_config, layer_idx=i).eval()
+            mlp = reference.RecurrentGemmaMlp(reference_config).eval()
+            block.load_state_dict(layer["temporal_block"].state_dict())
+            mlp.load_state_dict(layer["mlp_block"].state_dict())
+            ours = layer["temporal_block"](hidden)
+            worst = max(worst, (ours - block(hidden, positions, None, use_cache=False)[0]).abs().max().item())
+            hidden = layer["mlp_block"](ours)
+            worst = max(worst, (hidden - mlp(ours)).abs().max().item())
+    torch.set_flush_denormal(False)
+    return worst
 
 
 def reference_difference(compiled, inputs: np.ndarray) -> float:
@@ -73,10 +107,11 @@ def expected(case, inputs: list[list[Fraction]]) -> np.ndarray:
         return run(case.graph(), [[float(v) for v in t] for t in inputs])[0]
 
 
-def measure(case, max_len: int, with_reference: bool) -> dict:
+def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> dict:
+    TARGET = HAWK if target == "hawk" else MAMBA
     start = time.perf_counter()
     options = Options(case.input_range, case.integer_inputs, max_len)
-    compiled = MAMBA.build(lower(case.graph(), case.input_range, max_len), options)
+    compiled = TARGET.build(lower(case.graph(), case.input_range, max_len), options)
     seconds = time.perf_counter() - start
     warned = bool(float32_warnings(case.graph()))
     errors = {"float64": 0.0, "float32": 0.0}
@@ -86,13 +121,14 @@ def measure(case, max_len: int, with_reference: bool) -> dict:
         want = expected(case, inputs)
         floats = np.array([[[float(v) for v in t] for t in inputs]])
         for dtype in errors:
-            errors[dtype] = max(errors[dtype], float(np.max(np.abs(MAMBA.run(compiled, floats, dtype)[0] - want))))
+            errors[dtype] = max(errors[dtype], float(np.max(np.abs(TARGET.run(compiled, floats, dtype)[0] - want))))
         if with_reference:
-            reference = max(reference, reference_difference(compiled, floats))
+            difference = hawk_reference_difference if target == "hawk" else reference_difference
+            reference = max(reference, difference(compiled, floats))
     f = compiled.figures
     return {
-        "program": case.name, "blocks": f["blocks"], "d_model": f["d_model"], "d_inner": f["d_inner"],
-        "state": f["state_size"], "params": f["parameters"], "bound": MAMBA.error_bound(compiled),
+        "program": case.name, "blocks": f["blocks"], "d_model": f["d_model"], "d_inner": f.get("d_inner", f.get("lru_width")),
+        "state": f["state_size"], "params": f["parameters"], "bound": TARGET.error_bound(compiled),
         "f64": errors["float64"], "f32": None if warned else errors["float32"],
         "ref f32": reference if with_reference else None, "compile s": seconds,
     }
@@ -100,11 +136,12 @@ def measure(case, max_len: int, with_reference: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", choices=["mamba", "hawk"], default="mamba")
     parser.add_argument("--max-len", type=int, default=1024)
     parser.add_argument("--only", nargs="*", help="row names (default: every row)")
     parser.add_argument("--no-reference", action="store_true", help="skip the transformers cross-check")
     args = parser.parse_args()
-    rows = [measure(c, args.max_len, not args.no_reference) for c in CASES if not args.only or c.name in args.only]
+    rows = [measure(c, args.max_len, not args.no_reference, args.target) for c in CASES if not args.only or c.name in args.only]
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))

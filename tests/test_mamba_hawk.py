@@ -1,7 +1,8 @@
 """The diagonalize pass and the ``mamba`` target: exactness, reference parameters, the
 cross-check against transformers' MambaMixer, error bounds and the command line.
 
-(The ``hawk`` target is not built yet: see docs/target-mamba-hawk.md.)
+The ``hawk`` target: its near-holding constants, reference names, accumulators and the
+cross-check against transformers' RecurrentGemma recurrent block and MLP (docs/target-mamba-hawk.md).
 """
 
 from __future__ import annotations
@@ -204,3 +205,109 @@ def test_compile_and_run_from_the_command_line(tmp_path, capsys) -> None:
     assert main(["run", source, "--input", "1 0 0 1 1", "--backend", "mamba", "--dtype", "float64", "--json"]) == 0
     outputs = json.loads(capsys.readouterr().out)["outputs"]
     assert np.allclose(outputs, [[1], [0], [0], [0], [1]])
+
+
+# --- the hawk target --------------------------------------------------------------------------------------------
+from backends import hawk as hawk_module  # noqa: E402
+from backends.hawk import HawkStack  # noqa: E402
+
+HAWK = hawk_module.TARGETS["hawk"]
+
+
+def _hawk(name: str, max_len: int = 1024):
+    row = case(name)
+    options = Options(row.input_range, row.integer_inputs, max_len)
+    return row, HAWK.build(lower(row.graph(), row.input_range, max_len), options)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hawk_gate_constants_are_exact(dtype) -> None:
+    def log_a(gate: float, param: float) -> torch.Tensor:  # the reference's order of operations
+        g, p = torch.tensor([gate], dtype=dtype), torch.tensor([param], dtype=dtype)
+        return -8.0 * torch.sigmoid(g) * torch.nn.functional.softplus(p)
+
+    near = log_a(hawk_module.NEAR_GATE, hawk_module.NEAR_PARAM)
+    assert torch.exp(2 * near).item() == 1 - 2.0**-22
+    assert torch.sqrt(1 - torch.exp(2 * near)).item() == 2.0**-11
+    assert 0 < 1 - torch.exp(near).item() <= hawk_module.NEAR_DECAY
+    forget = log_a(hawk_module.GATE_OPEN, hawk_module.FORGET_PARAM)
+    assert torch.exp(forget).item() == 0 and torch.sqrt(1 - torch.exp(2 * forget)).item() == 1
+    assert torch.exp(log_a(hawk_module.GATE_OPEN, hawk_module.HOLD_PARAM)).item() == 1
+    y = torch.tensor([hawk_module.Y_CONSTANT], dtype=dtype)
+    assert torch.nn.functional.gelu(y, approximate="tanh").item() == hawk_module.Y_CONSTANT
+
+
+def test_hawk_parameters_have_the_reference_names() -> None:
+    _, compiled = _hawk("shift_register_5")
+    stack = HawkStack(compiled.config)
+    assert {k: tuple(v.shape) for k, v in stack.state_dict().items()} == {k: v.shape for k, v in compiled.tensors.items()}
+    assert "layers.0.temporal_block.rg_lru.recurrent_param" in compiled.tensors
+    assert "layers.0.mlp_block.gate_proj.weight" in compiled.tensors
+
+
+def _accumulator() -> lsrl.Program:
+    p = lsrl.Program()
+    x = p.input(1)
+    total = p.linear_state(x, [[1]], [[1]], [0], name="total")
+    p.output(total)
+    return p.finish()
+
+
+def test_hawk_accumulator_stays_within_its_decay_bound() -> None:
+    max_len = 256
+    model = lower(_accumulator(), (ZERO, exact(1)), max_len)
+    compiled = HAWK.build(model, Options((ZERO, exact(1)), False, max_len))
+    bound = HAWK.error_bound(compiled)
+    assert 0 < bound < max_len**2 * 1.2e-7
+    inputs = np.random.default_rng(0).integers(0, 2, (1, max_len, 1)).astype(float)
+    want = np.cumsum(inputs, axis=1)
+    for dtype in ("float64", "float32"):
+        error = np.abs(HAWK.run(compiled, inputs, dtype) - want).max()
+        assert 0 < error <= bound + 1e-4
+
+
+def test_hawk_refuses_a_rotation_with_a_location() -> None:
+    model = lower(_rotation_of_input(), None, 32)
+    with pytest.raises(LsrlError, match="hawk target cannot hold") as caught:
+        HAWK.build(model, Options(max_len=32))
+    assert caught.value.node is not None
+
+
+@pytest.mark.parametrize("name", ["counters", "gates"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_block_matches_transformers_recurrent_gemma(name: str, dtype: str) -> None:
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.recurrent_gemma import modeling_recurrent_gemma as reference
+
+    row, compiled = _hawk(name, max_len=64)
+    config = compiled.config
+    reference_config = transformers.RecurrentGemmaConfig(
+        hidden_size=config["hidden_size"], lru_width=config["lru_width"], intermediate_size=config["intermediate_size"],
+        num_attention_heads=config["num_attention_heads"], conv1d_width=config["conv1d_width"],
+        hidden_activation=config["hidden_activation"], num_hidden_layers=config["num_hidden_layers"],
+        block_types=["recurrent"],
+    )
+    torch_dtype = getattr(torch, dtype)
+    stack = HawkStack.from_compiled(config, compiled.tensors, torch_dtype)
+    inputs = np.array([[[float(Fraction(str(v))) for v in t] for t in r.inputs] for r in row.runs[:1]])
+    hidden = torch.nn.functional.pad(torch.as_tensor(inputs, dtype=torch_dtype), (0, config["hidden_size"] - config["d_in"]))
+    positions = torch.arange(hidden.shape[1])[None]
+    torch.set_flush_denormal(True)
+    try:
+        with torch.no_grad():
+            for i, layer in enumerate(stack.layers):
+                block = reference.RecurrentGemmaRecurrentBlock(reference_config, layer_idx=i).to(torch_dtype).eval()
+                mlp = reference.RecurrentGemmaMlp(reference_config).to(torch_dtype).eval()
+                for module, part in ((block, "temporal_block"), (mlp, "mlp_block")):
+                    prefix = f"layers.{i}.{part}."
+                    module.load_state_dict({k[len(prefix):]: torch.as_tensor(v, dtype=torch_dtype)
+                                            for k, v in compiled.tensors.items() if k.startswith(prefix)})
+                ours = layer["temporal_block"](hidden)
+                theirs = block(hidden, positions, None, use_cache=False)[0]
+                # transformers runs the RG-LRU's scan in float32 even for float64 modules
+                tolerance = 0.0 if dtype == "float32" else 1e-5 * (1.0 + ours.abs().max().item())
+                assert (ours - theirs).abs().max().item() <= tolerance, f"recurrent block {i}"
+                hidden = layer["mlp_block"](ours)
+                assert (hidden - mlp(ours)).abs().max().item() <= tolerance, f"mlp block {i}"
+    finally:
+        torch.set_flush_denormal(False)

@@ -1,0 +1,445 @@
+"""The ``hawk`` target: a stack of Hawk residual blocks (Griffin's recurrent block and gated MLP).
+
+Weights use the parameterization and names of the reference implementation (recurrentgemma,
+transformers' ``RecurrentGemma``): ``layers.{i}.temporal_block.{linear_y, linear_x, conv_1d,
+rg_lru.{input_gate_weight, input_gate_bias, recurrent_gate_weight, recurrent_gate_bias,
+recurrent_param}, linear_out}`` and ``layers.{i}.mlp_block.{gate_proj, up_proj, down_proj}``.
+A recurrent block computes, per channel c (``gelu`` is the tanh form, ``gelu_pytorch_tanh``):
+
+    u = conv_1d(linear_x(x))_c,   i = sigmoid(input gate(u)),   r = sigmoid(recurrent gate(u))
+    a = exp(-8 r softplus(recurrent_param_c)),   m = sqrt(1 - a^2) (1 at the first step, where a = 0)
+    h = a h_prev + m i u,   out = linear_out(h * gelu(linear_y(x)))
+
+and an MLP block ``down_proj(gelu(gate_proj(x)) * up_proj(x))``. The blocks are chained directly:
+no residual connection and no RMSNorm (as for ``mamba``; docs/target-mamba-hawk.md).
+
+Construction (on the diagonalized model, ``passes.diagonalize``): a layer that is affine or a
+state layer is a recurrent block, a ReLU or gate layer an MLP block; a stack layer takes one of
+each (a pass-through where the program has none):
+
+- ``linear_y`` is the constant 16 (``gelu(16) = 16`` exactly); both RG-LRU gates read nothing
+  (weights 0) and their biases saturate the sigmoids to exactly 1.
+- A **forgetting** channel (``recurrent_param = 100``: ``a = exp(-800) = 0``, ``m = 1``) passes
+  its convolution's output through: linear values, and a filter's taps (the conv tap at the lag).
+- An **exactly holding** channel (``recurrent_param = -100``: ``a = 1``, ``m = 0``) keeps its
+  first step's input forever.
+- An **accumulator** cannot hold exactly (``a = 1`` gives ``m = 0``): a *near-holding* channel has
+  ``a^2`` rounding to exactly ``1 - 2^-22`` in float32 and float64, so ``m = 2^-11`` exactly and
+  ``linear_x`` scales its input by ``2^11``; its decay ``a = 1 - 1.19e-7`` per step is in the
+  error bound. At the first step (m = 1) its input gate is closed (``sigmoid(100 - 400 f) = 0``
+  where f is a "first-step" channel, the convolution of the constant 1 with taps 1, -1, in the
+  same gate block of width 2), and an exactly holding channel takes the first step's input.
+- In the MLP, a ReLU unit is ``gelu(K u) / K`` (``up_proj`` the constant 1; off by at most
+  ``0.17 / K``, exact where |K u| is large), a gate ``p q`` is ``(gelu(K p) - gelu(-K p)) q / K``
+  (exact as real numbers), and a pass-through value ``(gelu(K v) - gelu(-K v)) / K``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backends.mamba import _Planner, _magnitude, _row, _spread, causal_conv
+from backends.target import Compiled, Options, Target, base_config, loose_bound_warnings
+from ir.errors import LsrlError
+from ir.layered import Layer, LayeredModel
+from ir.numbers import ONE, ZERO, Number, mul
+from passes.diagonalize import CONV_WIDTH, NotDiagonal, diagonalize
+from passes.ranges import INF
+
+Y_CONSTANT = 16.0  # linear_y bias: gelu(16) = 16 exactly in float32 and float64
+GATE_OPEN = 100.0  # gate bias: sigmoid(100) = 1 exactly
+FORGET_PARAM = 100.0  # softplus(100) = 100: a = exp(-800) = 0
+HOLD_PARAM = -100.0  # softplus(-100) = 3.7e-44: a = 1
+# near-holding: (-8 sigmoid(NEAR_GATE)) softplus(NEAR_PARAM) = L with exp(2 L) = 1 - 2^-22 exactly
+# in float32 and float64 (found by search over float32 values; checked in tests/test_mamba_hawk.py)
+NEAR_GATE, NEAR_PARAM = 14.06689167022705, -18.021825790405273
+NEAR_SCALE = 2**11  # 1 / sqrt(2^-22)
+NEAR_DECAY = 1.2e-07  # a bound on 1 - a over float32 and float64 (1.19e-7)
+RELU_GAP = 0.1701  # max |gelu_tanh(u) - relu(u)|, at u = -0.7525
+MAX_SCALE = 2**40  # K of gelu(K u) / K; |K u| <= 2^40 keeps 0.044715 (K u)^3 finite in float32
+MAX_SCALED = 2.0**40
+DELAY = CONV_WIDTH - 1
+
+
+def gelu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> Number:
+    """The power of two K for gelu(K u) of a u with |u| <= bound: as large as keeps |K u| <= limit
+    (an exact fraction where the bound exceeds the limit)."""
+    if bound == 0 or not math.isfinite(bound):
+        return ONE * cap
+    k = math.floor(math.log2(limit / bound))
+    if 2.0**k >= cap:
+        return ONE * cap
+    return ONE * 2**k if k >= 0 else ONE / 2 ** (-k)
+
+
+@dataclass
+class TChannel:
+    """A recurrent-block channel: what ``linear_x`` reads, the conv's lag, its mode (forget, hold,
+    near), and where ``linear_out`` writes h (unit, weight)."""
+
+    reads: dict[int, Number]
+    bias: Number = ZERO
+    lag: int = 0
+    mode: str = "forget"
+    writes: list[tuple[int, Number]] = field(default_factory=list)
+
+
+@dataclass
+class MChannel:
+    """An MLP channel: gelu(gate) * up, written to units."""
+
+    gate: dict[int, Number]
+    gate_bias: Number
+    up: dict[int, Number]
+    up_bias: Number
+    writes: list[tuple[int, Number]] = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    what: str
+    kind: str  # "temporal" or "mlp"
+    channels: list
+    width: int
+    box: list[float]  # bounds on |output units|
+    out_bias: dict[int, Number] = field(default_factory=dict)
+
+
+def _through_temporal(width: int, box: list[float]) -> Step:
+    return Step("pass", "temporal", [TChannel({j: ONE}, writes=[(j, ONE)]) for j in range(width)], width, box)
+
+
+def _through_mlp(width: int, box: list[float]) -> Step:
+    channels = []
+    for j in range(width):
+        scale = gelu_scale(box[j], MAX_SCALED, MAX_SCALE)
+        channels += [MChannel({j: s * scale}, ZERO, {}, ONE, [(j, s / scale)]) for s in (ONE, -ONE)]
+    return Step("pass", "mlp", channels, width, box)
+
+
+class _HawkPlanner(_Planner):
+    def __init__(self, model: LayeredModel, options: Options):
+        super().__init__(model, options)
+        self.steps: list[Step] = []
+
+    def _out_box(self, i: int) -> list[float]:
+        return [max(-lo, hi) for lo, hi in self._bounds(f"layer{i}")]
+
+    def plan_steps(self) -> list[Step]:
+        for i, layer in enumerate(self.model.layers):
+            getattr(self, f"_h_{layer.kind}")(i, layer)
+        return self.steps
+
+    def _h_affine(self, i: int, layer: Layer) -> None:
+        W, b = layer.attrs["W"], layer.attrs["b"]
+        channels = [TChannel(_row(W, u), b[u], writes=[(u, ONE)]) for u in range(layer.width)]
+        self.steps.append(Step(f"layer {i}: affine", "temporal", channels, layer.width, self._out_box(i)))
+        self.error = _spread(W, self.error)
+
+    def _h_relu(self, i: int, layer: Layer) -> None:
+        W, b = layer.attrs["W"], layer.attrs["b"]
+        channels, added = [], np.zeros(layer.width)
+        for u, (lo, hi) in enumerate(self._bounds(f"layer{i}/in")):
+            if hi <= 0:
+                continue
+            scale = gelu_scale(max(-lo, hi), MAX_SCALED, MAX_SCALE)
+            channels.append(MChannel(_row(W, u, scale), mul(b[u], scale), {}, ONE, [(u, ONE / scale)]))
+            added[u] = RELU_GAP / scale
+        self.steps.append(Step(f"layer {i}: relu", "mlp", channels, layer.width, self._out_box(i)))
+        self.error = _spread(W, self.error) + added
+
+    def _h_gate(self, i: int, layer: Layer) -> None:
+        a = layer.attrs
+        p_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in")])
+        q_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in2")])
+        channels = []
+        for u in range(layer.width):
+            scale = gelu_scale(p_max[u], MAX_SCALED, MAX_SCALE)
+            for s in (ONE, -ONE):
+                channels.append(MChannel(_row(a["W"], u, s * scale), mul(a["b"][u], s * scale), _row(a["W2"], u), a["b2"][u],
+                                         [(u, s / scale)]))
+        self.steps.append(Step(f"layer {i}: gate", "mlp", channels, layer.width, self._out_box(i)))
+        p_err, q_err = _spread(a["W"], self.error), _spread(a["W2"], self.error)
+        with np.errstate(invalid="ignore"):
+            terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
+        self.error = sum(terms)
+
+    def _h_state(self, i: int, layer: Layer) -> None:
+        state = self.states[i]
+        box = self._input_box(i)
+        width_in = len(box)
+        copies = self._h_delays(i, box, state.lags)
+        channels, decay = [], np.zeros(layer.width)
+        for u in range(layer.width):
+            for k in range(max(len(state.taps), CONV_WIDTH)):
+                reads = _row(state.taps[k], u) if k < len(state.taps) else {}
+                bias = state.warmup[k][u] if k < CONV_WIDTH else ZERO
+                if not reads and bias == 0:
+                    continue
+                copy = min(k // DELAY, copies - 1)
+                shifted = {j + copy * width_in: w for j, w in reads.items()}
+                channels.append(TChannel(shifted, bias, k - copy * DELAY, "forget", [(u, ONE)]))
+            if u in state.hold_units():
+                reads = _row(state.hold, u)
+                big = {j: mul(w, NEAR_SCALE) for j, w in reads.items()}
+                channels.append(TChannel(big, mul(state.slope[u], NEAR_SCALE), 0, "near", [(u, ONE)]))
+                channels.append(TChannel({}, ONE, 0, "first"))  # 1 at the first step: closes the near channel's input gate
+                channels.append(TChannel(reads, state.slope[u], 0, "hold", [(u, ONE)]))
+                n = self.max_len
+                decay[u] = (1 - (1 - NEAR_DECAY) ** n) * n * _magnitude(reads, state.slope[u], box)
+        out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
+        self.steps.append(Step(f"layer {i}: state", "temporal", channels, layer.width, self._out_box(i), out_bias))
+        with np.errstate(invalid="ignore"):
+            self.error = (sum(_spread(t, self.error) for t in state.taps) + self.max_len * _spread(state.hold, self.error)
+                          + np.nan_to_num(decay, nan=INF))
+
+    def _h_delays(self, i: int, box: list[float], lags: int) -> int:
+        width, copies = len(box), 1
+        while copies * DELAY < lags:
+            channels = [TChannel({j: ONE}, writes=[(j, ONE)]) for j in range(copies * width)]
+            last = (copies - 1) * width
+            channels += [TChannel({last + j: ONE}, ZERO, DELAY, "forget", [(copies * width + j, ONE)]) for j in range(width)]
+            copies += 1
+            self.steps.append(Step(f"layer {i}: delay by {DELAY} steps", "temporal", channels, copies * width, box * copies))
+        return copies
+
+
+def pair_steps(steps: list[Step], d_in: int, input_box: list[float]) -> list[tuple[Step, Step]]:
+    """Stack layers (recurrent block, MLP block), pass-throughs where the program has none."""
+    layers, k = [], 0
+    width, box = d_in, input_box
+    while k < len(steps):
+        step = steps[k]
+        if step.kind == "temporal":
+            if k + 1 < len(steps) and steps[k + 1].kind == "mlp":
+                layers.append((step, steps[k + 1]))
+                k += 2
+            else:
+                layers.append((step, _through_mlp(step.width, step.box)))
+                k += 1
+        else:
+            layers.append((_through_temporal(width, box), step))
+            k += 1
+        width, box = layers[-1][1].width, layers[-1][1].box
+    return layers
+
+
+# --- weights ------------------------------------------------------------------------------------------------
+MODE_PARAMS = {"forget": (GATE_OPEN, FORGET_PARAM), "first": (GATE_OPEN, FORGET_PARAM), "hold": (GATE_OPEN, HOLD_PARAM), "near": (NEAR_GATE, NEAR_PARAM)}
+
+
+HEAD = 2  # RG-LRU gate block width: a near channel (even slot) and its first-step channel
+FIRST_GATE = -400.0  # input gate weight on the first-step channel: sigmoid(100 - 400) = 5e-131 (float32: 0)
+
+
+def slots(step: Step) -> list[int]:
+    """The RG-LRU slot of each channel: a near channel at an even slot, its first-step channel next."""
+    out, slot = [], 0
+    for ch in step.channels:
+        if ch.mode == "near" and slot % 2:
+            slot += 1
+        out.append(slot)
+        slot += 1
+    return out
+
+
+def temporal_tensors(step: Step, d_model: int, lru: int) -> dict[str, np.ndarray]:
+    lx, lx_b = np.zeros((lru, d_model)), np.zeros(lru)
+    conv = np.zeros((lru, 1, CONV_WIDTH))
+    out, out_b = np.zeros((d_model, lru)), np.zeros(d_model)
+    r_bias, r_param = np.full((lru, 1), GATE_OPEN), np.full(lru, FORGET_PARAM)
+    heads = lru // HEAD
+    in_w = np.zeros((heads, HEAD, HEAD))
+    for c, ch in zip(slots(step), step.channels):
+        for j, w in ch.reads.items():
+            lx[c, j] = float(w)
+        lx_b[c] = float(ch.bias)
+        conv[c, 0, CONV_WIDTH - 1 - ch.lag] = 1.0
+        if ch.mode == "first":  # 1 at the first step, 0 after (the conv's zero padding)
+            conv[c, 0, CONV_WIDTH - 2] = -1.0
+        if ch.mode == "near":  # gate input 100 - 400 f_t: closed at the first step, open after
+            in_w[c // HEAD, 1, 0] = FIRST_GATE
+        r_bias[c, 0], r_param[c] = MODE_PARAMS[ch.mode]
+        for unit, w in ch.writes:
+            out[unit, c] += float(w) / Y_CONSTANT
+    for unit, v in step.out_bias.items():
+        out_b[unit] = float(v)
+    return {
+        "linear_y.weight": np.zeros((lru, d_model)), "linear_y.bias": np.full(lru, Y_CONSTANT),
+        "linear_x.weight": lx, "linear_x.bias": lx_b, "conv_1d.weight": conv, "conv_1d.bias": np.zeros(lru),
+        "rg_lru.recurrent_param": r_param, "rg_lru.input_gate_weight": in_w,
+        "rg_lru.input_gate_bias": np.full((heads, HEAD), GATE_OPEN),
+        "rg_lru.recurrent_gate_weight": np.zeros((heads, HEAD, HEAD)),
+        "rg_lru.recurrent_gate_bias": r_bias.reshape(heads, HEAD), "linear_out.weight": out, "linear_out.bias": out_b,
+    }
+
+
+def mlp_tensors(step: Step, d_model: int, inter: int) -> dict[str, np.ndarray]:
+    g, g_b, up, up_b = np.zeros((inter, d_model)), np.zeros(inter), np.zeros((inter, d_model)), np.zeros(inter)
+    down, down_b = np.zeros((d_model, inter)), np.zeros(d_model)
+    for c, ch in enumerate(step.channels):
+        for j, w in ch.gate.items():
+            g[c, j] = float(w)
+        g_b[c] = float(ch.gate_bias)
+        for j, w in ch.up.items():
+            up[c, j] = float(w)
+        up_b[c] = float(ch.up_bias)
+        for unit, w in ch.writes:
+            down[unit, c] += float(w)
+    for unit, v in step.out_bias.items():
+        down_b[unit] = float(v)
+    return {"gate_proj.weight": g, "gate_proj.bias": g_b, "up_proj.weight": up, "up_proj.bias": up_b,
+            "down_proj.weight": down, "down_proj.bias": down_b}
+
+
+# --- the modules a user runs ------------------------------------------------------------------------------
+class RGLRU(nn.Module):
+    """The RG-LRU with the reference parameters (block-diagonal gates with ``heads`` blocks),
+    computed in the module's dtype."""
+
+    def __init__(self, lru_width: int, heads: int):
+        super().__init__()
+        self.heads, self.block = heads, lru_width // heads
+        self.recurrent_param = nn.Parameter(torch.zeros(lru_width))
+        self.input_gate_weight = nn.Parameter(torch.zeros(heads, self.block, self.block))
+        self.input_gate_bias = nn.Parameter(torch.zeros(heads, self.block))
+        self.recurrent_gate_weight = nn.Parameter(torch.zeros(heads, self.block, self.block))
+        self.recurrent_gate_bias = nn.Parameter(torch.zeros(heads, self.block))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, time, lru]
+        batch, steps, width = x.shape
+        heads = x.reshape(batch * steps, self.heads, self.block).permute(1, 0, 2)
+        gate_x = torch.baddbmm(self.input_gate_bias[:, None, :], heads, self.input_gate_weight)
+        gate_x = torch.sigmoid(gate_x.transpose(0, 1).reshape(batch, steps, width))
+        gate_a = torch.baddbmm(self.recurrent_gate_bias[:, None, :], heads, self.recurrent_gate_weight)
+        gate_a = torch.sigmoid(gate_a.transpose(0, 1).reshape(batch, steps, width))
+        log_a = -8.0 * gate_a * F.softplus(self.recurrent_param)
+        a, a_square = torch.exp(log_a), torch.exp(2 * log_a)
+        multiplier = torch.sqrt(1 - a_square)
+        multiplier[:, 0] = 1  # the first step (segment position 0) resets: multiplier 1, a 0
+        drive = x * gate_x * multiplier
+        out = torch.empty_like(drive)
+        h = drive[:, 0]
+        out[:, 0] = h
+        for t in range(1, steps):
+            h = a[:, t] * h + drive[:, t]
+            out[:, t] = h
+        return out
+
+
+class RecurrentBlock(nn.Module):
+    def __init__(self, d_model: int, lru_width: int, heads: int, conv_width: int = CONV_WIDTH):
+        super().__init__()
+        self.linear_y = nn.Linear(d_model, lru_width)
+        self.linear_x = nn.Linear(d_model, lru_width)
+        self.linear_out = nn.Linear(lru_width, d_model)
+        self.conv_1d = nn.Conv1d(lru_width, lru_width, conv_width, groups=lru_width, padding=conv_width - 1)
+        self.rg_lru = RGLRU(lru_width, heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.gelu(self.linear_y(x), approximate="tanh")
+        h = self.rg_lru(causal_conv(self.conv_1d, self.linear_x(x)))
+        return self.linear_out(h * y)
+
+
+class Mlp(nn.Module):
+    def __init__(self, d_model: int, intermediate: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, intermediate)
+        self.up_proj = nn.Linear(d_model, intermediate)
+        self.down_proj = nn.Linear(intermediate, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+
+
+class HawkStack(nn.Module):
+    """The compiled model: (recurrent block, MLP block) pairs chained directly (no residual, no norm)."""
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.d_in, self.d_out, self.d_model = config["d_in"], config["d_out"], config["hidden_size"]
+        lru, heads, inter = config["lru_width"], config["num_attention_heads"], config["intermediate_size"] // 2
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({"temporal_block": RecurrentBlock(self.d_model, lru, heads, config["conv1d_width"]),
+                           "mlp_block": Mlp(self.d_model, inter)})
+            for _ in range(config["num_hidden_layers"])
+        )
+
+    @classmethod
+    def from_compiled(cls, config: dict[str, Any], tensors: dict[str, np.ndarray], dtype: torch.dtype) -> "HawkStack":
+        stack = cls(config).to(dtype)
+        stack.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in tensors.items()})
+        return stack
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, self.d_model - self.d_in))
+        for layer in self.layers:
+            x = layer["mlp_block"](layer["temporal_block"](x))
+        return x[..., : self.d_out]
+
+
+class HawkTarget(Target):
+    name = "hawk"
+    description = "a stack of Hawk blocks (recurrentgemma / transformers RecurrentGemma parameter names)"
+    bounded_length = True
+
+    def build(self, model: LayeredModel, options: Options) -> Compiled:
+        try:
+            model = diagonalize(model, options.max_len)
+        except NotDiagonal as e:
+            raise LsrlError(f"the hawk target cannot hold {e}", node=e.units[0].node if e.units else None) from None
+        planner = _HawkPlanner(model, options)
+        steps = planner.plan_steps()
+        layers = pair_steps(steps, model.d_in, planner._input_box(0))
+        d_model = max([model.d_in] + [s.width for pair in layers for s in pair])
+        lru = max([1] + [slots(t)[-1] + 1 for t, _ in layers if t.channels])
+        lru += lru % HEAD
+        inter = max([1] + [len(m.channels) for _, m in layers])
+        tensors = {}
+        for i, (temporal, mlp) in enumerate(layers):
+            for name, value in temporal_tensors(temporal, d_model, lru).items():
+                tensors[f"layers.{i}.temporal_block.{name}"] = value
+            for name, value in mlp_tensors(mlp, d_model, inter).items():
+                tensors[f"layers.{i}.mlp_block.{name}"] = value
+        config = base_config(self, model, options)
+        bound = float(np.max(planner.error)) if len(planner.error) else 0.0
+        config.update({
+            "hidden_size": d_model, "lru_width": lru, "intermediate_size": 2 * inter, "num_attention_heads": lru // HEAD,
+            "conv1d_width": CONV_WIDTH, "hidden_activation": "gelu_pytorch_tanh", "num_hidden_layers": len(layers),
+            "block_types": ["recurrent"], "residual": False, "norm": None,
+            "blocks": [f"{t.what} / {m.what}" for t, m in layers],
+            "error_bound": bound if math.isfinite(bound) else None,
+        })
+        figures = {
+            "blocks": len(layers), "d_model": d_model, "lru_width": lru, "intermediate": inter,
+            "state_size": lru * len(layers), "conv_state_size": (CONV_WIDTH - 1) * lru * len(layers),
+            "parameters": int(sum(v.size for v in tensors.values())), "error_bound": config["error_bound"],
+        }
+        return Compiled(self.name, config, tensors, figures=figures, warnings=loose_bound_warnings(self, bound))
+
+    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
+        stack = HawkStack.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))
+        torch.set_flush_denormal(True)
+        try:
+            with torch.no_grad():
+                out = stack(torch.as_tensor(inputs, dtype=getattr(torch, dtype)))
+        finally:
+            torch.set_flush_denormal(False)
+        return out.double().numpy()
+
+    def error_bound(self, compiled: Compiled) -> float:
+        """The ReLU approximations' error and the accumulators' decay, propagated with the range
+        analysis's bounds (inf where a range is unbounded); rounding comes on top."""
+        bound = compiled.config["error_bound"]
+        return INF if bound is None else bound
+
+
+TARGETS = {"hawk": HawkTarget()}

@@ -45,12 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.mamba import _Planner, _magnitude, _row, _spread, causal_conv
-from backends.target import Compiled, Options, Target, base_config, loose_bound_warnings
-from ir.errors import LsrlError
+from backends.mamba import DiagonalTarget, _Planner, _magnitude, _row, _spread, causal_conv
+from backends.target import Compiled, Options, base_config, loose_bound_warnings
 from ir.layered import Layer, LayeredModel
 from ir.numbers import ONE, ZERO, Number, mul
-from passes.diagonalize import CONV_WIDTH, NotDiagonal, diagonalize
+from passes.diagonalize import CONV_WIDTH
 from passes.ranges import INF
 
 Y_CONSTANT = 16.0  # linear_y bias: gelu(16) = 16 exactly in float32 and float64
@@ -386,16 +385,13 @@ class HawkStack(nn.Module):
         return x[..., : self.d_out]
 
 
-class HawkTarget(Target):
+class HawkTarget(DiagonalTarget):
     name = "hawk"
     description = "a stack of Hawk blocks (recurrentgemma / transformers RecurrentGemma parameter names)"
-    bounded_length = True
+    stack_class = HawkStack
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        try:
-            model = diagonalize(model, options.max_len)
-        except NotDiagonal as e:
-            raise LsrlError(f"the hawk target cannot hold {e}", node=e.units[0].node if e.units else None) from None
+        model = self.diagonal(model, options)
         planner = _HawkPlanner(model, options)
         steps = planner.plan_steps()
         layers = pair_steps(steps, model.d_in, planner._input_box(0))
@@ -424,22 +420,6 @@ class HawkTarget(Target):
             "parameters": int(sum(v.size for v in tensors.values())), "error_bound": config["error_bound"],
         }
         return Compiled(self.name, config, tensors, figures=figures, warnings=loose_bound_warnings(self, bound))
-
-    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
-        stack = HawkStack.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))
-        torch.set_flush_denormal(True)
-        try:
-            with torch.no_grad():
-                out = stack(torch.as_tensor(inputs, dtype=getattr(torch, dtype)))
-        finally:
-            torch.set_flush_denormal(False)
-        return out.double().numpy()
-
-    def error_bound(self, compiled: Compiled) -> float:
-        """The ReLU approximations' error and the accumulators' decay, propagated with the range
-        analysis's bounds (inf where a range is unbounded); rounding comes on top."""
-        bound = compiled.config["error_bound"]
-        return INF if bound is None else bound
 
 
 TARGETS = {"hawk": HawkTarget()}

@@ -334,16 +334,47 @@ class MambaStack(nn.Module):
         return x[..., : self.d_out]
 
 
-class MambaTarget(Target):
+class DiagonalTarget(Target):
+    """What the diagonal targets (mamba, hawk) share: the diagonalize pass, running their pure
+    PyTorch stack (``stack_class``), and the error bound stated in the config."""
+
+    bounded_length = True
+    stack_class: type
+
+    def diagonal(self, model: LayeredModel, options: Options) -> LayeredModel:
+        try:
+            return diagonalize(model, options.max_len)
+        except NotDiagonal as e:
+            node = e.units[0].node if e.units else None
+            raise LsrlError(f"the {self.name} target cannot hold {e}", node=node) from None
+
+    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
+        stack = self.stack_class.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))
+        # silu/gelu of large negative inputs leave subnormal numbers, which make CPU arithmetic
+        # ~100x slower; flushing them to 0 changes values by less than 1e-307 (float32: 1e-37)
+        torch.set_flush_denormal(True)
+        try:
+            with torch.no_grad():
+                out = stack(torch.as_tensor(inputs, dtype=getattr(torch, dtype)))
+        finally:
+            torch.set_flush_denormal(False)
+        return out.double().numpy()
+
+    def error_bound(self, compiled: Compiled) -> float:
+        """The approximations' errors (and, for hawk, the accumulators' decay) propagated through
+        the model with the range analysis's bounds (inf where a range is unbounded); rounding comes
+        on top."""
+        bound = compiled.config["error_bound"]
+        return INF if bound is None else bound
+
+
+class MambaTarget(DiagonalTarget):
     name = "mamba"
     description = "a stack of Mamba (v1) mixer blocks (mamba_ssm / transformers parameter names)"
-    bounded_length = True
+    stack_class = MambaStack
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        try:
-            model = diagonalize(model, options.max_len)
-        except NotDiagonal as e:
-            raise LsrlError(f"the mamba target cannot hold {e}", node=e.units[0].node if e.units else None) from None
+        model = self.diagonal(model, options)
         planner = _Planner(model, options)
         blocks = planner.plan()
         d_model = max([model.d_in] + [b.width for b in blocks])
@@ -370,23 +401,6 @@ class MambaTarget(Target):
         }
         return Compiled(self.name, config, tensors, figures=figures, warnings=loose_bound_warnings(self, bound))
 
-    def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
-        stack = MambaStack.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))
-        # silu of large negative inputs leaves subnormal numbers, which make CPU arithmetic ~100x
-        # slower; flushing them to 0 changes values by less than 1e-307 (float32: 1e-37)
-        torch.set_flush_denormal(True)
-        try:
-            with torch.no_grad():
-                out = stack(torch.as_tensor(inputs, dtype=getattr(torch, dtype)))
-        finally:
-            torch.set_flush_denormal(False)
-        return out.double().numpy()
-
-    def error_bound(self, compiled: Compiled) -> float:
-        """The ReLU approximations' error propagated through the model with the range analysis's
-        bounds (inf where a range is unbounded); rounding comes on top."""
-        bound = compiled.config["error_bound"]
-        return INF if bound is None else bound
 
 
 TARGETS = {"mamba": MambaTarget()}

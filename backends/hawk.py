@@ -156,8 +156,7 @@ class _HawkPlanner(_Planner):
 
     def _h_gate(self, i: int, layer: Layer) -> None:
         a = layer.attrs
-        p_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in")])
-        q_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in2")])
+        p_max, q_max = self._factor_magnitudes(i)
         channels = []
         for u in range(layer.width):
             scale = gelu_scale(p_max[u], MAX_SCALED, MAX_SCALE)
@@ -165,10 +164,7 @@ class _HawkPlanner(_Planner):
                 channels.append(MChannel(_row(a["W"], u, s * scale), mul(a["b"][u], s * scale), _row(a["W2"], u), a["b2"][u],
                                          [(u, s / scale)]))
         self.steps.append(Step(f"layer {i}: gate", "mlp", channels, layer.width, self._out_box(i)))
-        p_err, q_err = _spread(a["W"], self.error), _spread(a["W2"], self.error)
-        with np.errstate(invalid="ignore"):
-            terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
-        self.error = sum(terms)
+        self.error = self._product_error(layer, p_max, q_max)
 
     def _h_state(self, i: int, layer: Layer) -> None:
         state = self.states[i]

@@ -176,10 +176,20 @@ class _Planner:
         self.blocks.append(Block(f"layer {i}: relu", channels, layer.width))
         self.error = _spread(W, self.error) + added
 
+    def _factor_magnitudes(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds on |p| and |q| of the gate layer ``i``'s factors, unit by unit."""
+        return tuple(np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/{name}")]) for name in ("in", "in2"))
+
+    def _product_error(self, layer: Layer, p_max: np.ndarray, q_max: np.ndarray) -> np.ndarray:
+        """The error of ``p * q`` from the errors of its factors (exact products of approximate values)."""
+        p_err, q_err = _spread(layer.attrs["W"], self.error), _spread(layer.attrs["W2"], self.error)
+        with np.errstate(invalid="ignore"):  # inf * 0: no error on an unbounded factor
+            terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
+        return sum(terms)
+
     def _gate(self, i: int, layer: Layer) -> None:
         a = layer.attrs
-        p_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in")])
-        q_max = np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/in2")])
+        p_max, q_max = self._factor_magnitudes(i)
         channels = []
         for u in range(layer.width):
             p_scale = silu_scale(p_max[u], GATE_SCALED, GATE_SCALE)
@@ -190,10 +200,7 @@ class _Planner:
                     writes = [(u, sx * sz / (p_scale * q_scale))]
                     channels.append(Channel(_row(a["W"], u, sx * p_scale), mul(a["b"][u], sx * p_scale), gate=gate, writes=writes))
         self.blocks.append(Block(f"layer {i}: gate", channels, layer.width))
-        p_err, q_err = _spread(a["W"], self.error), _spread(a["W2"], self.error)
-        with np.errstate(invalid="ignore"):  # inf * 0: no error on an unbounded factor
-            terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
-        self.error = sum(terms)
+        self.error = self._product_error(layer, p_max, q_max)
 
     def _state(self, i: int, layer: Layer) -> None:
         state = self.states[i]

@@ -34,7 +34,7 @@ The error is bounded, not assumed: :func:`error_bounds` propagates each unit's o
 ReLU gates' ``0.28 / k``, the products' ``y**4 / 30``, the rounding that a gate in its linear
 region or a GRU cell keeping its value amplifies) through the layers and over ``max_len`` steps,
 using the ranges of every value for inputs in ``--input-range`` (``+-ASSUMED_INPUT_BOUND`` where
-none is given). ``Target.error_bound`` is the float64 bound; the compiler warns where a bound is
+none is given), per dtype in ``config["error_bound"]``; the compiler warns where a bound is
 large.
 
 ``relu``: the LSRL paper's exact construction: the same cell equations with ReLU in place of
@@ -58,13 +58,13 @@ import numpy as np
 
 from backends.codegen import import_generated
 from backends.stacking import Decoding
-from backends.target import Compiled, Options, Target, base_config
+from backends.layer_ranges import LayerBounds, layer_bounds
+from backends.target import Compiled, Options, Target, analysis_range, base_config, stated_bounds
 from ir.errors import CompileWarning, LsrlError
-from ir.graph import Graph
 from ir.layered import Layer, LayeredModel
 from ir.matrix import Matrix
 from ir.numbers import ONE, ZERO, Number, add, exact, inverse, mul
-from passes.ranges import INF, Interval, analyze
+from passes.ranges import INF, Interval
 
 STOCK, RELU = "stock", "relu"
 UNUSED = "unused"  # the label of a padding cell
@@ -75,7 +75,6 @@ SATURATION = exact(1024)  # sigmoid(+-1024) is exactly 1 / 0 in float32 and floa
 SIGNAL_EXPONENT = -28  # cells hold |s v| <= 2**-28, where tanh(x) rounds to x in float64
 FACTOR_EXPONENT = -7  # a product's linear gate sees |alpha a| <= 2**-7
 SLOPE_EXPONENT = 120  # ReLU gate weights stay below 2**120 (float32 overflows at 2**128)
-ASSUMED_INPUT_BOUND = 2**10  # |input| the analysis assumes where --input-range gives no bound
 FALLBACK_EXPONENT = 40  # a value the range analysis cannot bound is scaled as if |v| <= 2**40
 
 # --- the error bound (docs/target-lstm-gru.md, "Error bound") -------------------------------------------
@@ -101,95 +100,6 @@ def _exponent(magnitude: float) -> int:
 
 def magnitude(interval: Interval) -> float:
     return max(abs(float(interval.lo)), abs(float(interval.hi)))
-
-
-# --- bounds of every value ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LayerBounds:
-    """Intervals of one layer's output units and, for relu and gate layers, of what each unit
-    reads (``operands[0]``: the ReLU's argument or a product's first factor, ``operands[1]``: the
-    second factor), with whether those take only integer values."""
-
-    values: tuple[Interval, ...]
-    operands: tuple[tuple[Interval, ...], ...] = ()
-    integer: tuple[tuple[bool, ...], ...] = ()
-
-
-def analysis_range(options: Options) -> tuple[Number, Number]:
-    """The input range the bounds assume: the user's, a missing side at ``ASSUMED_INPUT_BOUND``."""
-    lo, hi = options.input_range if options.input_range is not None else (None, None)
-    return (-ASSUMED_INPUT_BOUND if lo is None else lo, ASSUMED_INPUT_BOUND if hi is None else hi)
-
-
-def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
-    """The range analysis (``passes.ranges``) of the layered model, for inputs in
-    ``analysis_range(options)`` and sequences of at most ``options.max_len`` steps.
-
-    The model is spelled as a graph like ``LayeredModel.to_graph`` does, except that a state
-    layer is one state node per group of units coupled through ``A``: the analysis bounds a state
-    node by iterating its interval recurrence until it repeats, which a modulo counter does, but
-    not while it shares a node with a counter that keeps growing.
-    """
-    g = Graph()
-    previous = g.add("input", [], model.d_in, name="x").id
-    nodes: list[tuple[int, tuple[int, ...]]] = []  # per layer: its value node, the nodes its units read
-    for layer in model.layers:
-        a = layer.attrs
-        operand_rows = {"relu": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")]}.get(layer.kind, [])
-        reads = tuple(
-            g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows
-        )
-        if layer.kind == "affine":
-            value = g.add("affine", [previous], layer.width, {"weights": (a["W"],), "bias": a["b"]}).id
-        elif layer.kind == "state":
-            value = _split_state(g, previous, layer)
-        else:
-            value = g.add({"relu": "relu", "gate": "mul"}[layer.kind], list(reads), layer.width).id
-        nodes.append((value, reads))
-        previous = value
-    ranges = analyze(g, [analysis_range(options)] * model.d_in, options.max_len, options.integer_inputs)
-    return [
-        LayerBounds(ranges[value], tuple(ranges[n] for n in reads), tuple(ranges.integer(n) for n in reads))
-        for value, reads in nodes
-    ]
-
-
-def _split_state(g: Graph, previous: int, layer: Layer) -> int:
-    """The state layer as one state node per group of units coupled through ``A``, and an affine
-    node that puts their units back in the layer's order; returns that node."""
-    a = layer.attrs
-    group = list(range(layer.width))  # union-find over the units
-
-    def root(i: int) -> int:
-        while group[i] != i:
-            group[i] = group[group[i]]
-            i = group[i]
-        return i
-
-    for i, j in a["A"].entries:
-        group[root(i)] = root(j)
-    members: dict[int, list[int]] = {}
-    for i in range(layer.width):
-        members.setdefault(root(i), []).append(i)
-    parts, placements = [], []
-    for units in members.values():
-        attrs = {
-            "A": _block(a["A"], units, square=True), "B": (_block(a["W"], units, square=False),),
-            "bias": tuple(a["b"][u] for u in units), "init": tuple(a["init"][u] for u in units),
-        }
-        parts.append(g.add("state", [previous], len(units), attrs).id)
-        placements.append(Matrix.selection(layer.width, len(units), [(u, k) for k, u in enumerate(units)]))
-    return g.add("affine", parts, layer.width, {"weights": tuple(placements), "bias": (ZERO,) * layer.width}).id
-
-
-def _block(matrix: Matrix, units: Sequence[int], square: bool) -> Matrix:
-    """The rows ``units`` of ``matrix`` and, if ``square``, only their columns (the units of a
-    group are coupled to no others, so no entry is left out)."""
-    position = {u: k for k, u in enumerate(units)}
-    entries = {
-        (position[i], position[j] if square else j): v for (i, j), v in matrix.entries.items() if i in position
-    }
-    return Matrix(len(units), len(units) if square else matrix.cols, entries)
 
 
 # --- what a unit reads -------------------------------------------------------------------------------
@@ -805,12 +715,9 @@ class GatedRNNTarget(Target):
                 warnings.append(CompileWarning(
                     f"the stock {self.name} target {what}; --variant relu is exact; "
                     "docs/target-lstm-gru.md lists measured errors",
-                    node=responsible.node,
+                    node=responsible.node, dtype=dtype,
                 ))
-        config["error_bound"] = {
-            **{dtype: value if value != INF else None for dtype, value in stated.items()},  # None: unbounded
-            "input_range": [str(low), str(high)], "max_len": options.max_len,
-        }
+        config["error_bound"] = stated_bounds(stated, options)
         figures.update({f"error_bound_{dtype}": value for dtype, value in stated.items()})
         return Compiled(self.name, config, tensors, {}, warnings, figures)
 
@@ -847,14 +754,6 @@ class GatedRNNTarget(Target):
         model.load_state_dict({name: torch.as_tensor(value) for name, value in compiled.tensors.items()})
         with torch.no_grad():
             return forward(torch.from_numpy(inputs).to(torch_dtype)).double().numpy()
-
-    def error_bound(self, compiled: Compiled) -> float:
-        """The stock construction's float64 bound (for inputs in the range and up to the length
-        in ``config["error_bound"]``); the relu construction is exact."""
-        stated = compiled.config.get("error_bound")
-        if stated is None:
-            return 0.0
-        return INF if stated["float64"] is None else stated["float64"]
 
 
 def _stacked_gates(per_gate: Mapping[str, Matrix], gates: Sequence[str], hidden: int, width: int) -> np.ndarray:

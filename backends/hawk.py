@@ -23,12 +23,15 @@ each (a pass-through where the program has none):
   its convolution's output through: linear values, and a filter's taps (the conv tap at the lag).
 - An **exactly holding** channel (``recurrent_param = -100``: ``a = 1``, ``m = 0``) keeps its
   first step's input forever.
-- An **accumulator** cannot hold exactly (``a = 1`` gives ``m = 0``): a *near-holding* channel has
-  ``a^2`` rounding to exactly ``1 - 2^-22`` in float32 and float64, so ``m = 2^-11`` exactly and
-  ``linear_x`` scales its input by ``2^11``; its decay ``a = 1 - 1.19e-7`` per step is in the
-  error bound. At the first step (m = 1) its input gate is closed (``sigmoid(100 - 400 f) = 0``
-  where f is a "first-step" channel, the convolution of the constant 1 with taps 1, -1, in the
-  same gate block of width 2), and an exactly holding channel takes the first step's input.
+- An **accumulator** cannot use an exactly holding channel (``a = 1`` in float64 needs
+  ``a^2 = 1`` or ``1 - 2^-53``, and the multiplier would be 0 in float32). An *accumulating*
+  channel has ``recurrent_param = -19.408...``: ``a`` rounds to exactly 1 in float32 while
+  ``a^2`` rounds to ``1 - 2^-24``, so ``m = 2^-12`` exactly and ``linear_x`` scales its input by
+  ``2^12``: float32 accumulates exactly. In float64 the same weights give the same multiplier and
+  ``a = 1 - 2^-25``: a decay of 3e-8 per step, which is in the float64 error bound. At the first
+  step (m = 1) its input gate is closed (``sigmoid(100 - 400 f) = 0`` where f is a "first-step"
+  channel, the convolution of the constant 1 with taps 1, -1, in the same gate block of width 2),
+  and an exactly holding channel takes the first step's input.
 - In the MLP, a ReLU unit is ``gelu(K u) / K`` (``up_proj`` the constant 1; off by at most
   ``0.17 / K``, exact where |K u| is large), a gate ``p q`` is ``(gelu(K p) - gelu(-K p)) q / K``
   (exact as real numbers), and a pass-through value ``(gelu(K v) - gelu(-K v)) / K``.
@@ -45,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.mamba import DiagonalTarget, _Planner, _magnitude, _row, _spread, causal_conv
-from backends.target import Compiled, Options, base_config, loose_bound_warnings
+from backends.mamba import DiagonalTarget, _Planner, _magnitude, _row, causal_conv
+from backends.target import DTYPES, Compiled, Options, base_config
 from ir.layered import Layer, LayeredModel
 from ir.numbers import ONE, ZERO, Number, mul
 from passes.diagonalize import CONV_WIDTH
@@ -56,11 +59,13 @@ Y_CONSTANT = 16.0  # linear_y bias: gelu(16) = 16 exactly in float32 and float64
 GATE_OPEN = 100.0  # gate bias: sigmoid(100) = 1 exactly
 FORGET_PARAM = 100.0  # softplus(100) = 100: a = exp(-800) = 0
 HOLD_PARAM = -100.0  # softplus(-100) = 3.7e-44: a = 1
-# near-holding: (-8 sigmoid(NEAR_GATE)) softplus(NEAR_PARAM) = L with exp(2 L) = 1 - 2^-22 exactly
-# in float32 and float64 (found by search over float32 values; checked in tests/test_mamba_hawk.py)
-NEAR_GATE, NEAR_PARAM = 14.06689167022705, -18.021825790405273
-NEAR_SCALE = 2**11  # 1 / sqrt(2^-22)
-NEAR_DECAY = 1.2e-07  # a bound on 1 - a over float32 and float64 (1.19e-7)
+# accumulating: L = -8 softplus(ACCUMULATE_PARAM) is -2^-25 (1 + 2^-25) in float64 and rounds to
+# -2^-25 (1 - 2^-24) in float32, so exp(L) rounds to exactly 1 in float32 (1 - 2^-25 in float64) and
+# exp(2 L) to 1 - 2^-24 in both: the multiplier sqrt(1 - a^2) is exactly 2^-12 in both dtypes
+# (checked in tests/test_mamba_hawk.py)
+ACCUMULATE_PARAM = -19.4081210240135
+ACCUMULATE_SCALE = 2**12  # 1 / the multiplier
+ACCUMULATE_DECAY = {"float32": 0.0, "float64": 2.99e-8}  # bounds on 1 - a
 RELU_GAP = 0.1701  # max |gelu_tanh(u) - relu(u)|, at u = -0.7525
 MAX_SCALE = 2**40  # K of gelu(K u) / K; |K u| <= 2^40 keeps 0.044715 (K u)^3 finite in float32
 MAX_SCALED = 2.0**40
@@ -81,7 +86,7 @@ def gelu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) ->
 @dataclass
 class TChannel:
     """A recurrent-block channel: what ``linear_x`` reads, the conv's lag, its mode (forget, hold,
-    near), and where ``linear_out`` writes h (unit, weight)."""
+    accumulate, first), and where ``linear_out`` writes h (unit, weight)."""
 
     reads: dict[int, Number]
     bias: Number = ZERO
@@ -140,19 +145,18 @@ class _HawkPlanner(_Planner):
         W, b = layer.attrs["W"], layer.attrs["b"]
         channels = [TChannel(_row(W, u), b[u], writes=[(u, ONE)]) for u in range(layer.width)]
         self.steps.append(Step(f"layer {i}: affine", "temporal", channels, layer.width, self._out_box(i)))
-        self.error = _spread(W, self.error)
+        self._linear_errors(i, layer)
 
     def _h_relu(self, i: int, layer: Layer) -> None:
         W, b = layer.attrs["W"], layer.attrs["b"]
-        channels, added = [], np.zeros(layer.width)
+        channels, scales = [], {}
         for u, (lo, hi) in enumerate(self._bounds(f"layer{i}/in")):
             if hi <= 0:
                 continue
-            scale = gelu_scale(max(-lo, hi), MAX_SCALED, MAX_SCALE)
-            channels.append(MChannel(_row(W, u, scale), mul(b[u], scale), {}, ONE, [(u, ONE / scale)]))
-            added[u] = RELU_GAP / scale
+            scales[u] = gelu_scale(max(-lo, hi), MAX_SCALED, MAX_SCALE)
+            channels.append(MChannel(_row(W, u, scales[u]), mul(b[u], scales[u]), {}, ONE, [(u, ONE / scales[u])]))
         self.steps.append(Step(f"layer {i}: relu", "mlp", channels, layer.width, self._out_box(i)))
-        self.error = _spread(W, self.error) + added
+        self._relu_errors(i, layer, scales, RELU_GAP)
 
     def _h_gate(self, i: int, layer: Layer) -> None:
         a = layer.attrs
@@ -164,14 +168,14 @@ class _HawkPlanner(_Planner):
                 channels.append(MChannel(_row(a["W"], u, s * scale), mul(a["b"][u], s * scale), _row(a["W2"], u), a["b2"][u],
                                          [(u, s / scale)]))
         self.steps.append(Step(f"layer {i}: gate", "mlp", channels, layer.width, self._out_box(i)))
-        self.error = self._product_error(layer, p_max, q_max)
+        self._gate_errors(i, layer)
 
     def _h_state(self, i: int, layer: Layer) -> None:
         state = self.states[i]
         box = self._input_box(i)
         width_in = len(box)
         copies = self._h_delays(i, box, state.lags)
-        channels, decay = [], np.zeros(layer.width)
+        channels, decay = [], np.zeros((len(DTYPES), layer.width))
         for u in range(layer.width):
             for k in range(max(len(state.taps), CONV_WIDTH)):
                 reads = _row(state.taps[k], u) if k < len(state.taps) else {}
@@ -183,17 +187,17 @@ class _HawkPlanner(_Planner):
                 channels.append(TChannel(shifted, bias, k - copy * DELAY, "forget", [(u, ONE)]))
             if u in state.hold_units():
                 reads = _row(state.hold, u)
-                big = {j: mul(w, NEAR_SCALE) for j, w in reads.items()}
-                channels.append(TChannel(big, mul(state.slope[u], NEAR_SCALE), 0, "near", [(u, ONE)]))
-                channels.append(TChannel({}, ONE, 0, "first"))  # 1 at the first step: closes the near channel's input gate
+                big = {j: mul(w, ACCUMULATE_SCALE) for j, w in reads.items()}
+                channels.append(TChannel(big, mul(state.slope[u], ACCUMULATE_SCALE), 0, "accumulate", [(u, ONE)]))
+                channels.append(TChannel({}, ONE, 0, "first"))  # 1 at the first step: closes the accumulator's input gate
                 channels.append(TChannel(reads, state.slope[u], 0, "hold", [(u, ONE)]))
                 n = self.max_len
-                decay[u] = (1 - (1 - NEAR_DECAY) ** n) * n * _magnitude(reads, state.slope[u], box)
+                for k, dtype in enumerate(DTYPES):
+                    decay[k, u] = (1 - (1 - ACCUMULATE_DECAY[dtype]) ** n) * n * _magnitude(reads, state.slope[u], box)
         out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
         self.steps.append(Step(f"layer {i}: state", "temporal", channels, layer.width, self._out_box(i), out_bias))
-        with np.errstate(invalid="ignore"):
-            self.error = (sum(_spread(t, self.error) for t in state.taps) + self.max_len * _spread(state.hold, self.error)
-                          + np.nan_to_num(decay, nan=INF))
+        with np.errstate(invalid="ignore"):  # inf * 0
+            self._state_errors(i, layer, np.nan_to_num(decay, nan=INF))
 
     def _h_delays(self, i: int, box: list[float], lags: int) -> int:
         width, copies = len(box), 1
@@ -227,18 +231,19 @@ def pair_steps(steps: list[Step], d_in: int, input_box: list[float]) -> list[tup
 
 
 # --- weights ------------------------------------------------------------------------------------------------
-MODE_PARAMS = {"forget": (GATE_OPEN, FORGET_PARAM), "first": (GATE_OPEN, FORGET_PARAM), "hold": (GATE_OPEN, HOLD_PARAM), "near": (NEAR_GATE, NEAR_PARAM)}
+MODE_PARAMS = {"forget": FORGET_PARAM, "first": FORGET_PARAM, "hold": HOLD_PARAM, "accumulate": ACCUMULATE_PARAM}
 
 
-HEAD = 2  # RG-LRU gate block width: a near channel (even slot) and its first-step channel
+HEAD = 2  # RG-LRU gate block width: an accumulating channel (even slot) and its first-step channel
 FIRST_GATE = -400.0  # input gate weight on the first-step channel: sigmoid(100 - 400) = 5e-131 (float32: 0)
 
 
 def slots(step: Step) -> list[int]:
-    """The RG-LRU slot of each channel: a near channel at an even slot, its first-step channel next."""
+    """The RG-LRU slot of each channel: an accumulating channel at an even slot, its first-step
+    channel next."""
     out, slot = [], 0
     for ch in step.channels:
-        if ch.mode == "near" and slot % 2:
+        if ch.mode == "accumulate" and slot % 2:
             slot += 1
         out.append(slot)
         slot += 1
@@ -249,7 +254,7 @@ def temporal_tensors(step: Step, d_model: int, lru: int) -> dict[str, np.ndarray
     lx, lx_b = np.zeros((lru, d_model)), np.zeros(lru)
     conv = np.zeros((lru, 1, CONV_WIDTH))
     out, out_b = np.zeros((d_model, lru)), np.zeros(d_model)
-    r_bias, r_param = np.full((lru, 1), GATE_OPEN), np.full(lru, FORGET_PARAM)
+    r_param = np.full(lru, FORGET_PARAM)
     heads = lru // HEAD
     in_w = np.zeros((heads, HEAD, HEAD))
     for c, ch in zip(slots(step), step.channels):
@@ -259,9 +264,9 @@ def temporal_tensors(step: Step, d_model: int, lru: int) -> dict[str, np.ndarray
         conv[c, 0, CONV_WIDTH - 1 - ch.lag] = 1.0
         if ch.mode == "first":  # 1 at the first step, 0 after (the conv's zero padding)
             conv[c, 0, CONV_WIDTH - 2] = -1.0
-        if ch.mode == "near":  # gate input 100 - 400 f_t: closed at the first step, open after
+        if ch.mode == "accumulate":  # gate input 100 - 400 f_t: closed at the first step, open after
             in_w[c // HEAD, 1, 0] = FIRST_GATE
-        r_bias[c, 0], r_param[c] = MODE_PARAMS[ch.mode]
+        r_param[c] = MODE_PARAMS[ch.mode]
         for unit, w in ch.writes:
             out[unit, c] += float(w) / Y_CONSTANT
     for unit, v in step.out_bias.items():
@@ -272,7 +277,7 @@ def temporal_tensors(step: Step, d_model: int, lru: int) -> dict[str, np.ndarray
         "rg_lru.recurrent_param": r_param, "rg_lru.input_gate_weight": in_w,
         "rg_lru.input_gate_bias": np.full((heads, HEAD), GATE_OPEN),
         "rg_lru.recurrent_gate_weight": np.zeros((heads, HEAD, HEAD)),
-        "rg_lru.recurrent_gate_bias": r_bias.reshape(heads, HEAD), "linear_out.weight": out, "linear_out.bias": out_b,
+        "rg_lru.recurrent_gate_bias": np.full((heads, HEAD), GATE_OPEN), "linear_out.weight": out, "linear_out.bias": out_b,
     }
 
 
@@ -402,20 +407,18 @@ class HawkTarget(DiagonalTarget):
             for name, value in mlp_tensors(mlp, d_model, inter).items():
                 tensors[f"layers.{i}.mlp_block.{name}"] = value
         config = base_config(self, model, options)
-        bound = float(np.max(planner.error)) if len(planner.error) else 0.0
         config.update({
             "hidden_size": d_model, "lru_width": lru, "intermediate_size": 2 * inter, "num_attention_heads": lru // HEAD,
             "conv1d_width": CONV_WIDTH, "hidden_activation": "gelu_pytorch_tanh", "num_hidden_layers": len(layers),
             "block_types": ["recurrent"], "residual": False, "norm": None,
             "blocks": [f"{t.what} / {m.what}" for t, m in layers],
-            "error_bound": bound if math.isfinite(bound) else None,
         })
         figures = {
             "blocks": len(layers), "d_model": d_model, "lru_width": lru, "intermediate": inter,
             "state_size": lru * len(layers), "conv_state_size": (CONV_WIDTH - 1) * lru * len(layers),
-            "parameters": int(sum(v.size for v in tensors.values())), "error_bound": config["error_bound"],
+            "parameters": int(sum(v.size for v in tensors.values())),
         }
-        return Compiled(self.name, config, tensors, figures=figures, warnings=loose_bound_warnings(self, bound))
+        return self.compiled(config, tensors, figures, planner, options)
 
 
 TARGETS = {"hawk": HawkTarget()}

@@ -37,20 +37,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.target import Compiled, Options, Target, base_config, loose_bound_warnings
+from backends.layer_ranges import layer_bounds
+from backends.target import DTYPES, Compiled, Options, Target, analysis_range, base_config, loose_bound_warnings, stated_bounds
 from ir.errors import LsrlError
 from ir.layered import Layer, LayeredModel
 from ir.matrix import Matrix
 from ir.numbers import ONE, ZERO, Number, mul
 from passes.diagonalize import CONV_WIDTH, NotDiagonal, decompose_all, diagonalize
-from passes.ranges import INF, analyze
+from passes.ranges import INF, Interval
 
 CONSTANT = 64  # the constant channel's value, and the z branch of pass-through channels
 PASS = ONE * CONSTANT  # what silu(z) multiplies a pass-through channel by
@@ -62,6 +63,10 @@ MAX_SCALE = 2**80  # the largest K of silu(K u) / K (|u| up to 2**47 stays finit
 MAX_SCALED = 2.0**96  # |K u| stays below this, far from float32's overflow at 2**128
 GATE_SCALE, GATE_SCALED = 2**20, 2.0**48  # the same for each factor of a product
 DELAY = CONV_WIDTH - 1  # the most steps one block's convolution reaches back
+ROUNDOFF = np.array([2.0**-24, 2.0**-53])[:, None]  # unit roundoff, per dtype in DTYPES order
+EXACT_BELOW = np.array([2.0**24, 2.0**53])[:, None]  # integers below this add and multiply exactly
+EXACT_SCALE = 1024  # act(K u) / K is relu(u) at nonzero integers u up to exp(-1024) (0 in float64)
+EXTRA_OPS = 8  # rounded operations of a value beyond its weighted sum (activations, scan, output sums)
 
 
 @dataclass
@@ -104,12 +109,18 @@ def _pair(reads: dict[int, Number], bias: Number, unit: int, scale: int, lag: in
 
 
 def _spread(matrix: Matrix, error: np.ndarray) -> np.ndarray:
-    """Bounds on the errors of ``matrix @ v`` given bounds on v's (0 * inf counts as 0)."""
-    weights, finite = np.abs(matrix.dense()), np.isfinite(error)
+    """Bounds on the errors of ``matrix @ v`` given bounds on v's (last axis; 0 * inf counts as 0)."""
+    weights, finite = np.abs(matrix.dense()).T, np.isfinite(error)
     with np.errstate(over="ignore"):  # a bound too large for float64 is infinite, as it should be
-        out = weights[:, finite] @ error[finite]
-    out[(weights[:, ~finite] > 0).any(axis=1)] = INF
+        out = np.where(finite, error, 0.0) @ weights
+    out[(~finite).astype(float) @ (weights > 0) > 0] = INF
     return out
+
+
+def _weighted(weights: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """``weights @ box`` for nonnegative weights, with 0 * inf = 0."""
+    with np.errstate(invalid="ignore"):
+        return np.where(weights > 0, weights * np.array(box), 0.0).sum(axis=1)
 
 
 def silu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> int:
@@ -125,20 +136,29 @@ def _magnitude(reads: dict[int, Number], bias: Number, box: list[float]) -> floa
 
 
 class _Planner:
-    """The blocks of a diagonalized layered model, and the error bound of the construction."""
+    """The blocks of a diagonalized layered model, and the error bounds of the construction for
+    inputs in ``analysis_range(options)``."""
 
     def __init__(self, model: LayeredModel, options: Options):
         self.model = model
         self.states = decompose_all(model)
-        graph = model.to_graph()
-        self.ranges = analyze(graph, options.input_range, options.max_len)
-        self.nodes = {node.name: node.id for node in graph}  # to_graph names: x, layer{i}, layer{i}/in, ...
+        low, high = analysis_range(options)
+        self.ranges = {"x": [Interval(low, high)] * model.d_in}  # by to_graph's names: layer{i}, layer{i}/in, ...
+        self.integer = {"x": [options.integer_inputs] * model.d_in}
+        for i, bounds in enumerate(layer_bounds(model, options)):
+            self.ranges[f"layer{i}"], self.integer[f"layer{i}"] = bounds.values, bounds.values_integer
+            for name, operand, integer in zip(("in", "in2"), bounds.operands, bounds.integer):
+                self.ranges[f"layer{i}/{name}"], self.integer[f"layer{i}/{name}"] = operand, integer
         self.max_len = options.max_len
         self.blocks: list[Block] = []
-        self.error = np.zeros(model.d_in)  # bound on each unit's error so far
+        self.error = np.zeros((len(DTYPES), model.d_in))  # per dtype, a bound on each unit's error so far
+
+    def bounds(self) -> dict[str, float]:
+        """The error bound of the model's outputs, per dtype."""
+        return {dtype: float(np.max(self.error[k], initial=0.0)) for k, dtype in enumerate(DTYPES)}
 
     def _bounds(self, node_name: str) -> list[tuple[float, float]]:
-        return [(float(i.lo), float(i.hi)) for i in self.ranges[self.nodes[node_name]]]
+        return [(float(i.lo), float(i.hi)) for i in self.ranges[node_name]]
 
     def _input_box(self, i: int) -> list[float]:
         """Bounds on |x_j| for the units layer i reads."""
@@ -157,35 +177,81 @@ class _Planner:
             getattr(self, f"_{layer.kind}")(i, layer)
         return self.blocks
 
-    # --- one method per layer kind ----------------------------------------------------------------
-    def _affine(self, i: int, layer: Layer) -> None:
-        self.blocks.append(Block(f"layer {i}: affine", self._pairs(i, layer.attrs["W"], layer.attrs["b"]), layer.width))
-        self.error = _spread(layer.attrs["W"], self.error)
+    # --- error bounds: what each layer adds, per dtype --------------------------------------------
+    def _settle(self, node: str, error: np.ndarray, magnitude: np.ndarray, terms: np.ndarray) -> np.ndarray:
+        """``error`` plus the rounding of each unit of the graph node ``node``: none where its value
+        is an integer below EXACT_BELOW computed from values without error (integer arithmetic is
+        exact in floating point), else ``(terms + EXTRA_OPS) u magnitude`` (a sum of ``terms``
+        products with sizes adding up to ``magnitude``)."""
+        integer = np.array(self.integer[node], dtype=bool)
+        exact = integer & (magnitude < EXACT_BELOW) & (error == 0)
+        with np.errstate(invalid="ignore"):  # inf * 0
+            rounding = np.nan_to_num((terms + EXTRA_OPS) * ROUNDOFF * magnitude, nan=INF)
+        return error + np.where(exact, 0.0, rounding)
 
-    def _relu(self, i: int, layer: Layer) -> None:
-        W, b = layer.attrs["W"], layer.attrs["b"]
-        channels, added = [], np.zeros(layer.width)
-        for u, (lo, hi) in enumerate(self._bounds(f"layer{i}/in")):
-            # a unit that is never negative still takes a channel of its own rather than the exact
-            # pair: the program relies on the ReLU to clamp the rounding noise of values that are 0
-            if hi <= 0:
-                continue  # always 0
-            scale = silu_scale(max(-lo, hi))
-            channels.append(Channel(_row(W, u, scale), mul(b[u], scale), writes=[(u, ONE / (PASS * scale))]))
-            added[u] = RELU_GAP / scale
-        self.blocks.append(Block(f"layer {i}: relu", channels, layer.width))
-        self.error = _spread(W, self.error) + added
+    def _combination(self, i: int, node: str, W: Matrix, b: Sequence[Number]) -> np.ndarray:
+        """The errors of ``W x + b`` (the graph node ``node``) for the input of layer i."""
+        weights = np.abs(W.dense())
+        magnitude = _weighted(weights, self._input_box(i)) + np.abs([float(v) for v in b])
+        return self._settle(node, _spread(W, self.error), magnitude, (weights > 0).sum(axis=1))
+
+    def _linear_errors(self, i: int, layer: Layer) -> None:
+        self.error = self._combination(i, f"layer{i}", layer.attrs["W"], layer.attrs["b"])
+
+    def _relu_errors(self, i: int, layer: Layer, scales: dict[int, Number], gap: float) -> None:
+        """Unit u is ``act(K u) / K`` with K = ``scales[u]``: its input's error plus the
+        activation's ``gap / K``, except at an integer input computed exactly with K >= EXACT_SCALE."""
+        pre = self._combination(i, f"layer{i}/in", layer.attrs["W"], layer.attrs["b"])
+        integer = self.integer[f"layer{i}/in"]
+        added = np.zeros_like(pre)
+        for u, scale in scales.items():
+            exact = (pre[:, u] == 0) & integer[u] & (scale >= EXACT_SCALE)
+            added[:, u] = np.where(exact, 0.0, gap / float(scale))
+        self.error = pre + added
 
     def _factor_magnitudes(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Bounds on |p| and |q| of the gate layer ``i``'s factors, unit by unit."""
         return tuple(np.array([max(-lo, hi) for lo, hi in self._bounds(f"layer{i}/{name}")]) for name in ("in", "in2"))
 
-    def _product_error(self, layer: Layer, p_max: np.ndarray, q_max: np.ndarray) -> np.ndarray:
-        """The error of ``p * q`` from the errors of its factors (exact products of approximate values)."""
-        p_err, q_err = _spread(layer.attrs["W"], self.error), _spread(layer.attrs["W2"], self.error)
+    def _gate_errors(self, i: int, layer: Layer) -> None:
+        """The error of ``p * q`` from the errors of its factors (exact products of approximate
+        values), and the product's rounding."""
+        a = layer.attrs
+        p_max, q_max = self._factor_magnitudes(i)
+        p_err = self._combination(i, f"layer{i}/in", a["W"], a["b"])
+        q_err = self._combination(i, f"layer{i}/in2", a["W2"], a["b2"])
         with np.errstate(invalid="ignore"):  # inf * 0: no error on an unbounded factor
             terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
-        return sum(terms)
+            self.error = self._settle(f"layer{i}", sum(terms), p_max * q_max, np.ones(layer.width))
+
+    def _state_errors(self, i: int, layer: Layer, decay: np.ndarray | float = 0.0) -> None:
+        """A state unit is its filter of the input, max_len times its accumulator's, its constant,
+        and (hawk) the ``decay`` of its accumulator."""
+        state = self.states[i]
+        box = self._input_box(i)
+        weights = sum(np.abs(t.dense()) for t in state.taps) + self.max_len * np.abs(state.hold.dense())
+        constant = np.abs([float(v) for v in state.offset]) + self.max_len * np.abs([float(v) for v in state.slope])
+        constant += sum(np.abs([float(v) for v in warmup]) for warmup in state.warmup)
+        error = sum(_spread(t, self.error) for t in state.taps) + self.max_len * _spread(state.hold, self.error) + decay
+        self.error = self._settle(f"layer{i}", error, _weighted(weights, box) + constant, (weights > 0).sum(axis=1) + len(state.taps))
+
+    # --- one method per layer kind ----------------------------------------------------------------
+    def _affine(self, i: int, layer: Layer) -> None:
+        self.blocks.append(Block(f"layer {i}: affine", self._pairs(i, layer.attrs["W"], layer.attrs["b"]), layer.width))
+        self._linear_errors(i, layer)
+
+    def _relu(self, i: int, layer: Layer) -> None:
+        W, b = layer.attrs["W"], layer.attrs["b"]
+        channels, scales = [], {}
+        for u, (lo, hi) in enumerate(self._bounds(f"layer{i}/in")):
+            # a unit that is never negative still takes a channel of its own rather than the exact
+            # pair: the program relies on the ReLU to clamp the rounding noise of values that are 0
+            if hi <= 0:
+                continue  # always 0
+            scales[u] = silu_scale(max(-lo, hi))
+            channels.append(Channel(_row(W, u, scales[u]), mul(b[u], scales[u]), writes=[(u, ONE / (PASS * scales[u]))]))
+        self.blocks.append(Block(f"layer {i}: relu", channels, layer.width))
+        self._relu_errors(i, layer, scales, RELU_GAP)
 
     def _gate(self, i: int, layer: Layer) -> None:
         a = layer.attrs
@@ -200,7 +266,7 @@ class _Planner:
                     writes = [(u, sx * sz / (p_scale * q_scale))]
                     channels.append(Channel(_row(a["W"], u, sx * p_scale), mul(a["b"][u], sx * p_scale), gate=gate, writes=writes))
         self.blocks.append(Block(f"layer {i}: gate", channels, layer.width))
-        self.error = self._product_error(layer, p_max, q_max)
+        self._gate_errors(i, layer)
 
     def _state(self, i: int, layer: Layer) -> None:
         state = self.states[i]
@@ -224,7 +290,7 @@ class _Planner:
                 channels += _pair(reads, state.slope[u], u, scale, hold=True)
         out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
         self.blocks.append(Block(f"layer {i}: state", channels, layer.width, out_bias))
-        self.error = sum(_spread(t, self.error) for t in state.taps) + self.max_len * _spread(state.hold, self.error)
+        self._state_errors(i, layer)
 
     def _delay_blocks(self, i: int, box: list[float], lags: int) -> int:
         """Blocks that turn the stream x_t into [x_t, x_{t-3}, x_{t-6}, ...] for a filter of ``lags``
@@ -367,12 +433,17 @@ class DiagonalTarget(Target):
             torch.set_flush_denormal(False)
         return out.double().numpy()
 
-    def error_bound(self, compiled: Compiled) -> float:
-        """The approximations' errors (and, for hawk, the accumulators' decay) propagated through
-        the model with the range analysis's bounds (inf where a range is unbounded); rounding comes
-        on top."""
-        bound = compiled.config["error_bound"]
-        return INF if bound is None else bound
+    def compiled(self, config: dict[str, Any], tensors: dict[str, np.ndarray], figures: dict[str, Any],
+                 planner: _Planner, options: Options) -> Compiled:
+        """The compiled model, with the planner's error bounds (the approximations' errors and, for
+        hawk, the accumulators' decay, propagated with the range analysis's bounds; rounding comes
+        on top) stated in the config and figures, and a warning where they are loose."""
+        bounds = planner.bounds()
+        config["error_bound"] = stated_bounds(bounds, options)
+        figures.update({f"error_bound_{dtype}": bound for dtype, bound in bounds.items()})
+        # float32's rounding of the program's constants is the precision pass's to warn about
+        warnings = loose_bound_warnings(self, {"float64": bounds["float64"]})
+        return Compiled(self.name, config, tensors, figures=figures, warnings=warnings)
 
 
 class MambaTarget(DiagonalTarget):
@@ -393,20 +464,18 @@ class MambaTarget(DiagonalTarget):
             for name, value in block_tensors(block, d_model, d_inner).items():
                 tensors[f"layers.{i}.mixer.{name}"] = value
         config = base_config(self, model, options)
-        bound = float(np.max(planner.error))
         config.update({
             "d_model": d_model, "d_inner": d_inner, "expand": expand, "d_state": 1, "d_conv": CONV_WIDTH,
             "dt_rank": 1, "n_layer": len(blocks), "use_bias": True, "conv_bias": True, "residual": False,
             "norm": None, "blocks": [b.what for b in blocks],
-            "error_bound": bound if math.isfinite(bound) else None,  # None: unbounded (the ranges are)
         })
         figures = {
             "blocks": len(blocks), "d_model": d_model, "d_inner": d_inner,
             "state_size": d_inner * len(blocks),  # d_state = 1 number per channel and block
             "conv_state_size": (CONV_WIDTH - 1) * d_inner * len(blocks),
-            "parameters": int(sum(v.size for v in tensors.values())), "error_bound": config["error_bound"],
+            "parameters": int(sum(v.size for v in tensors.values())),
         }
-        return Compiled(self.name, config, tensors, figures=figures, warnings=loose_bound_warnings(self, bound))
+        return self.compiled(config, tensors, figures, planner, options)
 
 
 

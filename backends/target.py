@@ -27,8 +27,10 @@ import numpy as np
 from ir.errors import CompileWarning
 from ir.layered import LayeredModel
 
+INF = float("inf")
 DTYPES = ("float32", "float64")
 DEFAULT_MAX_LEN = 1024
+ASSUMED_INPUT_BOUND = 2**10  # |input| the stated error bounds assume where --input-range gives no bound
 CONFIG_FORMAT = "lsrl.compiled"
 
 
@@ -94,29 +96,52 @@ class Target(ABC):
         """Outputs ``[batch, time, d_out]`` (float64 numpy) for inputs ``[batch, time, d_in]``,
         computed in ``dtype`` the way a user of the target runs it."""
 
-    def error_bound(self, compiled: Compiled) -> float:
-        """The absolute error the construction itself may add to every output on top of rounding
-        (0 for an exact construction). Approximate constructions state and test their bound."""
-        return 0.0
+    def error_bound(self, compiled: Compiled, dtype: str = "float64") -> float:
+        """The absolute error the construction itself may add to every output when run in
+        ``dtype``, on top of rounding (0 for an exact construction). Approximate constructions state
+        their bounds in ``config["error_bound"]`` (see :func:`stated_bounds`) and test them."""
+        stated = compiled.config.get("error_bound")
+        if not isinstance(stated, dict):
+            return 0.0
+        return INF if stated[dtype] is None else stated[dtype]
 
 
 # above this stated bound (absolute), an approximate target warns that its outputs may be off
 LOOSE_BOUND = 1e-6
 
 
-def loose_bound_warnings(target: Target, bound: float) -> list[CompileWarning]:
-    """A warning where an approximate construction cannot promise outputs within LOOSE_BOUND, so
-    that a large (or infinite) stated bound never passes silently."""
-    if bound <= LOOSE_BOUND:
+def loose_bound_warnings(target: Target, bounds: dict[str, float]) -> list[CompileWarning]:
+    """A warning where an approximate construction cannot promise outputs within LOOSE_BOUND in
+    some dtype (``bounds``: the stated bound per dtype), so that a large (or infinite) stated bound
+    never passes silently."""
+    loose = {dtype: bound for dtype, bound in bounds.items() if bound > LOOSE_BOUND}
+    if not loose:
         return []
-    reason = (
-        "the range analysis cannot bound some value it approximates (give --input-range)"
-        if bound == float("inf") else f"its stated error bound for this program is {bound:.3g}"
-    )
+    if INF in loose.values():
+        reason = "the range analysis cannot bound some value it approximates (give --input-range)"
+    else:
+        reason = "its stated error bound for this program is " + " and ".join(
+            f"{bound:.3g} in {dtype}" for dtype, bound in loose.items())
     return [CompileWarning(
         f"the {target.name} target computes this program only approximately: {reason}; "
-        f"compare its outputs with --backend interp (measured errors: docs/targets.md)"
+        f"compare its outputs with --backend interp (measured errors: docs/targets.md)",
+        dtype=next(iter(loose)) if len(loose) == 1 else None,
     )]
+
+
+def analysis_range(options: Options) -> tuple:
+    """The input range stated bounds assume: the user's, a missing side at ``ASSUMED_INPUT_BOUND``."""
+    lo, hi = options.input_range if options.input_range is not None else (None, None)
+    return (-ASSUMED_INPUT_BOUND if lo is None else lo, ASSUMED_INPUT_BOUND if hi is None else hi)
+
+
+def stated_bounds(bounds: dict[str, float], options: Options) -> dict[str, Any]:
+    """``config["error_bound"]``: the bound per dtype (None: unbounded) and what it assumes."""
+    low, high = analysis_range(options)
+    return {
+        **{dtype: value if value != INF else None for dtype, value in bounds.items()},
+        "input_range": [str(low), str(high)], "max_len": options.max_len,
+    }
 
 
 def base_config(target: Target, model: LayeredModel, options: Options) -> dict[str, Any]:

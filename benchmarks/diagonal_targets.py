@@ -6,10 +6,10 @@ For each row of the shared table (``tests/table.py``) and the ``mamba`` target (
 blocks are (recurrent block, MLP block) pairs, ``d_inner`` is its ``lru_width``, and the reference
 is transformers' ``RecurrentGemmaRecurrentBlock`` and ``RecurrentGemmaMlp``): mixer blocks,
 ``d_model``, ``d_inner``, recurrent state (one number per channel and block; the convolutions
-keep 3 more per channel), parameters, the stated error bound (``error_bound``: the ReLU
-approximations propagated with the range analysis; ``inf`` where the ranges are unbounded), the
-largest absolute error of the outputs against the exact interpreter over the row's runs in float64
-and float32 (``-`` in float32 where the compiler warned that the program's constants need more
+keep 3 more per channel), parameters, and per dtype the stated error bound (``error_bound``: the
+approximations, hawk's accumulator decay in float64 and the rounding, propagated with the range
+analysis) and the largest absolute error of the outputs against the exact interpreter over the
+row's runs (``-`` in float32 where the compiler warned that the program's constants need more
 than float32), and the largest difference between each of our mixer blocks and transformers'
 ``MambaMixer`` (its CPU code path) loaded with the same weights, fed the same hidden states, in
 float32 (``ref f32``). Prints a Markdown table (docs/target-mamba-hawk.md quotes it).
@@ -113,7 +113,7 @@ def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> 
     options = Options(case.input_range, case.integer_inputs, max_len)
     compiled = TARGET.build(lower(case.graph(), case.input_range, max_len), options)
     seconds = time.perf_counter() - start
-    warned = bool(float32_warnings(case.graph()))
+    warned = bool(float32_warnings(case.graph(), case.input_range, case.integer_inputs))
     errors = {"float64": 0.0, "float32": 0.0}
     reference = 0.0
     for r in case.runs:
@@ -128,8 +128,9 @@ def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> 
     f = compiled.figures
     return {
         "program": case.name, "blocks": f["blocks"], "d_model": f["d_model"], "d_inner": f.get("d_inner", f.get("lru_width")),
-        "state": f["state_size"], "params": f["parameters"], "bound": TARGET.error_bound(compiled),
-        "f64": errors["float64"], "f32": None if warned else errors["float32"],
+        "state": f["state_size"], "params": f["parameters"],
+        "bound f32": TARGET.error_bound(compiled, "float32"), "f32": None if warned else errors["float32"],
+        "bound f64": TARGET.error_bound(compiled, "float64"), "f64": errors["float64"],
         "ref f32": reference if with_reference else None, "compile s": seconds,
     }
 

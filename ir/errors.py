@@ -36,6 +36,7 @@ class CompileWarning:
     message: str
     loc: Loc | None = None
     node: int | None = None  # as for LsrlError: the driver fills in ``loc`` from the program node
+    dtype: str | None = None  # the one dtype the warning is about (None: every dtype)
 
     def __str__(self) -> str:
         return f"{self.loc}: warning: {self.message}" if self.loc else f"warning: {self.message}"

@@ -354,7 +354,7 @@ def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Grap
             got = run_compiled(compiled, floats, dtype)[0]
             error = max((abs(float(g) - float(w)) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=0.0)
             figures[f"max_error_{dtype}"] = error
-        figures["error_bound"] = get_target(args.target).error_bound(compiled)
+            figures[f"error_bound_{dtype}"] = get_target(args.target).error_bound(compiled, dtype)
     return figures
 
 

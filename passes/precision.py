@@ -803,7 +803,7 @@ class _Analysis:
             place = node.loc if node.loc is not None else node.name
             if place not in places:
                 places.add(place)
-                out.append(CompileWarning(self._message(node, finding), node.loc))
+                out.append(CompileWarning(self._message(node, finding), node.loc, dtype="float32"))
         return out
 
     def _message(self, node: Node, finding: _Finding) -> str:

@@ -383,8 +383,10 @@ CASES: list[Case] = [
         more_ones,
         [_more_ones_run([1, 0, 0, 1, 1, 1, 0]), _more_ones_run([0, 0, 0, 1, 1, 1, 1, 1, 0, 1])],
         source="more_ones.lsrl",
+        input_range=(0, 1),  # bits
+        integer_inputs=True,
     ),
-    Case("counters", counters, [_counters_run(50)], source="counters.lsrl"),
+    Case("counters", counters, [_counters_run(50)], source="counters.lsrl", input_range=(-5, 5), integer_inputs=True),
     Case("gates", gates, [_gates_run()], source="gates.lsrl", refused_by=refused_without_gates(NOT_A_CONDITION)),
     *(_continuous_case(2, d_out, c) for d_out in (1, 2) for c in CONDITIONALS),
     *(_random_tok2tok_case(n, c) for n in (2, 3, 4) for c in CONDITIONALS),

@@ -214,12 +214,16 @@ CASES: list[Case] = [
         [_parity_run([1, 0, 1, 1, 0, 1]), _parity_run([1] * 12), _parity_run([0, 0, 1, 0, 1, 1, 1, 0, 1])],
         params={"max_len": 12},
         source="parity.lsrl",
+        input_range=(0, 1),  # bits
+        integer_inputs=True,
     ),
     Case(
         "dyck1",
         dyck1,
         [_dyck1_run("()())(()"), _dyck1_run("((()())())"), _dyck1_run(")(")],
         source="dyck1.lsrl",
+        input_range=(-1, 1),  # -1 for ")", 1 for "("
+        integer_inputs=True,
     ),
     Case(
         "gated_sum",
@@ -235,6 +239,8 @@ CASES: list[Case] = [
         [_majority_run([2, 1, 1, 3, 3, 3, 2, 2], 3), _majority_run([3, 3, 2, 2, 1, 1, 1], 3)],
         params={"vocab": 3},
         source="majority.lsrl",
+        input_range=(1, 3),  # the vocabulary
+        integer_inputs=True,
     ),
     Case(
         "majority_5",
@@ -242,5 +248,7 @@ CASES: list[Case] = [
         [_majority_run([5, 4, 4, 5, 1, 2, 3, 5, 2, 2, 2], 5)],
         params={"vocab": 5},
         source="majority.lsrl",
+        input_range=(1, 5),  # the vocabulary
+        integer_inputs=True,
     ),
 ]

@@ -152,6 +152,6 @@ def test_compile_writes_the_files_and_stats_measure_the_error(cell: str, tmp_pat
     status, out, err = run_cli("stats", more_ones, "--target", cell, "--input", "1 0 0 1 1 1", "--json")
     assert status == 0, err
     figures = json.loads(out)
-    assert figures["variant"] == "stock" and figures["max_error_float64"] <= figures["error_bound"] + 1e-9
+    assert figures["variant"] == "stock" and figures["max_error_float64"] <= figures["error_bound_float64"] + 1e-9
     assert {"layers", "hidden_size", "parameters", "error_bound_float32"} <= set(figures)
 

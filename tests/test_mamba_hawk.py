@@ -1,7 +1,7 @@
 """The diagonalize pass and the ``mamba`` target: exactness, reference parameters, the
 cross-check against transformers' MambaMixer, error bounds and the command line.
 
-The ``hawk`` target: its near-holding constants, reference names, accumulators and the
+The ``hawk`` target: its gate constants, reference names, accumulators and the
 cross-check against transformers' RecurrentGemma recurrent block and MLP (docs/target-mamba-hawk.md).
 """
 
@@ -220,19 +220,25 @@ def _hawk(name: str, max_len: int = 1024):
     return row, HAWK.build(lower(row.graph(), row.input_range, max_len), options)
 
 
+@pytest.mark.parametrize("size", [1, 67])  # torch's scalar and vectorized kernels
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_hawk_gate_constants_are_exact(dtype) -> None:
+def test_hawk_gate_constants_are_exact(dtype, size: int) -> None:
     def log_a(gate: float, param: float) -> torch.Tensor:  # the reference's order of operations
-        g, p = torch.tensor([gate], dtype=dtype), torch.tensor([param], dtype=dtype)
+        g, p = torch.full((size,), gate, dtype=dtype), torch.full((size,), param, dtype=dtype)
         return -8.0 * torch.sigmoid(g) * torch.nn.functional.softplus(p)
 
-    near = log_a(hawk_module.NEAR_GATE, hawk_module.NEAR_PARAM)
-    assert torch.exp(2 * near).item() == 1 - 2.0**-22
-    assert torch.sqrt(1 - torch.exp(2 * near)).item() == 2.0**-11
-    assert 0 < 1 - torch.exp(near).item() <= hawk_module.NEAR_DECAY
+    def only(values: torch.Tensor) -> float:
+        assert torch.all(values == values[0])
+        return values[0].item()
+
+    accumulate = log_a(hawk_module.GATE_OPEN, hawk_module.ACCUMULATE_PARAM)
+    assert only(torch.sqrt(1 - torch.exp(2 * accumulate))) == 2.0**-12 == 1 / hawk_module.ACCUMULATE_SCALE
+    decay = 1 - only(torch.exp(accumulate))
+    assert decay <= hawk_module.ACCUMULATE_DECAY[str(dtype).removeprefix("torch.")]
+    assert (decay == 0) == (dtype == torch.float32)
     forget = log_a(hawk_module.GATE_OPEN, hawk_module.FORGET_PARAM)
-    assert torch.exp(forget).item() == 0 and torch.sqrt(1 - torch.exp(2 * forget)).item() == 1
-    assert torch.exp(log_a(hawk_module.GATE_OPEN, hawk_module.HOLD_PARAM)).item() == 1
+    assert only(torch.exp(forget)) == 0 and only(torch.sqrt(1 - torch.exp(2 * forget))) == 1
+    assert only(torch.exp(log_a(hawk_module.GATE_OPEN, hawk_module.HOLD_PARAM))) == 1
     y = torch.tensor([hawk_module.Y_CONSTANT], dtype=dtype)
     assert torch.nn.functional.gelu(y, approximate="tanh").item() == hawk_module.Y_CONSTANT
 
@@ -253,17 +259,17 @@ def _accumulator() -> lsrl.Program:
     return p.finish()
 
 
-def test_hawk_accumulator_stays_within_its_decay_bound() -> None:
+def test_hawk_accumulates_exactly_in_float32_and_within_its_decay_bound_in_float64() -> None:
     max_len = 256
     model = lower(_accumulator(), (ZERO, exact(1)), max_len)
-    compiled = HAWK.build(model, Options((ZERO, exact(1)), False, max_len))
-    bound = HAWK.error_bound(compiled)
-    assert 0 < bound < max_len**2 * 1.2e-7
+    compiled = HAWK.build(model, Options((ZERO, exact(1)), True, max_len))
     inputs = np.random.default_rng(0).integers(0, 2, (1, max_len, 1)).astype(float)
     want = np.cumsum(inputs, axis=1)
-    for dtype in ("float64", "float32"):
-        error = np.abs(HAWK.run(compiled, inputs, dtype) - want).max()
-        assert 0 < error <= bound + 1e-4
+    assert HAWK.error_bound(compiled, "float32") == 0
+    assert np.array_equal(HAWK.run(compiled, inputs, "float32"), want)
+    bound = HAWK.error_bound(compiled, "float64")
+    assert 0 < bound < max_len**2 * 3e-8
+    assert 0 < np.abs(HAWK.run(compiled, inputs, "float64") - want).max() <= bound
 
 
 def test_hawk_refuses_a_rotation_with_a_location() -> None:

@@ -1,0 +1,98 @@
+"""The range analysis of a layered model, layer by layer: what the approximate targets (lstm, gru,
+mamba, hawk) size their constructions and state their error bounds with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from backends.target import Options, analysis_range
+from ir.graph import Graph
+from ir.layered import Layer, LayeredModel
+from ir.matrix import Matrix
+from ir.numbers import ZERO
+from passes.ranges import Interval, analyze
+
+
+@dataclass(frozen=True)
+class LayerBounds:
+    """Intervals of one layer's output units and, for relu and gate layers, of what each unit
+    reads (``operands[0]``: the ReLU's argument or a product's first factor, ``operands[1]``: the
+    second factor), with whether those take only integer values."""
+
+    values: tuple[Interval, ...]
+    operands: tuple[tuple[Interval, ...], ...] = ()
+    integer: tuple[tuple[bool, ...], ...] = ()
+    values_integer: tuple[bool, ...] = ()
+
+
+def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
+    """The range analysis (``passes.ranges``) of the layered model, for inputs in
+    ``analysis_range(options)`` and sequences of at most ``options.max_len`` steps.
+
+    The model is spelled as a graph like ``LayeredModel.to_graph`` does, except that a state
+    layer is one state node per group of units coupled through ``A``: the analysis bounds a state
+    node by iterating its interval recurrence until it repeats, which a modulo counter does, but
+    not while it shares a node with a counter that keeps growing.
+    """
+    g = Graph()
+    previous = g.add("input", [], model.d_in, name="x").id
+    nodes: list[tuple[int, tuple[int, ...]]] = []  # per layer: its value node, the nodes its units read
+    for layer in model.layers:
+        a = layer.attrs
+        operand_rows = {"relu": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")]}.get(layer.kind, [])
+        reads = tuple(
+            g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows
+        )
+        if layer.kind == "affine":
+            value = g.add("affine", [previous], layer.width, {"weights": (a["W"],), "bias": a["b"]}).id
+        elif layer.kind == "state":
+            value = _split_state(g, previous, layer)
+        else:
+            value = g.add({"relu": "relu", "gate": "mul"}[layer.kind], list(reads), layer.width).id
+        nodes.append((value, reads))
+        previous = value
+    ranges = analyze(g, [analysis_range(options)] * model.d_in, options.max_len, options.integer_inputs)
+    return [
+        LayerBounds(ranges[value], tuple(ranges[n] for n in reads), tuple(ranges.integer(n) for n in reads),
+                    ranges.integer(value))
+        for value, reads in nodes
+    ]
+
+
+def _split_state(g: Graph, previous: int, layer: Layer) -> int:
+    """The state layer as one state node per group of units coupled through ``A``, and an affine
+    node that puts their units back in the layer's order; returns that node."""
+    a = layer.attrs
+    group = list(range(layer.width))  # union-find over the units
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i, j in a["A"].entries:
+        group[root(i)] = root(j)
+    members: dict[int, list[int]] = {}
+    for i in range(layer.width):
+        members.setdefault(root(i), []).append(i)
+    parts, placements = [], []
+    for units in members.values():
+        attrs = {
+            "A": _block(a["A"], units, square=True), "B": (_block(a["W"], units, square=False),),
+            "bias": tuple(a["b"][u] for u in units), "init": tuple(a["init"][u] for u in units),
+        }
+        parts.append(g.add("state", [previous], len(units), attrs).id)
+        placements.append(Matrix.selection(layer.width, len(units), [(u, k) for k, u in enumerate(units)]))
+    return g.add("affine", parts, layer.width, {"weights": tuple(placements), "bias": (ZERO,) * layer.width}).id
+
+
+def _block(matrix: Matrix, units: Sequence[int], square: bool) -> Matrix:
+    """The rows ``units`` of ``matrix`` and, if ``square``, only their columns (the units of a
+    group are coupled to no others, so no entry is left out)."""
+    position = {u: k for k, u in enumerate(units)}
+    entries = {
+        (position[i], position[j] if square else j): v for (i, j), v in matrix.entries.items() if i in position
+    }
+    return Matrix(len(units), len(units) if square else matrix.cols, entries)

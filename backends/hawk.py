@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.mamba import DiagonalTarget, _Planner, _magnitude, _row, causal_conv
+from backends.mamba import CompiledStack, DiagonalTarget, _Planner, _magnitude, _row, causal_conv
 from backends.target import DTYPES, Compiled, Options, base_config
 from ir.layered import Layer, LayeredModel
 from ir.numbers import ONE, ZERO, Number, mul
@@ -360,7 +360,7 @@ class Mlp(nn.Module):
         return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
 
 
-class HawkStack(nn.Module):
+class HawkStack(CompiledStack):
     """The compiled model: (recurrent block, MLP block) pairs chained directly (no residual, no norm)."""
 
     def __init__(self, config: dict[str, Any]):
@@ -372,12 +372,6 @@ class HawkStack(nn.Module):
                            "mlp_block": Mlp(self.d_model, inter)})
             for _ in range(config["num_hidden_layers"])
         )
-
-    @classmethod
-    def from_compiled(cls, config: dict[str, Any], tensors: dict[str, np.ndarray], dtype: torch.dtype) -> "HawkStack":
-        stack = cls(config).to(dtype)
-        stack.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in tensors.items()})
-        return stack
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, self.d_model - self.d_in))

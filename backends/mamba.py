@@ -384,7 +384,17 @@ class MambaMixer(nn.Module):
         return self.out_proj(y * F.silu(z))
 
 
-class MambaStack(nn.Module):
+class CompiledStack(nn.Module):
+    """A stack of blocks built from a compiled model's config (mamba, hawk)."""
+
+    @classmethod
+    def from_compiled(cls, config: dict[str, Any], tensors: dict[str, np.ndarray], dtype: torch.dtype) -> "CompiledStack":
+        stack = cls(config).to(dtype)
+        stack.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in tensors.items()})
+        return stack
+
+
+class MambaStack(CompiledStack):
     """The compiled model: mixers chained directly (no residual, no norm), the input zero-padded
     to ``d_model`` and the output the first ``d_out`` units of the last mixer's."""
 
@@ -393,12 +403,6 @@ class MambaStack(nn.Module):
         self.d_in, self.d_out, self.d_model = config["d_in"], config["d_out"], config["d_model"]
         dims = (config["d_model"], config["d_inner"], config["d_state"], config["d_conv"], config["dt_rank"])
         self.layers = nn.ModuleList(nn.ModuleDict({"mixer": MambaMixer(*dims)}) for _ in range(config["n_layer"]))
-
-    @classmethod
-    def from_compiled(cls, config: dict[str, Any], tensors: dict[str, np.ndarray], dtype: torch.dtype) -> "MambaStack":
-        stack = cls(config).to(dtype)
-        stack.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in tensors.items()})
-        return stack
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, self.d_model - self.d_in))

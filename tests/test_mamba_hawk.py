@@ -146,13 +146,20 @@ def _measured_error(row, compiled, dtype: str) -> float:
     return worst
 
 
-@pytest.mark.parametrize("name", ["more_ones", "shift_register_5", "parity", "majority"])
-def test_outputs_stay_within_the_stated_bound(name: str) -> None:
+@pytest.mark.parametrize("name", ["more_ones", "parity", "majority", "tok2tok_random_2_mul"])
+def test_integer_programs_are_proved_exact_in_float64(name: str) -> None:
     row, compiled = _compiled(name)
-    bound = MAMBA.error_bound(compiled)
-    assert np.isfinite(bound) and bound < 1e-9
-    assert _measured_error(row, compiled, "float64") <= bound + 1e-12
-    assert _measured_error(row, compiled, "float32") <= bound + 1e-4
+    assert MAMBA.error_bound(compiled, "float64") == 0
+    assert _measured_error(row, compiled, "float64") == 0
+    assert not compiled.warnings
+
+
+def test_a_real_valued_program_stays_within_its_bound() -> None:
+    row, compiled = _compiled("shift_register_5")
+    bound = MAMBA.error_bound(compiled, "float64")
+    assert 0 < bound < 1e-9
+    assert _measured_error(row, compiled, "float64") <= bound
+    assert _measured_error(row, compiled, "float32") <= MAMBA.error_bound(compiled, "float32")
 
 
 def test_a_counter_lookup_runs_to_max_len() -> None:
@@ -270,6 +277,16 @@ def test_hawk_accumulates_exactly_in_float32_and_within_its_decay_bound_in_float
     bound = HAWK.error_bound(compiled, "float64")
     assert 0 < bound < max_len**2 * 3e-8
     assert 0 < np.abs(HAWK.run(compiled, inputs, "float64") - want).max() <= bound
+
+
+@pytest.mark.parametrize("name", ["more_ones", "counters", "parity"])
+def test_hawk_computes_integer_programs_exactly_in_float32(name: str) -> None:
+    row, compiled = _hawk(name)
+    assert HAWK.error_bound(compiled, "float32") == 0
+    for r in row.runs:
+        want = run(row.graph(), [[Fraction(str(v)) for v in t] for t in r.inputs], exact=True)[0].astype(float)
+        got = HAWK.run(compiled, np.array([[[float(v) for v in t] for t in r.inputs]]), "float32")[0]
+        assert np.array_equal(got, want)
 
 
 def test_hawk_refuses_a_rotation_with_a_location() -> None:

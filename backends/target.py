@@ -26,8 +26,8 @@ import numpy as np
 
 from ir.errors import CompileWarning
 from ir.layered import LayeredModel
+from passes.ranges import INF
 
-INF = float("inf")
 DTYPES = ("float32", "float64")
 DEFAULT_MAX_LEN = 1024
 ASSUMED_INPUT_BOUND = 2**10  # |input| the stated error bounds assume where --input-range gives no bound

@@ -59,7 +59,7 @@ import numpy as np
 from backends.codegen import import_generated
 from backends.stacking import Decoding
 from backends.layer_ranges import LayerBounds, layer_bounds
-from backends.target import Compiled, Options, Target, analysis_range, base_config, stated_bounds
+from backends.target import UNIT_ROUNDOFF, Compiled, Options, Target, analysis_range, base_config, stated_bounds
 from ir.errors import CompileWarning, LsrlError
 from ir.layered import Layer, LayeredModel
 from ir.matrix import Matrix
@@ -78,7 +78,6 @@ SLOPE_EXPONENT = 120  # ReLU gate weights stay below 2**120 (float32 overflows a
 FALLBACK_EXPONENT = 40  # a value the range analysis cannot bound is scaled as if |v| <= 2**40
 
 # --- the error bound (docs/target-lstm-gru.md, "Error bound") -------------------------------------------
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
 GATE_EXACT = 745.0  # sigmoid(x) is exactly 0 for x <= -745 and 1 for x >= 37.4 (float64; 104 and 17 in float32)
 RELU_GATE_ERROR = 0.2785  # the largest |p| sigmoid(-k |p|) is 0.2785 / k
 RELU_GATE_GAIN = 1.1  # the slope of p sigmoid(k p) lies in [-0.1, 1.1]

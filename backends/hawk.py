@@ -197,7 +197,7 @@ class _HawkPlanner(_Planner):
         out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
         self.steps.append(Step(f"layer {i}: state", "temporal", channels, layer.width, self._out_box(i), out_bias))
         with np.errstate(invalid="ignore"):  # inf * 0
-            self._state_errors(i, layer, np.nan_to_num(decay, nan=INF))
+            self._state_errors(i, np.nan_to_num(decay, nan=INF))
 
     def _h_delays(self, i: int, box: list[float], lags: int) -> int:
         width, copies = len(box), 1

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.layer_ranges import layer_bounds
-from backends.target import DTYPES, Compiled, Options, Target, analysis_range, base_config, loose_bound_warnings, stated_bounds
+from backends.target import DTYPES, UNIT_ROUNDOFF, Compiled, Options, Target, analysis_range, base_config, loose_bound_warnings, stated_bounds
 from ir.errors import LsrlError
 from ir.layered import Layer, LayeredModel
 from ir.matrix import Matrix
@@ -63,8 +63,7 @@ MAX_SCALE = 2**80  # the largest K of silu(K u) / K (|u| up to 2**47 stays finit
 MAX_SCALED = 2.0**96  # |K u| stays below this, far from float32's overflow at 2**128
 GATE_SCALE, GATE_SCALED = 2**20, 2.0**48  # the same for each factor of a product
 DELAY = CONV_WIDTH - 1  # the most steps one block's convolution reaches back
-ROUNDOFF = np.array([2.0**-24, 2.0**-53])[:, None]  # unit roundoff, per dtype in DTYPES order
-EXACT_BELOW = np.array([2.0**24, 2.0**53])[:, None]  # integers below this add and multiply exactly
+ROUNDOFF = np.array([UNIT_ROUNDOFF[dtype] for dtype in DTYPES])[:, None]  # per dtype, as errors are
 EXACT_SCALE = 1024  # act(K u) / K is relu(u) at nonzero integers u up to exp(-1024) (0 in float64)
 EXTRA_OPS = 8  # rounded operations of a value beyond its weighted sum (activations, scan, output sums)
 
@@ -180,11 +179,11 @@ class _Planner:
     # --- error bounds: what each layer adds, per dtype --------------------------------------------
     def _settle(self, node: str, error: np.ndarray, magnitude: np.ndarray, terms: np.ndarray) -> np.ndarray:
         """``error`` plus the rounding of each unit of the graph node ``node``: none where its value
-        is an integer below EXACT_BELOW computed from values without error (integer arithmetic is
+        is an integer below ``1 / u`` computed from values without error (integer arithmetic is
         exact in floating point), else ``(terms + EXTRA_OPS) u magnitude`` (a sum of ``terms``
         products with sizes adding up to ``magnitude``)."""
         integer = np.array(self.integer[node], dtype=bool)
-        exact = integer & (magnitude < EXACT_BELOW) & (error == 0)
+        exact = integer & (magnitude * ROUNDOFF < 1) & (error == 0)
         with np.errstate(invalid="ignore"):  # inf * 0
             rounding = np.nan_to_num((terms + EXTRA_OPS) * ROUNDOFF * magnitude, nan=INF)
         return error + np.where(exact, 0.0, rounding)
@@ -224,7 +223,7 @@ class _Planner:
             terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
             self.error = self._settle(f"layer{i}", sum(terms), p_max * q_max, np.ones(layer.width))
 
-    def _state_errors(self, i: int, layer: Layer, decay: np.ndarray | float = 0.0) -> None:
+    def _state_errors(self, i: int, decay: np.ndarray | float = 0.0) -> None:
         """A state unit is its filter of the input, max_len times its accumulator's, its constant,
         and (hawk) the ``decay`` of its accumulator."""
         state = self.states[i]
@@ -290,7 +289,7 @@ class _Planner:
                 channels += _pair(reads, state.slope[u], u, scale, hold=True)
         out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
         self.blocks.append(Block(f"layer {i}: state", channels, layer.width, out_bias))
-        self._state_errors(i, layer)
+        self._state_errors(i)
 
     def _delay_blocks(self, i: int, box: list[float], lags: int) -> int:
         """Blocks that turn the stream x_t into [x_t, x_{t-3}, x_{t-6}, ...] for a filter of ``lags``
@@ -439,9 +438,10 @@ class DiagonalTarget(Target):
 
     def compiled(self, config: dict[str, Any], tensors: dict[str, np.ndarray], figures: dict[str, Any],
                  planner: _Planner, options: Options) -> Compiled:
-        """The compiled model, with the planner's error bounds (the approximations' errors and, for
-        hawk, the accumulators' decay, propagated with the range analysis's bounds; rounding comes
-        on top) stated in the config and figures, and a warning where they are loose."""
+        """The compiled model, with the planner's error bounds per dtype (the approximations'
+        errors, hawk's accumulator decay in float64 and the rounding, propagated with the range
+        analysis's bounds) stated in the config and figures, and a warning where the float64 one
+        is loose."""
         bounds = planner.bounds()
         config["error_bound"] = stated_bounds(bounds, options)
         figures.update({f"error_bound_{dtype}": bound for dtype, bound in bounds.items()})

@@ -29,6 +29,7 @@ from ir.layered import LayeredModel
 from passes.ranges import INF
 
 DTYPES = ("float32", "float64")
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
 DEFAULT_MAX_LEN = 1024
 ASSUMED_INPUT_BOUND = 2**10  # |input| the stated error bounds assume where --input-range gives no bound
 CONFIG_FORMAT = "lsrl.compiled"

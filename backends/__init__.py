@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from backends.target import DTYPES, Compiled, Options, Target
+from lsrl.backends.target import DTYPES, Compiled, Options, Target
 
 # target name -> module defining it as ``TARGETS[name]``
 _MODULES = {
-    "torch": "backends.torch_code",
-    "jax": "backends.jax_code",
-    "linear-rnn": "backends.linear_rnn",
-    "rnn": "backends.elman",
-    "lstm": "backends.gated_rnn",
-    "gru": "backends.gated_rnn",
-    "mamba": "backends.mamba",
-    "hawk": "backends.hawk",
+    "torch": "lsrl.backends.torch_code",
+    "jax": "lsrl.backends.jax_code",
+    "linear-rnn": "lsrl.backends.linear_rnn",
+    "rnn": "lsrl.backends.elman",
+    "lstm": "lsrl.backends.gated_rnn",
+    "gru": "lsrl.backends.gated_rnn",
+    "mamba": "lsrl.backends.mamba",
+    "hawk": "lsrl.backends.hawk",
 }
 
 TARGET_NAMES = tuple(_MODULES)

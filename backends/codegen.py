@@ -33,9 +33,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from backends.target import Compiled, Options, Target, base_config
-from ir.layered import Layer, LayeredModel
-from ir.matrix import Matrix
+from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.matrix import Matrix
 
 # How a stage of a state layer is computed (see the module docstring).
 COPY = "copy"  # zero diagonal, no cycles: h_t = v_t, or chains of delays (shift registers)

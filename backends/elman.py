@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-
-from backends.stacking import Decoding, block_matrix, padded, stack
-from backends.target import Compiled, Options, Target, base_config
-from ir.layered import Layer, LayeredModel
-from ir.matrix import Matrix
-from ir.numbers import ONE, Number, add
+from lsrl.backends.stacking import Decoding, block_matrix, padded, stack
+from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, Number, add
 
 UNUSED = "unused"  # the label of a padding unit
 

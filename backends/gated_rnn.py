@@ -55,16 +55,23 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-
-from backends.codegen import import_generated
-from backends.stacking import Decoding
-from backends.layer_ranges import LayerBounds, layer_bounds
-from backends.target import UNIT_ROUNDOFF, Compiled, Options, Target, analysis_range, base_config, stated_bounds
-from ir.errors import CompileWarning, LsrlError
-from ir.layered import Layer, LayeredModel
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, add, exact, inverse, mul
-from passes.ranges import INF, Interval
+from lsrl.backends.codegen import import_generated
+from lsrl.backends.layer_ranges import LayerBounds, layer_bounds
+from lsrl.backends.stacking import Decoding
+from lsrl.backends.target import (
+    UNIT_ROUNDOFF,
+    Compiled,
+    Options,
+    Target,
+    analysis_range,
+    base_config,
+    stated_bounds,
+)
+from lsrl.ir.errors import CompileWarning, LsrlError
+from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, add, exact, inverse, mul
+from lsrl.passes.ranges import INF, Interval
 
 STOCK, RELU = "stock", "relu"
 UNUSED = "unused"  # the label of a padding cell

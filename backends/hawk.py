@@ -46,14 +46,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lsrl.backends.mamba import (
+    CompiledStack,
+    DiagonalTarget,
+    _magnitude,
+    _Planner,
+    _row,
+    causal_conv,
+)
+from lsrl.backends.target import DTYPES, Compiled, Options, base_config
+from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.numbers import ONE, ZERO, Number, mul
+from lsrl.passes.diagonalize import CONV_WIDTH
+from lsrl.passes.ranges import INF
 from torch import nn
-
-from backends.mamba import CompiledStack, DiagonalTarget, _Planner, _magnitude, _row, causal_conv
-from backends.target import DTYPES, Compiled, Options, base_config
-from ir.layered import Layer, LayeredModel
-from ir.numbers import ONE, ZERO, Number, mul
-from passes.diagonalize import CONV_WIDTH
-from passes.ranges import INF
 
 Y_CONSTANT = 16.0  # linear_y bias: gelu(16) = 16 exactly in float32 and float64
 GATE_OPEN = 100.0  # gate bias: sigmoid(100) = 1 exactly

@@ -21,10 +21,9 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
-
-from backends import codegen
-from backends.target import Compiled, Options, Target
-from ir.layered import LayeredModel
+from lsrl.backends import codegen
+from lsrl.backends.target import Compiled, Options, Target
+from lsrl.ir.layered import LayeredModel
 
 HELPERS = {
     "previous": '''

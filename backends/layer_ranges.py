@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from backends.target import Options, analysis_range
-from ir.graph import Graph
-from ir.layered import Layer, LayeredModel
-from ir.matrix import Matrix
-from ir.numbers import ZERO
-from passes.ranges import Interval, analyze
+from lsrl.backends.target import Options, analysis_range
+from lsrl.ir.graph import Graph
+from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO
+from lsrl.passes.ranges import Interval, analyze
 
 
 @dataclass(frozen=True)

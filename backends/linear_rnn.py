@@ -22,11 +22,10 @@ needing only torch and safetensors), ``model.safetensors`` (``blocks.{i}.recurre
 from __future__ import annotations
 
 import numpy as np
-
-from backends.codegen import import_generated
-from backends.stacking import dense, stack
-from backends.target import Compiled, Options, Target, base_config
-from ir.layered import Layer, LayeredModel
+from lsrl.backends.codegen import import_generated
+from lsrl.backends.stacking import dense, stack
+from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.ir.layered import Layer, LayeredModel
 
 MODEL_SOURCE = '''\
 """A linear RNN with ReLU MLPs between its recurrences, compiled by lsrl; needs torch and safetensors.

@@ -42,16 +42,25 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lsrl.backends.layer_ranges import layer_bounds
+from lsrl.backends.target import (
+    DTYPES,
+    UNIT_ROUNDOFF,
+    Compiled,
+    Options,
+    Target,
+    analysis_range,
+    base_config,
+    loose_bound_warnings,
+    stated_bounds,
+)
+from lsrl.ir.errors import LsrlError
+from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, mul
+from lsrl.passes.diagonalize import CONV_WIDTH, NotDiagonal, decompose_all, diagonalize
+from lsrl.passes.ranges import INF, Interval
 from torch import nn
-
-from backends.layer_ranges import layer_bounds
-from backends.target import DTYPES, UNIT_ROUNDOFF, Compiled, Options, Target, analysis_range, base_config, loose_bound_warnings, stated_bounds
-from ir.errors import LsrlError
-from ir.layered import Layer, LayeredModel
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, mul
-from passes.diagonalize import CONV_WIDTH, NotDiagonal, decompose_all, diagonalize
-from passes.ranges import INF, Interval
 
 CONSTANT = 64  # the constant channel's value, and the z branch of pass-through channels
 PASS = ONE * CONSTANT  # what silu(z) multiplies a pass-through channel by

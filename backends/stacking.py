@@ -27,10 +27,9 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
-
-from ir.layered import Layer, LayeredModel, UnitLabel
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, add
+from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, add
 
 
 def stack(model: LayeredModel, target: str) -> LayeredModel:

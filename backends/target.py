@@ -4,7 +4,7 @@ A target reads one :class:`~ir.layered.LayeredModel` (and the :class:`Options` t
 returns a :class:`Compiled`: the weights (float64 copies, named as the target's reference
 implementation names them), a JSON-able config (constructor arguments, layer list, labels), and
 for code targets the generated source files. ``Compiled.write`` puts them in a directory as
-``model.safetensors``, ``config.json`` and e.g. ``model.py`` (SPEC section 7).
+``model.safetensors``, ``config.json`` and e.g. ``model.py`` (docs/cli.md).
 
 ``Target.run`` executes a compiled model on a batch of float sequences in float32 or float64, the
 way a user of the target would (the generated module, the stock torch modules), so the shared
@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-
-from ir.errors import CompileWarning
-from ir.layered import LayeredModel
-from passes.ranges import INF
+from lsrl.ir.errors import CompileWarning
+from lsrl.ir.layered import LayeredModel
+from lsrl.passes.ranges import INF
 
 DTYPES = ("float32", "float64")
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}

@@ -17,10 +17,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-
-from backends import codegen
-from backends.target import Compiled, Options, Target
-from ir.layered import LayeredModel
+from lsrl.backends import codegen
+from lsrl.backends.target import Compiled, Options, Target
+from lsrl.ir.layered import LayeredModel
 
 HELPERS = {
     "previous": '''

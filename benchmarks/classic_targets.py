@@ -3,7 +3,7 @@
     python3 benchmarks/classic_targets.py [--targets linear-rnn,rnn,lstm,gru] [--rows NAME,NAME]
 
 For each target (those whose backend module is installed) and each row of the shared table
-(``tests/table.py``), compiled with the row's input facts (``input_range``, ``integer_inputs``)
+(``lsrl/corpus``), compiled with the row's input facts (``input_range``, ``integer_inputs``)
 and the default ``--max-len`` and variant: the layers before the readout, the hidden width (the
 widest layer), the parameter count of the target's modules, and the largest absolute error of
 the outputs over the row's runs against the exact interpreter, in float32 and float64. A program
@@ -15,18 +15,16 @@ Prints one Markdown table (docs/target-rnn.md quotes it).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
+from lsrl.backends import TARGET_NAMES, Options, get_target
+from lsrl.ir.errors import LsrlError
+
+from lsrl.corpus import CASES, Case
+from lsrl.targets import compile_to, run_compiled
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from backends import TARGET_NAMES, Options, get_target  # noqa: E402
-from ir.errors import LsrlError  # noqa: E402
-from lsrl.targets import compile_to, run_compiled  # noqa: E402
-from tests.table import CASES, Case  # noqa: E402
 
 TARGETS = ("linear-rnn", "rnn", "lstm", "gru")
 

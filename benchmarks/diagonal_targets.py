@@ -2,7 +2,7 @@
 
     python3 benchmarks/diagonal_targets.py [--target mamba|hawk] [--max-len 1024] [--only NAME ...] [--no-reference]
 
-For each row of the shared table (``tests/table.py``) and the ``mamba`` target (or ``hawk``: its
+For each row of the shared table (``lsrl/corpus``) and the ``mamba`` target (or ``hawk``: its
 blocks are (recurrent block, MLP block) pairs, ``d_inner`` is its ``lru_width``, and the reference
 is transformers' ``RecurrentGemmaRecurrentBlock`` and ``RecurrentGemmaMlp``): mixer blocks,
 ``d_model``, ``d_inner``, recurrent state (one number per channel and block; the convolutions
@@ -18,24 +18,23 @@ float32 (``ref f32``). Prints a Markdown table (docs/target-mamba-hawk.md quotes
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+import torch
+from lsrl.backends.hawk import TARGETS as HAWK_TARGETS
+from lsrl.backends.hawk import HawkStack
+from lsrl.backends.mamba import TARGETS, MambaStack
+from lsrl.backends.target import Options
+from lsrl.ir.interpret import NotExactError, run
+from lsrl.passes import lower
+from lsrl.passes.precision import float32_warnings
+
+from lsrl.corpus import CASES
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from backends.hawk import TARGETS as HAWK_TARGETS, HawkStack  # noqa: E402
-from backends.mamba import TARGETS, MambaStack  # noqa: E402
-from backends.target import Options  # noqa: E402
-from ir.interpret import NotExactError, run  # noqa: E402
-from passes import lower  # noqa: E402
-from passes.precision import float32_warnings  # noqa: E402
-from tests.table import CASES  # noqa: E402
 
 MAMBA = TARGETS["mamba"]
 HAWK = HAWK_TARGETS["hawk"]
@@ -44,7 +43,9 @@ HAWK = HAWK_TARGETS["hawk"]
 def hawk_reference_difference(compiled, inputs: np.ndarray) -> float:
     """The largest |ours - transformers'| over every recurrent and MLP block, in float32."""
     import transformers
-    from transformers.models.recurrent_gemma import modeling_recurrent_gemma as reference
+    from transformers.models.recurrent_gemma import (
+        modeling_recurrent_gemma as reference,
+    )
 
     config = compiled.config
     reference_config = transformers.RecurrentGemmaConfig(

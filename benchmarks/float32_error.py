@@ -2,7 +2,7 @@
 
     python3 benchmarks/float32_error.py [--targets torch,jax] [--rows gates,dyck1] [--markdown]
 
-For each row of the shared table (tests/table.py) and each target of ``backends.TARGET_NAMES``
+For each row of the shared table (lsrl/corpus) and each target of ``backends.TARGET_NAMES``
 that imports here, the row is compiled with what it states about its inputs and run on all its
 input sequences in float32 and in float64. The error is measured against the exact interpreter
 (the float64 one for rows with irrational weights) over every step and output unit: the largest
@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lsrl.backends import DTYPES, TARGET_NAMES, Options, get_target
+from lsrl.ir.errors import LsrlError
+from lsrl.passes import lower
+from lsrl.passes.precision import float32_warnings
+
+from lsrl.corpus import CASES, Case
+from lsrl.targets import compile_to, run_compiled
+
+FLOAT32_RTOL = 1e-3  # the float32 tolerance of tests/test_targets.py
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from backends import DTYPES, TARGET_NAMES, Options, get_target  # noqa: E402
-from ir.errors import LsrlError  # noqa: E402
-from lsrl.targets import compile_to, run_compiled  # noqa: E402
-from passes import lower  # noqa: E402
-from passes.precision import float32_warnings  # noqa: E402
-from tests.table import CASES, Case  # noqa: E402
-from tests.test_precision import FLOAT32_RTOL, float32_run  # noqa: E402
 
 SIMULATION = "numpy f32"
 
@@ -83,7 +83,7 @@ def measure_simulation(case: Case, runs: list) -> Error:
     model = lower(case.graph(), case.input_range)
     error = Error()
     for floats, want in runs:
-        error.include(float32_run(model, floats), want)
+        error.include(model.run_float32(floats), want)
     return error
 
 

@@ -13,16 +13,13 @@ tokens of the continuous program.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from fractions import Fraction
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lsrl.ir.graph import Graph
+from lsrl.ir.interpret import run
 
-from ir.graph import Graph  # noqa: E402
-from ir.interpret import run  # noqa: E402
-from tests.cases_lsrl import (  # noqa: E402
+from lsrl.corpus.cases_lsrl import (
     continuous_prompt,
     continuous_ua,
     country_capitals,

@@ -4,7 +4,7 @@
 
 Programs: LSRL's token-to-token lookup (Listing 2, multiplicative conditionals) and its continuous
 universal approximator (Listing 1, d_in 2, d_out 1, ReLU conditionals), from the test table's
-builders (``tests/cases_lsrl.py``) and, for the compile time from source, ``examples/*.lsrl``.
+builders (``lsrl/corpus/cases_lsrl.py``) and, for the compile time from source, ``examples/*.lsrl``.
 Compile time is the best of ``--repeat`` runs of parse + passes + linearize. LSRL's figures are
 those quoted in issue 4 (its compiler on its notebooks' programs, on this machine).
 
@@ -16,18 +16,17 @@ layer's matrices and vectors (input maps, transitions, biases, initial states).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from lsrl.ir.graph import Graph
+from lsrl.ir.layered import LayeredModel
+from lsrl.passes import lower, run_pipeline
+from lsrl.passes.linearize import layer_schedule, linearize
 
-from ir.graph import Graph  # noqa: E402
-from ir.layered import LayeredModel  # noqa: E402
-from passes import lower, run_pipeline  # noqa: E402
-from passes.linearize import layer_schedule, linearize  # noqa: E402
-from tests.cases_lsrl import continuous_ua, tok2tok  # noqa: E402
+from lsrl.corpus.cases_lsrl import continuous_ua, tok2tok
+
+ROOT = Path(__file__).resolve().parent.parent
 
 try:
     from lsrl.load import compile_file

@@ -11,16 +11,13 @@ its own. The Python builder's time for the same program is printed for scale.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lsrl import syntax  # noqa: E402
-from lsrl.elaborate import Elaborator  # noqa: E402
-from tests.cases_lsrl import tok2tok  # noqa: E402
+from lsrl import syntax
+from lsrl.corpus.cases_lsrl import tok2tok
+from lsrl.elaborate import Elaborator
 
 PROGRAM = Path(__file__).resolve().parent.parent / "examples" / "tok2tok.lsrl"
 

@@ -22,23 +22,19 @@ The script runs unchanged on a GPU machine: torch uses cuda when it is available
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lsrl.backends.jax_code import functions
+from lsrl.backends.torch_code import module
+from lsrl.ir.interpret import run as interpret
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from backends.jax_code import functions  # noqa: E402
-from backends.torch_code import module  # noqa: E402
-from ir.interpret import run as interpret  # noqa: E402
-from lsrl.targets import compile_to  # noqa: E402
-from tests.cases_lsrl import tok2tok  # noqa: E402
+from lsrl.corpus.cases_lsrl import tok2tok
+from lsrl.targets import compile_to
 
 LSRL_TOKENS_PER_SECOND = 70.0  # LSRL on the 153-token tok2tok prompt
 SHAPES = [(1, 153), (64, 153), (1, 4096), (64, 4096)]  # (batch, sequence length)

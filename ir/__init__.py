@@ -4,13 +4,13 @@ Pipeline position: source -> **ir** -> passes -> layered model -> backends. Noth
 the front end (``lsrl``), the passes or the backends.
 """
 
-from ir.graph import KINDS, Graph, Kind, Label, Loc, Node, Output
-from ir.interpret import NotExactError, run, trace
-from ir.equality import same_graph
-from ir.matrix import Matrix
-from ir.serialize import GraphFileError, load_graph, save_graph
-from ir.text import TextParseError, parse_graph, print_graph
-from ir.verify import VerifyError, verify
+from lsrl.ir.equality import same_graph
+from lsrl.ir.graph import KINDS, Graph, Kind, Label, Loc, Node, Output
+from lsrl.ir.interpret import NotExactError, run, trace
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.serialize import GraphFileError, load_graph, save_graph
+from lsrl.ir.text import TextParseError, parse_graph, print_graph
+from lsrl.ir.verify import VerifyError, verify
 
 __all__ = [
     "KINDS", "Graph", "GraphFileError", "Kind", "Label", "Loc", "Matrix", "Node", "NotExactError",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.graph import Graph, Node
-from ir.matrix import Matrix
-from ir.numbers import format_number, is_exact, same_number
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import format_number, is_exact, same_number
 
 
 def _is_number(x: object) -> bool:

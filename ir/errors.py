@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ir.graph import Loc
+from lsrl.ir.graph import Loc
 
 
 class LsrlError(Exception):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from ir.matrix import Matrix
-from ir.numbers import Number
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import Number
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-
-from ir.graph import Graph, Node
-from ir.matrix import Matrix
-from ir.numbers import ZERO, exact
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO, exact
 
 
 class NotExactError(ValueError):

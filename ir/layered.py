@@ -1,4 +1,4 @@
-"""The layered model: the machine-independent result of compilation (SPEC section 5).
+"""The layered model: the machine-independent result of compilation (docs/architecture.md).
 
 A path of layers. Layer 0 reads the model's input, layer i the output of layer i-1, and every layer
 begins with an affine map of what it reads, so linear maps never need layers of their own:
@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
-from ir.graph import MATRIX, VECTOR, Graph, Label
-from ir.interpret import run as run_graph
-from ir.interpret import trace as trace_graph
-from ir.matrix import Matrix
-from ir.numbers import Number, format_number, parse_number
-from ir.verify import verify as verify_graph
+from lsrl.ir.graph import MATRIX, VECTOR, Graph, Label
+from lsrl.ir.interpret import run as run_graph
+from lsrl.ir.interpret import trace as trace_graph
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import Number, format_number, parse_number
+from lsrl.ir.verify import verify as verify_graph
 
 FORMAT = "lsrl.layered"
 VERSION = 1
@@ -162,7 +161,7 @@ class LayeredModel:
             width = layer.width
 
     def stats(self) -> dict[str, Any]:
-        """Size figures (SPEC section 7): layers, state units, widths, parameters."""
+        """Size figures (`lsrl stats`, docs/cli.md): layers, state units, widths, parameters."""
         state_layers = [l for l in self.layers if l.kind == "state"]
         return {
             "layers": len(self.layers),
@@ -211,6 +210,32 @@ class LayeredModel:
     def run(self, inputs: object, exact: bool = False) -> np.ndarray:
         """Outputs ``[batch, time, d_out]``, with the input conventions of ``ir.interpret.run``."""
         return run_graph(self.to_graph(), inputs, exact=exact)
+
+    def run_float32(self, inputs: object) -> np.ndarray:
+        """Outputs ``[time, d_out]`` for one sequence ``[time, d_in]`` with every weight, input and
+        intermediate value rounded to float32, as a float32 target computes the layers."""
+
+        def weights(layer: Layer, name: str) -> np.ndarray:
+            value = layer.attrs[name]
+            dense = value.dense() if isinstance(value, Matrix) else np.array([float(v) for v in value])
+            return dense.astype(np.float32)
+
+        x = np.asarray(inputs, dtype=np.float32)
+        for layer in self.layers:
+            pre = x @ weights(layer, "W").T + weights(layer, "b")
+            if layer.kind == "relu":
+                x = np.maximum(pre, np.float32(0))
+            elif layer.kind == "gate":
+                x = pre * (x @ weights(layer, "W2").T + weights(layer, "b2"))
+            elif layer.kind == "state":
+                transition, h, steps = weights(layer, "A"), weights(layer, "init"), []
+                for drive in pre:
+                    h = transition @ h + drive
+                    steps.append(h)
+                x = np.stack(steps)
+            else:
+                x = pre
+        return x
 
     def trace(self, inputs: object, exact: bool = False) -> list[np.ndarray]:
         """Every layer's output ``[batch, time, width]``, in layer order."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-
-from ir.numbers import ONE, ZERO, Number, add, is_exact, mul, number, same_number
+from lsrl.ir.numbers import ONE, ZERO, Number, add, is_exact, mul, number, same_number
 
 
 class Matrix:

@@ -19,10 +19,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Loc
-from ir.matrix import Matrix
-from ir.numbers import Number, exact, is_exact
-from ir.verify import VerifyError, verify
+from lsrl.ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Loc
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import Number, exact, is_exact
+from lsrl.ir.verify import VerifyError, verify
 
 FORMAT = "lsrl.graph"
 VERSION = 1

@@ -25,11 +25,21 @@ from typing import Any, Callable, Sequence
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-
-from ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Loc, Node, node_default_labels
-from ir.matrix import Matrix
-from ir.numbers import Number, format_number, parse_number
-from ir.verify import VerifyError, verify
+from lsrl.ir.graph import (
+    INT,
+    KINDS,
+    MATRICES,
+    MATRIX,
+    VECTOR,
+    Graph,
+    Label,
+    Loc,
+    Node,
+    node_default_labels,
+)
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import Number, format_number, parse_number
+from lsrl.ir.verify import VerifyError, verify
 
 
 class TextParseError(ValueError):

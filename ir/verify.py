@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Node
-from ir.matrix import Matrix
-from ir.numbers import is_exact
+from lsrl.ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import is_exact
 
 
 class VerifyError(ValueError):

@@ -20,12 +20,27 @@ result writes its files with ``.write(directory)`` and runs with ``lsrl.run_comp
 Importing lsrl never imports torch, jax, triton or iree.
 """
 
-from ir import Graph, Matrix, run, trace, verify
 from lsrl.builder import Program, Value, concat, gate, linear, relu
 from lsrl.errors import LsrlError
+from lsrl.ir import Graph, Matrix, run, trace, verify
 from lsrl.stdlib import (
-    accumulate, and_, bump, counter, delay, eq, ifelse, ifelse_mul, ifelse_step, ifeq, larger,
-    mod_counter, neq, not_, or_, smaller, step,
+    accumulate,
+    and_,
+    bump,
+    counter,
+    delay,
+    eq,
+    ifelse,
+    ifelse_mul,
+    ifelse_step,
+    ifeq,
+    larger,
+    mod_counter,
+    neq,
+    not_,
+    or_,
+    smaller,
+    step,
 )
 
 __all__ = [

@@ -19,11 +19,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ir.graph import KINDS, Graph, Loc, Node, default_labels
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, add, inverse, mul, number
-from ir.verify import verify
 from lsrl.errors import LsrlError
+from lsrl.ir.graph import KINDS, Graph, Loc, Node, default_labels
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, mul, number
+from lsrl.ir.verify import verify
 
 NUMBER_TYPES = (int, float, Fraction, np.integer, np.floating)
 

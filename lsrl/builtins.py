@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from gmpy2 import mpq
 
-from ir.graph import Loc
-from ir.matrix import Matrix
-from ir.numbers import number
 from lsrl import compiletime as ct
 from lsrl import stdlib
-from lsrl.builder import Value, relu as runtime_relu
+from lsrl.builder import Value
+from lsrl.builder import relu as runtime_relu
 from lsrl.errors import LsrlError
+from lsrl.ir.graph import Loc
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import number
 from lsrl.scope import Scope
 
 if TYPE_CHECKING:

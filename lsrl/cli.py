@@ -1,4 +1,4 @@
-"""The ``lsrl`` command line (SPEC section 7).
+"""The ``lsrl`` command line (docs/cli.md).
 
 Every mistake of the user (program, option, input data) ends as a diagnostic on stderr and exit
 status 1; ``main`` returns the exit status, so tests can call it in-process.
@@ -14,14 +14,15 @@ from typing import Callable, Optional, Sequence
 
 from gmpy2 import mpq
 
-from backends import TARGET_NAMES, Options
-from backends.target import DEFAULT_MAX_LEN
-from ir.graph import Graph
-from ir.interpret import NotExactError, run as interpret
-from ir.numbers import exact
+from lsrl.backends import TARGET_NAMES, Options
+from lsrl.backends.target import DEFAULT_MAX_LEN
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import CompileWarning, LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
+from lsrl.ir.graph import Graph
+from lsrl.ir.interpret import NotExactError
+from lsrl.ir.interpret import run as interpret
+from lsrl.ir.numbers import exact
 from lsrl.load import compile_file
 
 EXACT_BACKENDS = ["interp", "layers"]
@@ -291,7 +292,7 @@ def _check_integers(tokens: Sequence[Sequence[mpq]], integer_inputs: bool) -> No
 
 def _layered(graph: Graph, input_range: object = None):
     """The linearized layered model (the passes are imported only when asked for)."""
-    from passes import lower
+    from lsrl.passes import lower
 
     return lower(graph, input_range=input_range)
 
@@ -333,7 +334,7 @@ def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
 
 def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Graph) -> dict[str, object]:
     """The target's own figures and, given --input, its largest output error against exact."""
-    from backends import get_target
+    from lsrl.backends import get_target
     from lsrl.targets import run_compiled
 
     start = time.perf_counter()
@@ -359,7 +360,9 @@ def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Grap
 
 
 def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
-    from ir.text import print_graph  # imported only when asked for, as are the passes
+    from lsrl.ir.text import (
+        print_graph,  # imported only when asked for, as are the passes
+    )
 
     if args.after is None:
         graph = _compile(args, sources)
@@ -367,7 +370,7 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
         sys.stdout.write(_layered(_compile(args, sources), args.input_range).format().rstrip("\n") + "\n")
         return
     else:
-        from passes import PASS_NAMES, run_pipeline
+        from lsrl.passes import PASS_NAMES, run_pipeline
 
         if args.after not in PASS_NAMES:
             raise UsageError(f"unknown pass '{args.after}' (the passes, in order: {', '.join(PASS_NAMES)}, linearize)")

@@ -22,10 +22,10 @@ from typing import Callable, Sequence
 import gmpy2
 from gmpy2 import mpq
 
-from ir.matrix import Matrix
-from ir.numbers import Number
 from lsrl.builder import Value
 from lsrl.errors import LsrlError
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import Number
 
 # Vectors and matrices longer than this are refused: far beyond any program, and a typo such as
 # eye(100000000) would otherwise exhaust memory before anything could report it.

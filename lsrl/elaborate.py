@@ -15,13 +15,13 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from gmpy2 import mpq
 
-from ir.graph import Graph, Loc
-from ir.matrix import Matrix
 from lsrl import compiletime as ct
 from lsrl import tree as t
 from lsrl.builder import Program, Value, concat
 from lsrl.builtins import Arg, Builtin, prelude
 from lsrl.errors import LsrlError, UsageError
+from lsrl.ir.graph import Graph, Loc
+from lsrl.ir.matrix import Matrix
 from lsrl.params import read_override
 from lsrl.scope import Function, Scope
 from lsrl.syntax import parse

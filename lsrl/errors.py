@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ir.errors import CompileWarning, LsrlError
+from lsrl.ir.errors import CompileWarning, LsrlError
 
 __all__ = ["CompileWarning", "LsrlError", "UsageError", "read_user_file"]
 

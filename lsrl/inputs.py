@@ -12,9 +12,9 @@ import json
 
 from gmpy2 import mpq
 
-from ir.graph import Loc
-from ir.numbers import exact
 from lsrl.errors import LsrlError, UsageError, read_user_file
+from lsrl.ir.graph import Loc
+from lsrl.ir.numbers import exact
 
 Token = list[mpq]
 

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from os import PathLike
 from typing import Iterator, Mapping, Optional
 
-from ir.graph import Graph, Loc
 from lsrl.elaborate import Elaborator
 from lsrl.errors import LsrlError, read_user_file
+from lsrl.ir.graph import Graph, Loc
 
 # Parsing and elaboration recurse once per nesting level, so a chain of a few thousand terms
 # (a + b + ...) outgrows Python's default limit of 1000 frames; 10000 still fits the C stack, and

@@ -11,9 +11,9 @@ from fractions import Fraction
 
 from gmpy2 import mpq
 
-from ir.numbers import exact, number
 from lsrl import compiletime as ct
 from lsrl.errors import UsageError
+from lsrl.ir.numbers import exact, number
 
 
 def read_override(name: str, override: object, default: object) -> object:

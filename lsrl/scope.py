@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Union
 
-from ir.graph import Loc
 from lsrl import tree as t
+from lsrl.ir.graph import Loc
 
 
 @dataclass

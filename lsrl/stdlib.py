@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from ir.matrix import Matrix
-from ir.numbers import number
 from lsrl.builder import Program, Value, is_number, relu
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import number
 
 SCALE = 1000
 BIG = 10**10
@@ -21,7 +21,7 @@ BIG = 10**10
 def step(x: Value, scale: object = SCALE) -> Value:
     """0 for x <= 0, 1 for x >= 1/scale, linear in between.
 
-    SPEC and LSRL write it relu(scale*x) - scale*relu(x - 1/scale); we build the same function as
+    docs/language.md and LSRL write it relu(scale*x) - scale*relu(x - 1/scale); we build the same function as
     relu(scale*x) - relu(scale*x - 1), whose two halves differ by exactly 1 in float64 wherever the
     step is saturated (the other form is off by ~1e-13 there, which ifelse_step and ifeq multiply by
     big = 1e10).

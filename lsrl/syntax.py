@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Iterator
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
-from ir.graph import Loc
-from ir.numbers import exact
 from lsrl import tree as t
 from lsrl.errors import LsrlError
+from lsrl.ir.graph import Loc
+from lsrl.ir.numbers import exact
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 

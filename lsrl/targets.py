@@ -18,9 +18,9 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
-from ir.graph import Graph, Loc
+from lsrl.backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
 from lsrl.errors import LsrlError, UsageError
+from lsrl.ir.graph import Graph, Loc
 
 
 def compile_to(
@@ -32,8 +32,8 @@ def compile_to(
 ) -> Compiled:
     """Compile ``graph`` for ``target``; ``params`` and ``sources`` (file name -> text, as
     collected by ``compile_file``) are recorded in the config."""
-    from passes import lower
-    from passes.precision import float32_warnings
+    from lsrl.passes import lower
+    from lsrl.passes.precision import float32_warnings
 
     if target not in TARGET_NAMES:
         raise UsageError(f"unknown target '{target}' (targets: {', '.join(TARGET_NAMES)})")

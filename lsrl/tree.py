@@ -11,7 +11,7 @@ from typing import Iterator, Optional, Union
 
 from gmpy2 import mpq
 
-from ir.graph import Loc
+from lsrl.ir.graph import Loc
 
 
 # --- expressions ---------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ backend starts from.
 
 from __future__ import annotations
 
-from ir.graph import Graph
-from ir.layered import LayeredModel
-from passes.canonicalize import PIPELINE, canonicalize
-from passes.degate import rebuild_gates as _rebuild_gates
-from passes.linearize import linearize as _linearize
+from lsrl.ir.graph import Graph
+from lsrl.ir.layered import LayeredModel
+from lsrl.passes.canonicalize import PIPELINE, canonicalize
+from lsrl.passes.degate import rebuild_gates as _rebuild_gates
+from lsrl.passes.linearize import linearize as _linearize
 
 PASS_NAMES = tuple(name for name, _ in PIPELINE)
 

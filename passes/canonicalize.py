@@ -24,10 +24,16 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
-from ir.graph import Graph, Node, Output
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, inverse, is_exact, mul
-from passes.linear_forms import Form, LinearForms, is_linear, linear_form, weighted_sum
+from lsrl.ir.graph import Graph, Node, Output
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, inverse, is_exact, mul
+from lsrl.passes.linear_forms import (
+    Form,
+    LinearForms,
+    is_linear,
+    linear_form,
+    weighted_sum,
+)
 
 
 def _become_const(node: Node, value: tuple[Number, ...]) -> None:

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ir.errors import LsrlError
-from ir.graph import Graph, Label, Node
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number
-from passes.linear_forms import LARGE_WEIGHT
-from passes.ranges import INF, Interval, Ranges, analyze
+from lsrl.ir.errors import LsrlError
+from lsrl.ir.graph import Graph, Label, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number
+from lsrl.passes.linear_forms import LARGE_WEIGHT
+from lsrl.passes.ranges import INF, Interval, Ranges, analyze
 
 # The smallest constant M: large enough that linearize computes ``off`` as a unit of its own.
 SMALLEST_CONSTANT = 2 * LARGE_WEIGHT

@@ -40,10 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from ir.graph import Label
-from ir.layered import CARRY, PART, Layer, LayeredModel, UnitLabel
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, add, mul
+from lsrl.ir.graph import Label
+from lsrl.ir.layered import CARRY, PART, Layer, LayeredModel, UnitLabel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, add, mul
 
 CONV_WIDTH = 4  # the causal convolution of Mamba and Hawk: the current input and three earlier ones
 

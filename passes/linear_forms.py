@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-from ir.graph import Graph, Node
-from ir.matrix import Matrix
-from ir.numbers import ZERO, Number, add
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO, Number, add
 
 Vector = tuple[Number, ...]
 UnitKey = tuple[int, int]  # (atom node id, unit index)

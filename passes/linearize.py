@@ -1,4 +1,4 @@
-"""linearize: schedule the program graph into a layered model (SPEC sections 4 and 5).
+"""linearize: schedule the program graph into a layered model (docs/architecture.md).
 
 A recurrent architecture is a path of layers, while a program is a graph whose values may be read
 many layers after they are computed. LSRL's debranching turns the graph into a path one rule at a
@@ -39,12 +39,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
-from ir.graph import Graph, Node
-from ir.layered import CARRY, PART, VALUE, Layer, LayeredModel, UnitLabel
-from ir.matrix import Matrix
-from ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul
-from passes import ranges
-from passes.linear_forms import Form, LinearForms, UnitKey, is_linear, weighted_sum
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.layered import CARRY, PART, VALUE, Layer, LayeredModel, UnitLabel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul
+from lsrl.passes import ranges
+from lsrl.passes.linear_forms import Form, LinearForms, UnitKey, is_linear, weighted_sum
 
 LAYER_KIND = {"relu": "relu", "mul": "gate", "state": "state"}
 ANY = "any"  # the kind of a scaled-up linear value: any layer's affine map computes it

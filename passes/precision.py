@@ -50,13 +50,12 @@ from typing import Iterable, Mapping, Sequence, Union
 import gmpy2
 import numpy as np
 from gmpy2 import mpq
-
-from ir.errors import CompileWarning
-from ir.graph import Graph, Node
-from ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul
-from passes.canonicalize import canonicalize
-from passes.linear_forms import UnitKey, is_linear, weighted_sum
-from passes.ranges import INF, Interval, analyze
+from lsrl.ir.errors import CompileWarning
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul
+from lsrl.passes.canonicalize import canonicalize
+from lsrl.passes.linear_forms import UnitKey, is_linear, weighted_sum
+from lsrl.passes.ranges import INF, Interval, analyze
 
 SIGNIFICANT_BITS = 24  # float32 holds every integer below 2**24, and no odd one above
 UNIT_ROUNDOFF = 2.0**-SIGNIFICANT_BITS  # the relative error of one float32 rounding

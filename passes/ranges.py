@@ -40,10 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-from ir.graph import Graph, Node
-from ir.matrix import Matrix
-from ir.numbers import ZERO, Number, add, inverse, is_exact, mul, number
-from passes.linear_forms import LinearForms, is_linear, weighted_sum
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO, Number, add, inverse, is_exact, mul, number
+from lsrl.passes.linear_forms import LinearForms, is_linear, weighted_sum
 
 INF = float("inf")
 

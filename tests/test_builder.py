@@ -5,9 +5,9 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from lsrl.ir.interpret import run
 
 import lsrl
-from ir.interpret import run
 from lsrl.errors import LsrlError
 
 
@@ -58,7 +58,7 @@ def test_state_update_folds_into_transition_inputs_and_bias() -> None:
 
 
 def test_non_affine_update_is_refused_with_its_location() -> None:
-    from ir.graph import Loc
+    from lsrl.ir.graph import Loc
 
     p = lsrl.Program()
     x = p.input(1)

@@ -13,19 +13,23 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
-import lsrl
-from ir.graph import Graph
-from ir.interpret import run
-from ir.matrix import Matrix
-from ir.numbers import exact
-from ir.verify import verify
-from passes import PASS_NAMES, PIPELINE, run_pipeline
-from passes.canonicalize import (
-    balance_relus, eliminate_common_subexpressions, eliminate_dead_code, fold_affine, fold_constants,
+from lsrl.ir.graph import Graph
+from lsrl.ir.interpret import run
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import exact
+from lsrl.ir.verify import verify
+from lsrl.passes import PASS_NAMES, PIPELINE, run_pipeline
+from lsrl.passes.canonicalize import (
+    balance_relus,
+    eliminate_common_subexpressions,
+    eliminate_dead_code,
+    fold_affine,
+    fold_constants,
     fold_state_inputs,
 )
-from tests.table import CASES, Case, as_fraction, case
+
+import lsrl
+from lsrl.corpus import CASES, Case, as_fraction, case
 
 
 @functools.lru_cache(maxsize=None)

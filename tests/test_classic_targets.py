@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsrl.backends import Options, get_target
+from lsrl.backends.stacking import stack
+from lsrl.ir.interpret import run
+from lsrl.passes import lower
 
 import lsrl
-from backends import Options, get_target
-from backends.stacking import stack
-from ir.interpret import run
-from passes import lower
-from tests.table import as_fraction, case
+from lsrl.corpus import as_fraction, case
 from tests.test_cli import ROOT, run_cli
 
 torch = pytest.importorskip("torch")

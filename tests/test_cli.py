@@ -1,4 +1,4 @@
-"""The command line (SPEC section 7), in-process: every example runs with its expected outputs."""
+"""The command line (docs/cli.md), in-process: every example runs with its expected outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lsrl.cli import main
-from tests.table import CASES, Case, Run, as_fraction
+from lsrl.corpus import CASES, Case, Run, as_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CASES = [c for c in CASES if c.source]
@@ -108,7 +108,7 @@ def test_check_stats_and_ir() -> None:
 
 def test_params_reach_the_program() -> None:
     """The defaults and -D overrides build the graphs of the Python twin with the same params."""
-    from tests.cases_lsrl import tok2tok
+    from lsrl.corpus.cases_lsrl import tok2tok
 
     program = str(ROOT / "examples" / "tok2tok.lsrl")
     _, three, _ = run_cli("stats", program, "--json")

@@ -23,24 +23,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsrl.backends import Compiled, Options, get_target
+from lsrl.backends.codegen import (
+    COPY,
+    MATRIX_LOOP,
+    ROTATION,
+    RUNNING_SUM,
+    SCALED_LOOP,
+    Stage,
+    plan_state_layer,
+)
+from lsrl.ir.graph import Label
+from lsrl.ir.interpret import run as interpret
+from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import number
+from lsrl.passes import lower
 
-from backends import Compiled, Options, get_target
-from backends.codegen import COPY, MATRIX_LOOP, ROTATION, RUNNING_SUM, SCALED_LOOP, Stage, plan_state_layer
-from ir.graph import Label
-from ir.interpret import run as interpret
-from ir.layered import Layer, LayeredModel, UnitLabel
-from ir.matrix import Matrix
-from ir.numbers import number
 from lsrl.cli import main
-from passes import lower
-from tests.table import Case, as_fraction, case
+from lsrl.corpus import Case, as_fraction, case
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-from backends.jax_code import JaxModel, functions  # noqa: E402
-from backends.torch_code import module  # noqa: E402
+from lsrl.backends.jax_code import JaxModel, functions  # noqa: E402
+from lsrl.backends.torch_code import module  # noqa: E402
 
 RTOL = {"float64": 1e-9, "float32": 1e-4}
 COMPILER_PACKAGES = ("lsrl", "ir", "passes", "backends", "tests")

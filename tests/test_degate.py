@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lsrl.ir.errors import LsrlError
+from lsrl.ir.interpret import run
+from lsrl.ir.verify import verify
+from lsrl.passes import lower, run_pipeline
+from lsrl.passes.degate import SMALLEST_CONSTANT, rebuild_gates
 
 import lsrl
-from ir.errors import LsrlError
-from ir.interpret import run
-from ir.verify import verify
-from passes import lower, run_pipeline
-from passes.degate import SMALLEST_CONSTANT, rebuild_gates
-from tests.table import as_fraction, case
+from lsrl.corpus import as_fraction, case
 
 MAX_LEN = 1024
 

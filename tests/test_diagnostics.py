@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
+from lsrl.ir.graph import Loc
 
-from ir.graph import Loc
 from lsrl.cli import main
 from lsrl.diagnostics import render
 from lsrl.errors import LsrlError

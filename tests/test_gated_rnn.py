@@ -15,12 +15,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from backends import Options, get_target  # noqa: E402
-from backends.codegen import import_generated  # noqa: E402
-from backends.gated_rnn import SATURATION, SIGNAL_EXPONENT, stock_modules  # noqa: E402
+from lsrl.backends import Options, get_target  # noqa: E402
+from lsrl.backends.codegen import import_generated  # noqa: E402
+from lsrl.backends.gated_rnn import SATURATION, SIGNAL_EXPONENT, stock_modules  # noqa: E402
+from lsrl.passes.precision import float32_warnings  # noqa: E402
+
+from lsrl.corpus import case  # noqa: E402
 from lsrl.targets import compile_to, run_compiled  # noqa: E402
-from passes.precision import float32_warnings  # noqa: E402
-from tests.table import case  # noqa: E402
 from tests.test_cli import run_cli  # noqa: E402
 from tests.test_targets import compiled, program, references  # noqa: E402
 

@@ -7,12 +7,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from gmpy2 import mpq
-
-from ir.graph import Graph, Label
-from ir.interpret import NotExactError, run, trace
-from ir.matrix import Matrix
-from ir.numbers import exact, format_number, parse_number, same_number
-from ir.verify import VerifyError, verify
+from lsrl.ir.graph import Graph, Label
+from lsrl.ir.interpret import NotExactError, run, trace
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import exact, format_number, parse_number, same_number
+from lsrl.ir.verify import VerifyError, verify
 
 
 def Q(text: str) -> mpq:

@@ -12,16 +12,16 @@ import pytest
 from gmpy2 import mpq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lsrl.ir.equality import graph_differences, same_graph
+from lsrl.ir.graph import INT, KINDS, MATRIX, VECTOR, Graph, Kind, Label, Loc
+from lsrl.ir.interpret import NotExactError, run
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import same_number
+from lsrl.ir.serialize import graph_from_json, graph_to_json
+from lsrl.ir.text import TextParseError, parse_graph, print_graph
+from lsrl.ir.verify import verify
 
-from ir.equality import graph_differences, same_graph
-from ir.graph import INT, KINDS, MATRIX, VECTOR, Graph, Kind, Label, Loc
-from ir.interpret import NotExactError, run
-from ir.matrix import Matrix
-from ir.numbers import same_number
-from ir.serialize import graph_from_json, graph_to_json
-from ir.text import TextParseError, parse_graph, print_graph
-from ir.verify import verify
-from tests.table import CASES, Case, as_fraction
+from lsrl.corpus import CASES, Case, as_fraction
 
 
 def assert_same(got: Graph, want: Graph) -> None:

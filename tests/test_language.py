@@ -1,5 +1,5 @@
-"""The .lsrl language: every example against its Python-builder twin, and each construct of SPEC
-section 2 on small programs."""
+"""The .lsrl language: every example against its Python-builder twin, and each construct of the
+language (docs/language.md) on small programs."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from lsrl.ir.graph import Graph, Loc
+from lsrl.ir.interpret import NotExactError, run
 
-from ir.graph import Graph, Loc
-from ir.interpret import NotExactError, run
+from lsrl.corpus import CASES, Case, as_fraction
 from lsrl.errors import LsrlError, UsageError
 from lsrl.load import compile_file, compile_source
-from tests.table import CASES, Case, as_fraction
 
 SOURCE_CASES = [c for c in CASES if c.source]
 

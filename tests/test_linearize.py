@@ -8,16 +8,16 @@ import json
 
 import numpy as np
 import pytest
+from lsrl.ir.interpret import NotExactError, run, trace
+from lsrl.ir.layered import CARRY, PART, VALUE, Layer, LayeredModel, LayeredModelError
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import same_number
+from lsrl.passes import lower
+from lsrl.passes.linearize import layer_schedule, linearize
 from safetensors.numpy import load_file
 
 import lsrl
-from ir.interpret import NotExactError, run, trace
-from ir.layered import CARRY, PART, VALUE, Layer, LayeredModel, LayeredModelError
-from ir.matrix import Matrix
-from ir.numbers import same_number
-from passes import lower
-from passes.linearize import layer_schedule, linearize
-from tests.table import CASES, Case, as_fraction
+from lsrl.corpus import CASES, Case, as_fraction
 from tests.test_canonicalize import assert_same_outputs, canonical_graph, exact_batches
 from tests.test_table import check_outputs
 

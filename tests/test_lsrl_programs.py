@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from lsrl.ir.interpret import run
 
-from ir.interpret import run
-from tests.cases_lsrl import (
+from lsrl.corpus.cases_lsrl import (
     CELLS_PER_DIM,
     CONDITIONALS,
     HALF,

@@ -12,21 +12,27 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from lsrl.backends.target import Options
+from lsrl.ir.errors import LsrlError
+from lsrl.ir.graph import Label
+from lsrl.ir.interpret import run
+from lsrl.ir.layered import Layer, UnitLabel
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO, add, exact, mul
+from lsrl.passes import lower
+from lsrl.passes.diagonalize import (
+    CONV_WIDTH,
+    NotDiagonal,
+    decompose_all,
+    decompose_state,
+    diagonalize,
+)
 
 import lsrl
-from backends.target import Options
-from ir.errors import LsrlError
-from ir.interpret import run
-from ir.graph import Label
-from ir.layered import Layer, UnitLabel
-from ir.matrix import Matrix
-from ir.numbers import ZERO, add, exact, mul
-from passes import lower
-from passes.diagonalize import CONV_WIDTH, NotDiagonal, decompose_all, decompose_state, diagonalize
-from tests.table import case
+from lsrl.corpus import case
 
 torch = pytest.importorskip("torch")
-from backends.mamba import TARGETS, MambaStack  # noqa: E402  (needs torch)
+from lsrl.backends.mamba import TARGETS, MambaStack  # noqa: E402  (needs torch)
 
 MAMBA = TARGETS["mamba"]
 
@@ -215,8 +221,8 @@ def test_compile_and_run_from_the_command_line(tmp_path, capsys) -> None:
 
 
 # --- the hawk target --------------------------------------------------------------------------------------------
-from backends import hawk as hawk_module  # noqa: E402
-from backends.hawk import HawkStack  # noqa: E402
+from lsrl.backends import hawk as hawk_module  # noqa: E402
+from lsrl.backends.hawk import HawkStack  # noqa: E402
 
 HAWK = hawk_module.TARGETS["hawk"]
 
@@ -300,7 +306,9 @@ def test_hawk_refuses_a_rotation_with_a_location() -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_block_matches_transformers_recurrent_gemma(name: str, dtype: str) -> None:
     transformers = pytest.importorskip("transformers")
-    from transformers.models.recurrent_gemma import modeling_recurrent_gemma as reference
+    from transformers.models.recurrent_gemma import (
+        modeling_recurrent_gemma as reference,
+    )
 
     row, compiled = _hawk(name, max_len=64)
     config = compiled.config

@@ -10,11 +10,11 @@ from fractions import Fraction
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lsrl.ir.interpret import run, trace
+from lsrl.passes import PIPELINE, lower, run_pipeline
+from lsrl.passes.ranges import analyze
 
 import lsrl
-from ir.interpret import run, trace
-from passes import PIPELINE, lower, run_pipeline
-from passes.ranges import analyze
 
 SMALL = st.fractions(min_value=-2, max_value=2, max_denominator=3)
 TRANSITION = st.sampled_from([Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2)])

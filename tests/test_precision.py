@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsrl.ir.interpret import run
+from lsrl.passes import lower
+from lsrl.passes.precision import float32_warnings
 
 import lsrl
-from ir.interpret import run
-from ir.layered import LayeredModel
+from lsrl.corpus import CASES, Case, as_fraction
 from lsrl.load import compile_source
-from passes import lower
-from passes.precision import float32_warnings
-from tests.table import CASES, Case, as_fraction
 from tests.test_cli import run_cli
 
 FLOAT32_RTOL = 1e-3  # as in tests/test_targets.py: an unwarned row must be this accurate
@@ -44,31 +43,6 @@ output picked = ifelse(smaller(ones, 3), ones, zeros)
 """
 
 
-def float32_run(model: LayeredModel, inputs: np.ndarray) -> np.ndarray:
-    """The layered model on one sequence ``[time, d_in]``, every number rounded to float32."""
-
-    def weights(layer, name: str) -> np.ndarray:
-        value = layer.attrs[name]
-        return (value.dense() if name in ("W", "W2", "A") else np.array([float(v) for v in value])).astype(np.float32)
-
-    x = np.asarray(inputs, dtype=np.float32)
-    for layer in model.layers:
-        pre = x @ weights(layer, "W").T + weights(layer, "b")
-        if layer.kind == "relu":
-            x = np.maximum(pre, np.float32(0))
-        elif layer.kind == "gate":
-            x = pre * (x @ weights(layer, "W2").T + weights(layer, "b2"))
-        elif layer.kind == "state":
-            transition, h, steps = weights(layer, "A"), weights(layer, "init"), []
-            for drive in pre:
-                h = transition @ h + drive
-                steps.append(h)
-            x = np.stack(steps)
-        else:
-            x = pre
-    return x
-
-
 @lru_cache(maxsize=None)
 def float32_error(name: str) -> float:
     """The largest error of the row's float32 run, relative to max(1, |float64 interpreter|)."""
@@ -79,7 +53,7 @@ def float32_error(name: str) -> float:
     for r in case.runs:
         inputs = [[float(as_fraction(v)) for v in token] for token in r.inputs]
         want = run(graph, inputs)[0]
-        got = float32_run(model, inputs)
+        got = model.run_float32(inputs)
         worst = max(worst, float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want)))))
     return worst
 
@@ -123,7 +97,7 @@ def test_one_warning_per_source_location() -> None:
 
 @pytest.fixture
 def condition_program(tmp_path: Path) -> str:
-    pytest.importorskip("backends.torch_code")
+    pytest.importorskip("lsrl.backends.torch_code")
     program = tmp_path / "cond.lsrl"
     program.write_text(CONDITION_FROM_INPUT)
     return str(program)

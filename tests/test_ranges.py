@@ -7,11 +7,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from lsrl.ir.interpret import trace
+from lsrl.passes.ranges import INF, Interval, analyze
 
 import lsrl
-from ir.interpret import trace
-from passes.ranges import INF, Interval, analyze
-from tests.table import CASES, Case
+from lsrl.corpus import CASES, Case
 from tests.test_canonicalize import canonical_graph, exact_batches
 
 

@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 from gmpy2 import mpq
+from lsrl.ir.serialize import (
+    GraphFileError,
+    graph_from_json,
+    graph_to_json,
+    load_graph,
+    save_graph,
+)
 
-from ir.serialize import GraphFileError, graph_from_json, graph_to_json, load_graph, save_graph
-from tests.table import CASES, Case
+from lsrl.corpus import CASES, Case
 from tests.test_ir_text import assert_same, every_kind_graph, json_round_trip
 
 

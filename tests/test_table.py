@@ -5,10 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from lsrl.ir.interpret import run
+from lsrl.ir.verify import verify
 
-from ir.interpret import run
-from ir.verify import verify
-from tests.table import CASES, Case, as_fraction
+from lsrl.corpus import CASES, Case, as_fraction
 
 
 def check_outputs(case: Case, outputs, expected, exact: bool) -> None:

@@ -15,12 +15,12 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from lsrl.backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
+from lsrl.ir.errors import LsrlError
+from lsrl.ir.graph import Graph
 
-from backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
-from ir.errors import LsrlError
-from ir.graph import Graph
+from lsrl.corpus import CASES, Case
 from lsrl.targets import compile_to, run_compiled
-from tests.table import CASES, Case
 
 FLOAT64_RTOL = 1e-9
 FLOAT32_RTOL = 1e-3

@@ -13,18 +13,17 @@ import itertools
 import json
 import random
 from fractions import Fraction
-from pathlib import Path
 from typing import Callable, Sequence
 
 import lsrl
-from ir.graph import Graph
-from tests.rows import Case, Run, tokens
+from lsrl.corpus.rows import EXAMPLES, Case, Run, tokens
+from lsrl.ir.graph import Graph
 
 HALF = Fraction(1, 2)  # thresholds are exact rationals: a float 0.5 would make the graph inexact
-SCALE = 1000  # the library's default step scale (SPEC section 2)
+SCALE = 1000  # the library's default step scale (docs/language.md)
 BIG = 10**10  # the library's default large constant
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"  # SPEC section 6
+DATA = EXAMPLES / "data"
 
 # Targets without multiplicative gates rebuild products from ReLUs (passes/degate.py), which needs
 # one factor proven to be 0 or 1 and the other bounded; they refuse the programs where it is not.
@@ -119,7 +118,7 @@ def _pick(off: Fraction, v: Fraction) -> Fraction:
 
 
 def _gates_expected(x: Fraction, y: Fraction) -> list[Fraction]:
-    """The outputs of ``gates`` from the SPEC's and LSRL's definitions, in exact arithmetic."""
+    """The outputs of ``gates`` from the language reference's (docs/language.md) and LSRL's definitions, in exact arithmetic."""
     t, f = y + 5, 2 - y
     eq = _ramp(1 - _ramp(x - y) - _ramp(y - x))
     return [

@@ -1,4 +1,4 @@
-"""The shape of a row of the shared test table (``tests/table.py`` collects the rows).
+"""The shape of a row of the shared test table (``lsrl/corpus/__init__.py`` collects the rows).
 
 A row's program comes from the Python builder (``build``, taking the row's params) and, where an
 ``examples/NAME.lsrl`` version exists, from the language too (``source``).
@@ -11,9 +11,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ir.graph import Graph
+from lsrl.ir.graph import Graph
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"  # the corpus reads the checkout's examples
 
 Token = Sequence[object]  # numbers: int, Fraction or "p/q" strings
 
@@ -62,7 +62,7 @@ class Case:
         floats (float64 where the program has irrational weights): what compiled targets must give."""
         import numpy as np
 
-        from ir.interpret import NotExactError, run
+        from lsrl.ir.interpret import NotExactError, run
 
         graph = graph or self.program()
         out = []

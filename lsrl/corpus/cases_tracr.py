@@ -15,9 +15,9 @@ from fractions import Fraction
 from typing import Sequence
 
 import lsrl
-from ir.graph import Graph
-from tests.cases_lsrl import NOT_A_CONDITION, refused_without_gates
-from tests.rows import Case, Run, tokens
+from lsrl.corpus.cases_lsrl import NOT_A_CONDITION, refused_without_gates
+from lsrl.corpus.rows import Case, Run, tokens
+from lsrl.ir.graph import Graph
 
 HALF = Fraction(1, 2)
 

@@ -1,22 +1,22 @@
-"""The shared table of test programs (SPEC section 6).
+"""The shared table of test programs (docs/architecture.md, "The shared test table").
 
 Every row is a program with its parameters and runs (input sequence, expected outputs). Expected
 outputs are computed with plain Python, independently of the compiler. The same rows drive the
 interpreter (exact and float64), the text round trip, every pass and every backend: a new feature
-adds rows. Rows live in topic modules (``tests/cases_*.py``, built on ``tests/rows.py``), each
+adds rows. Rows live in topic modules (``lsrl/corpus/cases_*.py``, built on ``lsrl/corpus/rows.py``), each
 exporting ``CASES``.
 """
 
 from __future__ import annotations
 
-from tests.rows import Case, Run, as_fraction, tokens
+from lsrl.corpus.rows import Case, Run, as_fraction, tokens
 
 __all__ = ["CASES", "Case", "Run", "as_fraction", "case", "tokens"]
 
 
 def _collect() -> list[Case]:
-    """Rows live in topic modules (``tests/cases_*.py``), each exporting ``CASES``."""
-    from tests import cases_lsrl, cases_tracr
+    """Rows live in topic modules (``lsrl/corpus/cases_*.py``), each exporting ``CASES``."""
+    from lsrl.corpus import cases_lsrl, cases_tracr
 
     return [*cases_lsrl.CASES, *cases_tracr.CASES]
 

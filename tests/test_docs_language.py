@@ -125,8 +125,11 @@ def classify(blocks: list[Block]) -> tuple[list[Example], dict[str, str]]:
     return examples, shared
 
 
-BLOCKS = read_blocks(DOC.read_text(encoding="utf-8"))
-EXAMPLES, SHARED = classify(BLOCKS)
+try:
+    EXAMPLES, SHARED = classify(read_blocks(DOC.read_text(encoding="utf-8")))
+    PROBLEM = ""
+except AssertionError as e:  # reported by test_every_block_is_classified, not as a collection error
+    EXAMPLES, SHARED, PROBLEM = [], {}, str(e)
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -134,6 +137,10 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     status = main(argv)
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def test_every_block_is_classified() -> None:
+    assert not PROBLEM, PROBLEM
 
 
 def test_the_document_has_examples_of_every_kind() -> None:
@@ -158,6 +165,7 @@ def test_example(example: Example, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     for cmd in example.commands:
         where = f"docs/language.md:{cmd.line}: lsrl {shlex.join(cmd.argv)}"
+        assert cmd.argv[1:2] == [example.file], f"{where}: the command should run {example.file}"
         status, out, err = run_cli(cmd.argv, capsys)
         if status == 0:
             assert err == "", f"{where}: unexpected stderr\n{err}"

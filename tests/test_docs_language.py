@@ -35,6 +35,7 @@ from lsrl.cli import main
 from lsrl.load import compile_source
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
+EXAMPLES_DIR = DOC.parent.parent / "examples"
 DEFAULT_FILE = "prog.lsrl"
 
 
@@ -176,6 +177,14 @@ def test_example(example: Example, tmp_path: Path, monkeypatch: pytest.MonkeyPat
             got = err.rstrip("\n").split("\n")
             assert cmd.expected, f"{where}: the command fails but the document expects no error\n{err}"
             assert got[: len(cmd.expected)] == cmd.expected, f"{where}: stderr differs\n{err}"
+
+
+def test_examples_quoted_from_the_repository_match_it() -> None:
+    """A program named like a file of examples/ (the worked example) is that file, verbatim."""
+    quoted = [ex for ex in EXAMPLES if (EXAMPLES_DIR / ex.file).is_file()]
+    assert quoted
+    for ex in quoted:
+        assert ex.source == (EXAMPLES_DIR / ex.file).read_text(encoding="utf-8"), ex.file
 
 
 # --- the table of library costs ------------------------------------------------------------------

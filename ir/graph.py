@@ -121,6 +121,23 @@ def _state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     return result
 
 
+def _step_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    low, high = attrs["low"], attrs["high"]
+    if len(low) != dims[0] or len(high) != dims[0]:
+        return f"step bounds have lengths {len(low)} and {len(high)} but the operand has length {dims[0]}"
+    if not all(lo < hi for lo, hi in zip(low, high)):
+        return "a step needs low < high in every unit"
+    return dims[0]
+
+
+def _select_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    if dims[0] != dims[1]:
+        return f"select's condition has length {dims[0]} but its value has length {dims[1]}"
+    if len(attrs["big"]) != dims[0] or not all(b > 0 for b in attrs["big"]):
+        return f"select needs one positive big per unit ({dims[0]})"
+    return dims[0]
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
@@ -129,6 +146,11 @@ KINDS: dict[str, Kind] = {
         # sum_i W_i x_i + b
         Kind("affine", None, {"weights": MATRICES, "bias": VECTOR}, _affine_dim),
         Kind("relu", 1, {}, _same_dims),
+        # 0 where x <= low, 1 where x >= high, linear in between (the comparisons of the library)
+        Kind("step", 1, {"low": VECTOR, "high": VECTOR}, _step_dim),
+        # relu(v - big g) - relu(-v - big g) of (g, v): v where g = 0, 0 where big g >= |v| (LSRL's
+        # conditional branch)
+        Kind("select", 2, {"big": VECTOR}, _select_dim),
         # elementwise product of two runtime vectors (the multiplicative gate)
         Kind("mul", 2, {}, _same_dims),
         Kind("concat", None, {}, _concat_dim, min_operands=1),

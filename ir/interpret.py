@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from lsrl.ir import pointwise
 from lsrl.ir.graph import Graph, Node
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import ZERO, exact
+from lsrl.ir.numbers import exact
 
 
 class NotExactError(ValueError):
@@ -128,7 +129,15 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
             else:
                 v = _float_weighted_sum(ops, attrs["weights"], attrs["bias"], batch_time + (node.dim,))
         elif kind == "relu":
-            v = np.where(ops[0] > 0, ops[0], ZERO) if exact_mode else np.maximum(ops[0], 0.0)
+            v = pointwise.relu(ops[0])
+        elif kind == "step":
+            if exact_mode:
+                _require_exact(node, vectors=[attrs["low"], attrs["high"]])
+            v = pointwise.step(ops[0], attrs["low"], attrs["high"])
+        elif kind == "select":
+            if exact_mode:
+                _require_exact(node, vectors=[attrs["big"]])
+            v = pointwise.select(ops[0], ops[1], attrs["big"])
         elif kind == "mul":
             v = ops[0] * ops[1]
         elif kind == "concat":

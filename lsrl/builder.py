@@ -422,6 +422,30 @@ def relu(x: Value) -> Value:
     return x.program.node("relu", [x], x.dim, {})
 
 
+def ramp(x: Value, low: object, high: object) -> Value:
+    """0 where x <= low, 1 where x >= high, linear in between, unit by unit (the ``step`` node;
+    numbers broadcast)."""
+    if not isinstance(x, Value):
+        raise TypeError("a step of a compile-time value: compute it at compile time")
+    p = x.program
+    attrs = {"low": broadcast_vector(p, to_vector(low), x.dim), "high": broadcast_vector(p, to_vector(high), x.dim)}
+    p._check([x], "step", attrs)
+    return p.node("step", [x], x.dim, attrs)
+
+
+def select(condition: Value, value: object, big: object) -> Value:
+    """``relu(v - big c) - relu(-v - big c)``: v where the condition c is 0, and 0 where
+    ``big * c >= |v|`` (the ``select`` node; a number or vector v becomes a constant)."""
+    p = condition.program
+    if not isinstance(value, Value):
+        value = p.const(broadcast_vector(p, to_vector(value), condition.dim))
+    dim = max(condition.dim, value.dim)
+    condition, value = condition._broadcast(dim), value._broadcast(dim)
+    attrs = {"big": broadcast_vector(p, to_vector(big), dim)}
+    p._check([condition, value], "select", attrs)
+    return p.node("select", [condition, value], dim, attrs)
+
+
 def concat(*values: Value | Sequence[Value]) -> Value:
     if len(values) == 1 and isinstance(values[0], (list, tuple)):
         values = tuple(values[0])

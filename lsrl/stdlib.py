@@ -10,26 +10,25 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from lsrl.builder import Program, Value, is_number, relu
+from lsrl.builder import Program, Value, is_number, ramp, relu, select
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import number
+from lsrl.ir.numbers import ZERO, inverse, number
 
 SCALE = 1000
 BIG = 10**10
 
 
 def step(x: Value, scale: object = SCALE) -> Value:
-    """0 for x <= 0, 1 for x >= 1/scale, linear in between.
+    """0 for x <= 0, 1 for x >= 1/scale, linear in between: LSRL's
+    ``relu(scale*x) - scale*relu(x - 1/scale)``, built as one ``step`` node.
 
-    docs/language.md and LSRL write it relu(scale*x) - scale*relu(x - 1/scale); we build the same function as
-    relu(scale*x) - relu(scale*x - 1), whose two halves differ by exactly 1 in float64 wherever the
-    step is saturated (the other form is off by ~1e-13 there, which ifelse_step and ifeq multiply by
-    big = 1e10).
+    The node keeps the comparison visible to the passes: where the range analysis proves that x
+    takes values on a lattice none of which lies strictly inside the ramp, ``passes.constants``
+    moves the ramp to the middle of the gap between lattice points (the same value at every
+    lattice point, small weights, and a margin against rounding) before the node becomes two ReLUs.
     """
     _positive(x, scale, "step")
-    with x.program.scope("step"):
-        scaled = x * number(scale)
-        return relu(scaled) - relu(scaled - 1)
+    return ramp(x, ZERO, inverse(number(scale)))  # the node is named "step" after its kind
 
 
 def bump(x: Value, low: object, high: object, scale: object = SCALE) -> Value:
@@ -80,15 +79,11 @@ def _is_zero(v: object) -> bool:
 
 
 def _select(gate_off: Value, value: object, big: object) -> Value | None:
-    """relu(-big*gate_off + v) - relu(-big*gate_off - v): v where gate_off is 0, else 0 (|v| < big).
-
-    A number 0 gives None: LSRL leaves such a branch out.
-    """
+    """``relu(-big*gate_off + v) - relu(-big*gate_off - v)``: v where gate_off is 0, else 0
+    (|v| < big), as one ``select`` node. A number 0 gives None: LSRL leaves such a branch out."""
     if _is_zero(value):
         return None
-    b = number(big)
-    off = gate_off * (-b)
-    return relu(off + value) - relu(off - value)
+    return select(gate_off, value, number(big))
 
 
 def _sum(terms: list[Value | None], like: Value) -> Value:

@@ -42,9 +42,8 @@ def compile_to(
     if options.variant is not None and options.variant not in chosen.variants:
         known = f"its variants: {', '.join(chosen.variants)}" if chosen.variants else "it has no variants"
         raise UsageError(f"target '{target}' has no variant '{options.variant}' ({known})")
-    gate_options = {} if chosen.native_gates else {"rebuild_gates": True, "integer_inputs": options.integer_inputs}
     max_len = options.max_len if chosen.bounded_length else None
-    model = lower(graph, options.input_range, max_len, **gate_options)
+    model = lower(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs)
     try:
         compiled = chosen.build(model, options)
     except LsrlError as e:
@@ -53,7 +52,7 @@ def compile_to(
     compiled.warnings = [
         w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node)) for w in compiled.warnings
     ]
-    compiled.warnings[:0] = float32_warnings(graph, options.input_range, options.integer_inputs)
+    compiled.warnings[:0] = []  # TEMP
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled

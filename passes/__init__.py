@@ -3,6 +3,8 @@
 ``PIPELINE`` lists the graph passes in the order they run. ``run_pipeline(graph)`` repeats it
 until the graph stops changing (the canonical graph); ``run_pipeline(graph, until=NAME)`` runs one
 round up to and including the pass ``NAME`` (``lsrl ir --after NAME``). ``lower`` canonicalizes,
+fits the constants of the library's comparisons and conditionals to the lattices the range analysis
+proves (``passes.constants``), expands them into ReLUs (``passes.expand``), canonicalizes again,
 rebuilds multiplicative gates from ReLUs for targets that have none (``passes.degate``), and
 then runs ``linearize``, which turns the graph into the layered model (``ir.layered``) every
 backend starts from.
@@ -13,6 +15,9 @@ from __future__ import annotations
 from lsrl.ir.graph import Graph
 from lsrl.ir.layered import LayeredModel
 from lsrl.passes.canonicalize import PIPELINE, canonicalize
+from lsrl.passes.constants import fit_constants
+from lsrl.passes.expand import expand_pointwise
+from lsrl.passes.ranges import analyze
 from lsrl.passes.degate import rebuild_gates as _rebuild_gates
 from lsrl.passes.linearize import linearize as _linearize
 
@@ -32,6 +37,29 @@ def run_pipeline(graph: Graph, until: str | None = None) -> Graph:
     return graph
 
 
+def prepare(
+    graph: Graph,
+    input_range: object = None,
+    max_len: int | None = None,
+    rebuild_gates: bool = False,
+    integer_inputs: bool = False,
+) -> Graph:
+    """The graph ``linearize`` schedules: canonical, its comparisons and conditionals fitted to
+    the lattices the range analysis proves and expanded into ReLUs, and (``rebuild_gates``) its
+    products rebuilt from ReLUs (raises ``LsrlError`` where the range analysis cannot show that
+    this is exact).
+
+    ``input_range`` (a ``(lo, hi)`` pair, or one per input unit), ``max_len`` and
+    ``integer_inputs`` are what the range analysis may assume; the default assumes nothing.
+    """
+    canonical = run_pipeline(graph)
+    facts = analyze(canonical, input_range, max_len, integer_inputs)
+    canonical = canonicalize(expand_pointwise(fit_constants(canonical, facts)))
+    if rebuild_gates:
+        canonical = canonicalize(_rebuild_gates(canonical, input_range, max_len, integer_inputs))
+    return canonical
+
+
 def lower(
     graph: Graph,
     input_range: object = None,
@@ -39,17 +67,9 @@ def lower(
     rebuild_gates: bool = False,
     integer_inputs: bool = False,
 ) -> LayeredModel:
-    """The layered model of ``graph``: the whole pipeline, then ``linearize``.
-
-    ``input_range`` (a ``(lo, hi)`` pair, or one per input unit), ``max_len`` and
-    ``integer_inputs`` are what the range analysis may assume; the default assumes nothing.
-    ``rebuild_gates``: the model may have no gate layers, every product is rebuilt from ReLUs
-    (raises ``LsrlError`` where the range analysis cannot show that this is exact).
-    """
-    canonical = run_pipeline(graph)
-    if rebuild_gates:
-        canonical = canonicalize(_rebuild_gates(canonical, input_range, max_len, integer_inputs))
-    return _linearize(canonical, input_range, max_len)
+    """The layered model of ``graph``: ``prepare`` (same arguments), then ``linearize``."""
+    prepared = prepare(graph, input_range, max_len, rebuild_gates, integer_inputs)
+    return _linearize(prepared, input_range, max_len)
 
 
-__all__ = ["PASS_NAMES", "PIPELINE", "lower", "run_pipeline"]
+__all__ = ["PASS_NAMES", "PIPELINE", "lower", "prepare", "run_pipeline"]

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
+import numpy as np
+
+from lsrl.ir import pointwise
 from lsrl.ir.graph import Graph, Node, Output
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, inverse, is_exact, mul
@@ -67,6 +70,10 @@ def fold_constants(graph: Graph) -> Graph:
         constant = [f.bias for f in operands if f.is_constant]
         if node.kind == "relu" and constant:
             _become_const(node, tuple(_relu(v) for v in constant[0]))
+        elif node.kind == "step" and constant:
+            _become_const(node, tuple(pointwise.step(np.array(constant[0], dtype=object), **node.attrs)))
+        elif node.kind == "select" and len(constant) == 2:
+            _become_const(node, tuple(pointwise.select(*(np.array(c, dtype=object) for c in constant), **node.attrs)))
         elif node.kind == "mul" and len(constant) == 2:
             _become_const(node, tuple(mul(a, b) for a, b in zip(*constant)))
         elif node.kind == "mul" and constant:
@@ -122,7 +129,8 @@ def fold_state_inputs(graph: Graph) -> Graph:
 
 
 def _reader_scales(relu: Node, readers: list[Node], outputs: set[int]) -> list[Number]:
-    """Per unit of ``relu``: the one positive magnitude every reader weighs it with, else 1."""
+    """Per unit of ``relu``: the one magnitude every reader weighs it with, where it is an integer
+    (an integer ReLU stays an integer: ``passes.constants`` builds integer steps), else 1."""
     if relu.id in outputs or any(r.kind not in ("affine", "state") for r in readers):
         return [ONE] * relu.dim
     magnitudes: list[set] = [set() for _ in range(relu.dim)]
@@ -132,7 +140,7 @@ def _reader_scales(relu: Node, readers: list[Node], outputs: set[int]) -> list[N
             if operand == relu.id:
                 for (_, j), w in weight.entries.items():
                     magnitudes[j].add(abs(w) if is_exact(w) else None)
-    return [m.pop() if len(m) == 1 and None not in m else ONE for m in magnitudes]
+    return [m.pop() if len(m) == 1 and None not in m and next(iter(m)).denominator == 1 else ONE for m in magnitudes]
 
 
 def balance_relus(graph: Graph) -> Graph:
@@ -141,7 +149,8 @@ def balance_relus(graph: Graph) -> Graph:
     The step's ``relu(x - 1/s)``, read as ``s relu(x - 1/s)``, becomes ``relu(s x - 1)``: its two
     ReLUs then share a pre-activation and differ by exactly 1 in float64 wherever the step
     saturates, so the step is exactly 0 or 1 there, as LSRL's conditionals need. Only exact
-    weights are balanced, and only ReLUs whose operand is an affine node of their own; a balanced
+    integer scales are balanced (folding 1/3 into a ReLU would leave an integer ReLU off the
+    integers, and float32 could no longer compute it exactly), and only ReLUs whose operand is an affine node of their own; a balanced
     ReLU keeps its name and labels (its value is the program's, times a positive constant).
     """
     out = graph.copy()

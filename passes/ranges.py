@@ -5,15 +5,15 @@ sign is known; the architecture targets use them to pick saturation constants an
 whether a gate can be rebuilt from ReLUs. Bounds are exact rationals where the weights are exact
 (floats where a weight is), ``-inf``/``inf`` where a side is unbounded.
 
-Beside its interval, each unit is known to be integer-valued or not (``Ranges.integer``): an integer
-unit whose interval lies in [0, 1] is a 0/1 condition, which is what rebuilding a gate needs. The
-input is integer when the caller says so (``integer_inputs``); constants when they are; a linear
-combination when its weights and constant are integers and it combines integer units; a ReLU or a
-product of integer units; a state unit when its initial value, bias and input weights are
-integers, it is driven by integer units, and its transition row has integer weights on integer
-units of the same state (the largest such set of units: by induction over the steps, each keeps
-integer values). So ``step(x) = relu(s x) - relu(s x - 1)`` is a 0/1 condition wherever ``s x`` is
-an integer.
+Beside its interval, each unit has a lattice (``Ranges.lattice``, ``passes.lattice``): an
+arithmetic progression ``offset + step Z`` holding all its values, or None. The input lies on the
+integers when the caller says so (``integer_inputs``); constants on their own point; a linear
+combination, a ReLU and a product follow from their operands; a ``step`` whose operand has no
+lattice point strictly inside its ramp takes only the values 0 and 1, and a ``select`` whose
+condition has no nonzero point where ``big * |c|`` is below the value's magnitude is the value, 0,
+or twice the value. A state's lattices are the fixed point of joining each step's lattice into the
+last, from ``init``. An integer unit (``Ranges.integer``) whose interval lies in [0, 1] is a 0/1
+condition, which is what rebuilding a gate needs.
 
 The input is unbounded unless a range is given, for every unit or unit by unit. Every rule is
 sound: each value the program computes on inputs inside the range lies in its interval.
@@ -42,13 +42,19 @@ from typing import Iterator, Mapping, Sequence
 
 from lsrl.ir.graph import Graph, Node
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import ZERO, Number, add, inverse, is_exact, mul, number
+from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul, number
+from lsrl.passes import lattice as lat
+from lsrl.passes.lattice import Lattice
 from lsrl.passes.linear_forms import LinearForms, is_linear, weighted_sum
 
 INF = float("inf")
 
 # The most steps of a state's interval recurrence that the analysis iterates.
 ITERATION_LIMIT = 512
+# The most rounds of joining a state's lattices before the units still changing are given up on.
+LATTICE_ROUNDS = 64
+
+Lattices = tuple[Lattice | None, ...]
 
 
 @dataclass(frozen=True)
@@ -134,24 +140,23 @@ def _input_box(node: Node, input_range: object) -> Box:
     return tuple(box)
 
 
-def is_integer_number(value: Number) -> bool:
-    return is_exact(value) and value.denominator == 1
-
-
-def _integer_state_units(transition: Matrix, driven_integer: Sequence[bool]) -> tuple[bool, ...]:
-    """The largest set of state units that are integers at every step: each starts from an integer
-    drive (``driven_integer``: init, bias, input weights and inputs) and its transition row has
-    integer weights on units of the set."""
-    integer = list(driven_integer)
+def _state_lattices(transition: Matrix, drive: Lattices, init: Sequence[Number]) -> Lattices:
+    """Lattices holding every value of ``s_t = A s_{t-1} + d_t`` (d_t on ``drive``) from init:
+    the fixed point of joining each step's lattice into the last. Joining only coarsens, and a
+    unit still changing after LATTICE_ROUNDS rounds is given up on (None), which settles."""
+    current = [Lattice.point(v) for v in init]
     rows = transition.row_items()
-    changed = True
-    while changed:
-        changed = False
-        for i, row in enumerate(rows):
-            if integer[i] and not all(integer[k] and is_integer_number(w) for k, w in row):
-                integer[i] = False
-                changed = True
-    return tuple(integer)
+    for round_ in range(LATTICE_ROUNDS + len(init) + 1):
+        following = [
+            lat.join(current[i], lat.combination([(w, current[k]) for k, w in row] + [(ONE, drive[i])], ZERO))
+            for i, row in enumerate(rows)
+        ]
+        if following == current:
+            return tuple(current)
+        if round_ >= LATTICE_ROUNDS:
+            following = [None if f != c else f for f, c in zip(following, current)]
+        current = following
+    return tuple(None for _ in init)
 
 
 def _iterate_state(transition: Matrix, drive: Box, init: Sequence[Number], max_len: int | None) -> Box | None:
@@ -196,6 +201,63 @@ def _state_box(node: Node, drive: Box, max_len: int | None) -> Box:
     return tuple(box)
 
 
+def _step_interval(x: Interval, low: Number, high: Number) -> Interval:
+    """A step is monotone: its bounds are its values at the operand's bounds."""
+
+    def at(v: Number) -> Number:
+        if v <= low:
+            return ZERO
+        if v >= high:
+            return ONE
+        return mul(add(v, -low), inverse(add(high, -low)))
+
+    return Interval(at(x.lo), at(x.hi))
+
+
+def _select_interval(condition: Interval, value: Interval) -> Interval:
+    """relu(v - big c) - relu(-v - big c) lies between 0 and v where c >= 0, and between 0 and
+    2 v otherwise (it is ``v - clamp(big c, -|v|, |v|) sign(v)``)."""
+    reach = value if condition.lo >= 0 else value.scaled(2).hull(value)
+    return reach.hull(Interval.point(ZERO))
+
+
+def step_lattice(operand: Lattice | None, x: Interval, low: Number, high: Number) -> Lattice | None:
+    """{0, 1} where no point of the operand's lattice inside its interval lies on the ramp."""
+    if operand is None:
+        return None
+    if operand.step == 0:
+        return Lattice.point(_step_interval(Interval.point(operand.offset), low, high).lo)
+    if lat.first_on_ramp(operand, x.lo, x.hi, low, high) is not None:
+        return None
+    return Lattice.of(0, 1)
+
+
+def select_needs(condition: Lattice | None, c: Interval, value: Interval) -> tuple[Number, bool] | None:
+    """``(m, negative)``: the smallest magnitude m of the condition's nonzero points and whether a
+    negative one is reachable, where the value is bounded (``big * m >= |v|`` then makes the select
+    exactly v or 0 or 2v); ``(inf, False)`` where the condition is always 0; None where unknown."""
+    if condition is None or value.lo == -INF or value.hi == INF:
+        return None
+    positive, negative = lat.nearest_nonzero(condition, c.lo, c.hi)
+    magnitudes = [abs(p) for p in (positive, negative) if p is not None]
+    return (min(magnitudes) if magnitudes else INF), negative is not None
+
+
+def select_lattice(
+    condition: Lattice | None, c: Interval, value_lattice: Lattice | None, value: Interval, big: Number
+) -> Lattice | None:
+    needs = select_needs(condition, c, value)
+    if needs is None:
+        return None
+    smallest, negative = needs
+    if smallest == INF:
+        return value_lattice
+    if mul(big, smallest) < max(abs(value.lo), abs(value.hi)):
+        return None
+    doubled = value_lattice.scaled(2) if negative and value_lattice is not None else value_lattice
+    return lat.join(value_lattice, doubled, Lattice.point(ZERO))
+
+
 def _ramp_extremes(const: Number, ramps: list[tuple[Number, Number, Number]], z: Interval) -> Interval:
     """Bounds of ``const + sum c * relu(a * z + b)`` over ``z``, for (c, a, b) in ``ramps``.
 
@@ -227,6 +289,45 @@ def _ramp_extremes(const: Number, ramps: list[tuple[Number, Number, Number]], z:
     return Interval(lo, hi)
 
 
+def _ramps_lattice(ramps: list[tuple[Number, Number, Number]], z: Interval, z_lattice: Lattice | None) -> Lattice | None:
+    """The lattice of ``sum c * relu(a z + b)`` over the points of ``z_lattice`` within ``z``.
+
+    The sum is affine between consecutive breakpoints ``-b/a``: on a piece holding one point its
+    values are that point's value, on a piece holding more they lie on the image of the lattice
+    (an affine map of it, fixed by two neighbouring points).
+    """
+    if z_lattice is None or not all(is_exact(v) for ramp in ramps for v in ramp):
+        return None
+    if z_lattice.step == 0:
+        return Lattice.point(_ramps_value(ramps, z_lattice.offset))
+    step = z_lattice.step
+    breakpoints = sorted({mul(-b, inverse(a)) for _, a, b in ramps})
+    edges = [z.lo, *(p for p in breakpoints if z.lo < p < z.hi), z.hi]
+    parts: list[Lattice | None] = []
+    for lo, hi in zip(edges, edges[1:]):
+        if lo != -INF:
+            first = z_lattice.ceil(lo)
+        elif hi != INF:
+            first = z_lattice.floor(hi) - step  # a piece unbounded below holds a point and the next
+        else:
+            first = z_lattice.offset
+        if first > hi:
+            continue
+        value = _ramps_value(ramps, first)
+        if first + step <= hi:
+            parts.append(Lattice.of(value, add(_ramps_value(ramps, first + step), -value)))
+        else:
+            parts.append(Lattice.point(value))
+    return lat.join(*parts) if parts else None
+
+
+def _ramps_value(ramps: list[tuple[Number, Number, Number]], z: Number) -> Number:
+    total = ZERO
+    for c, a, b in ramps:
+        total = add(total, mul(c, max(add(mul(a, z), b), ZERO)))
+    return total
+
+
 class Ranges(Mapping[int, Box]):
     """The bounds of every node's units (``ranges[node_id]``) and of any affine combination of
     atom units (``ranges.combination``), and which units are integers (``ranges.integer``)."""
@@ -238,10 +339,10 @@ class Ranges(Mapping[int, Box]):
         self.forms = LinearForms(graph)
         self._boxes: dict[int, Box] = {}
         self._combinations: dict[frozenset, Interval] = {}
-        self._integer: dict[int, tuple[bool, ...]] = {}
+        self._lattices: dict[int, Lattices] = {}
         for node in graph.topological_order():
             self._boxes[node.id] = self._node_box(node, input_range, max_len)
-            self._integer[node.id] = self._node_integer(node, integer_inputs)
+            self._lattices[node.id] = self._node_lattices(node, integer_inputs)
 
     def __getitem__(self, node_id: int) -> Box:
         return self._boxes[node_id]
@@ -263,43 +364,63 @@ class Ranges(Mapping[int, Box]):
             return tuple(i.relu() for i in operands[0])
         if kind == "mul":
             return tuple(a * b for a, b in zip(*operands))
+        if kind == "step":
+            return tuple(_step_interval(x, lo, hi) for x, lo, hi in zip(operands[0], node.attrs["low"], node.attrs["high"]))
+        if kind == "select":
+            return tuple(_select_interval(c, v) for c, v in zip(*operands))
         if kind == "state":
             drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
             return _state_box(node, tuple(self.combination(t, c) for t, c in drive.rows()), max_len)
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
+    def lattice(self, node_id: int) -> Lattices:
+        """Per unit of the node: a lattice holding all its values, or None."""
+        return self._lattices[node_id]
+
     def integer(self, node_id: int) -> tuple[bool, ...]:
         """Per unit of the node: whether it takes only integer values."""
-        return self._integer[node_id]
+        return tuple(lattice is not None and lattice.is_integer for lattice in self._lattices[node_id])
 
     def is_condition(self, node_id: int, unit: int) -> bool:
         """Whether the unit takes only the values 0 and 1."""
         interval = self._boxes[node_id][unit]
-        return self._integer[node_id][unit] and interval.lo >= 0 and interval.hi <= 1
+        return self.integer(node_id)[unit] and interval.lo >= 0 and interval.hi <= 1
 
-    def combination_is_integer(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> bool:
-        """Whether ``sum terms[(atom, j)] * atom[j] + const`` takes only integer values."""
-        return is_integer_number(const) and all(
-            is_integer_number(w) and self._integer[atom][j] for (atom, j), w in terms.items()
-        )
+    def combination_lattice(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Lattice | None:
+        """The lattice of ``sum terms[(atom, j)] * atom[j] + const``, with the ReLU terms grouped
+        as in :meth:`combination`: a group is evaluated at the points of its scalar's lattice, so
+        that ``relu(2z - 1/2) - relu(2z - 3/2)`` of an integer z is known to be an integer."""
+        plain, groups = self._grouped(terms)
+        parts = [lat.combination(((c, self._lattices[atom][j]) for c, (atom, j) in plain), const)]
+        for scalar, (z, ramps) in groups.items():
+            z_lattice = lat.combination(((w, self._lattices[atom][j]) for (atom, j), w in scalar), ZERO)
+            parts.append(_ramps_lattice(ramps, z, z_lattice))
+        return lat.combination(((ONE, part) for part in parts), ZERO)
 
-    def _node_integer(self, node: Node, integer_inputs: bool) -> tuple[bool, ...]:
-        kind = node.kind
+    def _node_lattices(self, node: Node, integer_inputs: bool) -> Lattices:
+        kind, attrs = node.kind, node.attrs
+        operands = [self._lattices[o] for o in node.operands]
         if kind == "input":
-            return (integer_inputs,) * node.dim
+            return (Lattice.of(0, 1) if integer_inputs else None,) * node.dim
         if is_linear(node):
-            return tuple(self.combination_is_integer(t, c) for t, c in self.forms.definition(node.id).rows())
+            return tuple(self.combination_lattice(t, c) for t, c in self.forms.definition(node.id).rows())
         if kind == "relu":
-            return self._integer[node.operands[0]]
+            return tuple(lat.relu(a) for a in operands[0])
         if kind == "mul":
-            return tuple(a and b for a, b in zip(*(self._integer[o] for o in node.operands)))
+            return tuple(lat.product(a, b) for a, b in zip(*operands))
+        if kind == "step":
+            box = self._boxes[node.operands[0]]
+            return tuple(
+                step_lattice(a, x, lo, hi) for a, x, lo, hi in zip(operands[0], box, attrs["low"], attrs["high"])
+            )
+        if kind == "select":
+            conditions, values = (self._boxes[o] for o in node.operands)
+            return tuple(
+                select_lattice(*args) for args in zip(operands[0], conditions, operands[1], values, attrs["big"])
+            )
         if kind == "state":
-            drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
-            driven = [
-                is_integer_number(init) and self.combination_is_integer(terms, const)
-                for init, (terms, const) in zip(node.attrs["init"], drive.rows())
-            ]
-            return _integer_state_units(node.attrs["A"], driven)
+            drive = weighted_sum(attrs["B"], [self.forms[o] for o in node.operands], attrs["bias"])
+            return _state_lattices(attrs["A"], tuple(self.combination_lattice(t, c) for t, c in drive.rows()), attrs["init"])
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def combination(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Interval:
@@ -311,25 +432,35 @@ class Ranges(Mapping[int, Box]):
         """
         key = frozenset(terms.items()) | {("const", const)}
         if key not in self._combinations:
+            plain, groups = self._grouped(terms)
             box = Interval.point(const)
-            groups: dict[frozenset, tuple[Interval, list]] = {}
-            for (atom, j), c in terms.items():
-                ramp = self._ramp(atom, j)
-                if ramp is None:
-                    box = box + self._boxes[atom][j].scaled(c)
-                else:
-                    scalar, z, a, b = ramp
-                    groups.setdefault(scalar, (z, []))[1].append((c, a, b))
+            for c, (atom, j) in plain:
+                box = box + self._boxes[atom][j].scaled(c)
             for z, ramps in groups.values():
                 box = box + _ramp_extremes(ZERO, ramps, z)
             self._combinations[key] = box
         return self._combinations[key]
 
-    def _ramp(self, atom: int, j: int) -> tuple[frozenset, Interval, Number, Number] | None:
-        """``(scalar, bounds of z, a, b)`` where unit j of ``atom`` is relu(a z + b), z the
-        scalar's combination scaled to weigh its first atom unit by 1."""
+    def _grouped(self, terms: Mapping[tuple[int, int], Number]) -> tuple[list, dict[frozenset, tuple[Interval, list]]]:
+        """``terms`` split into plain ``(weight, unit)`` terms and the ReLU terms grouped by the
+        scalar z they are ReLUs of: ``{scalar: (bounds of z, [(weight, a, b) of relu(a z + b)])}``."""
+        plain: list[tuple[Number, tuple[int, int]]] = []
+        groups: dict[frozenset, tuple[Interval, list]] = {}
+        for (atom, j), c in terms.items():
+            ramps = self._ramps(atom, j)
+            if ramps is None:
+                plain.append((c, (atom, j)))
+            else:
+                scalar, z, parts = ramps
+                groups.setdefault(scalar, (z, []))[1].extend((mul(c, k), a, b) for k, a, b in parts)
+        return plain, groups
+
+    def _ramps(self, atom: int, j: int) -> tuple[frozenset, Interval, list[tuple[Number, Number, Number]]] | None:
+        """``(scalar, bounds of z, [(c, a, b), ...])`` where unit j of ``atom`` is
+        ``sum c relu(a z + b)``, z the scalar's combination scaled to weigh its first atom unit by
+        1: a ReLU is one ramp, a step ``relu((x - low)/w) - relu((x - high)/w)`` two."""
         node = self.graph[atom]
-        if node.kind != "relu":
+        if node.kind not in ("relu", "step"):
             return None
         operand = node.operands[0]
         inner, b = self.forms[operand].rows()[j]
@@ -338,7 +469,12 @@ class Ranges(Mapping[int, Box]):
         a = inner[min(inner)]
         scalar = frozenset((k, mul(v, inverse(a))) for k, v in inner.items())
         z = (self._boxes[operand][j] + Interval.point(-b)).scaled(inverse(a))
-        return scalar, z, a, b
+        if node.kind == "relu":
+            return scalar, z, [(ONE, a, b)]
+        low, high = node.attrs["low"][j], node.attrs["high"][j]
+        slope = inverse(add(high, -low))
+        scaled = mul(a, slope)
+        return scalar, z, [(ONE, scaled, mul(add(b, -low), slope)), (-ONE, scaled, mul(add(b, -high), slope))]
 
 
 def analyze(

@@ -103,6 +103,8 @@ def test_nodes_are_named_by_library_scope_and_binding() -> None:
     p = lsrl.Program()
     x = p.input(1)
     y = lsrl.larger(x, 0).named("positive")
+    z = lsrl.larger(x, 1)
     names = {n.name for n in p.graph}
-    assert "larger/step/relu" in names
+    assert "larger/affine" in names
+    assert (p.graph[z.id].kind, p.graph[z.id].name) == ("step", "larger/step")
     assert p.graph[y.id].labels[0].name == "positive"

@@ -18,7 +18,7 @@ from lsrl.ir.interpret import run
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import exact
 from lsrl.ir.verify import verify
-from lsrl.passes import PASS_NAMES, PIPELINE, run_pipeline
+from lsrl.passes import PASS_NAMES, PIPELINE, prepare, run_pipeline
 from lsrl.passes.canonicalize import (
     balance_relus,
     eliminate_common_subexpressions,
@@ -50,6 +50,11 @@ def reference_outputs(name: str, first_run_only: bool = False) -> tuple[np.ndarr
 @functools.lru_cache(maxsize=None)
 def canonical_graph(name: str) -> Graph:
     return run_pipeline(case(name).graph())
+
+
+def prepared_graph(name: str) -> Graph:
+    """The row's graph as ``linearize`` receives it (``passes.prepare``, assuming nothing)."""
+    return prepare(case(name).graph())
 
 
 def assert_same_outputs(run_batch, name: str, what: str, first_run_only: bool = False) -> None:
@@ -149,7 +154,7 @@ def test_fold_state_inputs_moves_affine_maps_into_B() -> None:
 def test_balance_relus_moves_the_readers_scale_into_the_relu() -> None:
     p = lsrl.Program()
     x = p.input(1)
-    p.output(lsrl.step(x))  # relu(1000 x) - 1000 relu(x - 1/1000)
+    p.output(lsrl.relu(1000 * x) - 1000 * lsrl.relu(x - Fraction(1, 1000)))  # LSRL's step
     graph = balance_relus(fold_affine(p.graph))
     step = graph[graph.outputs[0].node]
     assert [w.to_rows() for w in step.attrs["weights"]] == [[[1]], [[-1]]]

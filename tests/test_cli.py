@@ -88,16 +88,16 @@ def test_json_numbers_and_float_mode(tmp_path: Path) -> None:
 def test_check_stats_and_ir() -> None:
     program = str(ROOT / "examples" / "more_ones.lsrl")
     status, out, _ = run_cli("check", program)
-    assert status == 0 and out == f"{program}: ok, 10 nodes, 2 state units, input length 1, output length 1\n"
+    assert status == 0 and out == f"{program}: ok, 6 nodes, 2 state units, input length 1, output length 1\n"
     status, out, _ = run_cli("stats", program, "--json")
     figures = json.loads(out)
     # the layered model: a state layer (ones, zeros), the two ReLUs of the step, the readout
-    layered = {"nodes": 10, "declared_state_dims": 2, "layers": 3, "state_dims": 2, "max_width": 2}
+    layered = {"nodes": 6, "declared_state_dims": 2, "layers": 3, "state_dims": 2, "max_width": 2}
     assert status == 0 and {k: figures[k] for k in layered} == layered
     assert {"dense_params", "nonzeros"} <= figures.keys()
     assert figures["compile_seconds"] >= 0
     status, out, _ = run_cli("stats", program)
-    assert status == 0 and out.splitlines()[0] == "nodes: 10"
+    assert status == 0 and out.splitlines()[0] == "nodes: 6"
     status, out, _ = run_cli("ir", program)
     assert status == 0 and out.startswith("graph {") and 'name "ones"' in out
     status, after, _ = run_cli("ir", program, "--after", "dce")

@@ -33,6 +33,7 @@ import pytest
 from lsrl.builtins import _STDLIB, prelude
 from lsrl.cli import main
 from lsrl.load import compile_source
+from lsrl.passes import prepare
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 EXAMPLES_DIR = DOC.parent.parent / "examples"
@@ -212,7 +213,9 @@ COSTS = cost_rows()
 
 
 def units(call: str) -> tuple[int, int, int]:
-    graph = compile_source(COST_PRELUDE + f"output {call}\n", "cost.lsrl")
+    """ReLU, product and state units of the call, in the graph linearize schedules (comparisons
+    and conditionals expanded into their ReLUs)."""
+    graph = prepare(compile_source(COST_PRELUDE + f"output {call}\n", "cost.lsrl"))
     count = {"relu": 0, "mul": 0, "state": 0}
     for node in graph:
         if node.kind in count:

@@ -16,7 +16,7 @@ from lsrl.ir.equality import graph_differences, same_graph
 from lsrl.ir.graph import INT, KINDS, MATRIX, VECTOR, Graph, Kind, Label, Loc
 from lsrl.ir.interpret import NotExactError, run
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import same_number
+from lsrl.ir.numbers import add, same_number
 from lsrl.ir.serialize import graph_from_json, graph_to_json
 from lsrl.ir.text import TextParseError, parse_graph, print_graph
 from lsrl.ir.verify import verify
@@ -87,10 +87,13 @@ def every_kind_graph() -> Graph:
     )
     g.add("state", [], 1, {"A": Matrix.eye(1), "B": (), "bias": (mpq(1),), "init": (mpq(0),)}, name="counter")
     g.add("affine", [], 1, {"weights": (), "bias": (mpq(4),)})
+    g.add("step", [4], 2, {"low": (mpq(-1, 3), 0.25), "high": (mpq(1, 1000), 1e10)}, name="larger/step", node_id=20)
+    g.add("select", [20, 5], 2, {"big": (mpq(10**10), 0.5)}, name="ifelse/select", node_id=21)
     g.add_output(11, "state")
     g.add_output(7, "")
     g.add_output(12, "counter")
     g.add_output(11, "state again")
+    g.add_output(21, "selected")
     verify(g)
     return g
 
@@ -130,6 +133,20 @@ def _relu(draw, dims):
     return [op], dims[op], {}
 
 
+def _step(draw, dims):
+    op = draw(st.sampled_from(sorted(dims)))
+    low = draw(vectors(dims[op]).filter(lambda v: all(abs(x) < 1e6 for x in v)))
+    widths = draw(st.lists(st.sampled_from([mpq(1, 1000), mpq(1, 3), mpq(2), 0.5]), min_size=dims[op], max_size=dims[op]))
+    return [op], dims[op], {"low": low, "high": tuple(add(lo, w) for lo, w in zip(low, widths))}
+
+
+def _select(draw, dims):
+    a = draw(st.sampled_from(sorted(dims)))
+    b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
+    big = draw(st.lists(st.sampled_from([mpq(10**10), mpq(64), mpq(1, 2), 1e10]), min_size=dims[a], max_size=dims[a]))
+    return [a, b], dims[a], {"big": tuple(big)}
+
+
 def _mul(draw, dims):
     a = draw(st.sampled_from(sorted(dims)))
     b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
@@ -160,8 +177,8 @@ def _state(draw, dims):
     return ops, n, attrs
 
 
-NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "mul": _mul, "concat": _concat,
-               "slice": _slice, "state": _state}
+NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "step": _step, "select": _select, "mul": _mul,
+               "concat": _concat, "slice": _slice, "state": _state}
 
 
 @st.composite

@@ -18,13 +18,13 @@ from safetensors.numpy import load_file
 
 import lsrl
 from lsrl.corpus import CASES, Case, as_fraction
-from tests.test_canonicalize import assert_same_outputs, canonical_graph, exact_batches
+from tests.test_canonicalize import assert_same_outputs, exact_batches, prepared_graph
 from tests.test_table import check_outputs
 
 
 @functools.lru_cache(maxsize=None)
 def model_of(name: str) -> LayeredModel:
-    return linearize(canonical_graph(name))
+    return linearize(prepared_graph(name))
 
 
 @pytest.mark.parametrize("row", CASES, ids=lambda c: c.name)
@@ -44,7 +44,7 @@ def test_layered_model_in_float64(row: Case) -> None:
 @pytest.mark.parametrize("row", CASES, ids=lambda c: c.name)
 def test_unit_labels_hold_their_values(row: Case) -> None:
     """A value or carry unit holds its node's unit times its sign, or the ReLU of that (exact)."""
-    graph, model = canonical_graph(row.name), model_of(row.name)
+    graph, model = prepared_graph(row.name), model_of(row.name)
     batch = exact_batches(row.name, first_run_only=True)[0]
     values = trace(graph, batch, exact=True)
     checked = 0
@@ -64,7 +64,7 @@ def test_unit_labels_hold_their_values(row: Case) -> None:
 def test_no_deeper_than_the_critical_path_needs(row: Case) -> None:
     """Each layer holds one kind, so atoms of different kinds ready together cost extra layers;
     the greedy schedule stays within one extra layer per kind beyond the first."""
-    plan = layer_schedule(canonical_graph(row.name))
+    plan = layer_schedule(prepared_graph(row.name))
     assert len(plan.kinds) <= plan.critical_path + len(set(plan.kinds)) - 1
     assert len(model_of(row.name).layers) <= len(plan.kinds) + 1
 

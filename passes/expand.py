@@ -1,0 +1,62 @@
+"""expand_pointwise: ``step`` and ``select`` nodes become the ReLUs that compute them.
+
+After this pass the graph holds only the kinds every later stage knows (``degate``,
+``linearize`` and the targets build from ReLUs, products and states):
+
+- ``step(x; low, high) = relu((x - low) / w) - relu((x - high) / w)``, ``w = high - low``: the two
+  halves differ by exactly 1 where the step saturates;
+- ``select(c, v; big) = relu(v - big c) - relu(-v - big c)``.
+
+The expanded node keeps its id, name, location and labels and becomes the ``affine`` difference of
+its two ReLUs; the inner nodes are named after it (``larger/step/relu``).
+"""
+
+from __future__ import annotations
+
+from lsrl.ir.graph import Graph, Node
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO, inverse, mul
+
+
+def expand_pointwise(graph: Graph) -> Graph:
+    out = graph.copy()
+    for node in list(out):
+        if node.kind == "step":
+            _expand_step(out, node)
+        elif node.kind == "select":
+            _expand_select(out, node)
+    return out
+
+
+def _relu_of(graph: Graph, node: Node, terms: list[tuple[Matrix, int]], bias: tuple, part: str) -> int:
+    """A ReLU of ``sum W x + bias``, named after the node it helps compute."""
+    merged: dict[int, Matrix] = {}
+    for weight, operand in terms:  # a select of a value by itself reads one operand twice
+        merged[operand] = merged[operand] + weight if operand in merged else weight
+    inner = graph.add("affine", list(merged), node.dim, {"weights": tuple(merged.values()), "bias": bias},
+                      f"{node.name}/{part}", node.loc)
+    return graph.add("relu", [inner.id], node.dim, {}, f"{node.name}/relu", node.loc).id
+
+
+def _become_difference(node: Node, positive: int, negative: int) -> None:
+    node.kind, node.operands = "affine", (positive, negative)
+    node.attrs = {"weights": (Matrix.eye(node.dim), Matrix.eye(node.dim, -1)), "bias": (ZERO,) * node.dim}
+
+
+def _expand_step(graph: Graph, node: Node) -> None:
+    low, high = node.attrs["low"], node.attrs["high"]
+    slopes = tuple(inverse(h - lo) for lo, h in zip(low, high))
+    scale = Matrix.diag(slopes)
+    (x,) = node.operands
+    rising = _relu_of(graph, node, [(scale, x)], tuple(-mul(s, lo) for s, lo in zip(slopes, low)), "rise")
+    saturated = _relu_of(graph, node, [(scale, x)], tuple(-mul(s, h) for s, h in zip(slopes, high)), "top")
+    _become_difference(node, rising, saturated)
+
+
+def _expand_select(graph: Graph, node: Node) -> None:
+    condition, value = node.operands
+    scaled = Matrix.diag(tuple(-b for b in node.attrs["big"]))
+    zero = (ZERO,) * node.dim
+    kept = _relu_of(graph, node, [(Matrix.eye(node.dim), value), (scaled, condition)], zero, "plus")
+    negated = _relu_of(graph, node, [(Matrix.eye(node.dim, -1), value), (scaled, condition)], zero, "minus")
+    _become_difference(node, kept, negated)

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
+from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
@@ -512,6 +513,7 @@ def build_code_target(target: Target, model: LayeredModel, options: Options, sou
         ]
         for i in state_layer_indices(model)
     }
+    config["error_bound"] = stated_rounding(model, options)
     return Compiled(target.name, config, model.tensors(), {"model.py": source}, figures=figures(model))
 
 

@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.stacking import Decoding, block_matrix, padded, stack
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import ONE, Number, add
+from lsrl.ir.numbers import ONE, ZERO, Number, add
 
 UNUSED = "unused"  # the label of a padding unit
 
@@ -69,6 +70,26 @@ def elman_layers(model: LayeredModel, target: str) -> tuple[list[ElmanLayer], Ma
     readout = stacked.layers[-1]
     weight, bias = decoding.read(readout.attrs["W"], readout.attrs["b"])
     return layers, weight, bias
+
+
+def arithmetic_model(model: LayeredModel, target: str) -> LayeredModel:
+    """The layered model whose sums the Elman layers compute, for the rounding analysis: each
+    state layer holds ``h - init`` from 0 (bias ``b + (A - I) init``) and the layer reading it adds
+    ``W init`` to its bias (the module docstring)."""
+    stacked = stack(model, target)
+    layers, held = [], None  # held: the init the previous state layer leaves out
+    for layer in stacked.layers:
+        attrs = dict(layer.attrs)
+        if held is not None:
+            attrs["b"] = tuple(add(b, v) for b, v in zip(attrs["b"], attrs["W"].apply(held)))
+        held = None
+        if layer.kind == "state":
+            held = attrs["init"]
+            drift = (add(a, -i) for a, i in zip(attrs["A"].apply(held), held))
+            attrs["b"] = tuple(add(b, d) for b, d in zip(attrs["b"], drift))
+            attrs["init"] = tuple(ZERO for _ in held)
+        layers.append(Layer(layer.kind, attrs, layer.units))
+    return LayeredModel(stacked.d_in, layers, stacked.input_labels, stacked.output_labels)
 
 
 def _split_state(layer: Layer, weight: Matrix, bias: tuple[Number, ...]) -> ElmanLayer:
@@ -122,6 +143,8 @@ class ElmanTarget(Target):
             "parameters": sum(t.size for t in tensors.values()),
             "used_units": sum(len(layer.units) for layer in layers),
         }
+        # the Elman layers read each state unit as its two parts: twice the terms of each sum
+        config["error_bound"] = stated_rounding(arithmetic_model(model, self.name), options, term_factor=2)
         return Compiled(self.name, config, tensors, figures=figures)
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The range analysis of a layered model, layer by layer: what the approximate targets (lstm, gru,
-mamba, hawk) size their constructions and state their error bounds with."""
+mamba, hawk) size their constructions and state their error bounds with, and what the rounding
+analysis (``backends.rounding``) proves float computations exact with."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from lsrl.ir.graph import Graph
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO
+from lsrl.passes.lattice import Lattice
 from lsrl.passes.ranges import Interval, analyze
 
 
@@ -18,12 +20,17 @@ from lsrl.passes.ranges import Interval, analyze
 class LayerBounds:
     """Intervals of one layer's output units and, for relu and gate layers, of what each unit
     reads (``operands[0]``: the ReLU's argument or a product's first factor, ``operands[1]``: the
-    second factor), with whether those take only integer values."""
+    second factor), with whether those take only integer values; the lattices of both
+    (``passes.lattice``), and for a state layer the interval and lattice of its drive ``W x + b``."""
 
     values: tuple[Interval, ...]
     operands: tuple[tuple[Interval, ...], ...] = ()
     integer: tuple[tuple[bool, ...], ...] = ()
     values_integer: tuple[bool, ...] = ()
+    lattices: tuple[Lattice | None, ...] = ()
+    operand_lattices: tuple[tuple[Lattice | None, ...], ...] = ()
+    drive: tuple[Interval, ...] = ()
+    drive_lattices: tuple[Lattice | None, ...] = ()
 
 
 def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
@@ -37,27 +44,39 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
     """
     g = Graph()
     previous = g.add("input", [], model.d_in, name="x").id
-    nodes: list[tuple[int, tuple[int, ...]]] = []  # per layer: its value node, the nodes its units read
+    nodes: list[tuple[int, tuple[int, ...], int | None]] = []  # per layer: its value node, what its units read, its drive
     for layer in model.layers:
         a = layer.attrs
         operand_rows = {"relu": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")]}.get(layer.kind, [])
         reads = tuple(
             g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows
         )
+        drive = None
         if layer.kind == "affine":
             value = g.add("affine", [previous], layer.width, {"weights": (a["W"],), "bias": a["b"]}).id
         elif layer.kind == "state":
+            drive = g.add("affine", [previous], layer.width, {"weights": (a["W"],), "bias": a["b"]}).id
             value = _split_state(g, previous, layer)
         else:
             value = g.add({"relu": "relu", "gate": "mul"}[layer.kind], list(reads), layer.width).id
-        nodes.append((value, reads))
+        nodes.append((value, reads, drive))
         previous = value
     ranges = analyze(g, [analysis_range(options)] * model.d_in, options.max_len, options.integer_inputs)
     return [
-        LayerBounds(ranges[value], tuple(ranges[n] for n in reads), tuple(ranges.integer(n) for n in reads),
-                    ranges.integer(value))
-        for value, reads in nodes
+        LayerBounds(
+            ranges[value], tuple(ranges[n] for n in reads), tuple(ranges.integer(n) for n in reads),
+            ranges.integer(value), ranges.lattice(value), tuple(ranges.lattice(n) for n in reads),
+            ranges[drive] if drive is not None else (), ranges.lattice(drive) if drive is not None else (),
+        )
+        for value, reads, drive in nodes
     ]
+
+
+def input_bounds(model: LayeredModel, options: Options) -> LayerBounds:
+    """The interval and lattice of each input unit that ``layer_bounds`` assumes."""
+    lattice = Lattice.of(0, 1) if options.integer_inputs else None
+    return LayerBounds(tuple(Interval(*analysis_range(options)) for _ in range(model.d_in)),
+                       lattices=(lattice,) * model.d_in)
 
 
 def _split_state(g: Graph, previous: int, layer: Layer) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from lsrl.backends.codegen import import_generated
+from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.stacking import dense, stack
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.layered import Layer, LayeredModel
@@ -152,6 +153,7 @@ class LinearRNNTarget(Target):
         tensors["readout.bias"] = dense(readout.attrs["b"])
         config = base_config(self, model, options)
         config["model"] = {"input_size": model.d_in, "blocks": specs, "output_size": model.d_out}
+        config["error_bound"] = stated_rounding(stacked, options)
         config["files"] = ["model.py"]
         config["block_units"] = [
             {

@@ -85,6 +85,7 @@ class Target(ABC):
     # assumes it); targets without this flag compute the program for every length.
     bounded_length: bool = False
     variants: tuple[str, ...] = ()  # construction variants; the first is the default
+    exact_alternatives: tuple[str, ...] = ()  # what a warning about precision suggests besides the options
 
     @abstractmethod
     def build(self, model: LayeredModel, options: Options) -> Compiled:

@@ -6,8 +6,9 @@
 
 The driver lowers the graph (``passes.lower``, rebuilding multiplicative gates from ReLUs for
 targets without native gates), hands the layered model to the target, and adds what only it
-knows: the float32 warnings of the program's constants (with their source locations), the
-parameters and a hash of the source files.
+knows: the verdict of the target's stated error bounds per dtype (``backends.verdict``:
+``config["precision"]``, and a warning at the output's source line where a dtype is not proven),
+the source locations of the target's warnings, the parameters and a hash of the source files.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def compile_to(
 ) -> Compiled:
     """Compile ``graph`` for ``target``; ``params`` and ``sources`` (file name -> text, as
     collected by ``compile_file``) are recorded in the config."""
+    from lsrl.backends.verdict import judge, output_facts
     from lsrl.passes import lower
-    from lsrl.passes.precision import float32_warnings
 
     if target not in TARGET_NAMES:
         raise UsageError(f"unknown target '{target}' (targets: {', '.join(TARGET_NAMES)})")
@@ -49,10 +50,12 @@ def compile_to(
     except LsrlError as e:
         e.loc = e.loc or _node_loc(graph, e.node)
         raise
+    verdicts, precision_warnings = judge(chosen, compiled, output_facts(model, options), options)
+    compiled.config["precision"] = verdicts
     compiled.warnings = [
-        w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node)) for w in compiled.warnings
+        w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node))
+        for w in [*compiled.warnings, *precision_warnings]
     ]
-    compiled.warnings[:0] = []  # TEMP
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled

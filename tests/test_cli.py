@@ -164,3 +164,43 @@ def test_target_options_are_checked_before_compiling() -> None:
         status, out, err = run_cli(*argv)
         assert (status, out) == (1, ""), argv
         assert err.startswith("lsrl: error: ") and message in err, err
+
+
+# --- warnings ----------------------------------------------------------------------------------------------
+def warning_messages(err: str) -> list[str]:
+    prefix = "lsrl: warning: "
+    return [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
+
+
+def test_run_shows_the_warnings_about_its_dtype_and_compile_shows_all(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lsrl.targets
+    from lsrl.errors import CompileWarning
+
+    compile_to = lsrl.targets.compile_to
+    messages = {"float32": "about float32", "float64": "about float64", None: "about every dtype"}
+
+    def with_warnings(*args, **kwargs):
+        compiled = compile_to(*args, **kwargs)
+        compiled.warnings = [CompileWarning(message, dtype=dtype) for dtype, message in messages.items()]
+        return compiled
+
+    monkeypatch.setattr(lsrl.targets, "compile_to", with_warnings)
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    for dtype in ("float32", "float64"):
+        status, _, err = run_cli("run", more_ones, "--input", "1 0", "--backend", "torch", "--dtype", dtype)
+        assert status == 0 and sorted(warning_messages(err)) == sorted([messages[dtype], messages[None]])
+    status, _, err = run_cli("compile", more_ones, "--target", "torch", "-o", str(tmp_path))
+    assert status == 0 and sorted(warning_messages(err)) == sorted(messages.values())
+
+
+def test_hawk_in_float64_shows_its_float64_warnings() -> None:
+    """The reported case: hawk computes counters only approximately in float64 and must say so."""
+    from lsrl.diagnostics import render
+    from lsrl.load import compile_file
+    from lsrl.targets import compile_to
+
+    counters = str(ROOT / "examples" / "counters.lsrl")
+    compiled = compile_to(compile_file(counters), "hawk")
+    shown = "".join(render(w) for w in compiled.warnings if w.dtype in (None, "float64"))
+    status, _, err = run_cli("run", counters, "--input", "0 0 0", "--backend", "hawk", "--dtype", "float64")
+    assert (status, err) == (0, shown)

@@ -138,10 +138,12 @@ def _parser() -> _ArgumentParser:
 
     for sub in (run, compile_, stats):
         sub.add_argument("--variant", metavar="NAME", help="a construction variant of the target (see docs/targets.md)")
-        sub.add_argument("--max-len", type=_positive_int, default=DEFAULT_MAX_LEN, metavar="N",
-                         help=f"longest sequence a target must support where it needs a bound (default {DEFAULT_MAX_LEN})")
+        sub.add_argument("--max-len", type=_positive_int, metavar="N",
+                         help="the longest input sequence: every backend refuses longer inputs, and targets that need a "
+                         f"bound are built for it (without it: {DEFAULT_MAX_LEN} for those targets, any length for the others)")
         sub.add_argument("--integer-inputs", action="store_true",
-                         help="every input value is an integer (lets targets without gates rebuild them from ReLUs)")
+                         help="every input value is an integer (lets targets without gates rebuild them from ReLUs); "
+                         "every backend refuses other inputs")
 
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
@@ -149,7 +151,7 @@ def _parser() -> _ArgumentParser:
     for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
                          help="bounds of every input value that linearize and the targets may assume (either side "
-                         "may be empty: unbounded); lsrl run refuses inputs outside them")
+                         "may be empty: unbounded); every backend refuses inputs outside them")
     return parser
 
 
@@ -213,16 +215,15 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
     graph = _compile(args, sources)
     tokens = read_tokens(args.input)
     check_length(tokens, graph.input.dim, graph.input.name)
+    _check_promises(tokens, args, args.backend)
     inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
-    if args.backend == "layers":
-        _check_in_range(tokens, args.input_range)
     try:
         if args.backend == "interp":
             outputs = interpret(graph, inputs, exact=args.exact)[0]
         elif args.backend == "layers":
             outputs = _layered(graph, args.input_range).run(inputs, exact=args.exact)[0]
         else:
-            outputs = _run_target(args, sources, graph, tokens, inputs)
+            outputs = _run_target(args, sources, graph, inputs)
     except NotExactError as e:
         raise UsageError(f"{e}; run without --exact") from None
     except OverflowError:
@@ -241,7 +242,8 @@ def _check_available(backend: str) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    return Options(args.input_range, args.integer_inputs, args.max_len, args.variant)
+    max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
+    return Options(args.input_range, args.integer_inputs, max_len, args.variant)
 
 
 def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str):
@@ -257,13 +259,9 @@ def _warn(warnings: Sequence[CompileWarning], sources: dict[str, str]) -> None:
         sys.stderr.write(render(warning, sources))
 
 
-def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, tokens, inputs):
+def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, inputs):
     from lsrl.targets import run_compiled
 
-    _check_in_range(tokens, args.input_range)
-    _check_integers(tokens, args.integer_inputs)
-    if len(tokens) > args.max_len:
-        raise UsageError(f"--input has {len(tokens)} tokens, more than --max-len {args.max_len}")
     compiled = _compile_target(args, sources, graph, args.backend)
     dtype = args.dtype or "float32"
     # a warning about the other dtype says nothing about these outputs
@@ -281,13 +279,32 @@ def _compile_command(args: argparse.Namespace, sources: dict[str, str]) -> None:
     print(f"{args.outdir}: wrote {', '.join(written)} (target {args.target})")
 
 
-def _check_integers(tokens: Sequence[Sequence[mpq]], integer_inputs: bool) -> None:
-    if not integer_inputs:
-        return
-    for t, token in enumerate(tokens):
+def _check_promises(tokens: Sequence[Sequence[mpq]], args: argparse.Namespace, backend: str) -> None:
+    """The inputs keep what --input-range, --integer-inputs and --max-len promise, whatever runs
+    them: a model built on a promise computes nothing meaningful where it is broken, and a command
+    must not pass on one backend and fail on another."""
+    lo, hi = args.input_range or (None, None)
+    for t, token in enumerate(tokens, 1):
         for v in token:
-            if v.denominator != 1:
-                raise UsageError(f"input {v} at step {t + 1} is not an integer, but --integer-inputs was given")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise UsageError(f"input {v} at step {t} is outside --input-range [{lo}, {hi}]")
+            if args.integer_inputs and v.denominator != 1:
+                raise UsageError(f"input {v} at step {t} is not an integer, but --integer-inputs was given")
+    if args.max_len is not None:
+        if len(tokens) > args.max_len:
+            raise UsageError(f"--input has {len(tokens)} tokens, more than --max-len {args.max_len}")
+    elif len(tokens) > DEFAULT_MAX_LEN and _bounded_length(backend):
+        raise UsageError(
+            f"--input has {len(tokens)} tokens, more than the {DEFAULT_MAX_LEN} the target {backend} is built for "
+            "by default (give --max-len)"
+        )
+
+
+def _bounded_length(backend: str) -> bool:
+    """Whether the backend is a target built for sequences of at most --max-len tokens."""
+    from lsrl.backends import get_target
+
+    return backend not in EXACT_BACKENDS and get_target(backend).bounded_length
 
 
 def _layered(graph: Graph, input_range: object = None):
@@ -295,17 +312,6 @@ def _layered(graph: Graph, input_range: object = None):
     from lsrl.passes import lower
 
     return lower(graph, input_range=input_range)
-
-
-def _check_in_range(tokens: Sequence[Sequence[mpq]], input_range: Optional[tuple]) -> None:
-    """A model compiled for a range computes nothing meaningful outside it: say so, don't guess."""
-    if input_range is None:
-        return
-    lo, hi = input_range
-    for t, token in enumerate(tokens):
-        for v in token:
-            if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise UsageError(f"input {v} at step {t + 1} is outside --input-range [{lo}, {hi}]")
 
 
 def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
@@ -344,8 +350,7 @@ def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Grap
     if args.input is not None:
         tokens = read_tokens(args.input)
         check_length(tokens, graph.input.dim, graph.input.name)
-        _check_in_range(tokens, args.input_range)
-        _check_integers(tokens, args.integer_inputs)
+        _check_promises(tokens, args, args.target)
         try:
             want = interpret(graph, tokens, exact=True)[0]
         except NotExactError:

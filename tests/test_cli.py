@@ -147,17 +147,40 @@ def test_input_range_reaches_linearize_and_guards_the_layers_backend() -> None:
     assert status == 1 and "empty range" in err
 
 
+# What the options promise about the inputs, and the message every backend refuses a broken promise with.
+PROMISES = {
+    "input_range": (["--input-range", "0,9", "--input", "1 3 -1"], "input -1 at step 3 is outside --input-range [0, 9]"),
+    "integer_inputs": (["--integer-inputs", "--input", "1 2.5"], "input 5/2 at step 2 is not an integer, but --integer-inputs was given"),
+    "max_len": (["--max-len", "1", "--input", "1 0"], "--input has 2 tokens, more than --max-len 1"),
+}
+BACKENDS = [["interp"], ["interp", "--exact"], ["layers"], ["layers", "--exact"], ["torch"], ["rnn"]]
+
+
+@pytest.mark.parametrize("promise", sorted(PROMISES))
+def test_every_backend_refuses_inputs_that_break_a_promise(promise: str) -> None:
+    options, message = PROMISES[promise]
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    for backend, *exact in BACKENDS:
+        assert run_cli("run", more_ones, "--backend", backend, *exact, *options) == (1, "", f"lsrl: error: {message}\n"), backend
+
+
+def test_only_targets_that_need_a_bound_refuse_long_inputs_by_default() -> None:
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    long = " ".join(["1"] * 1100)  # above the default --max-len
+    for backend in ("interp", "layers", "torch"):
+        status, out, _ = run_cli("run", more_ones, "--backend", backend, "--input", long)
+        assert status == 0 and len(out.splitlines()) == 1100
+    status, _, err = run_cli("run", more_ones, "--backend", "rnn", "--input", long)
+    assert status == 1 and err.startswith("lsrl: error: --input has 1100 tokens, more than the 1024")
+    status, out, _ = run_cli("run", more_ones, "--backend", "rnn", "--max-len", "1100", "--input", long)
+    assert status == 0 and len(out.splitlines()) == 1100
+
+
 def test_target_options_are_checked_before_compiling() -> None:
     more_ones = str(ROOT / "examples" / "more_ones.lsrl")
     cases = {
         ("stats", more_ones, "--input", "1 0"): "--input applies to stats with --target",
-        ("run", more_ones, "--backend", "torch", "--integer-inputs", "--input", "1 1/2"):
-            "input 1/2 at step 2 is not an integer, but --integer-inputs was given",
-        ("run", more_ones, "--backend", "torch", "--max-len", "2", "--input", "1 0 1"):
-            "--input has 3 tokens, more than --max-len 2",
         ("run", more_ones, "--backend", "torch", "--max-len", "0", "--input", "1"): "argument --max-len: must be at least 1, not 0",
-        ("run", more_ones, "--backend", "torch", "--input-range", "0,1", "--input", "1 2"):
-            "input 2 at step 2 is outside --input-range [0, 1]",
         ("compile", more_ones, "--target", "triton", "-o", "unused"): "backend 'triton' is not available yet",
     }
     for argv, message in cases.items():

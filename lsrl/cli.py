@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -178,10 +179,26 @@ def _input_range(text: str) -> tuple[Optional[mpq], Optional[mpq]]:
     return lo, hi
 
 
+# Options whose value may start with '-': argparse takes "-1,1" or "-1 0 1" for an option (only a
+# lone negative number passes its test), so such a value is joined to its option as --OPTION=VALUE.
+NEGATIVE_VALUE_OPTIONS = ("--input", "--input-range", "--max-len")
+NEGATIVE_VALUE = re.compile(r"-[0-9./]")
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in NEGATIVE_VALUE_OPTIONS and NEGATIVE_VALUE.match(arg):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     sources: dict[str, str] = {}
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
         args.handler(args, sources)
     except LsrlError as e:
         sys.stdout.flush()

@@ -227,3 +227,18 @@ def test_hawk_in_float64_shows_its_float64_warnings() -> None:
     shown = "".join(render(w) for w in compiled.warnings if w.dtype in (None, "float64"))
     status, _, err = run_cli("run", counters, "--input", "0 0 0", "--backend", "hawk", "--dtype", "float64")
     assert (status, err) == (0, shown)
+
+
+def test_option_values_may_start_with_a_minus() -> None:
+    """`--input-range -1,1` and `--input "-1 0 1"` mean what `--input-range=-1,1` and `--input=...` do."""
+    dyck1 = str(ROOT / "examples" / "dyck1.lsrl")
+    joined = run_cli("run", dyck1, "--input-range=-1,1", "--input=-1 1 1", "--exact")
+    assert joined[0] == 0 and len(joined[1].splitlines()) == 3
+    assert run_cli("run", dyck1, "--input-range", "-1,1", "--input", "-1 1 1", "--exact") == joined
+    fractions = run_cli("run", dyck1, "--input", "-1/2 1", "--input-range", "-.5,")
+    assert fractions[0] == 0 and fractions == run_cli("run", dyck1, "--input=-1/2 1", "--input-range=-.5,")
+    status, _, err = run_cli("run", dyck1, "--input", "1", "--max-len", "-3")
+    assert status == 1 and "argument --max-len: must be at least 1, not -3" in err
+    # an option's name is never taken for a value
+    status, _, err = run_cli("run", dyck1, "--input", "--exact")
+    assert status == 1 and "argument --input: expected one argument" in err

@@ -152,7 +152,6 @@ class LinearRNNTarget(Target):
         tensors["readout.bias"] = dense(readout.attrs["b"])
         config = base_config(self, model, options)
         config["model"] = {"input_size": model.d_in, "blocks": specs, "output_size": model.d_out}
-        config["files"] = ["model.py"]
         config["block_units"] = [
             {
                 "recurrence": [str(u) for u in state.units] if state is not None else None,

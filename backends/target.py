@@ -32,6 +32,10 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
 DEFAULT_MAX_LEN = 1024
 ASSUMED_INPUT_BOUND = 2**10  # |input| the stated error bounds assume where --input-range gives no bound
 CONFIG_FORMAT = "lsrl.compiled"
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+# What an lsrl compiled directory whose config.json lists no "files" (as written by versions
+# before the list) may hold besides the weights and the config.
+UNLISTED_SOURCES = ["model.py"]
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,38 @@ class Compiled:
     figures: dict[str, Any] = field(default_factory=dict)  # size figures for ``lsrl stats --target``
 
     def write(self, directory: str | Path) -> list[str]:
-        """Write ``model.safetensors``, ``config.json`` and the source files; return their names."""
+        """Write ``model.safetensors``, ``config.json`` and the source files; return their names.
+
+        The directory then holds this compilation only: the files an earlier ``write`` listed in
+        its ``config.json`` (``"files"``) are removed first, so that no stale ``model.py`` is left
+        to load these weights; every other file is the user's and stays."""
         from safetensors.numpy import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        _remove_earlier_compilation(directory)
+        written = [WEIGHTS_FILE, CONFIG_FILE, *self.files]
         tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in self.tensors.items()}
-        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": CONFIG_FORMAT, "target": self.target})
-        (directory / "config.json").write_text(json.dumps(self.config, indent=1) + "\n")
+        save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": CONFIG_FORMAT, "target": self.target})
+        (directory / CONFIG_FILE).write_text(json.dumps({**self.config, "files": written}, indent=1) + "\n")
         for name, text in self.files.items():
             (directory / name).write_text(text)
-        return ["model.safetensors", "config.json", *self.files]
+        return written
+
+
+def _remove_earlier_compilation(directory: Path) -> None:
+    """Remove the files of the compilation whose lsrl ``config.json`` is in ``directory``."""
+    try:
+        earlier = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no config.json, or not JSON: nothing here is known to be lsrl's
+        return
+    if not isinstance(earlier, dict) or earlier.get("format") != CONFIG_FORMAT:
+        return
+    names = earlier.get("files", UNLISTED_SOURCES)
+    for name in names if isinstance(names, list) else ():
+        # only plain names in the directory itself, whatever an edited config.json says
+        if isinstance(name, str) and name == Path(name).name and (directory / name).is_file():
+            (directory / name).unlink()
 
 
 class Target(ABC):

@@ -242,3 +242,45 @@ def test_option_values_may_start_with_a_minus() -> None:
     # an option's name is never taken for a value
     status, _, err = run_cli("run", dyck1, "--input", "--exact")
     assert status == 1 and "argument --input: expected one argument" in err
+
+
+# --- what lsrl compile writes ------------------------------------------------------------------------------
+def compile_into(directory: Path, target: str) -> list[str]:
+    status, out, err = run_cli("compile", str(ROOT / "examples" / "more_ones.lsrl"), "--target", target, "-o", str(directory))
+    assert (status, err) == (0, ""), err
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_a_recompile_leaves_the_files_of_one_compilation(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("the user's")
+    assert compile_into(tmp_path, "torch") == ["config.json", "model.py", "model.safetensors", "notes.txt"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert sorted(config["files"]) == ["config.json", "model.py", "model.safetensors"]
+    # rnn writes no model.py: the torch one would load the rnn's weights
+    assert compile_into(tmp_path, "rnn") == ["config.json", "model.safetensors", "notes.txt"]
+    assert sorted(json.loads((tmp_path / "config.json").read_text())["files"]) == ["config.json", "model.safetensors"]
+    assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
+@pytest.mark.parametrize("config, removed", [
+    ({"format": "lsrl.compiled", "target": "lstm", "variant": "relu"}, True),  # an older lsrl: no file list
+    ({"format": "lsrl.compiled", "target": "torch", "files": ["model.py"]}, True),  # an older lsrl: the sources
+    ({"format": "lsrl.compiled", "target": "rnn", "files": ["config.json", "model.safetensors"]}, False),
+    ({"target": "torch", "files": ["model.py"]}, False),  # not an lsrl config: the files are the user's
+])
+def test_only_files_lsrl_wrote_are_removed(tmp_path: Path, config: dict, removed: bool) -> None:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "model.py").write_text("# a model.py\n")
+    assert ("model.py" not in compile_into(directory, "rnn")) == removed
+
+
+def test_a_recorded_file_outside_the_directory_is_never_removed(tmp_path: Path) -> None:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    (tmp_path / "outside.txt").write_text("kept")
+    (directory / "config.json").write_text(json.dumps({"format": "lsrl.compiled", "files": ["../outside.txt", str(tmp_path / "outside.txt")]}))
+    compile_into(directory, "rnn")
+    assert (tmp_path / "outside.txt").read_text() == "kept"
+

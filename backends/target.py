@@ -71,14 +71,16 @@ class Compiled:
         The directory then holds this compilation only: the files an earlier ``write`` listed in
         its ``config.json`` (``"files"``) are removed first, so that no stale ``model.py`` is left
         to load these weights; every other file is the user's and stays."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _remove_earlier_compilation(directory)
         written = [WEIGHTS_FILE, CONFIG_FILE, *self.files]
         tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in self.tensors.items()}
-        save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": CONFIG_FORMAT, "target": self.target})
+        # as bytes: safetensors' own save_file creates the file with mode 0600, not by the umask
+        weights = save(tensors, metadata={"format": CONFIG_FORMAT, "target": self.target})
+        (directory / WEIGHTS_FILE).write_bytes(weights)
         (directory / CONFIG_FILE).write_text(json.dumps({**self.config, "files": written}, indent=1) + "\n")
         for name, text in self.files.items():
             (directory / name).write_text(text)

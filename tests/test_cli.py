@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
 import tomllib
@@ -284,3 +286,11 @@ def test_a_recorded_file_outside_the_directory_is_never_removed(tmp_path: Path) 
     compile_into(directory, "rnn")
     assert (tmp_path / "outside.txt").read_text() == "kept"
 
+
+def test_every_written_file_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        names = compile_into(tmp_path, "torch")
+    finally:
+        os.umask(old)
+    assert {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in names} == {name: 0o640 for name in names}

@@ -352,7 +352,16 @@ def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
-            print(f"{key}: {value}")
+            print(f"{key}: {_text(value)}")
+
+
+def _text(figure: object) -> str:
+    """A figure for people: a count per kind as "relu 3, state 2", a missing value as "-"."""
+    if figure is None:
+        return "-"
+    if isinstance(figure, dict):
+        return ", ".join(f"{key} {_text(value)}" for key, value in figure.items())
+    return str(figure)
 
 
 def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Graph) -> dict[str, object]:

@@ -294,3 +294,21 @@ def test_every_written_file_follows_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in names} == {name: 0o640 for name in names}
+
+
+@pytest.mark.parametrize("target", [None, "torch", "rnn"])
+def test_stats_text_is_for_people(target: str | None) -> None:
+    argv = ["stats", str(ROOT / "examples" / "tok2tok.lsrl"), "--input-range", "0,26", "--integer-inputs",
+            *(["--target", target] if target else [])]
+    status, out, _ = run_cli(*argv, "--json")
+    figures = json.loads(out)
+    status, out, _ = run_cli(*argv)
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert status == 0 and lines.keys() == figures.keys()
+    for key, value in figures.items():
+        if value is None:
+            assert lines[key] == "-"
+        elif isinstance(value, dict):  # "relu 17, state 5, ..."
+            assert {kind: int(count) for kind, count in (part.split(" ") for part in lines[key].split(", "))} == value
+        elif key != "compile_seconds":  # measured afresh
+            assert lines[key] == str(value)

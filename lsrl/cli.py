@@ -27,9 +27,7 @@ from lsrl.ir.numbers import exact
 from lsrl.load import compile_file
 
 EXACT_BACKENDS = ["interp", "layers"]
-TARGETS = ["torch", "jax", "triton", "mlir", "linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk"]
-BACKENDS = EXACT_BACKENDS + TARGETS
-AVAILABLE_BACKENDS = EXACT_BACKENDS + list(TARGET_NAMES)
+BACKENDS = EXACT_BACKENDS + list(TARGET_NAMES)
 
 MAIN_EPILOG = """\
 examples:
@@ -129,12 +127,12 @@ def _parser() -> _ArgumentParser:
     run.add_argument("--json", action="store_true", help='print {"outputs": [[...], ...]} instead of one line per step')
 
     compile_ = command("compile", "compile a program for a target and write its files", COMPILE_EPILOG, _compile_command)
-    compile_.add_argument("--target", required=True, choices=TARGETS, help="what to compile for")
+    compile_.add_argument("--target", required=True, choices=TARGET_NAMES, help="what to compile for")
     compile_.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the files into")
 
     stats = command("stats", "print size figures of a program's graph", STATS_EPILOG, _stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
-    stats.add_argument("--target", choices=TARGETS, help="print the figures of this compiled target")
+    stats.add_argument("--target", choices=TARGET_NAMES, help="print the figures of this compiled target")
     stats.add_argument("--input", metavar="TOKENS", help="with --target: measure the target's error on these tokens")
 
     for sub in (run, compile_, stats):
@@ -228,7 +226,6 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         raise UsageError(f"--exact applies to the backends {' and '.join(EXACT_BACKENDS)}, not '{args.backend}'")
     if args.dtype and args.backend in EXACT_BACKENDS:
         raise UsageError(f"--dtype applies to compiled targets; '{args.backend}' runs in float64, or exactly with --exact")
-    _check_available(args.backend)
     graph = _compile(args, sources)
     tokens = read_tokens(args.input)
     check_length(tokens, graph.input.dim, graph.input.name)
@@ -253,11 +250,6 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
             print(" ".join(v if args.exact else repr(v) for v in row))
 
 
-def _check_available(backend: str) -> None:
-    if backend not in AVAILABLE_BACKENDS:
-        raise UsageError(f"backend '{backend}' is not available yet (available: {', '.join(AVAILABLE_BACKENDS)})")
-
-
 def _options(args: argparse.Namespace) -> Options:
     max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
     return Options(args.input_range, args.integer_inputs, max_len, args.variant)
@@ -267,7 +259,6 @@ def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Gr
     """The compiled target, its warnings printed to stderr (they point into the program)."""
     from lsrl.targets import compile_to
 
-    _check_available(target)
     return compile_to(graph, target, _options(args), dict(args.defines), sources)
 
 

@@ -183,7 +183,6 @@ def test_target_options_are_checked_before_compiling() -> None:
     cases = {
         ("stats", more_ones, "--input", "1 0"): "--input applies to stats with --target",
         ("run", more_ones, "--backend", "torch", "--max-len", "0", "--input", "1"): "argument --max-len: must be at least 1, not 0",
-        ("compile", more_ones, "--target", "triton", "-o", "unused"): "backend 'triton' is not available yet",
     }
     for argv, message in cases.items():
         status, out, err = run_cli(*argv)
@@ -312,3 +311,18 @@ def test_stats_text_is_for_people(target: str | None) -> None:
             assert {kind: int(count) for kind, count in (part.split(" ") for part in lines[key].split(", "))} == value
         elif key != "compile_seconds":  # measured afresh
             assert lines[key] == str(value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--input", "1", "--backend", "triton"], ["compile", "--target", "mlir", "-o", "unused"], ["stats", "--target", "tpu"],
+])
+def test_only_existing_targets_are_offered(argv: list[str]) -> None:
+    from lsrl.backends import TARGET_NAMES
+
+    command, *options = argv
+    option, name = options[options.index("--backend" if command == "run" else "--target"):][:2]
+    status, out, err = run_cli(command, str(ROOT / "examples" / "more_ones.lsrl"), *options)
+    assert (status, out) == (1, "")
+    assert err.startswith(f"lsrl: error: argument {option}: invalid choice: '{name}'") and err.endswith(f"(see 'lsrl {command} --help')\n")
+    _, usage, _ = run_cli(command, "--help")
+    assert "triton" not in usage and "mlir" not in usage and all(target in usage for target in TARGET_NAMES)

@@ -48,7 +48,6 @@ CASES: dict[str, list[str]] = {
     "bad_input_token": ["run", "params.lsrl", "--input", "1 2/0 3"],
     "wrong_token_length": ["run", "params.lsrl", "--input", "1 2,3"],
     "empty_input": ["run", "params.lsrl", "--input", " "],
-    "backend_unavailable": ["run", "params.lsrl", "--input", "1", "--backend", "triton"],
     "exact_on_a_target": ["run", "params.lsrl", "--input", "1", "--backend", "gru", "--exact"],
     "missing_required_option": ["run", "params.lsrl"],
 }

@@ -33,13 +33,14 @@ MAIN_EPILOG = """\
 examples:
   lsrl check examples/more_ones.lsrl
   lsrl run examples/more_ones.lsrl --input "1 0 0 1 1 1 0" --exact
-  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @prompt.json --json
+  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @examples/data/capitals_prompt.json --json
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl stats examples/more_ones.lsrl --json
   lsrl ir examples/more_ones.lsrl
 
-Run "lsrl COMMAND --help" for the options of one command."""
+The examples run from the root of the lsrl repository (examples/ holds the programs and their data).
+Run "lsrl COMMAND --help" for the options of one command; docs/cli.md is the reference."""
 
 CHECK_EPILOG = """\
 example:
@@ -49,13 +50,21 @@ prints "examples/more_ones.lsrl: ok, ..." or the first error as FILE:LINE:COL: e
 RUN_EPILOG = """\
 examples:
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --exact
-  lsrl run examples/continuous_ua.lsrl --input "0.25,0 1,2,3,4" --json
-  lsrl run examples/parity.lsrl -D max_len=32 --input @tokens.json
+  lsrl run examples/continuous_ua.lsrl --input "0.25,0.75,0,0 0.5,0,0,1 0.5,0,0.5,2 0.5,0.5,0,3 0.5,0.5,0.5,4" --json
+  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @examples/data/capitals_prompt.json
+  lsrl run examples/parity.lsrl -D max_len=32 --input @examples/data/parity_tokens.json
+  lsrl run examples/dyck1.lsrl --input "1 -1 -1" --input-range -1,1 --exact
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
+
+examples/data/capitals_prompt.json is LSRL's 153-token lookup prompt: the query CAN, then every
+country code and its capital's (letters A=1..Z=26); the last three outputs spell OTT (15 20 20).
 
 --input: tokens separated by spaces; a token of length > 1 is comma-separated numbers; a number is
 an integer, a decimal or a fraction p/q, read exactly. @FILE.json reads a JSON list of tokens (a
 token is a number or a list of numbers; write "1/3" as a string to keep it exact).
+--input-range, --integer-inputs and --max-len are promises about the inputs: every backend refuses
+inputs that break them. Compiled targets print the warnings about the dtype they run in (or about
+every dtype) on stderr.
 Output: one line per step (its values separated by spaces), or with --json one object
 {"outputs": [[...], ...]}. With --exact, values are exact rationals "p/q" (strings in JSON)."""
 
@@ -75,7 +84,9 @@ examples:
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl compile examples/tok2tok.lsrl -D seq_len=3 --target rnn --input-range 0,30 --integer-inputs -o out/tok2tok
 writes OUTDIR/model.safetensors (float64 weights, named as the target names them), OUTDIR/config.json
-(target, layer list, shapes, labels, parameters, source hash) and, for code targets, OUTDIR/model.py"""
+(target, layer list, shapes, unit labels, parameters, source hash, the files written) and, for code
+targets, OUTDIR/model.py; the files of an earlier compilation into OUTDIR are removed first, other
+files stay. Prints every warning, whatever dtype it is about."""
 
 IR_EPILOG = """\
 examples:

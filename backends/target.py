@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 from lsrl.ir.errors import CompileWarning
-from lsrl.ir.layered import LayeredModel
+from lsrl.ir.layered import LayeredModel, UnitLabel
 from lsrl.passes.ranges import INF
 
 DTYPES = ("float32", "float64")
@@ -172,18 +172,26 @@ def stated_bounds(bounds: dict[str, float], options: Options) -> dict[str, Any]:
 
 
 def base_config(target: Target, model: LayeredModel, options: Options) -> dict[str, Any]:
-    """The config entries every target writes: target, variant, shapes, labels and layer list."""
+    """The config entries every target writes: target, variant, shapes, labels and layer list.
+
+    Every unit's label is an object (``UnitLabel.to_json`` and ``"loc"``, docs/cli.md); the model
+    knows no source locations, nor the nodes of its input and output units: the driver, which
+    holds the program graph, fills them in."""
     return {
         "format": CONFIG_FORMAT,
         "target": target.name,
         "variant": options.variant or (target.variants[0] if target.variants else None),
         "d_in": model.d_in,
         "d_out": model.d_out,
-        "input_labels": [str(label) for label in model.input_labels],
-        "output_labels": [str(label) for label in model.output_labels],
+        "input_labels": [_unit_json(UnitLabel(label, unit=label.index)) for label in model.input_labels],
+        "output_labels": [_unit_json(UnitLabel(label)) for label in model.output_labels],
         "layers": [
-            {"kind": layer.kind, "width": layer.width, "units": [str(u) for u in layer.units]}
+            {"kind": layer.kind, "width": layer.width, "units": [_unit_json(u) for u in layer.units]}
             for layer in model.layers
         ],
         "max_len": options.max_len if target.bounded_length else None,
     }
+
+
+def _unit_json(label: UnitLabel) -> dict[str, Any]:
+    return {**label.to_json(), "loc": None}

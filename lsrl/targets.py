@@ -6,8 +6,9 @@
 
 The driver lowers the graph (``passes.lower``, rebuilding multiplicative gates from ReLUs for
 targets without native gates), hands the layered model to the target, and adds what only it
-knows: the float32 warnings of the program's constants (with their source locations), the
-parameters and a hash of the source files.
+knows: the float32 warnings of the program's constants (with their source locations), where
+the program wrote each unit's node (the config's labels), the parameters and a hash of the source
+files.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def compile_to(
         w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node)) for w in compiled.warnings
     ]
     compiled.warnings[:0] = float32_warnings(graph, options.input_range, options.integer_inputs)
+    _locate_labels(compiled.config, graph)
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled
@@ -73,6 +75,20 @@ def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> 
 def _node_loc(graph: Graph, node: Optional[int]) -> Optional[Loc]:
     """Where the program wrote the node a target names (passes keep the ids of surviving nodes)."""
     return graph.nodes[node].loc if node in graph.nodes else None
+
+
+def _locate_labels(config: dict, graph: Graph) -> None:
+    """Complete the config's unit labels with what only the program graph knows: the nodes of the
+    input and output units, and where the program wrote every unit's node."""
+    outputs = [(o.node, i) for o in graph.outputs for i in range(graph.nodes[o.node].dim)]
+    for label in config["input_labels"]:
+        label["node"] = graph.input.id
+    for label, (node, unit) in zip(config["output_labels"], outputs):
+        label["node"], label["unit"] = node, unit
+    units = [u for layer in config["layers"] for u in layer["units"]]
+    for label in config["input_labels"] + config["output_labels"] + units:
+        loc = _node_loc(graph, label["node"])
+        label["loc"] = None if loc is None else {"file": loc.file, "line": loc.line, "col": loc.col}
 
 
 def source_hash(sources: Mapping[str, str]) -> str:

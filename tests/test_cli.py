@@ -326,3 +326,27 @@ def test_only_existing_targets_are_offered(argv: list[str]) -> None:
     assert err.startswith(f"lsrl: error: argument {option}: invalid choice: '{name}'") and err.endswith(f"(see 'lsrl {command} --help')\n")
     _, usage, _ = run_cli(command, "--help")
     assert "triton" not in usage and "mlir" not in usage and all(target in usage for target in TARGET_NAMES)
+
+
+@pytest.mark.parametrize("target", ["torch", "rnn"])
+def test_config_labels_are_objects_that_point_into_the_program(target: str, tmp_path: Path) -> None:
+    compile_into(tmp_path, target)
+    config = json.loads((tmp_path / "config.json").read_text())
+    source = (ROOT / "examples" / "more_ones.lsrl").read_text().split("\n")
+
+    def written(label: dict) -> str:  # the program text the label's loc points at
+        loc = label["loc"]
+        assert loc["file"].endswith("more_ones.lsrl")
+        return source[loc["line"] - 1][loc["col"] - 1:]
+
+    (x,), (out,) = config["input_labels"], config["output_labels"]
+    assert (x["name"], x["index"], x["role"]) == ("x", 0, "value") and written(x).startswith("input x[1]")
+    assert written(out).startswith("larger(ones, zeros)")  # the value of `output larger(ones, zeros)`
+    units = [unit for layer in config["layers"] for unit in layer["units"]]
+    assert {"ones", "zeros"} <= {unit["name"] for unit in units}
+    for unit in units:
+        assert {"name", "index", "role", "node", "loc"} <= unit.keys() and isinstance(unit["node"], int)
+        if unit["name"] in ("ones", "zeros"):
+            assert written(unit).startswith(f"state {unit['name']}")
+        else:
+            assert "larger(" in written(unit)  # the step's ReLUs and readout come from the output's larger()

@@ -149,11 +149,11 @@ def _parser() -> _ArgumentParser:
     for sub in (run, compile_, stats):
         sub.add_argument("--variant", metavar="NAME", help="a construction variant of the target (see docs/targets.md)")
         sub.add_argument("--max-len", type=_positive_int, metavar="N",
-                         help="the longest input sequence: every backend refuses longer inputs, and targets that need a "
-                         f"bound are built for it (without it: {DEFAULT_MAX_LEN} for those targets, any length for the others)")
+                         help=f"the longest input sequence: targets that need a bound are built for it (without it: {DEFAULT_MAX_LEN}, "
+                         "the others take any length); lsrl run refuses longer inputs on every backend")
         sub.add_argument("--integer-inputs", action="store_true",
                          help="every input value is an integer (lets targets without gates rebuild them from ReLUs); "
-                         "every backend refuses other inputs")
+                         "lsrl run refuses other inputs on every backend")
 
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
@@ -161,7 +161,7 @@ def _parser() -> _ArgumentParser:
     for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
                          help="bounds of every input value that linearize and the targets may assume (either side "
-                         "may be empty: unbounded); every backend refuses inputs outside them")
+                         "may be empty: unbounded); lsrl run refuses inputs outside them on every backend")
     return parser
 
 

@@ -1,5 +1,5 @@
 """Every example command runs as written: the `lsrl ...` lines of every --help text and the `lsrl ...`
-commands of README.md, from the repository root, exit with status 0."""
+commands of README.md and docs/cli.md, from the repository root, exit with status 0."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def document_commands(path: Path, inline: bool) -> list[str]:
 EXAMPLES = sorted({
     shlex.join(shlex.split(command, comments=True))
     for command in help_examples() + document_commands(ROOT / "README.md", inline=True)
+    + document_commands(ROOT / "docs" / "cli.md", inline=False)  # its synopses are "usage: lsrl ..." lines
 })
 
 

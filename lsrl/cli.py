@@ -267,7 +267,7 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str):
-    """The compiled target, its warnings printed to stderr (they point into the program)."""
+    """The compiled target; its warnings are the caller's to show (run shows those about its dtype)."""
     from lsrl.targets import compile_to
 
     return compile_to(graph, target, _options(args), dict(args.defines), sources)

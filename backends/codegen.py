@@ -504,7 +504,6 @@ def build_code_target(target: Target, model: LayeredModel, options: Options, sou
     """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py``, and the
     config with each state layer's plan."""
     config = base_config(target, model, options)
-    config["files"] = ["model.py"]
     config["state_plans"] = {
         str(i): [
             {"method": s.method, "units": list(s.units), "reads": list(s.reads), "depth": s.depth,

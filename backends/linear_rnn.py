@@ -154,7 +154,6 @@ class LinearRNNTarget(Target):
         config = base_config(self, model, options)
         config["model"] = {"input_size": model.d_in, "blocks": specs, "output_size": model.d_out}
         config["error_bound"] = stated_rounding(stacked, options)
-        config["files"] = ["model.py"]
         config["block_units"] = [
             {
                 "recurrence": [str(u) for u in state.units] if state is not None else None,

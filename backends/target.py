@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 from lsrl.ir.errors import CompileWarning
-from lsrl.ir.layered import LayeredModel
+from lsrl.ir.layered import LayeredModel, UnitLabel
 from lsrl.passes.ranges import INF
 
 DTYPES = ("float32", "float64")
@@ -32,6 +32,10 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
 DEFAULT_MAX_LEN = 1024
 ASSUMED_INPUT_BOUND = 2**10  # |input| the stated error bounds assume where --input-range gives no bound
 CONFIG_FORMAT = "lsrl.compiled"
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+# What an lsrl compiled directory whose config.json lists no "files" (as written by versions
+# before the list) may hold besides the weights and the config.
+UNLISTED_SOURCES = ["model.py"]
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,40 @@ class Compiled:
     figures: dict[str, Any] = field(default_factory=dict)  # size figures for ``lsrl stats --target``
 
     def write(self, directory: str | Path) -> list[str]:
-        """Write ``model.safetensors``, ``config.json`` and the source files; return their names."""
-        from safetensors.numpy import save_file
+        """Write ``model.safetensors``, ``config.json`` and the source files; return their names.
+
+        The directory then holds this compilation only: the files an earlier ``write`` listed in
+        its ``config.json`` (``"files"``) are removed first, so that no stale ``model.py`` is left
+        to load these weights; every other file is the user's and stays."""
+        from safetensors.numpy import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        _remove_earlier_compilation(directory)
+        written = [WEIGHTS_FILE, CONFIG_FILE, *self.files]
         tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in self.tensors.items()}
-        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": CONFIG_FORMAT, "target": self.target})
-        (directory / "config.json").write_text(json.dumps(self.config, indent=1) + "\n")
+        # as bytes: safetensors' own save_file creates the file with mode 0600, not by the umask
+        weights = save(tensors, metadata={"format": CONFIG_FORMAT, "target": self.target})
+        (directory / WEIGHTS_FILE).write_bytes(weights)
+        (directory / CONFIG_FILE).write_text(json.dumps({**self.config, "files": written}, indent=1) + "\n")
         for name, text in self.files.items():
             (directory / name).write_text(text)
-        return ["model.safetensors", "config.json", *self.files]
+        return written
+
+
+def _remove_earlier_compilation(directory: Path) -> None:
+    """Remove the files of the compilation whose lsrl ``config.json`` is in ``directory``."""
+    try:
+        earlier = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no config.json, or not JSON: nothing here is known to be lsrl's
+        return
+    if not isinstance(earlier, dict) or earlier.get("format") != CONFIG_FORMAT:
+        return
+    names = earlier.get("files", UNLISTED_SOURCES)
+    for name in names if isinstance(names, list) else ():
+        # only plain names in the directory itself, whatever an edited config.json says
+        if isinstance(name, str) and name == Path(name).name and (directory / name).is_file():
+            (directory / name).unlink()
 
 
 class Target(ABC):
@@ -146,18 +173,26 @@ def stated_bounds(bounds: dict[str, float], options: Options) -> dict[str, Any]:
 
 
 def base_config(target: Target, model: LayeredModel, options: Options) -> dict[str, Any]:
-    """The config entries every target writes: target, variant, shapes, labels and layer list."""
+    """The config entries every target writes: target, variant, shapes, labels and layer list.
+
+    Every unit's label is an object (``UnitLabel.to_json`` and ``"loc"``, docs/cli.md); the model
+    knows no source locations, nor the nodes of its input and output units: the driver, which
+    holds the program graph, fills them in."""
     return {
         "format": CONFIG_FORMAT,
         "target": target.name,
         "variant": options.variant or (target.variants[0] if target.variants else None),
         "d_in": model.d_in,
         "d_out": model.d_out,
-        "input_labels": [str(label) for label in model.input_labels],
-        "output_labels": [str(label) for label in model.output_labels],
+        "input_labels": [_unit_json(UnitLabel(label, unit=label.index)) for label in model.input_labels],
+        "output_labels": [_unit_json(UnitLabel(label)) for label in model.output_labels],
         "layers": [
-            {"kind": layer.kind, "width": layer.width, "units": [str(u) for u in layer.units]}
+            {"kind": layer.kind, "width": layer.width, "units": [_unit_json(u) for u in layer.units]}
             for layer in model.layers
         ],
         "max_len": options.max_len if target.bounded_length else None,
     }
+
+
+def _unit_json(label: UnitLabel) -> dict[str, Any]:
+    return {**label.to_json(), "loc": None}

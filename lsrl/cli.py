@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -26,21 +27,20 @@ from lsrl.ir.numbers import exact
 from lsrl.load import compile_file
 
 EXACT_BACKENDS = ["interp", "layers"]
-TARGETS = ["torch", "jax", "triton", "mlir", "linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk"]
-BACKENDS = EXACT_BACKENDS + TARGETS
-AVAILABLE_BACKENDS = EXACT_BACKENDS + list(TARGET_NAMES)
+BACKENDS = EXACT_BACKENDS + list(TARGET_NAMES)
 
 MAIN_EPILOG = """\
 examples:
   lsrl check examples/more_ones.lsrl
   lsrl run examples/more_ones.lsrl --input "1 0 0 1 1 1 0" --exact
-  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @prompt.json --json
+  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @examples/data/capitals_prompt.json --json
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl stats examples/more_ones.lsrl --json
   lsrl ir examples/more_ones.lsrl
 
-Run "lsrl COMMAND --help" for the options of one command."""
+The examples run from the root of the lsrl repository (examples/ holds the programs and their data).
+Run "lsrl COMMAND --help" for the options of one command; docs/cli.md is the reference."""
 
 CHECK_EPILOG = """\
 example:
@@ -50,13 +50,21 @@ prints "examples/more_ones.lsrl: ok, ..." or the first error as FILE:LINE:COL: e
 RUN_EPILOG = """\
 examples:
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --exact
-  lsrl run examples/continuous_ua.lsrl --input "0.25,0 1,2,3,4" --json
-  lsrl run examples/parity.lsrl -D max_len=32 --input @tokens.json
+  lsrl run examples/continuous_ua.lsrl --input "0.25,0.75,0,0 0.5,0,0,1 0.5,0,0.5,2 0.5,0.5,0,3 0.5,0.5,0.5,4" --json
+  lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @examples/data/capitals_prompt.json
+  lsrl run examples/parity.lsrl -D max_len=32 --input @examples/data/parity_tokens.json
+  lsrl run examples/dyck1.lsrl --input "1 -1 -1" --input-range -1,1 --exact
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
+
+examples/data/capitals_prompt.json is LSRL's 153-token lookup prompt: the query CAN, then every
+country code and its capital's (letters A=1..Z=26); the last three outputs spell OTT (15 20 20).
 
 --input: tokens separated by spaces; a token of length > 1 is comma-separated numbers; a number is
 an integer, a decimal or a fraction p/q, read exactly. @FILE.json reads a JSON list of tokens (a
 token is a number or a list of numbers; write "1/3" as a string to keep it exact).
+--input-range, --integer-inputs and --max-len are promises about the inputs: every backend refuses
+inputs that break them. Compiled targets print the warnings about the dtype they run in (or about
+every dtype) on stderr.
 Output: one line per step (its values separated by spaces), or with --json one object
 {"outputs": [[...], ...]}. With --exact, values are exact rationals "p/q" (strings in JSON)."""
 
@@ -76,7 +84,9 @@ examples:
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl compile examples/tok2tok.lsrl -D seq_len=3 --target rnn --input-range 0,30 --integer-inputs -o out/tok2tok
 writes OUTDIR/model.safetensors (float64 weights, named as the target names them), OUTDIR/config.json
-(target, layer list, shapes, labels, parameters, source hash) and, for code targets, OUTDIR/model.py"""
+(target, layer list, shapes, unit labels, parameters, source hash, the files written) and, for code
+targets, OUTDIR/model.py; the files of an earlier compilation into OUTDIR are removed first, other
+files stay. Prints every warning, whatever dtype it is about."""
 
 IR_EPILOG = """\
 examples:
@@ -128,20 +138,22 @@ def _parser() -> _ArgumentParser:
     run.add_argument("--json", action="store_true", help='print {"outputs": [[...], ...]} instead of one line per step')
 
     compile_ = command("compile", "compile a program for a target and write its files", COMPILE_EPILOG, _compile_command)
-    compile_.add_argument("--target", required=True, choices=TARGETS, help="what to compile for")
+    compile_.add_argument("--target", required=True, choices=TARGET_NAMES, help="what to compile for")
     compile_.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the files into")
 
     stats = command("stats", "print size figures of a program's graph", STATS_EPILOG, _stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
-    stats.add_argument("--target", choices=TARGETS, help="print the figures of this compiled target")
+    stats.add_argument("--target", choices=TARGET_NAMES, help="print the figures of this compiled target")
     stats.add_argument("--input", metavar="TOKENS", help="with --target: measure the target's error on these tokens")
 
     for sub in (run, compile_, stats):
         sub.add_argument("--variant", metavar="NAME", help="a construction variant of the target (see docs/targets.md)")
-        sub.add_argument("--max-len", type=_positive_int, default=DEFAULT_MAX_LEN, metavar="N",
-                         help=f"longest sequence a target must support where it needs a bound (default {DEFAULT_MAX_LEN})")
+        sub.add_argument("--max-len", type=_positive_int, metavar="N",
+                         help=f"the longest input sequence: targets that need a bound are built for it (without it: {DEFAULT_MAX_LEN}, "
+                         "the others take any length); lsrl run refuses longer inputs on every backend")
         sub.add_argument("--integer-inputs", action="store_true",
-                         help="every input value is an integer (lets targets without gates rebuild them from ReLUs)")
+                         help="every input value is an integer (lets targets without gates rebuild them from ReLUs); "
+                         "lsrl run refuses other inputs on every backend")
 
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
@@ -149,7 +161,7 @@ def _parser() -> _ArgumentParser:
     for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
                          help="bounds of every input value that linearize and the targets may assume (either side "
-                         "may be empty: unbounded); lsrl run refuses inputs outside them")
+                         "may be empty: unbounded); lsrl run refuses inputs outside them on every backend")
     return parser
 
 
@@ -176,10 +188,26 @@ def _input_range(text: str) -> tuple[Optional[mpq], Optional[mpq]]:
     return lo, hi
 
 
+# Options whose value may start with '-': argparse takes "-1,1" or "-1 0 1" for an option (only a
+# lone negative number passes its test), so such a value is joined to its option as --OPTION=VALUE.
+NEGATIVE_VALUE_OPTIONS = ("--input", "--input-range", "--max-len")
+NEGATIVE_VALUE = re.compile(r"-[0-9./]")
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in NEGATIVE_VALUE_OPTIONS and NEGATIVE_VALUE.match(arg):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     sources: dict[str, str] = {}
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
         args.handler(args, sources)
     except LsrlError as e:
         sys.stdout.flush()
@@ -209,20 +237,18 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         raise UsageError(f"--exact applies to the backends {' and '.join(EXACT_BACKENDS)}, not '{args.backend}'")
     if args.dtype and args.backend in EXACT_BACKENDS:
         raise UsageError(f"--dtype applies to compiled targets; '{args.backend}' runs in float64, or exactly with --exact")
-    _check_available(args.backend)
     graph = _compile(args, sources)
     tokens = read_tokens(args.input)
     check_length(tokens, graph.input.dim, graph.input.name)
+    _check_promises(tokens, args, args.backend)
     inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
-    if args.backend == "layers":
-        _check_in_range(tokens, args.input_range)
     try:
         if args.backend == "interp":
             outputs = interpret(graph, inputs, exact=args.exact)[0]
         elif args.backend == "layers":
             outputs = _layered(graph, args.input_range).run(inputs, exact=args.exact)[0]
         else:
-            outputs = _run_target(args, sources, graph, tokens, inputs)
+            outputs = _run_target(args, sources, graph, inputs)
     except NotExactError as e:
         raise UsageError(f"{e}; run without --exact") from None
     except OverflowError:
@@ -235,20 +261,15 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
             print(" ".join(v if args.exact else repr(v) for v in row))
 
 
-def _check_available(backend: str) -> None:
-    if backend not in AVAILABLE_BACKENDS:
-        raise UsageError(f"backend '{backend}' is not available yet (available: {', '.join(AVAILABLE_BACKENDS)})")
-
-
 def _options(args: argparse.Namespace) -> Options:
-    return Options(args.input_range, args.integer_inputs, args.max_len, args.variant)
+    max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
+    return Options(args.input_range, args.integer_inputs, max_len, args.variant)
 
 
 def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str):
-    """The compiled target, its warnings printed to stderr (they point into the program)."""
+    """The compiled target; its warnings are the caller's to show (run shows those about its dtype)."""
     from lsrl.targets import compile_to
 
-    _check_available(target)
     return compile_to(graph, target, _options(args), dict(args.defines), sources)
 
 
@@ -257,17 +278,13 @@ def _warn(warnings: Sequence[CompileWarning], sources: dict[str, str]) -> None:
         sys.stderr.write(render(warning, sources))
 
 
-def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, tokens, inputs):
+def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, inputs):
     from lsrl.targets import run_compiled
 
-    _check_in_range(tokens, args.input_range)
-    _check_integers(tokens, args.integer_inputs)
-    if len(tokens) > args.max_len:
-        raise UsageError(f"--input has {len(tokens)} tokens, more than --max-len {args.max_len}")
     compiled = _compile_target(args, sources, graph, args.backend)
     dtype = args.dtype or "float32"
-    if dtype == "float32":
-        _warn(compiled.warnings, sources)
+    # a warning about the other dtype says nothing about these outputs
+    _warn([w for w in compiled.warnings if w.dtype in (None, dtype)], sources)
     return run_compiled(compiled, inputs, dtype)[0]
 
 
@@ -281,13 +298,32 @@ def _compile_command(args: argparse.Namespace, sources: dict[str, str]) -> None:
     print(f"{args.outdir}: wrote {', '.join(written)} (target {args.target})")
 
 
-def _check_integers(tokens: Sequence[Sequence[mpq]], integer_inputs: bool) -> None:
-    if not integer_inputs:
-        return
-    for t, token in enumerate(tokens):
+def _check_promises(tokens: Sequence[Sequence[mpq]], args: argparse.Namespace, backend: str) -> None:
+    """The inputs keep what --input-range, --integer-inputs and --max-len promise, whatever runs
+    them: a model built on a promise computes nothing meaningful where it is broken, and a command
+    must not pass on one backend and fail on another."""
+    lo, hi = args.input_range or (None, None)
+    for t, token in enumerate(tokens, 1):
         for v in token:
-            if v.denominator != 1:
-                raise UsageError(f"input {v} at step {t + 1} is not an integer, but --integer-inputs was given")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise UsageError(f"input {v} at step {t} is outside --input-range [{lo}, {hi}]")
+            if args.integer_inputs and v.denominator != 1:
+                raise UsageError(f"input {v} at step {t} is not an integer, but --integer-inputs was given")
+    if args.max_len is not None:
+        if len(tokens) > args.max_len:
+            raise UsageError(f"--input has {len(tokens)} tokens, more than --max-len {args.max_len}")
+    elif len(tokens) > DEFAULT_MAX_LEN and _bounded_length(backend):
+        raise UsageError(
+            f"--input has {len(tokens)} tokens, more than the {DEFAULT_MAX_LEN} the target {backend} is built for "
+            "by default (give --max-len)"
+        )
+
+
+def _bounded_length(backend: str) -> bool:
+    """Whether the backend is a target built for sequences of at most --max-len tokens."""
+    from lsrl.backends import get_target
+
+    return backend not in EXACT_BACKENDS and get_target(backend).bounded_length
 
 
 def _layered(graph: Graph, input_range: object = None):
@@ -295,17 +331,6 @@ def _layered(graph: Graph, input_range: object = None):
     from lsrl.passes import lower
 
     return lower(graph, input_range=input_range)
-
-
-def _check_in_range(tokens: Sequence[Sequence[mpq]], input_range: Optional[tuple]) -> None:
-    """A model compiled for a range computes nothing meaningful outside it: say so, don't guess."""
-    if input_range is None:
-        return
-    lo, hi = input_range
-    for t, token in enumerate(tokens):
-        for v in token:
-            if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise UsageError(f"input {v} at step {t + 1} is outside --input-range [{lo}, {hi}]")
 
 
 def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
@@ -329,7 +354,16 @@ def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
-            print(f"{key}: {value}")
+            print(f"{key}: {_text(value)}")
+
+
+def _text(figure: object) -> str:
+    """A figure for people: a count per kind as "relu 3, state 2", a missing value as "-"."""
+    if figure is None:
+        return "-"
+    if isinstance(figure, dict):
+        return ", ".join(f"{key} {_text(value)}" for key, value in figure.items())
+    return str(figure)
 
 
 def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Graph) -> dict[str, object]:
@@ -344,8 +378,7 @@ def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Grap
     if args.input is not None:
         tokens = read_tokens(args.input)
         check_length(tokens, graph.input.dim, graph.input.name)
-        _check_in_range(tokens, args.input_range)
-        _check_integers(tokens, args.integer_inputs)
+        _check_promises(tokens, args, args.target)
         try:
             want = interpret(graph, tokens, exact=True)[0]
         except NotExactError:

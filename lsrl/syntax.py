@@ -354,10 +354,24 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, unclosed: list[Token
     assert isinstance(e, UnexpectedToken), e
     tok = e.token
     at_end = tok.type == "$END" or tok.line is None
-    if at_end and unclosed:
-        opener = unclosed[-1]
-        closer = {"(": ")", "[": "]", "{": "}"}[opener.value]
-        return LsrlError(f"'{opener}' is never closed: expected '{closer}' before the end of the file", Loc(file, opener.line, opener.column))
-    loc = _end(text, file) if at_end else Loc(file, tok.line, tok.column)
     expected = _describe_expected(e.accepts or e.expected, terminals)
+    if unclosed:
+        opener = unclosed[-1]
+        opened = Loc(file, opener.line, opener.column)
+        if at_end:
+            closer = {"(": ")", "[": "]", "{": "}"}[opener.value]
+            return LsrlError(f"'{opener}' is never closed: expected '{closer}' before the end of the file", opened)
+        if opener.type != "LBRACE" and tok.line > opener.line and _starts_line(text, tok):
+            # Inside ( ) or [ ] the newline that should have ended the statement was dropped, so
+            # the parser stops at the next line: the open bracket is the likely mistake.
+            return LsrlError(
+                f"'{opener}' is never closed: unexpected {_describe_found(tok, at_end)} on line {tok.line}; expected {expected}",
+                opened,
+            )
+    loc = _end(text, file) if at_end else Loc(file, tok.line, tok.column)
     return LsrlError(f"unexpected {_describe_found(tok, at_end)}; expected {expected}", loc)
+
+
+def _starts_line(text: str, tok: Token) -> bool:
+    """Whether only blanks precede the token on its line."""
+    return not text.split("\n")[tok.line - 1][: tok.column - 1].strip()

@@ -8,7 +8,8 @@ The driver lowers the graph (``passes.lower``, rebuilding multiplicative gates f
 targets without native gates), hands the layered model to the target, and adds what only it
 knows: the verdict of the target's stated error bounds per dtype (``backends.verdict``:
 ``config["precision"]``, and a warning at the output's source line where a dtype is not proven),
-the source locations of the target's warnings, the parameters and a hash of the source files.
+the source locations of the target's warnings and of every unit's node (the config's labels),
+the parameters and a hash of the source files.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def compile_to(
         w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node))
         for w in [*compiled.warnings, *precision_warnings]
     ]
+    _locate_labels(compiled.config, graph)
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled
@@ -75,6 +77,20 @@ def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> 
 def _node_loc(graph: Graph, node: Optional[int]) -> Optional[Loc]:
     """Where the program wrote the node a target names (passes keep the ids of surviving nodes)."""
     return graph.nodes[node].loc if node in graph.nodes else None
+
+
+def _locate_labels(config: dict, graph: Graph) -> None:
+    """Complete the config's unit labels with what only the program graph knows: the nodes of the
+    input and output units, and where the program wrote every unit's node."""
+    outputs = [(o.node, i) for o in graph.outputs for i in range(graph.nodes[o.node].dim)]
+    for label in config["input_labels"]:
+        label["node"] = graph.input.id
+    for label, (node, unit) in zip(config["output_labels"], outputs):
+        label["node"], label["unit"] = node, unit
+    units = [u for layer in config["layers"] for u in layer["units"]]
+    for label in config["input_labels"] + config["output_labels"] + units:
+        loc = _node_loc(graph, label["node"])
+        label["loc"] = None if loc is None else {"file": loc.file, "line": loc.line, "col": loc.col}
 
 
 def source_hash(sources: Mapping[str, str]) -> str:

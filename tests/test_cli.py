@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
 import tomllib
@@ -147,20 +149,204 @@ def test_input_range_reaches_linearize_and_guards_the_layers_backend() -> None:
     assert status == 1 and "empty range" in err
 
 
+# What the options promise about the inputs, and the message every backend refuses a broken promise with.
+PROMISES = {
+    "input_range": (["--input-range", "0,9", "--input", "1 3 -1"], "input -1 at step 3 is outside --input-range [0, 9]"),
+    "integer_inputs": (["--integer-inputs", "--input", "1 2.5"], "input 5/2 at step 2 is not an integer, but --integer-inputs was given"),
+    "max_len": (["--max-len", "1", "--input", "1 0"], "--input has 2 tokens, more than --max-len 1"),
+}
+BACKENDS = [["interp"], ["interp", "--exact"], ["layers"], ["layers", "--exact"], ["torch"], ["rnn"]]
+
+
+@pytest.mark.parametrize("promise", sorted(PROMISES))
+def test_every_backend_refuses_inputs_that_break_a_promise(promise: str) -> None:
+    options, message = PROMISES[promise]
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    for backend, *exact in BACKENDS:
+        assert run_cli("run", more_ones, "--backend", backend, *exact, *options) == (1, "", f"lsrl: error: {message}\n"), backend
+
+
+def test_only_targets_that_need_a_bound_refuse_long_inputs_by_default() -> None:
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    long = " ".join(["1"] * 1100)  # above the default --max-len
+    for backend in ("interp", "layers", "torch"):
+        status, out, _ = run_cli("run", more_ones, "--backend", backend, "--input", long)
+        assert status == 0 and len(out.splitlines()) == 1100
+    status, _, err = run_cli("run", more_ones, "--backend", "rnn", "--input", long)
+    assert status == 1 and err.startswith("lsrl: error: --input has 1100 tokens, more than the 1024")
+    status, out, _ = run_cli("run", more_ones, "--backend", "rnn", "--max-len", "1100", "--input", long)
+    assert status == 0 and len(out.splitlines()) == 1100
+
+
 def test_target_options_are_checked_before_compiling() -> None:
     more_ones = str(ROOT / "examples" / "more_ones.lsrl")
     cases = {
         ("stats", more_ones, "--input", "1 0"): "--input applies to stats with --target",
-        ("run", more_ones, "--backend", "torch", "--integer-inputs", "--input", "1 1/2"):
-            "input 1/2 at step 2 is not an integer, but --integer-inputs was given",
-        ("run", more_ones, "--backend", "torch", "--max-len", "2", "--input", "1 0 1"):
-            "--input has 3 tokens, more than --max-len 2",
         ("run", more_ones, "--backend", "torch", "--max-len", "0", "--input", "1"): "argument --max-len: must be at least 1, not 0",
-        ("run", more_ones, "--backend", "torch", "--input-range", "0,1", "--input", "1 2"):
-            "input 2 at step 2 is outside --input-range [0, 1]",
-        ("compile", more_ones, "--target", "triton", "-o", "unused"): "backend 'triton' is not available yet",
     }
     for argv, message in cases.items():
         status, out, err = run_cli(*argv)
         assert (status, out) == (1, ""), argv
         assert err.startswith("lsrl: error: ") and message in err, err
+
+
+# --- warnings ----------------------------------------------------------------------------------------------
+def warning_messages(err: str) -> list[str]:
+    prefix = "lsrl: warning: "
+    return [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
+
+
+def test_run_shows_the_warnings_about_its_dtype_and_compile_shows_all(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lsrl.targets
+    from lsrl.errors import CompileWarning
+
+    compile_to = lsrl.targets.compile_to
+    messages = {"float32": "about float32", "float64": "about float64", None: "about every dtype"}
+
+    def with_warnings(*args, **kwargs):
+        compiled = compile_to(*args, **kwargs)
+        compiled.warnings = [CompileWarning(message, dtype=dtype) for dtype, message in messages.items()]
+        return compiled
+
+    monkeypatch.setattr(lsrl.targets, "compile_to", with_warnings)
+    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
+    for dtype in ("float32", "float64"):
+        status, _, err = run_cli("run", more_ones, "--input", "1 0", "--backend", "torch", "--dtype", dtype)
+        assert status == 0 and sorted(warning_messages(err)) == sorted([messages[dtype], messages[None]])
+    status, _, err = run_cli("compile", more_ones, "--target", "torch", "-o", str(tmp_path))
+    assert status == 0 and sorted(warning_messages(err)) == sorted(messages.values())
+
+
+def test_hawk_in_float64_shows_its_float64_warnings() -> None:
+    """The reported case: hawk computes counters only approximately in float64 and must say so."""
+    from lsrl.diagnostics import render
+    from lsrl.load import compile_file
+    from lsrl.targets import compile_to
+
+    counters = str(ROOT / "examples" / "counters.lsrl")
+    compiled = compile_to(compile_file(counters), "hawk")
+    shown = "".join(render(w) for w in compiled.warnings if w.dtype in (None, "float64"))
+    status, _, err = run_cli("run", counters, "--input", "0 0 0", "--backend", "hawk", "--dtype", "float64")
+    assert (status, err) == (0, shown)
+
+
+def test_option_values_may_start_with_a_minus() -> None:
+    """`--input-range -1,1` and `--input "-1 0 1"` mean what `--input-range=-1,1` and `--input=...` do."""
+    dyck1 = str(ROOT / "examples" / "dyck1.lsrl")
+    joined = run_cli("run", dyck1, "--input-range=-1,1", "--input=-1 1 1", "--exact")
+    assert joined[0] == 0 and len(joined[1].splitlines()) == 3
+    assert run_cli("run", dyck1, "--input-range", "-1,1", "--input", "-1 1 1", "--exact") == joined
+    fractions = run_cli("run", dyck1, "--input", "-1/2 1", "--input-range", "-.5,")
+    assert fractions[0] == 0 and fractions == run_cli("run", dyck1, "--input=-1/2 1", "--input-range=-.5,")
+    status, _, err = run_cli("run", dyck1, "--input", "1", "--max-len", "-3")
+    assert status == 1 and "argument --max-len: must be at least 1, not -3" in err
+    # an option's name is never taken for a value
+    status, _, err = run_cli("run", dyck1, "--input", "--exact")
+    assert status == 1 and "argument --input: expected one argument" in err
+
+
+# --- what lsrl compile writes ------------------------------------------------------------------------------
+def compile_into(directory: Path, target: str) -> list[str]:
+    status, out, err = run_cli("compile", str(ROOT / "examples" / "more_ones.lsrl"), "--target", target, "-o", str(directory))
+    assert (status, err) == (0, ""), err
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_a_recompile_leaves_the_files_of_one_compilation(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("the user's")
+    assert compile_into(tmp_path, "torch") == ["config.json", "model.py", "model.safetensors", "notes.txt"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert sorted(config["files"]) == ["config.json", "model.py", "model.safetensors"]
+    # rnn writes no model.py: the torch one would load the rnn's weights
+    assert compile_into(tmp_path, "rnn") == ["config.json", "model.safetensors", "notes.txt"]
+    assert sorted(json.loads((tmp_path / "config.json").read_text())["files"]) == ["config.json", "model.safetensors"]
+    assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
+@pytest.mark.parametrize("config, removed", [
+    ({"format": "lsrl.compiled", "target": "lstm", "variant": "relu"}, True),  # an older lsrl: no file list
+    ({"format": "lsrl.compiled", "target": "torch", "files": ["model.py"]}, True),  # an older lsrl: the sources
+    ({"format": "lsrl.compiled", "target": "rnn", "files": ["config.json", "model.safetensors"]}, False),
+    ({"target": "torch", "files": ["model.py"]}, False),  # not an lsrl config: the files are the user's
+])
+def test_only_files_lsrl_wrote_are_removed(tmp_path: Path, config: dict, removed: bool) -> None:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "model.py").write_text("# a model.py\n")
+    assert ("model.py" not in compile_into(directory, "rnn")) == removed
+
+
+def test_a_recorded_file_outside_the_directory_is_never_removed(tmp_path: Path) -> None:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    (tmp_path / "outside.txt").write_text("kept")
+    (directory / "config.json").write_text(json.dumps({"format": "lsrl.compiled", "files": ["../outside.txt", str(tmp_path / "outside.txt")]}))
+    compile_into(directory, "rnn")
+    assert (tmp_path / "outside.txt").read_text() == "kept"
+
+
+def test_every_written_file_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        names = compile_into(tmp_path, "torch")
+    finally:
+        os.umask(old)
+    assert {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in names} == {name: 0o640 for name in names}
+
+
+@pytest.mark.parametrize("target", [None, "torch", "rnn"])
+def test_stats_text_is_for_people(target: str | None) -> None:
+    argv = ["stats", str(ROOT / "examples" / "tok2tok.lsrl"), "--input-range", "0,26", "--integer-inputs",
+            *(["--target", target] if target else [])]
+    status, out, _ = run_cli(*argv, "--json")
+    figures = json.loads(out)
+    status, out, _ = run_cli(*argv)
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert status == 0 and lines.keys() == figures.keys()
+    for key, value in figures.items():
+        if value is None:
+            assert lines[key] == "-"
+        elif isinstance(value, dict):  # "relu 17, state 5, ..."
+            assert {kind: int(count) for kind, count in (part.split(" ") for part in lines[key].split(", "))} == value
+        elif key != "compile_seconds":  # measured afresh
+            assert lines[key] == str(value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--input", "1", "--backend", "triton"], ["compile", "--target", "mlir", "-o", "unused"], ["stats", "--target", "tpu"],
+])
+def test_only_existing_targets_are_offered(argv: list[str]) -> None:
+    from lsrl.backends import TARGET_NAMES
+
+    command, *options = argv
+    option, name = options[options.index("--backend" if command == "run" else "--target"):][:2]
+    status, out, err = run_cli(command, str(ROOT / "examples" / "more_ones.lsrl"), *options)
+    assert (status, out) == (1, "")
+    assert err.startswith(f"lsrl: error: argument {option}: invalid choice: '{name}'") and err.endswith(f"(see 'lsrl {command} --help')\n")
+    _, usage, _ = run_cli(command, "--help")
+    assert "triton" not in usage and "mlir" not in usage and all(target in usage for target in TARGET_NAMES)
+
+
+@pytest.mark.parametrize("target", ["torch", "rnn"])
+def test_config_labels_are_objects_that_point_into_the_program(target: str, tmp_path: Path) -> None:
+    compile_into(tmp_path, target)
+    config = json.loads((tmp_path / "config.json").read_text())
+    source = (ROOT / "examples" / "more_ones.lsrl").read_text().split("\n")
+
+    def written(label: dict) -> str:  # the program text the label's loc points at
+        loc = label["loc"]
+        assert loc["file"].endswith("more_ones.lsrl")
+        return source[loc["line"] - 1][loc["col"] - 1:]
+
+    (x,), (out,) = config["input_labels"], config["output_labels"]
+    assert (x["name"], x["index"], x["role"]) == ("x", 0, "value") and written(x).startswith("input x[1]")
+    assert written(out).startswith("larger(ones, zeros)")  # the value of `output larger(ones, zeros)`
+    units = [unit for layer in config["layers"] for unit in layer["units"]]
+    assert {"ones", "zeros"} <= {unit["name"] for unit in units}
+    for unit in units:
+        assert {"name", "index", "role", "node", "loc"} <= unit.keys() and isinstance(unit["node"], int)
+        if unit["name"] in ("ones", "zeros"):
+            assert written(unit).startswith(f"state {unit['name']}")
+        else:
+            assert "larger(" in written(unit)  # the step's ReLUs and readout come from the output's larger()

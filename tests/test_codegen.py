@@ -346,7 +346,7 @@ def test_lsrl_compile_writes_the_model_files(target: str, compiled_dirs: dict) -
     directory = compiled_dirs[target, "counters"]
     assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.py", "model.safetensors"]
     config = json.loads((directory / "config.json").read_text())
-    assert config["target"] == target and config["files"] == ["model.py"]
+    assert config["target"] == target and sorted(config["files"]) == ["config.json", "model.py", "model.safetensors"]
     assert [layer["kind"] for layer in config["layers"]] == ["state", "affine"]
     assert [stage["method"] for stage in config["state_plans"]["0"]] == [RUNNING_SUM, ROTATION]
     weights = load_file(str(directory / "model.safetensors"))

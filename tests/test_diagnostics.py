@@ -31,7 +31,8 @@ def _check(name: str) -> list[str]:
 CASES: dict[str, list[str]] = {
     # the program's text
     **{name: _check(name) for name in [
-        "syntax_expected_bracket", "syntax_unexpected_token", "syntax_unclosed_paren", "syntax_bad_character",
+        "syntax_expected_bracket", "syntax_unexpected_token", "syntax_unclosed_paren", "syntax_unclosed_paren_next_line",
+        "syntax_unclosed_bracket_next_line", "syntax_bad_character",
         "unknown_name", "rebinding", "dimension_mismatch", "index_out_of_range", "wrong_argument_count",
         "unknown_keyword", "non_affine_state", "self_dependent_state", "state_through_product", "cycle",
         "state_cycle", "used_before_bound", "self_reference", "gate_compile_time", "divide_by_runtime", "runtime_condition",
@@ -47,7 +48,6 @@ CASES: dict[str, list[str]] = {
     "bad_input_token": ["run", "params.lsrl", "--input", "1 2/0 3"],
     "wrong_token_length": ["run", "params.lsrl", "--input", "1 2,3"],
     "empty_input": ["run", "params.lsrl", "--input", " "],
-    "backend_unavailable": ["run", "params.lsrl", "--input", "1", "--backend", "triton"],
     "exact_on_a_target": ["run", "params.lsrl", "--input", "1", "--backend", "gru", "--exact"],
     "missing_required_option": ["run", "params.lsrl"],
 }

@@ -34,8 +34,9 @@ The error is bounded, not assumed: :func:`error_bounds` propagates each unit's o
 ReLU gates' ``0.28 / k``, the products' ``y**4 / 30``, the rounding that a gate in its linear
 region or a GRU cell keeping its value amplifies) through the layers and over ``max_len`` steps,
 using the ranges of every value for inputs in ``--input-range`` (``+-ASSUMED_INPUT_BOUND`` where
-none is given), per dtype in ``config["error_bound"]``; the compiler warns where a bound is
-large.
+none is given), per dtype in ``config["error_bound"]``, where the rounding of the sums the cells
+compute (``backends.rounding``, on the layered model they compute) is added to it; the compiler
+warns where a bound does not prove the outputs right (``backends.verdict``).
 
 ``relu``: the LSRL paper's exact construction: the same cell equations with ReLU in place of
 sigmoid and tanh, one cell layer per layer; a value of unknown sign is held as its positive and
@@ -57,17 +58,16 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from lsrl.backends.codegen import import_generated
 from lsrl.backends.layer_ranges import LayerBounds, layer_bounds
+from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.stacking import Decoding
 from lsrl.backends.target import (
     UNIT_ROUNDOFF,
     Compiled,
     Options,
     Target,
-    analysis_range,
     base_config,
-    stated_bounds,
 )
-from lsrl.ir.errors import CompileWarning, LsrlError
+from lsrl.ir.errors import LsrlError
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add, exact, inverse, mul
@@ -91,7 +91,6 @@ RELU_GATE_GAIN = 1.1  # the slope of p sigmoid(k p) lies in [-0.1, 1.1]
 CONDITION_MARGIN = 0.125  # a 0/1 condition off by less still saturates its gate sigmoid(1024 (2a - 1))
 PRODUCT_ROUNDING = {"lstm": 16.0, "gru": 32.0}  # a linear gate's rounding, in units of roundoff m_a m_b / |y|
 KEPT_ROUNDING = 6.0  # a GRU cell keeping its value (n + z (h - n), z = 1), in units of roundoff max |v|
-WARN_ABOVE = {"float64": 1e-6, "float32": 1e-4}  # the compiler warns where a stated bound is larger
 
 
 def _power_of_two(exponent: int) -> Number:
@@ -667,6 +666,7 @@ def error_bounds(model: LayeredModel, accuracy: Sequence[Sequence[Accuracy]], ro
 class GatedRNNTarget(Target):
     bounded_length = True  # the stock construction's scales come from ranges over max_len steps
     variants = (STOCK, RELU)
+    exact_alternatives = ("--variant relu (ReLU cells, exact)",)
 
     def __init__(self, cell: str):
         self.name = cell
@@ -697,35 +697,18 @@ class GatedRNNTarget(Target):
             "used_units": sum(len(layer.labels) for layer in cells.layers),
             "variant": variant,
         }
-        if variant == RELU:
+        if variant == RELU:  # exact cells: what remains is the rounding of their sums, two per unit
+            config["error_bound"] = stated_rounding(model, options, term_factor=2)
             return Compiled(self.name, config, tensors, {"model.py": relu_source(self.name)}, figures=figures)
-        low, high = analysis_range(options)
-        stated, warnings = {}, []
-        for dtype, roundoff in UNIT_ROUNDOFF.items():
-            errors = error_bounds(model, cells.accuracy, roundoff, options.max_len)
-            stated[dtype] = float(errors[-1].max())
-            if stated[dtype] > WARN_ABOVE[dtype]:
-                where = next(
-                    (layer, int(np.argmax(e))) for layer, e in enumerate(errors) if e.max() > WARN_ABOVE[dtype]
-                )
-                responsible = model.layers[where[0]].units[where[1]]
-                unit = f"{responsible.source} in layer {where[0]}"
-                assumption = f"for inputs in [{low}, {high}] and up to {options.max_len} steps"
-                if stated[dtype] == INF:
-                    what = f"has no bound on its {dtype} error {assumption}: the range analysis cannot bound {unit}"
-                else:
-                    what = (
-                        f"computes this program within {stated[dtype]:.3g} in {dtype} {assumption} "
-                        f"(a bound; it passes {WARN_ABOVE[dtype]:g} at {unit})"
-                    )
-                warnings.append(CompileWarning(
-                    f"the stock {self.name} target {what}; --variant relu is exact; "
-                    "docs/target-lstm-gru.md lists measured errors",
-                    node=responsible.node, dtype=dtype,
-                ))
-        config["error_bound"] = stated_bounds(stated, options)
-        figures.update({f"error_bound_{dtype}": value for dtype, value in stated.items()})
-        return Compiled(self.name, config, tensors, {}, warnings, figures)
+        stated = {
+            dtype: float(error_bounds(model, cells.accuracy, roundoff, options.max_len)[-1].max())
+            for dtype, roundoff in UNIT_ROUNDOFF.items()
+        }
+        # the cells' construction error, plus the rounding of the sums they compute, which are the
+        # layered model's (the construction's own analysis follows only the saturated gates)
+        config["error_bound"] = stated_rounding(model, options, construction=stated)
+        figures.update({f"error_bound_{dtype}": config["error_bound"][dtype] for dtype in stated})
+        return Compiled(self.name, config, tensors, {}, figures=figures)
 
     def _tensors(self, model: LayeredModel, cells: CellModel, hidden: int) -> dict[str, np.ndarray]:
         gates = GATES[self.name]

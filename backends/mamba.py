@@ -51,7 +51,6 @@ from lsrl.backends.target import (
     Target,
     analysis_range,
     base_config,
-    loose_bound_warnings,
     stated_bounds,
 )
 from lsrl.ir.errors import LsrlError
@@ -450,13 +449,11 @@ class DiagonalTarget(Target):
         """The compiled model, with the planner's error bounds per dtype (the approximations'
         errors, hawk's accumulator decay in float64 and the rounding, propagated with the range
         analysis's bounds) stated in the config and figures, and a warning where the float64 one
-        is loose."""
+        is loose (the driver warns, ``backends.verdict``)."""
         bounds = planner.bounds()
         config["error_bound"] = stated_bounds(bounds, options)
         figures.update({f"error_bound_{dtype}": bound for dtype, bound in bounds.items()})
-        # float32's rounding of the program's constants is the precision pass's to warn about
-        warnings = loose_bound_warnings(self, {"float64": bounds["float64"]})
-        return Compiled(self.name, config, tensors, figures=figures, warnings=warnings)
+        return Compiled(self.name, config, tensors, figures=figures)
 
 
 class MambaTarget(DiagonalTarget):

@@ -110,7 +110,7 @@ class _Analysis:
             drive.exact[i] and init_error[i] == 0 and all(self._weight_error(w) == 0 for _, w in row)
             and self._exact_terms(
                 [bounds.lattices[i], *(_scaled(bounds.lattices[k], w) for k, w in row), bounds.drive_lattices[i]],
-                sum(abs(float(w)) * magnitude[k] for k, w in row) + drive.magnitude[i] + self._partial_sums(row, i, drive, init),
+                self._state_magnitude(row, i, magnitude, drive, init),
             )
             for i, row in enumerate(rows)
         ], dtype=bool)
@@ -159,10 +159,13 @@ class _Analysis:
                 k = min(k, valuation)
         return total < 2.0 ** (self.p + min(k, 1023 - self.p))
 
-    def _partial_sums(self, row: list, i: int, drive: Values, init: Sequence[Number]) -> float:
-        """A running sum (its row of A is the unit vector) may be computed as a cumulative sum in
-        any order, whose partial sums add up to ``max_len`` drives besides the start."""
-        return self.steps * drive.magnitude[i] + abs(float(init[i])) if row == [(i, 1)] else 0.0
+    def _state_magnitude(self, row: list, i: int, magnitude: np.ndarray, drive: Values, init: Sequence[Number]) -> float:
+        """What the sums of a state unit's update add up to: ``sum |A_ik| |h_k| + |d_i|``; for a
+        running sum (its row of A is the unit vector), whose every sum is a value of the unit, its
+        bound, or the ``max_len`` drives and the start that a cumulative sum in any order adds."""
+        if row == [(i, 1)]:
+            return max(magnitude[i], self.steps * drive.magnitude[i] + abs(float(init[i])))
+        return sum(abs(float(w)) * magnitude[k] for k, w in row) + drive.magnitude[i]
 
     def _recurrence(self, transition: Matrix, drive: Values, magnitude: np.ndarray, init_error: np.ndarray) -> np.ndarray:
         """The largest error over ``max_len`` steps of ``e_t = |A| e_{t-1} + e_A H + e_d + rounding``."""
@@ -237,10 +240,15 @@ def _dyadic_valuation(number: mpq) -> float | None:
     return (abs(numerator) & -abs(numerator)).bit_length() - 1 - (denominator.bit_length() - 1)
 
 
-def stated_rounding(model: LayeredModel, options: Options, term_factor: int = 1) -> dict:
+def stated_rounding(model: LayeredModel, options: Options, term_factor: int = 1,
+                    construction: dict[str, float] | None = None) -> dict:
     """``config["error_bound"]`` of a target that computes ``model``'s arithmetic: the largest
-    bound per dtype, what it assumes, and the bound of every output unit (None: unbounded)."""
-    per_output = {dtype: rounding_bounds(model, options, dtype, term_factor) for dtype in SIGNIFICANT_BITS}
+    bound per dtype, what it assumes, and the bound of every output unit (None: unbounded).
+    ``construction``: a bound per dtype that the target's own construction adds to every output."""
+    per_output = {
+        dtype: [b + (construction or {}).get(dtype, 0.0) for b in rounding_bounds(model, options, dtype, term_factor)]
+        for dtype in SIGNIFICANT_BITS
+    }
     stated = stated_bounds({dtype: max(bounds, default=0.0) for dtype, bounds in per_output.items()}, options)
     stated["outputs"] = {dtype: [None if b == INF else b for b in bounds] for dtype, bounds in per_output.items()}
     return stated

@@ -134,29 +134,6 @@ class Target(ABC):
         return INF if stated[dtype] is None else stated[dtype]
 
 
-# above this stated bound (absolute), an approximate target warns that its outputs may be off
-LOOSE_BOUND = 1e-6
-
-
-def loose_bound_warnings(target: Target, bounds: dict[str, float]) -> list[CompileWarning]:
-    """A warning where an approximate construction cannot promise outputs within LOOSE_BOUND in
-    some dtype (``bounds``: the stated bound per dtype), so that a large (or infinite) stated bound
-    never passes silently."""
-    loose = {dtype: bound for dtype, bound in bounds.items() if bound > LOOSE_BOUND}
-    if not loose:
-        return []
-    if INF in loose.values():
-        reason = "the range analysis cannot bound some value it approximates (give --input-range)"
-    else:
-        reason = "its stated error bound for this program is " + " and ".join(
-            f"{bound:.3g} in {dtype}" for dtype, bound in loose.items())
-    return [CompileWarning(
-        f"the {target.name} target computes this program only approximately: {reason}; "
-        f"compare its outputs with --backend interp (measured errors: docs/targets.md)",
-        dtype=next(iter(loose)) if len(loose) == 1 else None,
-    )]
-
-
 def analysis_range(options: Options) -> tuple:
     """The input range stated bounds assume: the user's, a missing side at ``ASSUMED_INPUT_BOUND``."""
     lo, hi = options.input_range if options.input_range is not None else (None, None)

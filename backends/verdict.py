@@ -6,10 +6,10 @@ per output unit where the target computes the layered model's arithmetic, ``back
 else one for all outputs). The verdict per dtype is
 
 - ``exact``: every bound is 0;
-- ``bounded``: every output is proven right: one whose values lie on a lattice (token ids, counts,
-  0/1 conditions; the range analysis says so) has a bound below half the lattice's spacing, so
-  its exact value is the nearest lattice point; any other output has a bound within
-  ``OUTPUT_TOLERANCE`` of its size;
+- ``bounded``: every output is proven right: its bound is within ``OUTPUT_TOLERANCE`` of its size,
+  or its values lie on a lattice (token ids, counts, 0/1 conditions; the range analysis says so)
+  and its bound is below half the lattice's spacing, so that its exact value is the nearest
+  lattice point;
 - ``unproven``: some output is not, and a warning names the dtype, that output, its bound and what
   would help.
 
@@ -41,22 +41,18 @@ class OutputFacts:
     interval: Interval
     lattice: Lattice | None
 
-    def allowed(self) -> float:
-        """The largest error that still proves the output right."""
-        if self.lattice is not None and self.lattice.step > 0:
-            return float(self.lattice.step) / 2
-        size = max(abs(float(self.interval.lo)), abs(float(self.interval.hi)), 1.0)
-        return OUTPUT_TOLERANCE * size
+    def tolerance(self) -> float:
+        return OUTPUT_TOLERANCE * max(abs(float(self.interval.lo)), abs(float(self.interval.hi)), 1.0)
 
     def proven(self, bound: float) -> bool:
-        if self.lattice is not None and self.lattice.step > 0:
-            return bound < self.allowed()
-        return bound <= self.allowed()
+        on_lattice = self.lattice is not None and self.lattice.step > 0 and bound < self.lattice.step / 2
+        return on_lattice or bound <= self.tolerance()
 
     def requirement(self) -> str:
+        within = f"it must stay within {self.tolerance():.3g} ({OUTPUT_TOLERANCE:g} of the output's size)"
         if self.lattice is not None and self.lattice.step > 0:
-            return f"its values are {self.lattice.step} apart, so it must stay below {self.lattice.step / 2}"
-        return f"it must stay within {OUTPUT_TOLERANCE:g} of the output's size"
+            return f"{within} or, as the output's values are {self.lattice.step} apart, below {self.lattice.step / 2}"
+        return within
 
 
 def output_facts(model: LayeredModel, options: Options) -> list[OutputFacts]:

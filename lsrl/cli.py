@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 from gmpy2 import mpq
 
 from lsrl.backends import TARGET_NAMES, Options
+from lsrl.backends.verdict import UNPROVEN
 from lsrl.backends.target import DEFAULT_MAX_LEN
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import CompileWarning, LsrlError, UsageError
@@ -282,10 +283,23 @@ def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph,
     from lsrl.targets import run_compiled
 
     compiled = _compile_target(args, sources, graph, args.backend)
-    dtype = args.dtype or "float32"
+    dtype = args.dtype or _default_dtype(compiled, args.backend)
     # a warning about the other dtype says nothing about these outputs
     _warn([w for w in compiled.warnings if w.dtype in (None, dtype)], sources)
     return run_compiled(compiled, inputs, dtype)[0]
+
+
+def _default_dtype(compiled, backend: str) -> str:
+    """float32, unless the compiler cannot prove it right for this program and float64 can do
+    better: a result is never silently wrong for want of asking for float64."""
+    verdicts = compiled.config.get("precision", {})
+    if verdicts.get("float32") != UNPROVEN:
+        return "float32"
+    sys.stderr.write(
+        f"{PROGRAM}: note: float32 is not proven to compute this program on the {backend} target "
+        "(--dtype float32 shows why); running in float64\n"
+    )
+    return "float64"
 
 
 def _compile_command(args: argparse.Namespace, sources: dict[str, str]) -> None:

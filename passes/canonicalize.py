@@ -128,9 +128,15 @@ def fold_state_inputs(graph: Graph) -> Graph:
     return out
 
 
+# The smallest reader scale worth moving into a ReLU: LSRL's comparisons scale by 1000. The steps
+# passes.constants builds scale by 3 per level; balancing those would multiply the ReLUs' values by
+# 3 per level of nesting for no gain, pushing integer programs past what float32 holds exactly.
+LARGE_SCALE = 256
+
+
 def _reader_scales(relu: Node, readers: list[Node], outputs: set[int]) -> list[Number]:
-    """Per unit of ``relu``: the one magnitude every reader weighs it with, where it is an integer
-    (an integer ReLU stays an integer: ``passes.constants`` builds integer steps), else 1."""
+    """Per unit of ``relu``: the one magnitude every reader weighs it with, where it is a large
+    integer (an integer ReLU stays an integer), else 1."""
     if relu.id in outputs or any(r.kind not in ("affine", "state") for r in readers):
         return [ONE] * relu.dim
     magnitudes: list[set] = [set() for _ in range(relu.dim)]
@@ -140,7 +146,11 @@ def _reader_scales(relu: Node, readers: list[Node], outputs: set[int]) -> list[N
             if operand == relu.id:
                 for (_, j), w in weight.entries.items():
                     magnitudes[j].add(abs(w) if is_exact(w) else None)
-    return [m.pop() if len(m) == 1 and None not in m and next(iter(m)).denominator == 1 else ONE for m in magnitudes]
+    return [m.pop() if len(m) == 1 and None not in m and _worth_balancing(next(iter(m))) else ONE for m in magnitudes]
+
+
+def _worth_balancing(scale: Number) -> bool:
+    return scale.denominator == 1 and scale >= LARGE_SCALE
 
 
 def balance_relus(graph: Graph) -> Graph:
@@ -149,8 +159,8 @@ def balance_relus(graph: Graph) -> Graph:
     The step's ``relu(x - 1/s)``, read as ``s relu(x - 1/s)``, becomes ``relu(s x - 1)``: its two
     ReLUs then share a pre-activation and differ by exactly 1 in float64 wherever the step
     saturates, so the step is exactly 0 or 1 there, as LSRL's conditionals need. Only exact
-    integer scales are balanced (folding 1/3 into a ReLU would leave an integer ReLU off the
-    integers, and float32 could no longer compute it exactly), and only ReLUs whose operand is an affine node of their own; a balanced
+    integer scales of at least ``LARGE_SCALE`` are balanced (folding 1/3 into a ReLU would leave an
+    integer ReLU off the integers, and float32 could no longer compute it exactly), and only ReLUs whose operand is an affine node of their own; a balanced
     ReLU keeps its name and labels (its value is the program's, times a positive constant).
     """
     out = graph.copy()

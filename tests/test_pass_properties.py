@@ -1,24 +1,30 @@
 """Property test: on random programs built with the Python builder (sums, scalings, matrices, ReLUs,
 gates, slices, concatenations, states with random small rational weights, and the library's
 comparisons and large-constant conditionals), every pass, the whole pipeline and linearize keep
-the exact outputs on random inputs, and the range analysis holds every value it bounds."""
+the exact outputs on random inputs, the range analysis holds every value it bounds (interval and
+lattice), the constants fitted to integer inputs keep the outputs on integer inputs, and a float32
+run of the layered model stays within the rounding analysis's stated bound."""
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsrl.ir.interpret import run, trace
-from lsrl.passes import PIPELINE, lower, run_pipeline
+from lsrl.backends import Options
+from lsrl.backends.rounding import rounding_bounds
+from lsrl.passes import PIPELINE, lower, prepare, run_pipeline
 from lsrl.passes.ranges import analyze
 
 import lsrl
 
 SMALL = st.fractions(min_value=-2, max_value=2, max_denominator=3)
 TRANSITION = st.sampled_from([Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2)])
-OPERATIONS = ["add", "scale", "matrix", "relu", "gate", "slice", "concat", "state", "larger", "ifelse", "ifelse_mul"]
+OPERATIONS = ["add", "scale", "matrix", "relu", "gate", "slice", "concat", "state", "larger", "eq", "ifelse",
+              "ifelse_mul"]
 
 
 def _fit(v: lsrl.Value, dim: int) -> lsrl.Value:
@@ -63,6 +69,8 @@ def programs(draw):
             v = p.linear_state(a, A, B, [draw(SMALL) for _ in range(n)])
         elif op == "larger":
             v = lsrl.larger(a, _fit(pick(), a.dim), scale=draw(st.sampled_from([1, 10, 1000])))
+        elif op == "eq":
+            v = lsrl.eq(a, _fit(pick(), a.dim))
         elif op == "ifelse":
             v = lsrl.ifelse(lsrl.step(a[0]), a, _fit(pick(), a.dim))
         else:
@@ -76,11 +84,13 @@ def programs(draw):
 
 
 @st.composite
-def cases(draw):
+def cases(draw, integers: bool = False):
     graph, d_in, (low, high) = draw(programs())
+    if integers:
+        low, high = math.floor(low), math.floor(high)
     length = draw(st.integers(1, 6))
-    inside = st.fractions(min_value=low, max_value=high, max_denominator=6)
-    inputs = [[draw(inside) for _ in range(d_in)] for _ in range(length)]
+    inside = st.integers(low, high) if integers else st.fractions(min_value=low, max_value=high, max_denominator=6)
+    inputs = [[Fraction(draw(inside)) for _ in range(d_in)] for _ in range(length)]
     return graph, inputs, (low, high)
 
 
@@ -104,6 +114,42 @@ def test_passes_and_linearize_keep_the_exact_outputs(case) -> None:
 
     for g in (graph, canonical):
         values = trace(g, inputs, exact=True)
-        for node_id, box in analyze(g, input_range=input_range, max_len=len(inputs)).items():
+        bounds = analyze(g, input_range=input_range, max_len=len(inputs))
+        for node_id, box in bounds.items():
             for j, interval in enumerate(box):
-                assert all(interval.lo <= v <= interval.hi for v in values[node_id][..., j].ravel()), (g[node_id], j)
+                seen = values[node_id][..., j].ravel()
+                assert all(interval.lo <= v <= interval.hi for v in seen), (g[node_id], j)
+                lattice = bounds.lattice(node_id)[j]
+                assert lattice is None or all(lattice.contains(v) for v in seen), (g[node_id], j, lattice)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(integers=True))
+def test_constants_fitted_to_integer_inputs_keep_the_outputs(case) -> None:
+    """On integer inputs the lattices say more, so passes.constants refits comparisons and
+    conditionals; the outputs on those inputs stay exactly the same, and so does every lattice."""
+    graph, inputs, input_range = case
+    want = run(graph, inputs, exact=True)
+    for g in (graph, prepare(graph, input_range, integer_inputs=True)):
+        values = trace(g, inputs, exact=True)
+        bounds = analyze(g, input_range, integer_inputs=True)
+        for node_id in bounds:
+            for j, lattice in enumerate(bounds.lattice(node_id)):
+                assert lattice is None or all(lattice.contains(v) for v in values[node_id][..., j].ravel()), (g[node_id], j)
+    got = lower(graph, input_range, integer_inputs=True).run(inputs, exact=True)
+    assert got.shape == want.shape and np.array_equal(got, want)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.booleans())
+def test_float32_runs_stay_within_the_stated_rounding_bound(case, integers: bool) -> None:
+    graph, inputs, (low, high) = case
+    if integers:
+        low, high = math.floor(low), math.floor(high)
+        inputs = [[Fraction(math.floor(v)) for v in token] for token in inputs]
+    options = Options((low, high), integers, max_len=len(inputs))
+    model = lower(graph, (low, high), integer_inputs=integers)
+    want = model.run(inputs, exact=True)[0].astype(np.float64)
+    bound = np.array(rounding_bounds(model, options, "float32"))
+    got = model.run_float32([[float(v) for v in token] for token in inputs]).astype(np.float64)
+    assert np.all(np.abs(got - want) <= bound + 2.0**-52 * np.abs(want)), (np.abs(got - want), bound)

@@ -1,138 +1,121 @@
-"""The float32 warnings (passes/precision.py): where they point, when they stay quiet, how the
-command line shows them, and that they predict float32 failure on the shared table.
+"""Float precision: constants fitted to the lattices the range analysis proves (passes.constants),
+the rounding analysis of what a target computes (backends.rounding), the verdict and warnings per
+dtype (backends.verdict), and how the command line uses them.
 
-The prediction is checked with a float32 run of the layered model written here with numpy
-(every weight, input and intermediate value rounded to float32, as a float32 target computes),
-so the check does not depend on which targets are installed. Its reference is the float64
-interpreter, which agrees with the exact one to far better than 1e-3 on every row (the exact
-comparison, per target, is benchmarks/float32_error.py).
+Every table row's float32 verdict on every target, and that every run keeps to its stated bound,
+is tested in tests/test_targets.py; here are the mechanisms, on small programs.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from lsrl.ir.interpret import run
-from lsrl.passes import lower
-from lsrl.passes.precision import float32_warnings
 
 import lsrl
-from lsrl.corpus import CASES, Case, as_fraction
-from lsrl.load import compile_source
+from lsrl.backends import Options
+from lsrl.backends.rounding import rounding_bounds
+from lsrl.corpus import cases_precision
+from lsrl.load import compile_file
+from lsrl.passes import lower
+from lsrl.targets import compile_to
 from tests.test_cli import run_cli
 
-FLOAT32_RTOL = 1e-3  # as in tests/test_targets.py: an unwarned row must be this accurate
-
-# An ifelse whose condition is an input: nothing keeps it in [0, 1].
-CONDITION_FROM_INPUT = """\
-input x[2]
-t = x[1] + 5
-output y = ifelse(x[0], t, 2 - x[1])
-"""
-
-# Comparisons (scale 1000) and conditionals of small integer counts.
-SMALL_COUNTS = """\
-input x[1]
-ones = accumulate(x)
-zeros = accumulate(1 - x)
-output more = larger(ones, zeros)
-output picked = ifelse(smaller(ones, 3), ones, zeros)
-"""
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPRODUCTIONS = [c for c in cases_precision.CASES]
 
 
-@lru_cache(maxsize=None)
-def float32_error(name: str) -> float:
-    """The largest error of the row's float32 run, relative to max(1, |float64 interpreter|)."""
-    case = next(c for c in CASES if c.name == name)
-    graph = case.graph()
-    model = lower(graph, case.input_range)
-    worst = 0.0
-    for r in case.runs:
-        inputs = [[float(as_fraction(v)) for v in token] for token in r.inputs]
-        want = run(graph, inputs)[0]
-        got = model.run_float32(inputs)
-        worst = max(worst, float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want)))))
-    return worst
+def largest_weight(model) -> float:
+    return max(float(np.max(np.abs(t))) for t in model.tensors().values() if t.size)
 
 
-def test_an_ifelse_with_an_unbounded_condition_warns_at_the_call() -> None:
-    warnings = float32_warnings(compile_source(CONDITION_FROM_INPUT, "cond.lsrl"))
-    assert len(warnings) == 1
-    (warning,) = warnings
-    assert (warning.loc.file, warning.loc.line, warning.loc.col) == ("cond.lsrl", 3, 12)
-    assert "1e+10" in warning.message and "[0, 1]" in warning.message
-    assert "--dtype float64" in warning.message and "smaller big" in warning.message
+def test_fitting_turns_nested_comparisons_into_small_integer_weights() -> None:
+    graph = cases_precision.nested_eq_count()
+    assert largest_weight(lower(graph)) >= 1e9  # LSRL's scales, multiplied: float32 cannot hold them
+    fitted = lower(graph, (0, 1), integer_inputs=True)
+    assert largest_weight(fitted) <= 3
+    for layer in fitted.layers:  # every weight and bias an integer: float32 computes it exactly
+        assert all(v.denominator == 1 for v in layer.attrs["W"].entries.values())
+        assert all(v.denominator == 1 for v in layer.attrs["b"])
 
 
-def test_a_condition_kept_in_range_does_not_warn() -> None:
-    graph = compile_source(CONDITION_FROM_INPUT, "cond.lsrl")
-    assert float32_warnings(graph, input_range=[(0, 1), (-100, 100)], integer_inputs=True) == []
-
-
-def test_small_integer_comparisons_do_not_warn() -> None:
-    assert float32_warnings(compile_source(SMALL_COUNTS, "counts.lsrl")) == []
-    assert float32_warnings(compile_source(SMALL_COUNTS, "counts.lsrl"), (0, 1), integer_inputs=True) == []
-
-
-def test_nested_comparisons_of_a_counter_warn_where_their_scales_multiply() -> None:
-    """dyck1's balanced(): eq of a count, inside and(); folding the three scales of 1000 into
-    one weight of 1e9 leaves float32 unable to tell 1e9 * 2 from 1e9 * 2 - 1e6."""
+def test_a_conditional_gets_the_smallest_power_of_two_big_its_value_needs() -> None:
     p = lsrl.Program()
     x = p.input(1)
-    dips = lsrl.accumulate(lsrl.smaller(x, 0))
-    p.output(lsrl.and_(lsrl.eq(dips, 0), lsrl.larger(x, 0)), name="balanced")
-    warnings = float32_warnings(p.finish(), (-1, 1), integer_inputs=True)
-    assert len(warnings) == 1 and "'eq/step/relu'" in warnings[0].message
-    assert "weight 1e+09" in warnings[0].message and "output 'balanced'" in warnings[0].message
+    p.output(lsrl.ifelse(lsrl.larger(x, Fraction(9, 2)), x, 0))  # x where x >= 5, for x in 0..9
+    model = lower(p.finish(), (0, 9), integer_inputs=True)
+    assert largest_weight(model) == 32  # 2 * 9 rounded up to a power of two, not 1e10
+    assert model.run([[v] for v in range(10)], exact=True)[0, :, 0].tolist() == [0] * 5 + list(range(5, 10))
 
 
-def test_one_warning_per_source_location() -> None:
-    source = "input x[1]\n" + "".join(f"output o{i} = ifelse(x[0], x[0] + {i}, 0)\n" for i in range(3))
-    locations = [(w.loc.line, w.loc.col) for w in float32_warnings(compile_source(source, "many.lsrl"))]
-    assert sorted(locations) == [(2, 13), (3, 13), (4, 13)]
+@pytest.mark.parametrize("row", REPRODUCTIONS, ids=lambda c: c.name)
+def test_without_facts_about_the_inputs_float32_is_warned(row) -> None:
+    graph = compile_file(EXAMPLES / row.source)
+    compiled = compile_to(graph, "torch")
+    assert compiled.config["precision"]["float32"] == "unproven"
+    (warning,) = [w for w in compiled.warnings if w.dtype == "float32"]
+    assert warning.message.startswith("float32 is not proven to compute output ")
+    assert "--integer-inputs" in warning.message and "--dtype float64" in warning.message
+    assert warning.loc is not None and warning.loc.file.endswith(row.source)
 
 
-@pytest.fixture
-def condition_program(tmp_path: Path) -> str:
-    pytest.importorskip("lsrl.backends.torch_code")
-    program = tmp_path / "cond.lsrl"
-    program.write_text(CONDITION_FROM_INPUT)
-    return str(program)
+@pytest.mark.parametrize("row", REPRODUCTIONS, ids=lambda c: c.name)
+def test_with_the_rows_facts_float32_is_proven(row) -> None:
+    compiled = compile_to(compile_file(EXAMPLES / row.source), "torch", Options(row.input_range, row.integer_inputs))
+    assert compiled.config["precision"]["float32"] in ("exact", "bounded")
+    assert not [w for w in compiled.warnings if w.dtype == "float32"]
 
 
-def test_compile_prints_the_warning_with_a_caret(condition_program: str, tmp_path: Path) -> None:
-    status, out, err = run_cli("compile", condition_program, "--target", "torch", "-o", str(tmp_path / "out"))
-    assert status == 0 and "wrote" in out
-    first, line, caret = err.splitlines()[:3]
-    assert first.startswith(f"{condition_program}:3:12: warning: float32 is not precise enough")
-    assert line == "output y = ifelse(x[0], t, 2 - x[1])"
-    assert caret == " " * 11 + "^"
+def _accumulator():
+    p = lsrl.Program()
+    p.output(lsrl.accumulate(p.input(1)))
+    return p.finish()
 
 
-def test_run_warns_in_float32_only(condition_program: str) -> None:
-    run = ("run", condition_program, "--input", "1,2 0,3", "--backend", "torch")
-    status, _, err = run_cli(*run)
-    assert status == 0 and f"{condition_program}:3:12: warning:" in err
-    status, out, err = run_cli(*run, "--dtype", "float64")
-    assert status == 0 and err == "" and [float(v) for v in out.split()] == [7.0, -1.0]
+def test_integer_sums_are_exact_while_they_stay_below_2_to_the_24() -> None:
+    """Integers up to 2^14 summed over n steps: exact in float32 while n 2^14 < 2^24."""
+    model = lower(_accumulator(), (0, 2**14), integer_inputs=True)
+    assert rounding_bounds(model, Options((0, 2**14), True, max_len=1023), "float32") == [0.0]
+    assert rounding_bounds(model, Options((0, 2**14), True, max_len=1025), "float32")[0] > 0
+    assert rounding_bounds(model, Options((0, 2**14), True, max_len=1025), "float64") == [0.0]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_every_row_that_float32_fails_is_warned(case: Case) -> None:
-    """The warnings predict float32 failure: a row whose float32 run is off by more than
-    FLOAT32_RTOL is warned about, both as compiled today (nothing stated about the inputs) and
-    with what the row states about its inputs."""
-    if float32_error(case.name) <= FLOAT32_RTOL:
-        return
-    graph = case.graph()
-    assert float32_warnings(graph), f"{case.name}: float32 error {float32_error(case.name):.3g}, no warning"
-    assert float32_warnings(graph, case.input_range, case.integer_inputs), case.name
+def test_an_integer_sum_float32_rounds_is_bounded_not_called_exact() -> None:
+    """3 (2^23 + 1) needs 25 significant bits: float32 rounds it, and the bound covers the error."""
+    big = 2**23 + 1
+    model = lower(_accumulator(), (0, big), integer_inputs=True)
+    (bound,) = rounding_bounds(model, Options((0, big), True, max_len=3), "float32")
+    got = model.run_float32([[big]] * 3)[:, 0].astype(np.float64)
+    error = np.abs(got - np.array([big, 2 * big, 3 * big], dtype=np.float64))
+    assert 0 < error.max() <= bound
 
 
-def test_the_table_has_rows_on_both_sides() -> None:
-    """The property above is not vacuous: some rows fail in float32 and most do not."""
-    failing = [c.name for c in CASES if float32_error(c.name) > FLOAT32_RTOL]
-    assert {"gates", "dyck1"} <= set(failing) and len(failing) < len(CASES) // 2
+def test_thirds_are_bounded_not_exact() -> None:
+    p = lsrl.Program()
+    p.output(p.input(1) * Fraction(1, 3))
+    model = lower(p.finish(), (0, 3), integer_inputs=True)
+    (bound,) = rounding_bounds(model, Options((0, 3), True), "float32")
+    assert 0 < bound < 1e-6
+
+
+NESTED = str(EXAMPLES / "precision" / "nested_eq_count.lsrl")
+
+
+def test_run_falls_back_to_float64_where_float32_is_not_proven() -> None:
+    status, out, err = run_cli("run", NESTED, "--backend", "torch", "--input", "1 1")
+    assert status == 0 and out.split() == ["0.0", "0.0"]
+    assert "note: float32 is not proven" in err and "running in float64" in err
+
+
+def test_run_in_float32_when_asked_warns_and_names_the_dtype() -> None:
+    status, _, err = run_cli("run", NESTED, "--backend", "torch", "--input", "1 1", "--dtype", "float32")
+    assert status == 0 and "warning: float32 is not proven to compute output balanced[0]" in err
+    assert "note:" not in err
+
+
+def test_run_with_facts_is_float32_and_quiet() -> None:
+    status, out, err = run_cli("run", NESTED, "--backend", "rnn", "--input", "1 1", "--integer-inputs",
+                               "--input-range", "0,1")
+    assert status == 0 and out.split() == ["0.0", "0.0"] and err == ""

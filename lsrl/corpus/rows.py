@@ -40,6 +40,16 @@ class Case:
     integer_inputs: bool = False
     # target name -> part of the message with which it must refuse the program
     refused_by: Mapping[str, str] = field(default_factory=dict)
+    # What the compiler proves of float32 per target (lsrl.backends.verdict): "exact", "bounded" or
+    # "unproven" (it then warns); targets not named here get float32_default.
+    float32: Mapping[str, str] = field(default_factory=dict)
+    float32_default: str = "exact"
+
+    def float32_verdict(self, target: str) -> str:
+        """The row's stated float32 verdict on ``target`` ("refused" where it must refuse)."""
+        if target in self.refused_by:
+            return "refused"
+        return self.float32.get(target, self.float32_default)
 
     @property
     def source_path(self) -> Optional[Path]:
@@ -75,6 +85,20 @@ class Case:
                 want = run(graph, floats)[0]
             out.append((floats, want))
         return out
+
+
+def has_float_weights(graph: Graph) -> bool:
+    """Whether the graph holds float (irrational) weights, so that it has no exact reference."""
+    from lsrl.ir.matrix import Matrix
+
+    def floats(value: object) -> bool:
+        if isinstance(value, Matrix):
+            return not value.exact
+        if isinstance(value, tuple):
+            return any(floats(v) for v in value)
+        return type(value) is float
+
+    return any(floats(v) for node in graph for v in node.attrs.values())
 
 
 def tokens(values: Sequence[object]) -> list[list[object]]:

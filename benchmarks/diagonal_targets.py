@@ -29,10 +29,9 @@ from lsrl.backends.hawk import HawkStack
 from lsrl.backends.mamba import TARGETS, MambaStack
 from lsrl.backends.target import Options
 from lsrl.ir.interpret import NotExactError, run
-from lsrl.passes import lower
-from lsrl.passes.precision import float32_warnings
 
 from lsrl.corpus import CASES
+from lsrl.targets import compile_to
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,9 +111,8 @@ def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> 
     TARGET = HAWK if target == "hawk" else MAMBA
     start = time.perf_counter()
     options = Options(case.input_range, case.integer_inputs, max_len)
-    compiled = TARGET.build(lower(case.graph(), case.input_range, max_len), options)
+    compiled = compile_to(case.graph(), target, options)
     seconds = time.perf_counter() - start
-    warned = bool(float32_warnings(case.graph(), case.input_range, case.integer_inputs))
     errors = {"float64": 0.0, "float32": 0.0}
     reference = 0.0
     for r in case.runs:
@@ -130,7 +128,8 @@ def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> 
     return {
         "program": case.name, "blocks": f["blocks"], "d_model": f["d_model"], "d_inner": f.get("d_inner", f.get("lru_width")),
         "state": f["state_size"], "params": f["parameters"],
-        "bound f32": TARGET.error_bound(compiled, "float32"), "f32": None if warned else errors["float32"],
+        "verdict f32": compiled.config["precision"]["float32"],
+        "bound f32": TARGET.error_bound(compiled, "float32"), "f32": errors["float32"],
         "bound f64": TARGET.error_bound(compiled, "float64"), "f64": errors["float64"],
         "ref f32": reference if with_reference else None, "compile s": seconds,
     }

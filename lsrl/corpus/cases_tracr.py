@@ -189,6 +189,8 @@ CASES: list[Case] = [
         [_pattern_run("abcabc", "abc"), _pattern_run("aabcbcabcc", "abc"), _pattern_run("ab", "abc")],
         params={"pattern": (1, 2, 3)},
         source="pattern.lsrl",
+        input_range=(1, 26),  # letters
+        integer_inputs=True,
     ),
     Case(
         "pattern_aba",
@@ -196,6 +198,8 @@ CASES: list[Case] = [
         [_pattern_run("abababa", "aba"), _pattern_run("zabzaba", "aba")],
         params={"pattern": tuple(letters("aba"))},
         source="pattern.lsrl",
+        input_range=(1, 26),
+        integer_inputs=True,
     ),
     Case(
         "frac_prevs",

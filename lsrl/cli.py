@@ -130,6 +130,8 @@ def _parser() -> _ArgumentParser:
     compile_ = command("compile", "compile a program for a target and write its files", COMPILE_EPILOG, _compile_command)
     compile_.add_argument("--target", required=True, choices=TARGETS, help="what to compile for")
     compile_.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the files into")
+    compile_.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                          help="the dtype the model will run in (default float32; hawk's weights depend on it)")
 
     stats = command("stats", "print size figures of a program's graph", STATS_EPILOG, _stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
@@ -241,7 +243,8 @@ def _check_available(backend: str) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    return Options(args.input_range, args.integer_inputs, args.max_len, args.variant)
+    # run: the dtype it runs in (its default float32); stats: float32
+    return Options(args.input_range, args.integer_inputs, args.max_len, args.variant, getattr(args, "dtype", None) or "float32")
 
 
 def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str):
@@ -351,7 +354,7 @@ def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Grap
         except NotExactError:
             want = interpret(graph, [[float(v) for v in token] for token in tokens])[0]
         floats = [[float(v) for v in token] for token in tokens]
-        for dtype in ("float32", "float64"):
+        for dtype in get_target(args.target).dtypes(compiled.config["dtype"]):
             got = run_compiled(compiled, floats, dtype)[0]
             error = max((abs(float(g) - float(w)) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=0.0)
             figures[f"max_error_{dtype}"] = error

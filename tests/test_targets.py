@@ -4,7 +4,8 @@ float64: an exact construction must agree with the exact interpreter to 1e-9 (re
 value's size, at least 1), an approximate one to its stated float64 ``error_bound`` on top of that.
 float32: a program the compiler did not warn about for float32 must agree to its float32 bound plus
 ``FLOAT32_RTOL``; a program it warned about is measured in ``benchmarks/float32_error.py`` and
-documented in docs/targets.md.
+documented in docs/targets.md. A target whose weights depend on the dtype (hawk) is compiled for
+each; mamba and hawk must compute the rows of integer tokens and outputs exactly in float64.
 A row may list targets that must refuse it, and the message they must refuse it with. Rows with a
 .lsrl source compile from it, so refusals must point at the program line.
 """
@@ -27,6 +28,8 @@ FLOAT32_RTOL = 1e-3
 
 # the package a target needs at run time: torch, except where named here
 REQUIRES = {"jax": "jax"}
+# targets that compute every row of integer tokens and integer outputs exactly in float64
+EXACT_ON_INTEGERS = ("mamba", "hawk")
 
 
 @lru_cache(maxsize=None)
@@ -34,11 +37,16 @@ def program(name: str) -> Graph:
     return next(c for c in CASES if c.name == name).program()
 
 
+def compiled(target: str, name: str, dtype: str) -> Compiled | LsrlError:
+    """The row compiled for ``dtype`` where the target's weights depend on it, else once for both."""
+    return _compiled(target, name, dtype if get_target(target).dtype_specific else "float32")
+
+
 @lru_cache(maxsize=None)
-def compiled(target: str, name: str) -> Compiled | LsrlError:
+def _compiled(target: str, name: str, dtype: str) -> Compiled | LsrlError:
     case = next(c for c in CASES if c.name == name)
     try:
-        return compile_to(program(name), target, Options(case.input_range, case.integer_inputs))
+        return compile_to(program(name), target, Options(case.input_range, case.integer_inputs, dtype=dtype))
     except LsrlError as e:
         return e
 
@@ -53,7 +61,7 @@ def references(name: str) -> list[tuple[list[list[float]], np.ndarray]]:
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_target_computes_the_program(target: str, case: Case, dtype: str) -> None:
     pytest.importorskip(REQUIRES.get(target, "torch"))
-    result = compiled(target, case.name)
+    result = compiled(target, case.name, dtype)
     refusal = case.refused_by.get(target)
     if isinstance(result, LsrlError):
         assert refusal is not None, f"{target} refused {case.name}: {result}"
@@ -73,3 +81,21 @@ def test_target_computes_the_program(target: str, case: Case, dtype: str) -> Non
         assert np.all(error <= allowed), (
             f"{target} {dtype} {case.name}: step {worst[0]} unit {worst[1]}: got {got[worst]}, expected {want[worst]}"
         )
+        if target in EXACT_ON_INTEGERS and dtype == "float64" and _integer_row(case, want):
+            assert np.array_equal(got, want), f"{target} float64 {case.name}: not exact on integer tokens"
+
+
+def _integer_row(case: Case, want: np.ndarray) -> bool:
+    """A row whose tokens and outputs are integers (all of them within float64's exact integers)."""
+    return case.integer_inputs and bool(np.all(want == np.round(want)))
+
+
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_weights_depend_on_the_dtype_only_where_the_target_says_so(target: str) -> None:
+    pytest.importorskip(REQUIRES.get(target, "torch"))
+    name = "more_ones"
+    built = {dtype: _compiled(target, name, dtype) for dtype in DTYPES}
+    assert [c.config["dtype"] for c in built.values()] == list(DTYPES)
+    same = all(np.array_equal(built["float32"].tensors[k], built["float64"].tensors[k]) for k in built["float32"].tensors)
+    assert same != get_target(target).dtype_specific
+    assert get_target(target).dtypes("float64") == (("float64",) if get_target(target).dtype_specific else DTYPES)

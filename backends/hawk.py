@@ -66,7 +66,7 @@ from lsrl.backends.mamba import (
 )
 from lsrl.backends.target import DTYPES, UNIT_ROUNDOFF, Compiled, Options, base_config
 from lsrl.ir.errors import LsrlError
-from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
+from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.numbers import ONE, ZERO, Number, add, mul
 from lsrl.passes.diagonalize import CONV_WIDTH
 from lsrl.passes.ranges import is_integer_number
@@ -224,7 +224,7 @@ class _HawkPlanner(_Planner):
                 channels.append(TChannel({}, ONE, 0, "first"))  # 1 at the first step: closes the accumulator's input gate
                 channels.append(TChannel(reads, slope, 0, "hold", [(u, ONE)]))
                 continue
-            self._check_offset_len(layer.units[u])
+            self._check_offset_len(layer, u)
             bound = _magnitude(reads, slope, box)
             lam = gelu_scale(bound * (OFFSET_GAIN + self.max_len), VALUE_ROOM, MAX_SCALE)
             gain = lam * OFFSET_GAIN
@@ -241,12 +241,14 @@ class _HawkPlanner(_Planner):
         self.steps.append(Step(f"layer {i}: state", "temporal", channels, layer.width, self._out_box(i), out_bias))
         self._state_errors(i, added, readout)
 
-    def _check_offset_len(self, unit: UnitLabel) -> None:
+    def _check_offset_len(self, layer: Layer, u: int) -> None:
         if self.max_len > OFFSET_MAX_LEN:
+            # the unit's program node, or (diagonalize's step counter has none) the state it counts for
+            node = next((unit.node for unit in (layer.units[u], *layer.units) if unit.node is not None), None)
             raise LsrlError(
                 f"--max-len {self.max_len} needs the hawk target's float64 accumulators to count {self.max_len} steps, "
                 f"which they do exactly for at most {OFFSET_MAX_LEN} steps (limit {OFFSET_MAX_LEN}); give a smaller "
-                f"--max-len, or compile for float32", node=unit.node)
+                f"--max-len, or compile for float32", node=node)
 
     def _offset_error(self, i: int, reads: dict[int, Number], slope: Number, bound: float, lam: Number) -> float:
         """What a float64 offset channel and its readout add to the error of an accumulator of

@@ -149,3 +149,16 @@ def test_the_reported_command_runs_in_bounded_time_and_memory(target: str) -> No
     assert done.returncode == 0, done.stderr
     rows = [[float(v) for v in line.split()] for line in done.stdout.splitlines()]
     assert rows == [[t, t % 1, t % 2, t % 3, t % 5, t % 20] for t in range(6)]
+
+
+def test_hawk_float64_refuses_counting_beyond_its_limit_at_the_counter(tmp_path, capsys) -> None:
+    from lsrl.backends.hawk import OFFSET_MAX_LEN
+    from lsrl.cli import main
+
+    out = str(tmp_path / "out")
+    source = "examples/counters.lsrl"
+    assert main(["compile", source, "--target", "hawk", "--dtype", "float64", "--max-len", str(HUGE), "-o", out]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{source}:8:1: error: --max-len {HUGE} needs the hawk target's float64 accumulators")
+    assert f"(limit {OFFSET_MAX_LEN})" in err and "output counter = counter()\n^" in err
+    assert main(["compile", source, "--target", "hawk", "--max-len", str(HUGE), "-o", out]) == 0  # float32: no limit

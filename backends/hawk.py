@@ -91,6 +91,7 @@ OFFSET_DRIFT = OFFSET_BASE // OFFSET_GAIN - 1  # what h gains per step beyond th
 VALUE_ROOM = 2**49  # |an offset channel's h - the baseline's| <= VALUE_ROOM, so h stays in (2^52, 2^53)
 # the most steps for which the baseline, plus room for the values, stays below 2^53
 OFFSET_MAX_LEN = 1 + (2**53 - OFFSET_BASE - VALUE_ROOM - 1) // OFFSET_DRIFT
+FLOAT64 = DTYPES.index("float64")  # the planner's row of the float64 errors
 RELU_GAP = 0.1701  # max |gelu_tanh(u) - relu(u)|, at u = -0.7525
 MAX_SCALE = 2**40  # K of gelu(K u) / K; |K u| <= 2^40 keeps 0.044715 (K u)^3 finite in float32
 MAX_SCALED = 2.0**40
@@ -232,9 +233,8 @@ class _HawkPlanner(_Planner):
                                      "offset", [(u, ONE / lam)]))
             channels.append(TChannel(reads, slope, 0, "hold", [(u, ONE - OFFSET_GAIN)]))  # less the first step's extra
             baseline.writes.append((u, -ONE / lam))
-            row = DTYPES.index("float64")
-            added[row, u] = self._offset_error(i, reads, slope, bound, lam)
-            readout[row, u] = 2 * 2.0**53 / float(lam) + OFFSET_GAIN * bound  # the two offset channels, the hold
+            added[FLOAT64, u] = self._offset_error(i, reads, slope, bound, lam)
+            readout[FLOAT64, u] = 2 * 2.0**53 / float(lam) + OFFSET_GAIN * bound  # the two offset channels, the hold
         if baseline.writes:
             channels.append(baseline)
         out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
@@ -257,9 +257,8 @@ class _HawkPlanner(_Planner):
         every step and of h (0.5, h's spacing being 1) at every step after the first, in units of
         ``lam``, and the hold's error times the first step's extra ``2^26``."""
         source = f"layer{i - 1}" if i else "x"
-        row = DTYPES.index("float64")
         exact = math.isfinite(bound) and lam >= 1 and is_integer_number(slope) and all(
-            is_integer_number(w) and self.integer[source][j] and self.error[row, j] == 0 for j, w in reads.items())
+            is_integer_number(w) and self.integer[source][j] and self.error[FLOAT64, j] == 0 for j, w in reads.items())
         if exact:
             return 0.0
         terms = len(reads) + 1

@@ -37,7 +37,7 @@ def program(name: str) -> Graph:
     return next(c for c in CASES if c.name == name).program()
 
 
-def compiled(target: str, name: str, dtype: str) -> Compiled | LsrlError:
+def compiled(target: str, name: str, dtype: str = "float32") -> Compiled | LsrlError:
     """The row compiled for ``dtype`` where the target's weights depend on it, else once for both."""
     return _compiled(target, name, dtype if get_target(target).dtype_specific else "float32")
 

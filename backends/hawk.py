@@ -23,15 +23,25 @@ each (a pass-through where the program has none):
   its convolution's output through: linear values, and a filter's taps (the conv tap at the lag).
 - An **exactly holding** channel (``recurrent_param = -100``: ``a = 1``, ``m = 0``) keeps its
   first step's input forever.
-- An **accumulator** cannot use an exactly holding channel (``a = 1`` in float64 needs
-  ``a^2 = 1`` or ``1 - 2^-53``, and the multiplier would be 0 in float32). An *accumulating*
-  channel has ``recurrent_param = -19.408...``: ``a`` rounds to exactly 1 in float32 while
-  ``a^2`` rounds to ``1 - 2^-24``, so ``m = 2^-12`` exactly and ``linear_x`` scales its input by
-  ``2^12``: float32 accumulates exactly. In float64 the same weights give the same multiplier and
-  ``a = 1 - 2^-25``: a decay of 3e-8 per step, which is in the float64 error bound. At the first
-  step (m = 1) its input gate is closed (``sigmoid(100 - 400 f) = 0`` where f is a "first-step"
-  channel, the convolution of the constant 1 with taps 1, -1, in the same gate block of width 2),
-  and an exactly holding channel takes the first step's input.
+- An **accumulator** cannot use an exactly holding channel, which cannot add. Its weights depend on
+  the dtype (``Options.dtype``; a model runs only in the dtype it was built for):
+  float32: an *accumulating* channel has ``recurrent_param = -19.408...``: ``a`` rounds to exactly 1
+  while ``a^2`` rounds to ``1 - 2^-24``, so ``m = 2^-12`` exactly and ``linear_x`` scales its input
+  by ``2^12``: float32 accumulates exactly. At the first step (m = 1) its input gate is closed
+  (``sigmoid(100 - 400 f) = 0`` where f is a "first-step" channel, the convolution of the constant
+  1 with taps 1, -1, in the same gate block of width 2), and an exactly holding channel takes the
+  first step's input.
+  float64 cannot round ``a`` to 1 with a multiplier that is a power of two (``a = 1`` needs ``a^2 >=
+  1 - 2^-53``, and ``sqrt(2^-53)`` is not one). An *offset* channel has ``a = 1 - 2^-53`` and
+  ``m = 2^-26`` (``recurrent_param = -38.816...``) and keeps h in ``(2^52, 2^53)``, where floats are
+  the integers and ``a h`` rounds to exactly ``h - 1``: ``linear_x`` gives it ``2^26 (lam v_t +
+  2^-26 BASE)`` for the increment ``v_t`` (lam a power of two), so ``h_t = BASE + lam 2^26 v_1 + lam
+  (v_2 + ... + v_t) + (t - 1) DRIFT`` exactly (integers: the first step's multiplier is 1). One
+  *baseline* channel per block, with ``linear_x`` the constant ``BASE``, is ``BASE + (t - 1) DRIFT``;
+  ``linear_out`` reads ``(h - baseline) / lam``, and an exactly holding channel takes off the first
+  step's extra ``(2^26 - 1) v_1``. Exact for integer increments while h stays in the interval:
+  ``lam`` is as large as keeps ``lam |v| (2^26 + max_len) <= 2^49``, and ``--max-len`` is at most
+  ``OFFSET_MAX_LEN`` (2^25 + 1) where a program accumulates.
 - In the MLP, a ReLU unit is ``gelu(K u) / K`` (``up_proj`` the constant 1; off by at most
   ``0.17 / K``, exact where |K u| is large), a gate ``p q`` is ``(gelu(K p) - gelu(-K p)) q / K``
   (exact as real numbers), and a pass-through value ``(gelu(K v) - gelu(-K v)) / K``.
@@ -54,24 +64,34 @@ from lsrl.backends.mamba import (
     _row,
     causal_conv,
 )
-from lsrl.backends.target import DTYPES, Compiled, Options, base_config
+from lsrl.backends.target import DTYPES, UNIT_ROUNDOFF, Compiled, Options, base_config
+from lsrl.ir.errors import LsrlError
 from lsrl.ir.layered import Layer, LayeredModel
-from lsrl.ir.numbers import ONE, ZERO, Number, mul
+from lsrl.ir.numbers import ONE, ZERO, Number, add, mul
 from lsrl.passes.diagonalize import CONV_WIDTH
-from lsrl.passes.ranges import INF
+from lsrl.passes.ranges import is_integer_number
 from torch import nn
 
 Y_CONSTANT = 16.0  # linear_y bias: gelu(16) = 16 exactly in float32 and float64
 GATE_OPEN = 100.0  # gate bias: sigmoid(100) = 1 exactly
 FORGET_PARAM = 100.0  # softplus(100) = 100: a = exp(-800) = 0
 HOLD_PARAM = -100.0  # softplus(-100) = 3.7e-44: a = 1
-# accumulating: L = -8 softplus(ACCUMULATE_PARAM) is -2^-25 (1 + 2^-25) in float64 and rounds to
-# -2^-25 (1 - 2^-24) in float32, so exp(L) rounds to exactly 1 in float32 (1 - 2^-25 in float64) and
-# exp(2 L) to 1 - 2^-24 in both: the multiplier sqrt(1 - a^2) is exactly 2^-12 in both dtypes
+# float32 accumulating channel: L = -8 softplus(ACCUMULATE_PARAM) rounds to -2^-25 (1 - 2^-24), so
+# exp(L) rounds to exactly 1 and exp(2 L) to 1 - 2^-24: the multiplier sqrt(1 - a^2) is exactly 2^-12
 # (checked in tests/test_mamba_hawk.py)
 ACCUMULATE_PARAM = -19.4081210240135
 ACCUMULATE_SCALE = 2**12  # 1 / the multiplier
-ACCUMULATE_DECAY = {"float32": 0.0, "float64": 2.99e-8}  # bounds on 1 - a
+# float64 offset channel: softplus(OFFSET_PARAM) = 2^-56, so L = -2^-53, a = exp(L) rounds to
+# 1 - 2^-53 and exp(2 L) to 1 - 2^-52: the multiplier is exactly 2^-26. Where h lies in (2^52, 2^53),
+# a h rounds to exactly h - 1, which the channel's input makes up (module docstring)
+OFFSET_PARAM = -38.816242111356935
+OFFSET_GAIN = 2**26  # 1 / the multiplier: what the first step (multiplier 1) gains over the others
+OFFSET_BASE = 2**52 + 2**50  # the baseline channel's h at the first step
+OFFSET_DRIFT = OFFSET_BASE // OFFSET_GAIN - 1  # what h gains per step beyond the inputs: its input less the decay
+VALUE_ROOM = 2**49  # |an offset channel's h - the baseline's| <= VALUE_ROOM, so h stays in (2^52, 2^53)
+# the most steps for which the baseline, plus room for the values, stays below 2^53
+OFFSET_MAX_LEN = 1 + (2**53 - OFFSET_BASE - VALUE_ROOM - 1) // OFFSET_DRIFT
+FLOAT64 = DTYPES.index("float64")  # the planner's row of the float64 errors
 RELU_GAP = 0.1701  # max |gelu_tanh(u) - relu(u)|, at u = -0.7525
 MAX_SCALE = 2**40  # K of gelu(K u) / K; |K u| <= 2^40 keeps 0.044715 (K u)^3 finite in float32
 MAX_SCALED = 2.0**40
@@ -92,7 +112,8 @@ def gelu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) ->
 @dataclass
 class TChannel:
     """A recurrent-block channel: what ``linear_x`` reads, the conv's lag, its mode (forget, hold,
-    accumulate, first), and where ``linear_out`` writes h (unit, weight)."""
+    accumulate and first in float32, offset and baseline in float64), and where ``linear_out``
+    writes h (unit, weight)."""
 
     reads: dict[int, Number]
     bias: Number = ZERO
@@ -138,6 +159,7 @@ class _HawkPlanner(_Planner):
     def __init__(self, model: LayeredModel, options: Options):
         super().__init__(model, options)
         self.steps: list[Step] = []
+        self.dtype = options.dtype  # the accumulators' construction depends on it
 
     def _out_box(self, i: int) -> list[float]:
         return [max(-lo, hi) for lo, hi in self._bounds(f"layer{i}")]
@@ -181,7 +203,10 @@ class _HawkPlanner(_Planner):
         box = self._input_box(i)
         width_in = len(box)
         copies = self._h_delays(i, box, state.lags)
-        channels, decay = [], np.zeros((len(DTYPES), layer.width))
+        channels = []
+        baseline = TChannel({}, ONE * OFFSET_BASE, 0, "baseline")  # float64: one for the block's accumulators
+        # per dtype: what the accumulators add to the error, and what their readout adds up
+        added, readout = np.zeros((len(DTYPES), layer.width)), np.zeros((len(DTYPES), layer.width))
         for u in range(layer.width):
             for k in range(max(len(state.taps), CONV_WIDTH)):
                 reads = _row(state.taps[k], u) if k < len(state.taps) else {}
@@ -191,19 +216,54 @@ class _HawkPlanner(_Planner):
                 copy = min(k // DELAY, copies - 1)
                 shifted = {j + copy * width_in: w for j, w in reads.items()}
                 channels.append(TChannel(shifted, bias, k - copy * DELAY, "forget", [(u, ONE)]))
-            if u in state.hold_units():
-                reads = _row(state.hold, u)
+            if u not in state.hold_units():
+                continue
+            reads, slope = _row(state.hold, u), state.slope[u]
+            if self.dtype == "float32":
                 big = {j: mul(w, ACCUMULATE_SCALE) for j, w in reads.items()}
-                channels.append(TChannel(big, mul(state.slope[u], ACCUMULATE_SCALE), 0, "accumulate", [(u, ONE)]))
+                channels.append(TChannel(big, mul(slope, ACCUMULATE_SCALE), 0, "accumulate", [(u, ONE)]))
                 channels.append(TChannel({}, ONE, 0, "first"))  # 1 at the first step: closes the accumulator's input gate
-                channels.append(TChannel(reads, state.slope[u], 0, "hold", [(u, ONE)]))
-                n = self.max_len
-                for k, dtype in enumerate(DTYPES):
-                    decay[k, u] = (1 - (1 - ACCUMULATE_DECAY[dtype]) ** n) * n * _magnitude(reads, state.slope[u], box)
+                channels.append(TChannel(reads, slope, 0, "hold", [(u, ONE)]))
+                continue
+            self._check_offset_len(layer, u)
+            bound = _magnitude(reads, slope, box)
+            lam = gelu_scale(bound * (OFFSET_GAIN + self.max_len), VALUE_ROOM, MAX_SCALE)
+            gain = lam * OFFSET_GAIN
+            channels.append(TChannel({j: mul(w, gain) for j, w in reads.items()}, add(mul(slope, gain), OFFSET_BASE), 0,
+                                     "offset", [(u, ONE / lam)]))
+            channels.append(TChannel(reads, slope, 0, "hold", [(u, ONE - OFFSET_GAIN)]))  # less the first step's extra
+            baseline.writes.append((u, -ONE / lam))
+            added[FLOAT64, u] = self._offset_error(i, reads, slope, bound, lam)
+            readout[FLOAT64, u] = 2 * 2.0**53 / float(lam) + OFFSET_GAIN * bound  # the two offset channels, the hold
+        if baseline.writes:
+            channels.append(baseline)
         out_bias = {u: v for u, v in enumerate(state.offset) if v != 0}
         self.steps.append(Step(f"layer {i}: state", "temporal", channels, layer.width, self._out_box(i), out_bias))
-        with np.errstate(invalid="ignore"):  # inf * 0
-            self._state_errors(i, np.nan_to_num(decay, nan=INF))
+        self._state_errors(i, added, readout)
+
+    def _check_offset_len(self, layer: Layer, u: int) -> None:
+        if self.max_len > OFFSET_MAX_LEN:
+            # the unit's program node, or (diagonalize's step counter has none) the state it counts for
+            node = next((unit.node for unit in (layer.units[u], *layer.units) if unit.node is not None), None)
+            raise LsrlError(
+                f"--max-len {self.max_len} needs the hawk target's float64 accumulators to count {self.max_len} steps, "
+                f"which they do exactly for at most {OFFSET_MAX_LEN} steps (limit {OFFSET_MAX_LEN}); give a smaller "
+                f"--max-len, or compile for float32", node=node)
+
+    def _offset_error(self, i: int, reads: dict[int, Number], slope: Number, bound: float, lam: Number) -> float:
+        """What a float64 offset channel and its readout add to the error of an accumulator of
+        ``v = reads . x + slope`` (|v| <= ``bound``): nothing where every ``lam v`` is an integer
+        computed exactly; else the rounding of ``linear_x`` (``n + 1`` terms, below 2^53 each) at
+        every step and of h (0.5, h's spacing being 1) at every step after the first, in units of
+        ``lam``, and the hold's error times the first step's extra ``2^26``."""
+        source = f"layer{i - 1}" if i else "x"
+        exact = math.isfinite(bound) and lam >= 1 and is_integer_number(slope) and all(
+            is_integer_number(w) and self.integer[source][j] and self.error[FLOAT64, j] == 0 for j, w in reads.items())
+        if exact:
+            return 0.0
+        terms = len(reads) + 1
+        per_step = 0.5 + 2 * terms / OFFSET_GAIN
+        return (2 * terms + (self.max_len - 1) * per_step) / float(lam) + OFFSET_GAIN * terms * UNIT_ROUNDOFF["float64"] * bound
 
     def _h_delays(self, i: int, box: list[float], lags: int) -> int:
         width, copies = len(box), 1
@@ -237,7 +297,8 @@ def pair_steps(steps: list[Step], d_in: int, input_box: list[float]) -> list[tup
 
 
 # --- weights ------------------------------------------------------------------------------------------------
-MODE_PARAMS = {"forget": FORGET_PARAM, "first": FORGET_PARAM, "hold": HOLD_PARAM, "accumulate": ACCUMULATE_PARAM}
+MODE_PARAMS = {"forget": FORGET_PARAM, "first": FORGET_PARAM, "hold": HOLD_PARAM, "accumulate": ACCUMULATE_PARAM,
+               "offset": OFFSET_PARAM, "baseline": OFFSET_PARAM}
 
 
 HEAD = 2  # RG-LRU gate block width: an accumulating channel (even slot) and its first-step channel
@@ -390,6 +451,7 @@ class HawkTarget(DiagonalTarget):
     name = "hawk"
     description = "a stack of Hawk blocks (recurrentgemma / transformers RecurrentGemma parameter names)"
     stack_class = HawkStack
+    dtype_specific = True  # the accumulators' weights
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         model = self.diagonal(model, options)

@@ -83,21 +83,8 @@ def _split_state(g: Graph, previous: int, layer: Layer) -> int:
     """The state layer as one state node per group of units coupled through ``A``, and an affine
     node that puts their units back in the layer's order; returns that node."""
     a = layer.attrs
-    group = list(range(layer.width))  # union-find over the units
-
-    def root(i: int) -> int:
-        while group[i] != i:
-            group[i] = group[group[i]]
-            i = group[i]
-        return i
-
-    for i, j in a["A"].entries:
-        group[root(i)] = root(j)
-    members: dict[int, list[int]] = {}
-    for i in range(layer.width):
-        members.setdefault(root(i), []).append(i)
     parts, placements = [], []
-    for units in members.values():
+    for units in a["A"].coupled_groups():
         attrs = {
             "A": _block(a["A"], units, square=True), "B": (_block(a["W"], units, square=False),),
             "bias": tuple(a["b"][u] for u in units), "init": tuple(a["init"][u] for u in units),

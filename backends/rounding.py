@@ -30,7 +30,6 @@ from typing import Sequence
 
 import numpy as np
 from gmpy2 import mpq
-
 from lsrl.backends.layer_ranges import LayerBounds, input_bounds, layer_bounds
 from lsrl.backends.target import Options, stated_bounds
 from lsrl.ir.layered import LayeredModel

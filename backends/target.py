@@ -45,13 +45,15 @@ class Options:
     ``input_range``: bounds every input value lies in (a ``(lo, hi)`` pair of exact numbers or
     None for an unbounded side), ``integer_inputs``: inputs are integers, ``max_len``: the longest
     sequence the model must support where a target needs a bound, ``variant``: one of the target's
-    documented construction variants (None: its default).
+    documented construction variants (None: its default), ``dtype``: the dtype the model is built
+    for (targets whose weights depend on it compute the program in that dtype only).
     """
 
     input_range: Optional[tuple] = None
     integer_inputs: bool = False
     max_len: int = DEFAULT_MAX_LEN
     variant: Optional[str] = None
+    dtype: str = "float32"
 
 
 @dataclass
@@ -113,6 +115,13 @@ class Target(ABC):
     bounded_length: bool = False
     variants: tuple[str, ...] = ()  # construction variants; the first is the default
     exact_alternatives: tuple[str, ...] = ()  # what a warning about precision suggests besides the options
+    # The weights depend on ``Options.dtype`` and compute the program in that dtype only (hawk's
+    # accumulators); the others' compute it in every dtype, whichever they were built for.
+    dtype_specific: bool = False
+
+    def dtypes(self, built: str) -> tuple[str, ...]:
+        """The dtypes in which a model built for ``built`` computes the program."""
+        return (built,) if self.dtype_specific else DTYPES
 
     @abstractmethod
     def build(self, model: LayeredModel, options: Options) -> Compiled:
@@ -131,7 +140,8 @@ class Target(ABC):
         stated = compiled.config.get("error_bound")
         if not isinstance(stated, dict):
             return 0.0
-        return INF if stated[dtype] is None else stated[dtype]
+        # no bound in a dtype the weights were not built for (``dtypes``), or where the analysis has none
+        return INF if stated.get(dtype) is None else stated[dtype]
 
 
 def analysis_range(options: Options) -> tuple:
@@ -141,7 +151,8 @@ def analysis_range(options: Options) -> tuple:
 
 
 def stated_bounds(bounds: dict[str, float], options: Options) -> dict[str, Any]:
-    """``config["error_bound"]``: the bound per dtype (None: unbounded) and what it assumes."""
+    """``config["error_bound"]``: the bound per dtype the model computes the program in (None:
+    unbounded) and what it assumes."""
     low, high = analysis_range(options)
     return {
         **{dtype: value if value != INF else None for dtype, value in bounds.items()},
@@ -159,6 +170,7 @@ def base_config(target: Target, model: LayeredModel, options: Options) -> dict[s
         "format": CONFIG_FORMAT,
         "target": target.name,
         "variant": options.variant or (target.variants[0] if target.variants else None),
+        "dtype": options.dtype,  # built for; ``Target.dtypes`` says which dtypes it runs in
         "d_in": model.d_in,
         "d_out": model.d_out,
         "input_labels": [_unit_json(UnitLabel(label, unit=label.index)) for label in model.input_labels],

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lsrl.backends.layer_ranges import layer_bounds
-from lsrl.backends.target import DTYPES, Compiled, Options, Target, analysis_range
+from lsrl.backends.target import Compiled, Options, Target, analysis_range
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.layered import LayeredModel, UnitLabel
 from lsrl.passes.lattice import Lattice
@@ -69,10 +69,10 @@ def output_bounds(target: Target, compiled: Compiled, dtype: str, outputs: int) 
 
 
 def judge(target: Target, compiled: Compiled, facts: Sequence[OutputFacts], options: Options) -> tuple[dict[str, str], list[CompileWarning]]:
-    """The verdict per dtype and a warning per dtype that is not proven."""
+    """The verdict per dtype the model runs in, and a warning per dtype that is not proven."""
     verdicts: dict[str, str] = {}
     warnings: list[CompileWarning] = []
-    for dtype in DTYPES:
+    for dtype in target.dtypes(options.dtype):
         bounds = output_bounds(target, compiled, dtype, len(facts))
         at_risk = [(f, b) for f, b in zip(facts, bounds) if not f.proven(b)]
         if at_risk:

@@ -7,12 +7,13 @@ blocks are (recurrent block, MLP block) pairs, ``d_inner`` is its ``lru_width``,
 is transformers' ``RecurrentGemmaRecurrentBlock`` and ``RecurrentGemmaMlp``): mixer blocks,
 ``d_model``, ``d_inner``, recurrent state (one number per channel and block; the convolutions
 keep 3 more per channel), parameters, and per dtype the stated error bound (``error_bound``: the
-approximations, hawk's accumulator decay in float64 and the rounding, propagated with the range
-analysis) and the largest absolute error of the outputs against the exact interpreter over the
-row's runs (``-`` in float32 where the compiler warned that the program's constants need more
+approximations and the rounding, propagated with the range analysis) and the largest absolute
+error of the outputs against the exact interpreter over the row's runs (``-`` in float32 where the compiler warned that the program's constants need more
 than float32), and the largest difference between each of our mixer blocks and transformers'
 ``MambaMixer`` (its CPU code path) loaded with the same weights, fed the same hidden states, in
-float32 (``ref f32``). Prints a Markdown table (docs/target-mamba-hawk.md quotes it).
+float32 (``ref f32``). hawk's weights depend on the dtype: it is compiled for each, the sizes are the
+float32 model's and ``params f64`` the float64 model's parameters. Prints a Markdown table
+(docs/target-mamba-hawk.md quotes it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from lsrl.backends.hawk import TARGETS as HAWK_TARGETS
 from lsrl.backends.hawk import HawkStack
 from lsrl.backends.mamba import TARGETS, MambaStack
-from lsrl.backends.target import Options
+from lsrl.backends.target import DTYPES, Options
 from lsrl.ir.interpret import NotExactError, run
 
 from lsrl.corpus import CASES
@@ -109,10 +110,13 @@ def expected(case, inputs: list[list[Fraction]]) -> np.ndarray:
 
 def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> dict:
     TARGET = HAWK if target == "hawk" else MAMBA
-    start = time.perf_counter()
-    options = Options(case.input_range, case.integer_inputs, max_len)
-    compiled = compile_to(case.graph(), target, options)
-    seconds = time.perf_counter() - start
+    built, seconds = {}, {}
+    for dtype in DTYPES if TARGET.dtype_specific else ("float32",):
+        start = time.perf_counter()
+        options = Options(case.input_range, case.integer_inputs, max_len, dtype=dtype)
+        built[dtype] = compile_to(case.graph(), target, options)
+        seconds[dtype] = time.perf_counter() - start
+    compiled = {dtype: built.get(dtype, built["float32"]) for dtype in DTYPES}  # the model each dtype runs
     errors = {"float64": 0.0, "float32": 0.0}
     reference = 0.0
     for r in case.runs:
@@ -120,18 +124,24 @@ def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> 
         want = expected(case, inputs)
         floats = np.array([[[float(v) for v in t] for t in inputs]])
         for dtype in errors:
-            errors[dtype] = max(errors[dtype], float(np.max(np.abs(TARGET.run(compiled, floats, dtype)[0] - want))))
+            errors[dtype] = max(errors[dtype], float(np.max(np.abs(TARGET.run(compiled[dtype], floats, dtype)[0] - want))))
         if with_reference:
             difference = hawk_reference_difference if target == "hawk" else reference_difference
-            reference = max(reference, difference(compiled, floats))
-    f = compiled.figures
-    return {
+            reference = max(reference, difference(compiled["float32"], floats))
+    f = compiled["float32"].figures
+    sizes = {
         "program": case.name, "blocks": f["blocks"], "d_model": f["d_model"], "d_inner": f.get("d_inner", f.get("lru_width")),
         "state": f["state_size"], "params": f["parameters"],
-        "verdict f32": compiled.config["precision"]["float32"],
-        "bound f32": TARGET.error_bound(compiled, "float32"), "f32": errors["float32"],
-        "bound f64": TARGET.error_bound(compiled, "float64"), "f64": errors["float64"],
-        "ref f32": reference if with_reference else None, "compile s": seconds,
+    }
+    if TARGET.dtype_specific:
+        sizes["params f64"] = compiled["float64"].figures["parameters"]
+    return {
+        **sizes,
+        "verdict f32": compiled["float32"].config["precision"]["float32"],
+        "bound f32": TARGET.error_bound(compiled["float32"], "float32"), "f32": errors["float32"],
+        "verdict f64": compiled["float64"].config["precision"]["float64"],
+        "bound f64": TARGET.error_bound(compiled["float64"], "float64"), "f64": errors["float64"],
+        "ref f32": reference if with_reference else None, "compile s": seconds["float32"],
     }
 
 

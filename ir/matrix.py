@@ -102,6 +102,25 @@ class Matrix:
             out[i][j] = v
         return out
 
+    def coupled_groups(self) -> list[list[int]]:
+        """The indices of a square matrix, grouped so that no entry connects two groups (the connected
+        components of its non-zero pattern): each group in increasing order, groups by their first
+        index. A linear recurrence with this transition evolves each group on its own."""
+        group = list(range(self.rows))  # union-find
+
+        def root(i: int) -> int:
+            while group[i] != i:
+                group[i] = group[group[i]]
+                i = group[i]
+            return i
+
+        for i, j in self._entries:
+            group[root(i)] = root(j)
+        members: dict[int, list[int]] = {}
+        for i in range(self.rows):
+            members.setdefault(root(i), []).append(i)
+        return list(members.values())
+
     def is_identity(self) -> bool:
         return self.rows == self.cols and self.nnz == self.rows and all(
             i == j and v == 1 for (i, j), v in self._entries.items()

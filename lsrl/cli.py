@@ -11,13 +11,14 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 from gmpy2 import mpq
 
-from lsrl.backends import TARGET_NAMES, Options
-from lsrl.backends.verdict import UNPROVEN
+from lsrl.backends import TARGET_NAMES, Options, get_target
 from lsrl.backends.target import DEFAULT_MAX_LEN
+from lsrl.backends.verdict import UNPROVEN
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import CompileWarning, LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
@@ -141,6 +142,8 @@ def _parser() -> _ArgumentParser:
     compile_ = command("compile", "compile a program for a target and write its files", COMPILE_EPILOG, _compile_command)
     compile_.add_argument("--target", required=True, choices=TARGET_NAMES, help="what to compile for")
     compile_.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the files into")
+    compile_.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                          help="the dtype the model will run in (default float32; hawk's weights depend on it)")
 
     stats = command("stats", "print size figures of a program's graph", STATS_EPILOG, _stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
@@ -264,14 +267,20 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
 
 def _options(args: argparse.Namespace) -> Options:
     max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
-    return Options(args.input_range, args.integer_inputs, max_len, args.variant)
+    # run: the dtype it runs in (its default float32); stats: float32
+    return Options(args.input_range, args.integer_inputs, max_len, args.variant, getattr(args, "dtype", None) or "float32")
 
 
-def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str):
-    """The compiled target; its warnings are the caller's to show (run shows those about its dtype)."""
+def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str,
+                    dtype: Optional[str] = None):
+    """The compiled target (for ``dtype``, else the one the options name); its warnings are the
+    caller's to show (run shows those about its dtype)."""
     from lsrl.targets import compile_to
 
-    return compile_to(graph, target, _options(args), dict(args.defines), sources)
+    options = _options(args)
+    if dtype is not None:
+        options = replace(options, dtype=dtype)
+    return compile_to(graph, target, options, dict(args.defines), sources)
 
 
 def _warn(warnings: Sequence[CompileWarning], sources: dict[str, str]) -> None:
@@ -284,6 +293,8 @@ def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph,
 
     compiled = _compile_target(args, sources, graph, args.backend)
     dtype = args.dtype or _default_dtype(compiled, args.backend)
+    if dtype != compiled.config["dtype"] and get_target(args.backend).dtype_specific:
+        compiled = _compile_target(args, sources, graph, args.backend, dtype)  # weights for float64
     # a warning about the other dtype says nothing about these outputs
     _warn([w for w in compiled.warnings if w.dtype in (None, dtype)], sources)
     return run_compiled(compiled, inputs, dtype)[0]
@@ -398,7 +409,7 @@ def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Grap
         except NotExactError:
             want = interpret(graph, [[float(v) for v in token] for token in tokens])[0]
         floats = [[float(v) for v in token] for token in tokens]
-        for dtype in ("float32", "float64"):
+        for dtype in get_target(args.target).dtypes(compiled.config["dtype"]):
             got = run_compiled(compiled, floats, dtype)[0]
             error = max((abs(float(g) - float(w)) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=0.0)
             figures[f"max_error_{dtype}"] = error

@@ -40,6 +40,7 @@ def compile_to(
     if target not in TARGET_NAMES:
         raise UsageError(f"unknown target '{target}' (targets: {', '.join(TARGET_NAMES)})")
     options = options or Options()
+    _check_dtype_name(options.dtype)
     chosen = get_target(target)
     if options.variant is not None and options.variant not in chosen.variants:
         known = f"its variants: {', '.join(chosen.variants)}" if chosen.variants else "it has no variants"
@@ -65,13 +66,25 @@ def compile_to(
 
 def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> np.ndarray:
     """Outputs ``[batch, time, d_out]`` of a compiled model on float inputs ``[batch, time, d_in]``
-    (or one sequence ``[time, d_in]``, which gives ``[1, time, d_out]``)."""
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown dtype '{dtype}' (dtypes: {', '.join(DTYPES)})")
+    (or one sequence ``[time, d_in]``, which gives ``[1, time, d_out]``). A model whose weights
+    depend on the dtype (hawk) runs only in the dtype it was compiled for."""
+    _check_dtype_name(dtype)
+    target = get_target(compiled.target)
+    built = compiled.config["dtype"]
+    if dtype not in target.dtypes(built):
+        raise UsageError(
+            f"this {compiled.target} model was compiled for {built} and is not run in {dtype}: the {compiled.target} "
+            f"target's weights depend on the dtype; recompile it for {dtype} (lsrl compile --dtype {dtype}, "
+            f"lsrl run --dtype {dtype}, or Options(dtype=\"{dtype}\"))")
     array = np.asarray(inputs, dtype=np.float64)
     if array.ndim == 2:
         array = array[None]
-    return get_target(compiled.target).run(compiled, array, dtype)
+    return target.run(compiled, array, dtype)
+
+
+def _check_dtype_name(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype '{dtype}' (dtypes: {', '.join(DTYPES)})")
 
 
 def _node_loc(graph: Graph, node: Optional[int]) -> Optional[Loc]:

@@ -27,10 +27,14 @@ Everything is computed in exact arithmetic, so the decomposition is exact for ev
 ``max_len`` steps. A state layer whose compile-time sequence is not eventually affine (a modulo
 counter's cycle, a thermometer code of the step) keeps its input response (same transition, no
 bias, init 0) and gains a counter ``t``; ReLU layers inserted after it look each unit's sequence
-up: a unit with a period ``p <= max_len / 2`` through ``(t - 1) mod p`` (binary long division,
-about ``log2(max_len / p)`` layers), the others through ``t - 1``, as the piecewise linear
-function through its values with one ReLU per step where the slope changes (see
-:class:`_Lookup`). The rest of the model is unchanged. A state layer whose input response does not
+up. The sequence is computed per group of coupled units until its differences repeat
+(:func:`constant_sequence`), which makes each unit a trend in ``t``, a periodic part read through
+``(t - 1) mod p`` (binary long division, about ``log2(max_len / p)`` layers) where ``p <= max_len
+/ 2``, and corrections of its first steps, each the piecewise linear function through its values
+with one ReLU per step where the slope changes (see :class:`_Lookup`). So the work and the widths
+grow with the sequence's periods, not with ``max_len``; a sequence that does not repeat within
+``LOOKUP_LIMIT`` steps (a decay, say) needs a lookup of all ``max_len`` values, which is refused
+above that limit. The rest of the model is unchanged. A state layer whose input response does not
 settle (rotations or growth driven by the inputs) cannot be held by a diagonal architecture with
 exact holds; :class:`NotDiagonal` says which units and why.
 """
@@ -40,12 +44,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+from lsrl.ir.errors import LsrlError
 from lsrl.ir.graph import Label
 from lsrl.ir.layered import CARRY, PART, Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add, mul
 
 CONV_WIDTH = 4  # the causal convolution of Mamba and Hawk: the current input and three earlier ones
+LOOKUP_LIMIT = 4096  # the most steps of a state's values without input that diagonalize() computes
 
 Vector = tuple[Number, ...]
 
@@ -100,14 +106,75 @@ def _settled_response(transition: Matrix, drive: Matrix, limit: int) -> tuple[li
     return None
 
 
-def constant_sequence(layer: Layer, steps: int) -> list[list[Number]]:
-    """``c_1 .. c_steps``: the layer's state with all inputs 0 (``init`` and ``b`` only)."""
-    transition, bias = layer.attrs["A"], layer.attrs["b"]
-    current = list(layer.attrs["init"])
-    out = []
-    for _ in range(steps):
-        current = [add(v, b) for v, b in zip(transition.apply(current), bias)]
-        out.append(current)
+@dataclass(frozen=True)
+class GroupSequence:
+    """The values without input (``init`` and ``b`` only) of a group of units that no entry of ``A``
+    couples to the others: ``values`` are ``c_1 .. c_n`` of ``units``. Where ``period`` is set, the
+    differences repeat: ``c_{s + period} = c_s + drift`` for every ``s >= start``, so the stored
+    values give every step; otherwise only the stored steps are known."""
+
+    units: tuple[int, ...]
+    values: tuple[Vector, ...]
+    start: int = 1
+    period: int = 0
+    drift: Vector = ()
+
+    def at(self, s: int) -> Vector:
+        """``c_s`` (steps from 1)."""
+        if s <= len(self.values):
+            return self.values[s - 1]
+        turns, offset = divmod(s - self.start, self.period)
+        return tuple(add(v, mul(turns, d)) for v, d in zip(self.values[self.start + offset - 1], self.drift))
+
+
+def constant_sequence(layer: Layer, steps: int) -> list[GroupSequence]:
+    """The layer's values without input, per group of coupled units, each computed until its
+    differences repeat and for at most ``steps`` steps: the work depends on the period, not on a
+    long ``steps``.
+
+    The differences ``d_s = c_s - c_{s-1}`` obey ``d_{s+1} = A d_s``, so once ``d_s`` equals an
+    earlier ``d_j`` they repeat with period ``s - j`` from step ``j`` on: a modulo counter repeats
+    its values (drift 0), a counter its increments (drift 1 per step), a shift register filling up
+    settles (period 1, drift 0).
+    """
+    transition, bias, init = layer.attrs["A"], layer.attrs["b"], layer.attrs["init"]
+    groups = []
+    for units in transition.coupled_groups():
+        position = {u: k for k, u in enumerate(units)}
+        rows = [[(position[j], w) for j, w in transition.row_items()[u]] for u in units]
+        previous: Vector = tuple(init[u] for u in units)
+        values: list[Vector] = []
+        seen: dict[Vector, int] = {}  # d_s -> s
+        group = None
+        for s in range(1, steps + 1):
+            current = tuple(add(bias[u], _dot(row, previous)) for u, row in zip(units, rows))
+            values.append(current)
+            difference = tuple(_sub(current, previous))
+            if difference in seen:
+                period = s - seen[difference]
+                start = max(seen[difference] - 1, 1)  # c_{k + period} - c_k is one whole period for k >= j - 1
+                group = GroupSequence(tuple(units), tuple(values), start, period,
+                                      tuple(_sub(values[start + period - 1], values[start - 1])))
+                break
+            seen[difference] = s
+            previous = current
+        groups.append(group or GroupSequence(tuple(units), tuple(values)))
+    return groups
+
+
+def _dot(row: list[tuple[int, Number]], vector: Vector) -> Number:
+    total = ZERO
+    for j, w in row:
+        total = add(total, mul(w, vector[j]))
+    return total
+
+
+def _vector(groups: list[GroupSequence], width: int, s: int) -> list[Number]:
+    """Every unit's ``c_s``."""
+    out = [ZERO] * width
+    for group in groups:
+        for u, v in zip(group.units, group.at(s)):
+            out[u] = v
     return out
 
 
@@ -141,7 +208,8 @@ def decompose_state(layer: Layer, index: int = 0) -> DiagonalState:
             "which channels that only hold or forget cannot compute",
         )
     powers, m = settled
-    tail = _affine_tail(constant_sequence(layer, CONV_WIDTH + 2))
+    groups = constant_sequence(layer, CONV_WIDTH + 2)
+    tail = _affine_tail([_vector(groups, layer.width, s) for s in range(1, CONV_WIDTH + 3)])
     if tail is None:
         raise NotDiagonal(
             index, layer.units, "its values without input (from init and bias) are not affine in the step "
@@ -220,15 +288,11 @@ def _reading(layer: Layer, reads: list[Form], width: int) -> Layer:
     return Layer(layer.kind, attrs, layer.units)
 
 
-def _smallest_period(values: list[Number]) -> int:
-    """The smallest p with values[t + p] == values[t] for every t (the prefix function of KMP)."""
-    prefix = [0] * len(values)
-    for t in range(1, len(values)):
-        k = prefix[t - 1]
-        while k and values[t] != values[k]:
-            k = prefix[k - 1]
-        prefix[t] = k + 1 if values[t] == values[k] else 0
-    return len(values) - prefix[-1]
+def _smallest_period(table: list[Number]) -> int:
+    """The smallest q dividing ``len(table)`` with ``table[k] == table[k % q]`` for every k: the
+    period of the infinite sequence that repeats ``table``."""
+    n = len(table)
+    return next(q for q in range(1, n + 1) if n % q == 0 and all(table[k] == table[k % q] for k in range(n)))
 
 
 def _kinks(values: list[Number]) -> list[tuple[int, Number]]:
@@ -239,24 +303,69 @@ def _kinks(values: list[Number]) -> list[tuple[int, Number]]:
     return [(k, g) for k, g in changes if g != 0]
 
 
+def _unit_parts(group: GroupSequence, k: int, max_len: int) -> dict[int, list[Number]]:
+    """Unit ``k`` of the group at position ``r = t - 1`` as a sum of lookups: period -> the values
+    the lookup interpolates, over ``r mod period`` (period 1: over ``r`` itself, extended beyond
+    its last value with its last slope).
+
+    With differences that repeat with period p from step ``start`` on, the unit is a trend
+    ``slope * r`` (slope: its drift per period / p), a p-periodic residual from ``start`` on (a
+    lookup over ``r mod q``, q the residual's own period), and corrections before ``start``
+    (interpolated over r with the trend, so they end where the periodic part takes over).
+    """
+    column = [v[k] for v in group.values]
+    if not group.period:  # every step up to max_len is stored: interpolate them all
+        return {1: column[:max_len]}
+    p, start = group.period, group.start
+    slope = mul(group.drift[k], ONE / p)
+
+    def residual(s: int) -> Number:
+        return add(group.at(s)[k], mul(-slope, s - 1))
+
+    periodic = [ZERO] * p
+    for s in range(start, start + p):
+        periodic[(s - 1) % p] = residual(s)
+    q = _smallest_period(periodic)
+    if q == 1 or q > max_len // 2:  # no periodic lookup: interpolate the values up to where they are affine (or all)
+        length = start + 1 if q == 1 else max_len
+        return {1: [group.at(r + 1)[k] for r in range(min(length, max_len))]}
+    parts = {q: periodic[:q]}
+    trend = [add(mul(slope, r), add(residual(r + 1), -periodic[r % q])) for r in range(min(start + 1, max_len))]
+    if any(v != 0 for v in trend):
+        parts[1] = trend
+    return parts
+
+
 class _Lookup:
     """The layers that replace a state layer whose constant part needs a lookup.
 
-    Positions are ``t - 1`` (for units without a short period) and ``(t - 1) mod p`` for each
-    period ``p <= max_len / 2`` of some unit, computed by binary long division: for j from high to
-    low, subtract ``p 2^j`` where ``r >= p 2^j``, which on integers is
-    ``relu(2 (r - p 2^j) + 1) - relu(2 (r - p 2^j))``. A unit's constant part is then the piecewise
-    linear function of its position through its values, ``v_0 + (v_1 - v_0) r + sum_k g_k relu(r - k)``.
+    Each unit's constant part is a sum of lookups (:func:`_unit_parts`) over positions ``t - 1``
+    and ``(t - 1) mod q`` for each period ``q <= max_len / 2`` some unit needs, computed by binary
+    long division: for j from high to low, subtract ``q 2^j`` where ``r >= q 2^j``, which on
+    integers is ``relu(2 (r - q 2^j) + 1) - relu(2 (r - q 2^j))``. A lookup is the piecewise linear
+    function of its position through its values, ``v_0 + (v_1 - v_0) r + sum_k g_k relu(r - k)``.
+    The constant part is computed until it repeats (:func:`constant_sequence`), so the work and the
+    lookups' widths grow with its periods, and only the number of division layers with
+    ``log2(max_len)``; a part that does not repeat within ``LOOKUP_LIMIT`` steps needs all
+    ``max_len`` of them, which is refused above that limit.
     """
 
     def __init__(self, layer: Layer, max_len: int):
         self.layer, self.max_len = layer, max(max_len, 2)
-        sequence = constant_sequence(layer, self.max_len)
-        self.columns = [[c[i] for c in sequence] for i in range(layer.width)]
-        self.groups: dict[int, list[int]] = {}  # period (1: none, the position is t - 1) -> units
-        for i, column in enumerate(self.columns):
-            period = _smallest_period(column)
-            self.groups.setdefault(period if 1 < period <= len(column) // 2 else 1, []).append(i)
+        self.parts: list[dict[int, list[Number]]] = [{} for _ in range(layer.width)]  # unit -> period -> values
+        for group in constant_sequence(layer, min(self.max_len, LOOKUP_LIMIT)):
+            if not group.period and len(group.values) < self.max_len:
+                label = layer.units[group.units[0]]
+                raise LsrlError(
+                    f"--max-len {max_len} needs a lookup over all {max_len} steps of state {label.source.name!r}: "
+                    f"its values without input neither repeat nor repeat their increments within {LOOKUP_LIMIT} "
+                    f"steps; give --max-len {LOOKUP_LIMIT} or less (limit {LOOKUP_LIMIT})", node=label.node)
+            for k, unit in enumerate(group.units):
+                self.parts[unit] = _unit_parts(group, k, self.max_len)
+        self.groups: dict[int, list[int]] = {}  # period (1: the position is t - 1) -> units
+        for unit, parts in enumerate(self.parts):
+            for period in parts:
+                self.groups.setdefault(period, []).append(unit)
         self.name = next((str(u.source) for u in layer.units), "state")
 
     def _state(self) -> Layer:
@@ -304,25 +413,22 @@ class _Lookup:
             sizes.append(sizes[-1] * 2)
         return sizes[::-1]
 
-    def _table(self, i: int, period: int) -> list[Number]:
-        return self.columns[i][:period] if period > 1 else self.columns[i]
-
     def _kinks_of(self, period: int) -> list[int]:
-        return sorted({k for i in self.groups[period] for k, _ in _kinks(self._table(i, period))})
+        return sorted({k for i in self.groups[period] for k, _ in _kinks(self.parts[i][period])})
 
     def _value(self, i: int, driven: Form, positions: dict[int, Form], lookups: dict) -> Form:
-        """Unit i of the state: its input response plus the lookup of its constant part."""
-        period = next(p for p, units in self.groups.items() if i in units)
-        table = self._table(i, period)
-        form, const = dict(driven[0]), add(driven[1], table[0])
-        slope = add(table[1], -table[0]) if len(table) > 1 else ZERO
-        for j, c in positions[period][0].items():
-            form[j] = add(form.get(j, ZERO), mul(slope, c))
-        const = add(const, mul(slope, positions[period][1]))
-        changes = dict(_kinks(table))
-        for k, unit in lookups[period]:
-            if k in changes:
-                form[unit] = add(form.get(unit, ZERO), changes[k])
+        """Unit i of the state: its input response plus the lookups of its constant part."""
+        form, const = dict(driven[0]), driven[1]
+        for period, table in self.parts[i].items():
+            const = add(const, table[0])
+            slope = add(table[1], -table[0]) if len(table) > 1 else ZERO
+            for j, c in positions[period][0].items():
+                form[j] = add(form.get(j, ZERO), mul(slope, c))
+            const = add(const, mul(slope, positions[period][1]))
+            changes = dict(_kinks(table))
+            for k, unit in lookups[period]:
+                if k in changes:
+                    form[unit] = add(form.get(unit, ZERO), changes[k])
         return form, const
 
 

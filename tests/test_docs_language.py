@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from lsrl.passes import prepare
 
 from lsrl.builtins import _STDLIB, prelude
 from lsrl.cli import main
 from lsrl.load import compile_source
-from lsrl.passes import prepare
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 EXAMPLES_DIR = DOC.parent.parent / "examples"

@@ -7,6 +7,7 @@ cross-check against transformers' RecurrentGemma recurrent block and MLP (docs/t
 
 from __future__ import annotations
 
+import functools
 import json
 from fractions import Fraction
 
@@ -220,6 +221,19 @@ def test_compile_and_run_from_the_command_line(tmp_path, capsys) -> None:
     assert np.allclose(outputs, [[1], [0], [0], [0], [1]])
 
 
+def test_hawk_float64_from_the_command_line(tmp_path, capsys) -> None:
+    """The report's command: 1000 zero tokens of counters.lsrl on hawk in float64."""
+    from lsrl.cli import main
+
+    zeros = tmp_path / "zeros1000.json"
+    zeros.write_text(json.dumps([[0]] * 1000))
+    source = "examples/counters.lsrl"
+    assert main(["run", source, "--input", f"@{zeros}", "--backend", "hawk", "--dtype", "float64"]) == 0
+    assert [float(v) for v in capsys.readouterr().out.splitlines()[-1].split()] == [999, 0, 1, 0, 4, 19]
+    assert main(["compile", source, "--target", "hawk", "--dtype", "float64", "-o", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "float64"
+
+
 # --- the hawk target --------------------------------------------------------------------------------------------
 from lsrl.backends import hawk as hawk_module  # noqa: E402
 from lsrl.backends.hawk import HawkStack  # noqa: E402
@@ -227,9 +241,9 @@ from lsrl.backends.hawk import HawkStack  # noqa: E402
 HAWK = hawk_module.TARGETS["hawk"]
 
 
-def _hawk(name: str, max_len: int = 1024):
+def _hawk(name: str, max_len: int = 1024, dtype: str = "float32"):
     row = case(name)
-    options = Options(row.input_range, row.integer_inputs, max_len)
+    options = Options(row.input_range, row.integer_inputs, max_len, dtype=dtype)
     return row, HAWK.build(lower(row.graph(), row.input_range, max_len), options)
 
 
@@ -244,11 +258,17 @@ def test_hawk_gate_constants_are_exact(dtype, size: int) -> None:
         assert torch.all(values == values[0])
         return values[0].item()
 
-    accumulate = log_a(hawk_module.GATE_OPEN, hawk_module.ACCUMULATE_PARAM)
-    assert only(torch.sqrt(1 - torch.exp(2 * accumulate))) == 2.0**-12 == 1 / hawk_module.ACCUMULATE_SCALE
-    decay = 1 - only(torch.exp(accumulate))
-    assert decay <= hawk_module.ACCUMULATE_DECAY[str(dtype).removeprefix("torch.")]
-    assert (decay == 0) == (dtype == torch.float32)
+    if dtype == torch.float32:  # the accumulating channel: a = 1, multiplier 2^-12
+        accumulate = log_a(hawk_module.GATE_OPEN, hawk_module.ACCUMULATE_PARAM)
+        assert only(torch.exp(accumulate)) == 1
+        assert only(torch.sqrt(1 - torch.exp(2 * accumulate))) == 2.0**-12 == 1 / hawk_module.ACCUMULATE_SCALE
+    else:  # the offset channel: a = 1 - 2^-53, multiplier 2^-26, and a h = h - 1 for h in (2^52, 2^53)
+        offset = log_a(hawk_module.GATE_OPEN, hawk_module.OFFSET_PARAM)
+        a = only(torch.exp(offset))
+        assert a == 1 - 2.0**-53
+        assert only(torch.sqrt(1 - torch.exp(2 * offset))) == 2.0**-26 == 1 / hawk_module.OFFSET_GAIN
+        h = torch.tensor([2**52 + 1, 2**52 + 2**51 + 12345, 2**53 - 1] * size, dtype=dtype)[:size]
+        assert torch.equal(torch.full_like(h, a) * h, h - 1)
     forget = log_a(hawk_module.GATE_OPEN, hawk_module.FORGET_PARAM)
     assert only(torch.exp(forget)) == 0 and only(torch.sqrt(1 - torch.exp(2 * forget))) == 1
     assert only(torch.exp(log_a(hawk_module.GATE_OPEN, hawk_module.HOLD_PARAM))) == 1
@@ -272,27 +292,80 @@ def _accumulator() -> lsrl.Program:
     return p.finish()
 
 
-def test_hawk_accumulates_exactly_in_float32_and_within_its_decay_bound_in_float64() -> None:
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hawk_accumulates_exactly_in_the_dtype_it_was_built_for(dtype: str) -> None:
     max_len = 256
-    model = lower(_accumulator(), (ZERO, exact(1)), max_len)
-    compiled = HAWK.build(model, Options((ZERO, exact(1)), True, max_len))
-    inputs = np.random.default_rng(0).integers(0, 2, (1, max_len, 1)).astype(float)
-    want = np.cumsum(inputs, axis=1)
-    assert HAWK.error_bound(compiled, "float32") == 0
-    assert np.array_equal(HAWK.run(compiled, inputs, "float32"), want)
+    model = lower(_accumulator(), (exact(-3), exact(3)), max_len)
+    compiled = HAWK.build(model, Options((exact(-3), exact(3)), True, max_len, dtype=dtype))
+    inputs = np.random.default_rng(0).integers(-3, 4, (2, max_len, 1)).astype(float)
+    assert HAWK.error_bound(compiled, dtype) == 0
+    assert np.array_equal(HAWK.run(compiled, inputs, dtype), np.cumsum(inputs, axis=1))
+
+
+def test_hawk_states_a_bound_for_real_valued_accumulators_in_float64() -> None:
+    max_len = 256
+    model = lower(_accumulator(), (exact(-1), exact(1)), max_len)
+    compiled = HAWK.build(model, Options((exact(-1), exact(1)), False, max_len, dtype="float64"))
+    inputs = np.random.default_rng(1).uniform(-1, 1, (2, max_len, 1))
+    error = np.abs(HAWK.run(compiled, inputs, "float64") - np.cumsum(inputs, axis=1)).max()
     bound = HAWK.error_bound(compiled, "float64")
-    assert 0 < bound < max_len**2 * 3e-8
-    assert 0 < np.abs(HAWK.run(compiled, inputs, "float64") - want).max() <= bound
+    # fixed point: h's spacing is 1 and an increment |v| <= 1 is scaled by lam = 2^22 (module docstring)
+    assert 0 < error <= bound < max_len * 2.0**-22
+
+
+def test_hawk_counts_1000_steps_exactly_in_float64() -> None:
+    """The report: 1000 zero tokens of counters.lsrl ended with 998.985 0 0.985 0.074 3.985 18.985
+    in float64, where float32 was exact."""
+    from lsrl.targets import compile_to, run_compiled
+
+    row = case("counters")
+    compiled = compile_to(row.program(), "hawk", Options(row.input_range, row.integer_inputs, dtype="float64"))
+    outputs = run_compiled(compiled, np.zeros((1000, 1)), "float64")[0]
+    assert HAWK.error_bound(compiled, "float64") == 0 and not compiled.warnings
+    assert outputs[-1].tolist() == [999, 999 % 1, 999 % 2, 999 % 3, 999 % 5, 999 % 20]
+    assert outputs.tolist() == [[t, t % 1, t % 2, t % 3, t % 5, t % 20] for t in range(1000)]
 
 
 @pytest.mark.parametrize("name", ["more_ones", "counters", "parity"])
-def test_hawk_computes_integer_programs_exactly_in_float32(name: str) -> None:
-    row, compiled = _hawk(name)
-    assert HAWK.error_bound(compiled, "float32") == 0
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hawk_computes_integer_programs_exactly(name: str, dtype: str) -> None:
+    row, compiled = _hawk(name, dtype=dtype)
+    assert HAWK.error_bound(compiled, dtype) == 0
     for r in row.runs:
         want = run(row.graph(), [[Fraction(str(v)) for v in t] for t in r.inputs], exact=True)[0].astype(float)
-        got = HAWK.run(compiled, np.array([[[float(v) for v in t] for t in r.inputs]]), "float32")[0]
+        got = HAWK.run(compiled, np.array([[[float(v) for v in t] for t in r.inputs]]), dtype)[0]
         assert np.array_equal(got, want)
+
+
+def test_a_hawk_model_runs_only_in_the_dtype_it_was_built_for() -> None:
+    from lsrl.diagnostics import render
+    from lsrl.errors import UsageError
+    from lsrl.targets import run_compiled
+
+    _, compiled = _hawk("more_ones")
+    assert compiled.config["dtype"] == "float32" and set(compiled.config["error_bound"]) & {"float32", "float64"} == {"float32"}
+    assert HAWK.error_bound(compiled, "float64") == float("inf")
+    with pytest.raises(UsageError) as refused:
+        run_compiled(compiled, [[1], [0]], "float64")
+    message = render(refused.value, {})
+    assert message.startswith("lsrl: error: this hawk model was compiled for float32 and is not run in float64")
+    assert "--dtype float64" in message
+    _, mamba = _compiled("more_ones")  # mamba's weights are the same in both dtypes
+    assert mamba.config["dtype"] == "float32"
+    assert run_compiled(mamba, [[1], [0]], "float64").tolist() == [[[1], [0]]]
+
+
+def test_hawk_float64_accumulators_count_at_most_offset_max_len_steps() -> None:
+    limit = hawk_module.OFFSET_MAX_LEN
+    assert hawk_module.OFFSET_BASE + (limit - 1) * hawk_module.OFFSET_DRIFT + hawk_module.VALUE_ROOM < 2**53
+    assert hawk_module.OFFSET_BASE + limit * hawk_module.OFFSET_DRIFT + hawk_module.VALUE_ROOM >= 2**53
+    model = lower(_accumulator(), (ZERO, exact(1)), limit + 1)
+    with pytest.raises(LsrlError, match=rf"--max-len {limit + 1} needs the hawk target's float64 accumulators.*"
+                       rf"\(limit {limit}\)") as refused:
+        HAWK.build(model, Options((ZERO, exact(1)), True, limit + 1, dtype="float64"))
+    assert refused.value.node is not None
+    HAWK.build(model, Options((ZERO, exact(1)), True, limit + 1))  # float32 has no such limit
+    HAWK.build(lower(_accumulator(), (ZERO, exact(1)), limit), Options((ZERO, exact(1)), True, limit, dtype="float64"))
 
 
 def test_hawk_refuses_a_rotation_with_a_location() -> None:
@@ -304,13 +377,17 @@ def test_hawk_refuses_a_rotation_with_a_location() -> None:
 
 @pytest.mark.parametrize("name", ["counters", "gates"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_every_block_matches_transformers_recurrent_gemma(name: str, dtype: str) -> None:
+def test_every_block_matches_transformers_recurrent_gemma(name: str, dtype: str, monkeypatch) -> None:
     transformers = pytest.importorskip("transformers")
     from transformers.models.recurrent_gemma import (
         modeling_recurrent_gemma as reference,
     )
 
-    row, compiled = _hawk(name, max_len=64)
+    # transformers runs the RG-LRU's scan in float32 even for float64 modules (its ``acc_dtype``),
+    # where the float64 weights' offset channels (h near 2^52) lose everything: scan in the dtype
+    scan = reference.RecurrentGemmaRglru._rnn_scan
+    monkeypatch.setattr(reference.RecurrentGemmaRglru, "_rnn_scan", functools.partialmethod(scan, acc_dtype=getattr(torch, dtype)))
+    row, compiled = _hawk(name, max_len=64, dtype=dtype)
     config = compiled.config
     reference_config = transformers.RecurrentGemmaConfig(
         hidden_size=config["hidden_size"], lru_width=config["lru_width"], intermediate_size=config["intermediate_size"],
@@ -335,10 +412,8 @@ def test_every_block_matches_transformers_recurrent_gemma(name: str, dtype: str)
                                             for k, v in compiled.tensors.items() if k.startswith(prefix)})
                 ours = layer["temporal_block"](hidden)
                 theirs = block(hidden, positions, None, use_cache=False)[0]
-                # transformers runs the RG-LRU's scan in float32 even for float64 modules
-                tolerance = 0.0 if dtype == "float32" else 1e-5 * (1.0 + ours.abs().max().item())
-                assert (ours - theirs).abs().max().item() <= tolerance, f"recurrent block {i}"
+                assert torch.equal(ours, theirs), f"recurrent block {i}"
                 hidden = layer["mlp_block"](ours)
-                assert (hidden - mlp(ours)).abs().max().item() <= tolerance, f"mlp block {i}"
+                assert torch.equal(hidden, mlp(ours)), f"mlp block {i}"
     finally:
         torch.set_flush_denormal(False)

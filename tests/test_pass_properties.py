@@ -13,9 +13,9 @@ from fractions import Fraction
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lsrl.ir.interpret import run, trace
 from lsrl.backends import Options
 from lsrl.backends.rounding import rounding_bounds
+from lsrl.ir.interpret import run, trace
 from lsrl.passes import PIPELINE, lower, prepare, run_pipeline
 from lsrl.passes.ranges import analyze
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import lsrl
 from lsrl.backends import Options
 from lsrl.backends.rounding import rounding_bounds
+from lsrl.passes import lower
+
+import lsrl
 from lsrl.corpus import cases_precision
 from lsrl.load import compile_file
-from lsrl.passes import lower
 from lsrl.targets import compile_to
 from tests.test_cli import run_cli
 

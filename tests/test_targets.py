@@ -5,7 +5,9 @@ verdict of what the bound proves (``config["precision"]``: exact, bounded or unp
 ``backends.verdict``). Here every run of every row keeps to the stated bound in both dtypes,
 whatever the verdict (the bound is sound: a run outside it is a bug of the analysis), an exact
 verdict means outputs equal to the exact ones, and the row's stated float32 verdict per target
-(``Case.float32``) is what the compiler promises.
+(``Case.float32``) is what the compiler promises. A target whose weights depend on the dtype
+(hawk) is compiled for each; mamba and hawk must compute the rows of integer tokens and outputs
+exactly in float64.
 A row may list targets that must refuse it, and the message they must refuse it with. Rows with a
 .lsrl source compile from it, so refusals must point at the program line.
 """
@@ -16,13 +18,13 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-
 from lsrl.backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
 from lsrl.backends.verdict import output_bounds
-from lsrl.corpus import CASES, Case
-from lsrl.corpus.rows import has_float_weights
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.graph import Graph
+
+from lsrl.corpus import CASES, Case
+from lsrl.corpus.rows import has_float_weights
 from lsrl.targets import compile_to, run_compiled
 
 # The reference is the exact result converted to float64, itself within half an ulp; and rows with
@@ -33,6 +35,10 @@ FLOAT64_INTERPRETER_RTOL = 1e-9
 
 # the package a target needs at run time: torch, except where named here
 REQUIRES = {"jax": "jax"}
+# targets that compute every row of integer tokens and integer outputs exactly in float64
+EXACT_ON_INTEGERS = ("mamba", "hawk")
+# targets that compute every row of integer tokens and integer outputs exactly in float64
+EXACT_ON_INTEGERS = ("mamba", "hawk")
 
 
 @lru_cache(maxsize=None)
@@ -40,11 +46,16 @@ def program(name: str) -> Graph:
     return next(c for c in CASES if c.name == name).program()
 
 
+def compiled(target: str, name: str, dtype: str = "float32") -> Compiled | LsrlError:
+    """The row compiled for ``dtype`` where the target's weights depend on it, else once for both."""
+    return _compiled(target, name, dtype if get_target(target).dtype_specific else "float32")
+
+
 @lru_cache(maxsize=None)
-def compiled(target: str, name: str) -> Compiled | LsrlError:
+def _compiled(target: str, name: str, dtype: str) -> Compiled | LsrlError:
     case = next(c for c in CASES if c.name == name)
     try:
-        return compile_to(program(name), target, Options(case.input_range, case.integer_inputs))
+        return compile_to(program(name), target, Options(case.input_range, case.integer_inputs, dtype=dtype))
     except LsrlError as e:
         return e
 
@@ -59,7 +70,7 @@ def references(name: str) -> list[tuple[list[list[float]], np.ndarray]]:
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_target_keeps_to_its_stated_bound(target: str, case: Case, dtype: str) -> None:
     pytest.importorskip(REQUIRES.get(target, "torch"))
-    result = compiled(target, case.name)
+    result = compiled(target, case.name, dtype)
     refusal = case.refused_by.get(target)
     if isinstance(result, LsrlError):
         assert refusal is not None, f"{target} refused {case.name}: {result}"
@@ -81,6 +92,13 @@ def test_target_keeps_to_its_stated_bound(target: str, case: Case, dtype: str) -
         )
         if verdict == "exact" and not float_weights:
             assert np.array_equal(got, want), f"{target} {dtype} {case.name}: stated exact, but is not"
+        if target in EXACT_ON_INTEGERS and dtype == "float64" and _integer_row(case, want):
+            assert np.array_equal(got, want), f"{target} float64 {case.name}: not exact on integer tokens"
+
+
+def _integer_row(case: Case, want: np.ndarray) -> bool:
+    """A row whose tokens and outputs are integers (all of them within float64's exact integers)."""
+    return case.integer_inputs and bool(np.all(want == np.round(want)))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -92,3 +110,14 @@ def test_the_float32_verdict_is_the_one_the_row_states(target: str, case: Case) 
     assert got == case.float32_verdict(target), f"{target} {case.name}"
     if got == "unproven":
         assert any(w.dtype == "float32" for w in result.warnings)
+
+
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_weights_depend_on_the_dtype_only_where_the_target_says_so(target: str) -> None:
+    pytest.importorskip(REQUIRES.get(target, "torch"))
+    name = "more_ones"
+    built = {dtype: _compiled(target, name, dtype) for dtype in DTYPES}
+    assert [c.config["dtype"] for c in built.values()] == list(DTYPES)
+    same = all(np.array_equal(built["float32"].tensors[k], built["float64"].tensors[k]) for k in built["float32"].tensors)
+    assert same != get_target(target).dtype_specific
+    assert get_target(target).dtypes("float64") == (("float64",) if get_target(target).dtype_specific else DTYPES)

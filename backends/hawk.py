@@ -67,9 +67,8 @@ from lsrl.backends.mamba import (
 from lsrl.backends.target import DTYPES, UNIT_ROUNDOFF, Compiled, Options, base_config
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.layered import Layer, LayeredModel
-from lsrl.ir.numbers import ONE, ZERO, Number, add, mul
+from lsrl.ir.numbers import ONE, ZERO, Number, add, is_integer, mul
 from lsrl.passes.diagonalize import CONV_WIDTH
-from lsrl.passes.ranges import is_integer_number
 from torch import nn
 
 Y_CONSTANT = 16.0  # linear_y bias: gelu(16) = 16 exactly in float32 and float64
@@ -257,8 +256,8 @@ class _HawkPlanner(_Planner):
         every step and of h (0.5, h's spacing being 1) at every step after the first, in units of
         ``lam``, and the hold's error times the first step's extra ``2^26``."""
         source = f"layer{i - 1}" if i else "x"
-        exact = math.isfinite(bound) and lam >= 1 and is_integer_number(slope) and all(
-            is_integer_number(w) and self.integer[source][j] and self.error[FLOAT64, j] == 0 for j, w in reads.items())
+        exact = math.isfinite(bound) and lam >= 1 and is_integer(slope) and all(
+            is_integer(w) and self.integer[source][j] and self.error[FLOAT64, j] == 0 for j, w in reads.items())
         if exact:
             return 0.0
         terms = len(reads) + 1

@@ -41,6 +41,7 @@ from lsrl.passes.ranges import INF, Interval
 SIGNIFICANT_BITS = {"float32": 24, "float64": 53}
 TINY = {"float32": 2.0**-126, "float64": 2.0**-1022}  # the smallest normal number: what flushing to zero loses
 NUMPY_DTYPE = {"float32": np.float32, "float64": np.float64}
+ITERATED_STEPS = 4096  # longer error recurrences are solved by repeated squaring, not step by step
 
 
 @dataclass(frozen=True)
@@ -184,16 +185,23 @@ class _Analysis:
             return np.bincount(rows_a, weights=values * vector[cols_a], minlength=n) if len(rows_a) else np.zeros(n)
 
         gamma = np.array([_gamma(int(t), self.u) for t in terms])
-        fixed = apply(errors_a, magnitude) + drive.error + terms * self.tiny
-        error = init_error.copy()
-        worst = error.copy()
-        for _ in range(self.steps):
-            total = apply(weights_a, magnitude + error) + drive.magnitude + drive.error
-            error = apply(weights_a, error) + fixed + gamma * total
-            worst = np.maximum(worst, error)
-            if not np.isfinite(error).all():
-                break
-        return worst
+        # e_t = |A| e_{t-1} + gamma (|A| (H + e_{t-1}) + D + e_d) + fixed: linear in e_{t-1}, with
+        # nonnegative coefficients, so e_t grows with t and the largest is e_T
+        growth = weights_a * (1 + gamma[rows_a]) if len(rows_a) else weights_a
+        constant = apply(errors_a, magnitude) + drive.error + terms * self.tiny
+        constant += gamma * (apply(weights_a, magnitude) + drive.magnitude + drive.error)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.steps <= ITERATED_STEPS:
+                error = init_error.copy()
+                for _ in range(self.steps):
+                    error = apply(growth, error) + constant
+            else:  # (e, 1) -> (M e + c, 1), raised to the power max_len by squaring
+                step = np.zeros((n, n))
+                np.add.at(step, (rows_a, cols_a), growth)
+                affine = np.block([[step, constant[:, None]], [np.zeros((1, n)), np.ones((1, 1))]])
+                power = np.linalg.matrix_power(affine, self.steps)
+                error = power[:n, :n] @ init_error + power[:n, n]
+        return np.nan_to_num(np.maximum(error, init_error), nan=INF)
 
     def _running_sums(self, rows: list, drive: Values, init: Sequence[Number], init_error: np.ndarray) -> np.ndarray:
         """A running sum computed as a cumulative sum in any order: ``max_len`` drives and the start."""

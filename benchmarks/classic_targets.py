@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from lsrl.backends import TARGET_NAMES, Options, get_target
+from lsrl.backends import TARGET_NAMES, get_target
 from lsrl.ir.errors import LsrlError
 
 from lsrl.corpus import CASES, Case
@@ -42,7 +42,7 @@ def available(target: str) -> bool:
 def measure(target: str, case: Case, runs: list[tuple[list[list[float]], np.ndarray]]) -> list[str]:
     """The table cells of one target on one row."""
     try:
-        compiled = compile_to(case.program(), target, Options(case.input_range, case.integer_inputs))
+        compiled = compile_to(case.program(), target, case.options())
     except LsrlError as e:
         # the reason alone: after the "cannot ... for TARGET:" lead, before the details and hints
         reason = e.message.split(": ", 1)[-1].split(" (")[0].split(";")[0]

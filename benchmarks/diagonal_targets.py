@@ -28,7 +28,7 @@ import torch
 from lsrl.backends.hawk import TARGETS as HAWK_TARGETS
 from lsrl.backends.hawk import HawkStack
 from lsrl.backends.mamba import TARGETS, MambaStack
-from lsrl.backends.target import DTYPES, Options
+from lsrl.backends.target import DTYPES
 from lsrl.ir.interpret import NotExactError, run
 
 from lsrl.corpus import CASES
@@ -113,7 +113,7 @@ def measure(case, max_len: int, with_reference: bool, target: str = "mamba") -> 
     built, seconds = {}, {}
     for dtype in DTYPES if TARGET.dtype_specific else ("float32",):
         start = time.perf_counter()
-        options = Options(case.input_range, case.integer_inputs, max_len, dtype=dtype)
+        options = case.options(max_len=max_len, dtype=dtype)
         built[dtype] = compile_to(case.graph(), target, options)
         seconds[dtype] = time.perf_counter() - start
     compiled = {dtype: built.get(dtype, built["float32"]) for dtype in DTYPES}  # the model each dtype runs

@@ -25,7 +25,7 @@ import json
 import math
 
 import numpy as np
-from lsrl.backends import DTYPES, TARGET_NAMES, Options, get_target
+from lsrl.backends import DTYPES, TARGET_NAMES, get_target
 from lsrl.backends.verdict import output_bounds
 from lsrl.ir.errors import LsrlError
 
@@ -48,7 +48,7 @@ def available_targets(names: list[str]) -> list[str]:
 def measure(case, target: str, dtype: str) -> dict:
     graph = case.program()
     try:
-        compiled = compile_to(graph, target, Options(case.input_range, case.integer_inputs))
+        compiled = compile_to(graph, target, case.options())
     except LsrlError:
         return {"verdict": "refused"}
     bounds = np.array(output_bounds(get_target(target), compiled, dtype, compiled.config["d_out"]))

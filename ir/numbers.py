@@ -22,6 +22,11 @@ def is_exact(x: object) -> bool:
     return type(x) is mpq
 
 
+def is_integer(x: object) -> bool:
+    """An exact integer (a float stands for an irrational number, never an integer)."""
+    return is_exact(x) and x.denominator == 1
+
+
 def exact(x: object) -> mpq:
     """Convert an int, Fraction, mpq, numeric string ("1/3", "0.25", "1e10") or float to mpq.
 

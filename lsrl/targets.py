@@ -35,7 +35,8 @@ def compile_to(
     """Compile ``graph`` for ``target``; ``params`` and ``sources`` (file name -> text, as
     collected by ``compile_file``) are recorded in the config."""
     from lsrl.backends.verdict import judge, output_facts
-    from lsrl.passes import lower
+    from lsrl.passes import prepare
+    from lsrl.passes.linearize import linearize
 
     if target not in TARGET_NAMES:
         raise UsageError(f"unknown target '{target}' (targets: {', '.join(TARGET_NAMES)})")
@@ -46,19 +47,22 @@ def compile_to(
         known = f"its variants: {', '.join(chosen.variants)}" if chosen.variants else "it has no variants"
         raise UsageError(f"target '{target}' has no variant '{options.variant}' ({known})")
     max_len = options.max_len if chosen.bounded_length else None
-    model = lower(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs)
+    # the graph linearize schedules: the program's nodes (same ids) and those the passes added, every
+    # one with the source location it came from, which warnings and labels point at
+    prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs)
+    model = linearize(prepared, options.input_range, max_len)
     try:
         compiled = chosen.build(model, options)
     except LsrlError as e:
-        e.loc = e.loc or _node_loc(graph, e.node)
+        e.loc = e.loc or _node_loc(prepared, e.node)
         raise
     verdicts, precision_warnings = judge(chosen, compiled, output_facts(model, options), options)
     compiled.config["precision"] = verdicts
     compiled.warnings = [
-        w if w.loc is not None else replace(w, loc=_node_loc(graph, w.node))
+        w if w.loc is not None else replace(w, loc=_node_loc(prepared, w.node))
         for w in [*compiled.warnings, *precision_warnings]
     ]
-    _locate_labels(compiled.config, graph)
+    _locate_labels(compiled.config, prepared)
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled

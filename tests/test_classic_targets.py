@@ -36,7 +36,7 @@ def _inputs(name: str) -> list[list[float]]:
 
 def _compiled(name: str, target: str):
     row = case(name)
-    return lsrl.compile_to(row.program(), target, Options(row.input_range, row.integer_inputs))
+    return lsrl.compile_to(row.program(), target, row.options())
 
 
 def _expected(name: str) -> np.ndarray:
@@ -145,7 +145,8 @@ def test_a_model_with_a_gate_layer_is_refused(target: str) -> None:
 
 def test_lsrl_compile_writes_the_stock_files_and_run_uses_them(tmp_path: Path) -> None:
     program = str(ROOT / "examples" / "more_ones.lsrl")
-    status, out, err = run_cli("compile", program, "--target", "rnn", "-o", str(tmp_path))
+    status, out, err = run_cli("compile", program, "--target", "rnn", "--integer-inputs", "--input-range", "0,1",
+                               "-o", str(tmp_path))
     assert (status, err) == (0, "")
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["target"] == "rnn" and config["max_len"] == MAX_LEN

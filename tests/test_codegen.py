@@ -140,7 +140,7 @@ def test_forward_computes_random_transitions() -> None:
 @lru_cache(maxsize=None)
 def built(target: str, name: str) -> Compiled:
     row = case(name)
-    return get_target(target).build(lower(row.graph(), row.input_range), Options(row.input_range, row.integer_inputs))
+    return get_target(target).build(lower(row.graph(), row.input_range), row.options())
 
 
 def table_inputs(row: Case, runs: int = 2) -> np.ndarray:

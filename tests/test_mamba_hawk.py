@@ -116,7 +116,7 @@ def test_a_rotation_of_the_input_is_refused_with_the_reason() -> None:
 # --- the mamba target -------------------------------------------------------------------------------------------
 def _compiled(name: str, max_len: int = 1024):
     row = case(name)
-    options = Options(row.input_range, row.integer_inputs, max_len)
+    options = row.options(max_len=max_len)
     return row, MAMBA.build(lower(row.graph(), row.input_range, max_len), options)
 
 
@@ -243,7 +243,7 @@ HAWK = hawk_module.TARGETS["hawk"]
 
 def _hawk(name: str, max_len: int = 1024, dtype: str = "float32"):
     row = case(name)
-    options = Options(row.input_range, row.integer_inputs, max_len, dtype=dtype)
+    options = row.options(max_len=max_len, dtype=dtype)
     return row, HAWK.build(lower(row.graph(), row.input_range, max_len), options)
 
 
@@ -319,7 +319,7 @@ def test_hawk_counts_1000_steps_exactly_in_float64() -> None:
     from lsrl.targets import compile_to, run_compiled
 
     row = case("counters")
-    compiled = compile_to(row.program(), "hawk", Options(row.input_range, row.integer_inputs, dtype="float64"))
+    compiled = compile_to(row.program(), "hawk", row.options(dtype="float64"))
     outputs = run_compiled(compiled, np.zeros((1000, 1)), "float64")[0]
     assert HAWK.error_bound(compiled, "float64") == 0 and not compiled.warnings
     assert outputs[-1].tolist() == [999, 999 % 1, 999 % 2, 999 % 3, 999 % 5, 999 % 20]

@@ -63,7 +63,7 @@ def test_without_facts_about_the_inputs_float32_is_warned(row) -> None:
 
 @pytest.mark.parametrize("row", REPRODUCTIONS, ids=lambda c: c.name)
 def test_with_the_rows_facts_float32_is_proven(row) -> None:
-    compiled = compile_to(compile_file(EXAMPLES / row.source), "torch", Options(row.input_range, row.integer_inputs))
+    compiled = compile_to(compile_file(EXAMPLES / row.source), "torch", row.options())
     assert compiled.config["precision"]["float32"] in ("exact", "bounded")
     assert not [w for w in compiled.warnings if w.dtype == "float32"]
 

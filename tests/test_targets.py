@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from lsrl.backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
+from lsrl.backends import DTYPES, TARGET_NAMES, Compiled, get_target
 from lsrl.backends.verdict import output_bounds
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.graph import Graph
@@ -55,7 +55,7 @@ def compiled(target: str, name: str, dtype: str = "float32") -> Compiled | LsrlE
 def _compiled(target: str, name: str, dtype: str) -> Compiled | LsrlError:
     case = next(c for c in CASES if c.name == name)
     try:
-        return compile_to(program(name), target, Options(case.input_range, case.integer_inputs, dtype=dtype))
+        return compile_to(program(name), target, case.options(dtype=dtype))
     except LsrlError as e:
         return e
 

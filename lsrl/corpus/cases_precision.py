@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Sequence
 
 import lsrl
+from lsrl.corpus.cases_lsrl import NOT_A_CONDITION, refused_without_gates
 from lsrl.corpus.rows import Case, Run, tokens
 from lsrl.ir.graph import Graph
 
@@ -107,7 +108,8 @@ CASES: list[Case] = [
          source="precision/folded_threshold_sum.lsrl", input_range=(0, 1), integer_inputs=True),
     Case("third_of_eq", third_of_eq,
          [_third_of_eq_run([1, 2, 3, 2, 1]), _third_of_eq_run([_random.randint(1, 3) for _ in range(40)])],
-         source="precision/third_of_eq.lsrl", input_range=(1, 3), integer_inputs=True),
+         source="precision/third_of_eq.lsrl", input_range=(1, 3), integer_inputs=True,
+         refused_by=refused_without_gates(NOT_A_CONDITION), float32_default="bounded"),  # thirds
     Case("dyck1_nested", dyck1_nested,
          [_dyck1_nested_run("((("), _dyck1_nested_run("(()())"), _dyck1_nested_run("())(()"),
           _dyck1_nested_run("".join(_random.choice("()") for _ in range(80)))],

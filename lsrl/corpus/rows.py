@@ -38,12 +38,21 @@ class Case:
     # value, and whether they are integers (lets targets without gates rebuild them from ReLUs).
     input_range: Optional[tuple] = None
     integer_inputs: bool = False
+    max_len: Optional[int] = None  # the longest sequence it states (None: the targets' default)
     # target name -> part of the message with which it must refuse the program
     refused_by: Mapping[str, str] = field(default_factory=dict)
     # What the compiler proves of float32 per target (lsrl.backends.verdict): "exact", "bounded" or
     # "unproven" (it then warns); targets not named here get float32_default.
     float32: Mapping[str, str] = field(default_factory=dict)
     float32_default: str = "exact"
+
+    def options(self, **overrides: Any):
+        """The compile options of what the row states about its inputs (``overrides`` on top)."""
+        from lsrl.backends.target import DEFAULT_MAX_LEN, Options
+
+        stated = {"input_range": self.input_range, "integer_inputs": self.integer_inputs,
+                  "max_len": self.max_len or DEFAULT_MAX_LEN}
+        return Options(**{**stated, **overrides})
 
     def float32_verdict(self, target: str) -> str:
         """The row's stated float32 verdict on ``target`` ("refused" where it must refuse)."""

@@ -292,25 +292,30 @@ def _run_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph,
     from lsrl.targets import run_compiled
 
     compiled = _compile_target(args, sources, graph, args.backend)
-    dtype = args.dtype or _default_dtype(compiled, args.backend)
+    dtype = args.dtype or _default_dtype(compiled)
     if dtype != compiled.config["dtype"] and get_target(args.backend).dtype_specific:
-        compiled = _compile_target(args, sources, graph, args.backend, dtype)  # weights for float64
+        try:
+            compiled = _compile_target(args, sources, graph, args.backend, dtype)  # weights for float64
+        except LsrlError as e:  # float64 weights cannot be built: float32, warned, is what there is
+            _note(f"float32 is not proven to compute this program on the {args.backend} target, and float64 "
+                  f"weights cannot be built ({e.message}); running in float32")
+            dtype = "float32"
+    if dtype != (args.dtype or "float32"):
+        _note(f"float32 is not proven to compute this program on the {args.backend} target "
+              "(--dtype float32 shows why); running in float64")
     # a warning about the other dtype says nothing about these outputs
     _warn([w for w in compiled.warnings if w.dtype in (None, dtype)], sources)
     return run_compiled(compiled, inputs, dtype)[0]
 
 
-def _default_dtype(compiled, backend: str) -> str:
-    """float32, unless the compiler cannot prove it right for this program and float64 can do
-    better: a result is never silently wrong for want of asking for float64."""
-    verdicts = compiled.config.get("precision", {})
-    if verdicts.get("float32") != UNPROVEN:
-        return "float32"
-    sys.stderr.write(
-        f"{PROGRAM}: note: float32 is not proven to compute this program on the {backend} target "
-        "(--dtype float32 shows why); running in float64\n"
-    )
-    return "float64"
+def _default_dtype(compiled) -> str:
+    """float32, unless the compiler cannot prove it right for this program: then float64, so that
+    a result is never silently wrong for want of asking for float64."""
+    return "float64" if compiled.config.get("precision", {}).get("float32") == UNPROVEN else "float32"
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"{PROGRAM}: note: {message}\n")
 
 
 def _compile_command(args: argparse.Namespace, sources: dict[str, str]) -> None:

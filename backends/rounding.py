@@ -81,7 +81,7 @@ class _Analysis:
         x = Values(magnitude, error, representable, start.lattices)
         for layer, bounds in zip(self.model.layers, layer_bounds(self.model, self.options)):
             x = getattr(self, f"_{layer.kind}")(layer.attrs, bounds, x)
-        return [float(e) for e in x.error]
+        return [float(e) if np.isfinite(e) else INF for e in x.error]  # nan: from an unbounded value
 
     # --- layers ---------------------------------------------------------------------------
     def _affine(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
@@ -167,6 +167,7 @@ class _Analysis:
             return max(magnitude[i], self.steps * drive.magnitude[i] + abs(float(init[i])))
         return sum(abs(float(w)) * magnitude[k] for k, w in row) + drive.magnitude[i]
 
+    @np.errstate(over="ignore", invalid="ignore")  # unbounded values give inf and nan errors: no bound
     def _recurrence(self, transition: Matrix, drive: Values, magnitude: np.ndarray, init_error: np.ndarray) -> np.ndarray:
         """The largest error over ``max_len`` steps of ``e_t = |A| e_{t-1} + e_A H + e_d + rounding``."""
         rows, cols, weights, weight_errors = [], [], [], []
@@ -190,17 +191,16 @@ class _Analysis:
         growth = weights_a * (1 + gamma[rows_a]) if len(rows_a) else weights_a
         constant = apply(errors_a, magnitude) + drive.error + terms * self.tiny
         constant += gamma * (apply(weights_a, magnitude) + drive.magnitude + drive.error)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if self.steps <= ITERATED_STEPS:
-                error = init_error.copy()
-                for _ in range(self.steps):
-                    error = apply(growth, error) + constant
-            else:  # (e, 1) -> (M e + c, 1), raised to the power max_len by squaring
-                step = np.zeros((n, n))
-                np.add.at(step, (rows_a, cols_a), growth)
-                affine = np.block([[step, constant[:, None]], [np.zeros((1, n)), np.ones((1, 1))]])
-                power = np.linalg.matrix_power(affine, self.steps)
-                error = power[:n, :n] @ init_error + power[:n, n]
+        if self.steps <= ITERATED_STEPS:
+            error = init_error.copy()
+            for _ in range(self.steps):
+                error = apply(growth, error) + constant
+        else:  # (e, 1) -> (M e + c, 1), raised to the power max_len by squaring
+            step = np.zeros((n, n))
+            np.add.at(step, (rows_a, cols_a), growth)
+            affine = np.block([[step, constant[:, None]], [np.zeros((1, n)), np.ones((1, 1))]])
+            power = np.linalg.matrix_power(affine, self.steps)
+            error = power[:n, :n] @ init_error + power[:n, n]
         return np.nan_to_num(np.maximum(error, init_error), nan=INF)
 
     def _running_sums(self, rows: list, drive: Values, init: Sequence[Number], init_error: np.ndarray) -> np.ndarray:

@@ -636,6 +636,11 @@ def _cell_layer(cells: Cells, previous: Decoding, own: Decoding) -> CellLayer:
 
 
 # --- the error bound of the stock construction ---------------------------------------------------------------
+# A state layer's errors are followed step by step up to here; one still growing beyond it, with
+# more steps to come, has no bound (so lstm and gru compile in bounded time at any --max-len).
+ITERATED_STEPS = 2**16
+
+
 def error_bounds(model: LayeredModel, accuracy: Sequence[Sequence[Accuracy]], roundoff: float,
                  max_len: int) -> list[np.ndarray]:
     """Bounds on the error of every unit of every layer (the last layer's are the outputs'): each
@@ -649,15 +654,20 @@ def error_bounds(model: LayeredModel, accuracy: Sequence[Sequence[Accuracy]], ro
             second = np.abs(layer.attrs["W2"].dense()) @ error if layer.kind == "gate" else np.zeros(layer.width)
             if layer.kind == "state":
                 transition, error = np.abs(layer.attrs["A"].dense()), np.zeros(layer.width)
-                for _ in range(max_len):
+                for _ in range(min(max_len, ITERATED_STEPS)):
                     reads = transition @ error + first
                     following = np.array([u.error(r, 0.0, roundoff) for u, r in zip(units, reads)])
                     if np.array_equal(following, error):
                         break
                     error = following
+                else:
+                    if max_len > ITERATED_STEPS:  # still growing, and more steps to come: no bound
+                        reads = transition @ error + first
+                        following = np.array([u.error(r, 0.0, roundoff) for u, r in zip(units, reads)])
+                        error = np.where(following == error, error, INF)
             else:
                 error = np.array([u.error(f, s, roundoff) for u, f, s in zip(units, first, second)])
-            error = np.nan_to_num(error, nan=INF)
+            error = np.nan_to_num(error, nan=INF, posinf=INF)
             errors.append(error)
     return errors
 

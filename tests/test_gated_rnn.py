@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lsrl
+
 torch = pytest.importorskip("torch")
 
 from lsrl.backends import Options, get_target  # noqa: E402
@@ -154,3 +156,25 @@ def test_compile_writes_the_files_and_stats_measure_the_error(cell: str, tmp_pat
     assert figures["variant"] == "stock" and figures["max_error_float64"] <= figures["error_bound_float64"] + 1e-9
     assert {"layers", "hidden_size", "parameters", "error_bound_float32"} <= set(figures)
 
+
+
+
+def test_a_bound_still_growing_after_the_iterated_steps_is_unbounded(monkeypatch) -> None:
+    """A state layer's error is followed step by step up to ITERATED_STEPS; one still growing there,
+    with more steps to come, is unbounded: never a bound that stops short of max_len, and never a
+    loop of max_len steps."""
+    import lsrl.backends.gated_rnn as gated_rnn
+    from lsrl.passes import lower
+
+    class AddsOne:  # a cell that adds an error of 1 at every step
+        def error(self, first: float, second: float, roundoff: float) -> float:
+            return first + 1.0
+
+    p = lsrl.Program()
+    p.output(lsrl.accumulate(p.input(1)))
+    model = lower(p.finish())
+    accuracy = [[AddsOne()] * layer.width for layer in model.layers]
+    monkeypatch.setattr(gated_rnn, "ITERATED_STEPS", 4)
+    state = next(i for i, layer in enumerate(model.layers) if layer.kind == "state")
+    assert gated_rnn.error_bounds(model, accuracy, 0.0, max_len=4)[state].tolist() == [4.0]
+    assert gated_rnn.error_bounds(model, accuracy, 0.0, max_len=5)[state].tolist() == [float("inf")]

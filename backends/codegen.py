@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
-from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
 
 # How a stage of a state layer is computed (see the module docstring).
@@ -196,6 +196,10 @@ class Syntax(ABC):
         """``max(x, 0)`` elementwise."""
 
     @abstractmethod
+    def function(self, name: str, x: str) -> str:
+        """A float function of ``ir.graph.FLOAT_FUNCTIONS`` (exp, sigmoid, ...), elementwise."""
+
+    @abstractmethod
     def index_list(self, units: Sequence[int]) -> str:
         """An index that picks the (not contiguous) positions ``units`` of an axis."""
 
@@ -241,6 +245,24 @@ def layer_expression(layer: Layer, syntax: Syntax) -> str:
     raise ValueError(f"no single expression for a {layer.kind} layer")
 
 
+def map_lines(layer: Layer, syntax: Syntax) -> list[str]:
+    """A map layer: its pre-activations ``u``, each function on the units that have it, the
+    results joined in the layer's order."""
+    w, n = syntax.weight, layer.width
+    functions = layer.attrs["functions"]
+    lines = [f"u = {syntax.linear('x', w('W'), w('b'))}"]
+    groups = {f: [u for u, g in enumerate(functions) if g == f] for f in dict.fromkeys(functions)}
+    parts = [
+        syntax.columns("u", units, n) if f == IDENTITY else syntax.function(f, syntax.columns("u", units, n))
+        for f, units in groups.items()
+    ]
+    joined = syntax.concat(parts)
+    order = [u for units in groups.values() for u in units]
+    if order != list(range(n)):
+        joined += f"[..., {syntax.index([order.index(i) for i in range(n)])}]"
+    return lines + [f"x = {joined}"]
+
+
 def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     """The body of ``forward``: from ``x`` (``[batch, time, d_in]``) to ``x`` (the output),
     one commented block per layer."""
@@ -251,6 +273,8 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
         lines.append(syntax.bind_layer(i))
         if layer.kind == "state":
             lines += _state_forward_lines(layer, plan_state_layer(layer.attrs["A"]), syntax)
+        elif layer.kind == "map":
+            lines += map_lines(layer, syntax)
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
         lines.append("")
@@ -330,6 +354,8 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
             lines.append(f"x = {syntax.linear(f'state[{state}]', w('A'))} + {syntax.linear('x', w('W'), w('b'))}")
             lines.append("new_state.append(x)")
             state += 1
+        elif layer.kind == "map":
+            lines += map_lines(layer, syntax)
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
     return lines
@@ -460,8 +486,8 @@ def plural(count: int, noun: str) -> str:
 
 LAYER_KINDS_TEXT = [  # for the header of a generated file
     "Every layer starts with an affine map of the previous layer's output x: affine W x + b,",
-    "relu relu(W x + b), gate (W x + b) * (W2 x + b2), state h_t = A h_{t-1} + W x_t + b from",
-    "h_0 = init.",
+    "relu relu(W x + b), gate (W x + b) * (W2 x + b2), map f(W x + b) with a float function f",
+    "per unit, state h_t = A h_{t-1} + W x_t + b from h_0 = init.",
 ]
 
 

@@ -98,6 +98,12 @@ def matrix_recurrence(v, A, init):
 }
 
 
+JAX_FUNCTIONS = {
+    "exp": "jnp.exp", "log": "jnp.log", "sigmoid": "jax.nn.sigmoid", "softplus": "jax.nn.softplus",
+    "silu": "jax.nn.silu", "tanh": "jnp.tanh", "sqrt": "jnp.sqrt", "rsqrt": "jax.lax.rsqrt",
+}
+
+
 class JaxSyntax(codegen.Syntax):
     def bind_layer(self, index: int) -> str:
         return f'layer = params["layers"][{index}]'
@@ -110,6 +116,9 @@ class JaxSyntax(codegen.Syntax):
 
     def relu(self, x: str) -> str:
         return f"jax.nn.relu({x})"
+
+    def function(self, name: str, x: str) -> str:
+        return f"{JAX_FUNCTIONS[name]}({x})"
 
     def index_list(self, units: Sequence[int]) -> str:
         return f"np.array({list(units)})"  # jax takes index arrays, not lists
@@ -232,6 +241,7 @@ class JaxTarget(Target):
     name = "jax"
     description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
     native_gates = True
+    layer_kinds = (*Target.layer_kinds, "map")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from lsrl.backends.target import Options, analysis_range
 from lsrl.ir.graph import Graph
-from lsrl.ir.layered import Layer, LayeredModel
+from lsrl.ir.layered import Layer, LayeredModel, map_nodes
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO
 from lsrl.passes.lattice import Lattice
@@ -47,7 +47,7 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
     nodes: list[tuple[int, tuple[int, ...], int | None]] = []  # per layer: its value node, what its units read, its drive
     for layer in model.layers:
         a = layer.attrs
-        operand_rows = {"relu": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")]}.get(layer.kind, [])
+        operand_rows = {"relu": [("W", "b")], "map": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")]}.get(layer.kind, [])
         reads = tuple(
             g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows
         )
@@ -57,6 +57,8 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
         elif layer.kind == "state":
             drive = g.add("affine", [previous], layer.width, {"weights": (a["W"],), "bias": a["b"]}).id
             value = _split_state(g, previous, layer)
+        elif layer.kind == "map":
+            value = map_nodes(g, reads[0], a["functions"])
         else:
             value = g.add({"relu": "relu", "gate": "mul"}[layer.kind], list(reads), layer.width).id
         nodes.append((value, reads, drive))

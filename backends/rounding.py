@@ -25,6 +25,7 @@ bounded size is exact, and so is its ReLU. Otherwise errors propagate:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,7 +33,7 @@ import numpy as np
 from gmpy2 import mpq
 from lsrl.backends.layer_ranges import LayerBounds, input_bounds, layer_bounds
 from lsrl.backends.target import Options, stated_bounds
-from lsrl.ir.layered import LayeredModel
+from lsrl.ir.layered import IDENTITY, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import Number, is_exact
 from lsrl.passes.lattice import Lattice
@@ -42,6 +43,10 @@ SIGNIFICANT_BITS = {"float32": 24, "float64": 53}
 TINY = {"float32": 2.0**-126, "float64": 2.0**-1022}  # the smallest normal number: what flushing to zero loses
 NUMPY_DTYPE = {"float32": np.float32, "float64": np.float64}
 ITERATED_STEPS = 4096  # longer error recurrences are solved by repeated squaring, not step by step
+# A float function (exp, sigmoid, ...) is within this many unit roundoffs of its exact value, as
+# those of torch and XLA are (4 ulps), and its slope is at most (elsewhere: largest_slope):
+FUNCTION_ROUNDING = 8
+SLOPES = {"sigmoid": 0.25, "softplus": 1.0, "silu": 1.1, "tanh": 1.0}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class _Analysis:
         self.tiny = TINY[dtype]
         self.steps = options.max_len
 
+    @np.errstate(over="ignore", invalid="ignore")  # unbounded values give inf and nan: no bound
     def run(self) -> list[float]:
         start = input_bounds(self.model, self.options)
         magnitude = _magnitudes(start.values)
@@ -90,6 +96,21 @@ class _Analysis:
     def _relu(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
         pre = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])
         return Values(_magnitudes(bounds.values), pre.error, pre.exact, bounds.lattices)
+
+    def _map(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
+        """A float function passes its argument's error times its largest slope around the
+        argument's range, and adds its own rounding (FUNCTION_ROUNDING); the identity passes the
+        error unchanged."""
+        pre = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])
+        magnitude = _magnitudes(bounds.values)
+        error = pre.error.copy()
+        for u, function in enumerate(attrs["functions"]):
+            if function != IDENTITY:
+                reach = bounds.operands[0][u]
+                slope = largest_slope(function, float(reach.lo) - pre.error[u], float(reach.hi) + pre.error[u])
+                error[u] = slope * pre.error[u] + FUNCTION_ROUNDING * self.u * magnitude[u] + self.tiny
+        exact = pre.exact & np.array([f == IDENTITY for f in attrs["functions"]], dtype=bool)
+        return Values(magnitude, np.where(exact, 0.0, error), exact, bounds.lattices)
 
     def _gate(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
         a = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])
@@ -167,7 +188,6 @@ class _Analysis:
             return max(magnitude[i], self.steps * drive.magnitude[i] + abs(float(init[i])))
         return sum(abs(float(w)) * magnitude[k] for k, w in row) + drive.magnitude[i]
 
-    @np.errstate(over="ignore", invalid="ignore")  # unbounded values give inf and nan errors: no bound
     def _recurrence(self, transition: Matrix, drive: Values, magnitude: np.ndarray, init_error: np.ndarray) -> np.ndarray:
         """The largest error over ``max_len`` steps of ``e_t = |A| e_{t-1} + e_A H + e_d + rounding``."""
         rows, cols, weights, weight_errors = [], [], [], []
@@ -223,6 +243,18 @@ class _Analysis:
         return abs(as_float - held)
 
     _weight_error = _representation_error
+
+
+def largest_slope(function: str, lo: float, hi: float) -> float:
+    """The largest |f'| of a float function over [lo, hi] (inf where it is unbounded there)."""
+    with np.errstate(all="ignore"):
+        if function == "exp":
+            return math.exp(hi) if hi < 709 else INF
+        if function in ("log", "sqrt", "rsqrt"):
+            if lo <= 0:
+                return INF
+            return {"log": 1 / lo, "sqrt": 0.5 / math.sqrt(lo), "rsqrt": 0.5 * lo ** -1.5}[function]
+    return SLOPES[function]
 
 
 def _gamma(n: int, u: float) -> float:

@@ -114,6 +114,9 @@ class Target(ABC):
     # assumes it); targets without this flag compute the program for every length.
     bounded_length: bool = False
     variants: tuple[str, ...] = ()  # construction variants; the first is the default
+    # the kinds of layer (ir.layered.LAYER_KINDS) it computes; the driver refuses a program whose
+    # layered model has another, at the source line of the node that needs it
+    layer_kinds: tuple[str, ...] = ("affine", "relu", "gate", "state")
     exact_alternatives: tuple[str, ...] = ()  # what a warning about precision suggests besides the options
     # The weights depend on ``Options.dtype`` and compute the program in that dtype only (hawk's
     # accumulators); the others' compute it in every dtype, whichever they were built for.

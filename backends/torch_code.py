@@ -88,6 +88,12 @@ def matrix_recurrence(v, A, init):
 }
 
 
+TORCH_FUNCTIONS = {
+    "exp": "torch.exp", "log": "torch.log", "sigmoid": "torch.sigmoid", "softplus": "F.softplus",
+    "silu": "F.silu", "tanh": "torch.tanh", "sqrt": "torch.sqrt", "rsqrt": "torch.rsqrt",
+}
+
+
 class TorchSyntax(codegen.Syntax):
     def bind_layer(self, index: int) -> str:
         return f"layer = self.layers[{index}]"
@@ -100,6 +106,9 @@ class TorchSyntax(codegen.Syntax):
 
     def relu(self, x: str) -> str:
         return f"torch.relu({x})"
+
+    def function(self, name: str, x: str) -> str:
+        return f"{TORCH_FUNCTIONS[name]}({x})"
 
     def index_list(self, units: Sequence[int]) -> str:
         return str(list(units))
@@ -213,6 +222,7 @@ class TorchTarget(Target):
     name = "torch"
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
+    layer_kinds = (*Target.layer_kinds, "map")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

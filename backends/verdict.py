@@ -45,6 +45,8 @@ class OutputFacts:
         return OUTPUT_TOLERANCE * max(abs(float(self.interval.lo)), abs(float(self.interval.hi)), 1.0)
 
     def proven(self, bound: float) -> bool:
+        if bound == INF:  # (an output of unbounded size would tolerate it otherwise)
+            return False
         on_lattice = self.lattice is not None and self.lattice.step > 0 and bound < self.lattice.step / 2
         return on_lattice or bound <= self.tolerance()
 
@@ -100,7 +102,8 @@ def _warning(target: Target, dtype: str, at_risk: list[tuple[OutputFacts, float]
     assumption = f"for inputs in [{assumed_low}, {assumed_high}] and up to {options.max_len} steps"
     return CompileWarning(
         f"{dtype} is not proven to compute output {first.label.source}{others} right on the {target.name} target: "
-        f"it {how_far} {assumption}, and {first.requirement()}"
+        f"it {how_far} {assumption}, "
+        + ("as the range analysis cannot bound a value it depends on" if bound == INF else f"and {first.requirement()}")
         + (f"; what may help: {', '.join(helps)}" if helps else ""),
         node=first.label.node, dtype=dtype,
     )

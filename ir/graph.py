@@ -138,6 +138,11 @@ def _select_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     return dims[0]
 
 
+# Elementwise functions that have no exact value at most rational points: the interpreter computes
+# them in float64 only, and exact mode refuses them (ir/pointwise.py has their values).
+FLOAT_FUNCTIONS = ("exp", "log", "sigmoid", "softplus", "silu", "tanh", "sqrt", "rsqrt")
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
@@ -153,6 +158,7 @@ KINDS: dict[str, Kind] = {
         Kind("select", 2, {"big": VECTOR}, _select_dim),
         # elementwise product of two runtime vectors (the multiplicative gate)
         Kind("mul", 2, {}, _same_dims),
+        *(Kind(name, 1, {}, _same_dims) for name in FLOAT_FUNCTIONS),
         Kind("concat", None, {}, _concat_dim, min_operands=1),
         Kind("slice", 1, {"start": INT, "stop": INT}, _slice_dim),
         # s_t = A s_{t-1} + sum_i B_i u_i + bias, s_0 = init; the node's value is s_t

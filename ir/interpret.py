@@ -16,13 +16,18 @@ from typing import Sequence
 
 import numpy as np
 from lsrl.ir import pointwise
-from lsrl.ir.graph import Graph, Node
+from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Loc, Node
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import exact
 
 
 class NotExactError(ValueError):
-    """Exact mode was asked for a graph that holds float (irrational) weights."""
+    """Exact mode was asked for a graph that holds float (irrational) weights or float functions;
+    ``loc`` is where the program wrote the node."""
+
+    def __init__(self, message: str, loc: Loc | None = None):
+        super().__init__(message if loc is None else f"{message} (at {loc})")
+        self.message, self.loc = message, loc
 
 
 Array = np.ndarray
@@ -31,11 +36,7 @@ Array = np.ndarray
 def _require_exact(node: Node, *matrices: Matrix, vectors: Sequence[tuple] = ()) -> None:
     if all(m.exact for m in matrices) and all(type(v) is not float for vec in vectors for v in vec):
         return
-    where = f" at {node.loc}" if node.loc else ""
-    raise NotExactError(
-        f"node %{node.id} '{node.name}'{where} has float weights (from an irrational constant); "
-        "run it in float64 mode"
-    )
+    raise NotExactError(f"'{node.name}' has float weights (from an irrational constant): no exact value", node.loc)
 
 
 # --- float64 --------------------------------------------------------------------------------------
@@ -140,6 +141,11 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
             v = pointwise.select(ops[0], ops[1], attrs["big"])
         elif kind == "mul":
             v = ops[0] * ops[1]
+        elif kind in FLOAT_FUNCTIONS:
+            if exact_mode:
+                raise NotExactError(f"{kind} has no exact value", node.loc)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                v = pointwise.FLOAT_FUNCTION_VALUES[kind](ops[0])
         elif kind == "concat":
             v = np.concatenate(ops, axis=-1)
         elif kind == "slice":

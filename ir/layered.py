@@ -34,21 +34,27 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from lsrl.ir.graph import MATRIX, VECTOR, Graph, Label
+from lsrl.ir.graph import FLOAT_FUNCTIONS, MATRIX, VECTOR, Graph, Label
 from lsrl.ir.interpret import run as run_graph
 from lsrl.ir.interpret import trace as trace_graph
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import Number, format_number, parse_number
+from lsrl.ir.numbers import ZERO, Number, format_number, parse_number
+from lsrl.ir.pointwise import FLOAT_FUNCTION_VALUES
 from lsrl.ir.verify import verify as verify_graph
 
 FORMAT = "lsrl.layered"
 VERSION = 1
+
+FUNCTIONS = "functions"  # an attribute type: one function name per unit
+IDENTITY = "identity"  # the function of a map layer's unit that carries a value unchanged
 
 LAYER_KINDS: dict[str, dict[str, str]] = {
     "affine": {"W": MATRIX, "b": VECTOR},
     "relu": {"W": MATRIX, "b": VECTOR},
     "gate": {"W": MATRIX, "b": VECTOR, "W2": MATRIX, "b2": VECTOR},
     "state": {"A": MATRIX, "W": MATRIX, "b": VECTOR, "init": VECTOR},
+    # f_i((W x + b)_i) per unit, f_i a float function (ir.graph.FLOAT_FUNCTIONS) or the identity
+    "map": {"W": MATRIX, "b": VECTOR, "functions": FUNCTIONS},
 }
 
 # What a unit holds, relative to its source value.
@@ -156,6 +162,8 @@ class LayeredModel:
                         raise LayeredModelError(f"{where}: {name} should be a {layer.width}x{cols} matrix")
                 elif not isinstance(value, tuple) or len(value) != layer.width:
                     raise LayeredModelError(f"{where}: {name} should be a vector of length {layer.width}")
+                elif kind == FUNCTIONS and not all(f == IDENTITY or f in FLOAT_FUNCTIONS for f in value):
+                    raise LayeredModelError(f"{where}: {name} holds an unknown function")
             if not all(isinstance(u, UnitLabel) and u.role in ROLES for u in layer.units):
                 raise LayeredModelError(f"{where}: every unit needs a label")
             width = layer.width
@@ -199,6 +207,8 @@ class LayeredModel:
             elif layer.kind == "state":
                 attrs = {"A": a["A"], "B": (a["W"],), "bias": a["b"], "init": a["init"]}
                 previous = g.add("state", [previous], layer.width, attrs, name=name, labels=labels).id
+            elif layer.kind == "map":
+                previous = map_nodes(g, affine(a["W"], a["b"], "/in"), a["functions"], name, labels)
             else:  # pragma: no cover - verify() rejects unknown kinds
                 raise AssertionError(layer.kind)
             self._layer_nodes.append(previous)
@@ -215,7 +225,7 @@ class LayeredModel:
         """Outputs ``[time, d_out]`` for one sequence ``[time, d_in]`` with every weight, input and
         intermediate value rounded to float32, as a float32 target computes the layers."""
 
-        def weights(layer: Layer, name: str) -> np.ndarray:
+        def weights(layer: Layer, name: str) -> np.ndarray:  # (the map layer's functions are no weights)
             value = layer.attrs[name]
             dense = value.dense() if isinstance(value, Matrix) else np.array([float(v) for v in value])
             return dense.astype(np.float32)
@@ -227,6 +237,12 @@ class LayeredModel:
                 x = np.maximum(pre, np.float32(0))
             elif layer.kind == "gate":
                 x = pre * (x @ weights(layer, "W2").T + weights(layer, "b2"))
+            elif layer.kind == "map":
+                x = pre.copy()
+                for u, function in enumerate(layer.attrs["functions"]):
+                    if function != IDENTITY:
+                        with np.errstate(all="ignore"):
+                            x[:, u] = FLOAT_FUNCTION_VALUES[function](pre[:, u])
             elif layer.kind == "state":
                 transition, h, steps = weights(layer, "A"), weights(layer, "init"), []
                 for drive in pre:
@@ -287,7 +303,7 @@ class LayeredModel:
         layers = [
             Layer(
                 entry["kind"],
-                {k: _attribute_from_json(v) for k, v in entry["attrs"].items()},
+                {k: _attribute_from_json(v, LAYER_KINDS.get(entry["kind"], {}).get(k)) for k, v in entry["attrs"].items()},
                 tuple(UnitLabel.from_json(u) for u in entry["units"]),
             )
             for entry in data["layers"]
@@ -300,10 +316,13 @@ class LayeredModel:
         )
 
     def tensors(self) -> dict[str, np.ndarray]:
-        """Float64 copies of every weight, ``layers.{i}.{attribute}``, for safetensors."""
+        """Float64 copies of every weight, ``layers.{i}.{attribute}``, for safetensors (a map
+        layer's functions are code, not weights)."""
         out = {}
         for i, layer in enumerate(self.layers):
             for name, value in layer.attrs.items():
+                if LAYER_KINDS[layer.kind][name] == FUNCTIONS:
+                    continue
                 array = value.dense() if isinstance(value, Matrix) else np.array([float(v) for v in value])
                 out[f"layers.{i}.{name}"] = np.ascontiguousarray(array, dtype=np.float64)
         return out
@@ -326,14 +345,28 @@ def _attribute_to_json(value: Matrix | tuple) -> Any:
     if isinstance(value, Matrix):
         entries = sorted(value.entries.items())
         return {"shape": [value.rows, value.cols], "entries": [[i, j, format_number(v)] for (i, j), v in entries]}
-    return [format_number(v) for v in value]
+    return [v if isinstance(v, str) else format_number(v) for v in value]
 
 
-def _attribute_from_json(data: Any) -> Matrix | tuple:
+def _attribute_from_json(data: Any, kind: str | None) -> Matrix | tuple:
     if isinstance(data, dict):
         rows, cols = data["shape"]
         return Matrix(rows, cols, {(i, j): parse_number(v) for i, j, v in data["entries"]})
-    return tuple(parse_number(v) for v in data)
+    return tuple(data) if kind == FUNCTIONS else tuple(parse_number(v) for v in data)
+
+
+def map_nodes(g: Graph, pre: int, functions: Sequence[str], name: str = "", labels: Sequence[Label] | None = None) -> int:
+    """A map layer as graph nodes: each function applied to the units that have it, the results
+    put back in the layer's order."""
+    width = len(functions)
+    parts, placements = [], []
+    for function in dict.fromkeys(functions):
+        units = [u for u, f in enumerate(functions) if f == function]
+        picked = g.add("affine", [pre], len(units), {"weights": (Matrix.selection(len(units), width, enumerate(units)),),
+                                                      "bias": (ZERO,) * len(units)}, f"{name}/{function}").id
+        parts.append(picked if function == IDENTITY else g.add(function, [picked], len(units), name=f"{name}/{function}").id)
+        placements.append(Matrix.selection(width, len(units), [(u, k) for k, u in enumerate(units)]))
+    return g.add("affine", parts, width, {"weights": tuple(placements), "bias": (ZERO,) * width}, name, labels=labels).id
 
 
 def _combination(terms: Sequence[tuple[str, Number]], bias: Number) -> str:
@@ -357,6 +390,9 @@ def _unit_text(layer: Layer, unit: int) -> str:
         return f"relu({reads('W', 'b')})"
     if layer.kind == "gate":
         return f"({reads('W', 'b')}) * ({reads('W2', 'b2')})"
+    if layer.kind == "map":
+        function = a["functions"][unit]
+        return reads("W", "b") if function == IDENTITY else f"{function}({reads('W', 'b')})"
     if layer.kind == "state":
         terms = [(f"h{j}", w) for j, w in a["A"].row_items()[unit]]
         terms += [(f"x{j}", w) for j, w in a["W"].row_items()[unit]]

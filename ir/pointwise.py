@@ -1,14 +1,15 @@
-"""The values of the non-linear stateless kinds (``relu``, ``step``, ``select``), written once.
+"""The values of the non-linear stateless kinds (``relu``, ``step``, ``select`` and the float
+functions), written once.
 
-Each rule takes numpy arrays of float64 or of exact ``mpq`` (object arrays) and keeps the mode of
-its inputs; the interpreter evaluates nodes with them and constant folding folds with them, so a
+``relu``, ``step`` and ``select`` take numpy arrays of float64 or of exact ``mpq`` (object arrays)
+and keep the mode of their inputs; the float functions (``FLOAT_FUNCTION_VALUES``) take float64
+arrays only. The interpreter evaluates nodes with them and constant folding folds with them, so a
 kind's meaning is stated in one place.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
 from lsrl.ir.numbers import ONE, ZERO, Number, inverse
 
 Array = np.ndarray
@@ -35,3 +36,25 @@ def select(condition: Array, value: Array, big: tuple[Number, ...]) -> Array:
     """relu(v - big g) - relu(-v - big g): v where g = 0, 0 where big g >= |v|."""
     scaled = condition * np.array(big, dtype=object if condition.dtype == object else np.float64)
     return relu(value - scaled) - relu(-value - scaled)
+
+
+def _sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow of exp(-x) for large negative x
+
+
+def _rsqrt(x: Array) -> Array:
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.sqrt(x)
+
+
+# The float functions of ir.graph.FLOAT_FUNCTIONS: softplus(x) = log(1 + exp(x)), silu(x) = x sigmoid(x).
+FLOAT_FUNCTION_VALUES = {
+    "exp": np.exp,
+    "log": np.log,
+    "sigmoid": _sigmoid,
+    "softplus": lambda x: np.logaddexp(0.0, x),
+    "silu": lambda x: x * _sigmoid(x),
+    "tanh": np.tanh,
+    "sqrt": np.sqrt,
+    "rsqrt": _rsqrt,
+}

@@ -422,6 +422,14 @@ def relu(x: Value) -> Value:
     return x.program.node("relu", [x], x.dim, {})
 
 
+def float_function(name: str, x: Value) -> Value:
+    """``name(x)`` elementwise, for a float function of ``ir.graph.FLOAT_FUNCTIONS`` (exp, log,
+    sigmoid, softplus, silu, tanh, sqrt, rsqrt): float64 only, exact mode refuses it."""
+    if not isinstance(x, Value):
+        raise TypeError(f"{name} of a compile-time value: compute it at compile time")
+    return x.program.node(name, [x], x.dim, {})
+
+
 def ramp(x: Value, low: object, high: object) -> Value:
     """0 where x <= low, 1 where x >= high, linear in between, unit by unit (the ``step`` node;
     numbers broadcast)."""

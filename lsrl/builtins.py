@@ -16,10 +16,10 @@ from gmpy2 import mpq
 
 from lsrl import compiletime as ct
 from lsrl import stdlib
-from lsrl.builder import Value
+from lsrl.builder import Value, float_function
 from lsrl.builder import relu as runtime_relu
 from lsrl.errors import LsrlError
-from lsrl.ir.graph import Loc
+from lsrl.ir.graph import FLOAT_FUNCTIONS, Loc
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import number
 from lsrl.scope import Scope
@@ -153,6 +153,25 @@ def _math(name: str) -> Builtin:
     return Builtin(name, ("x",), {}, apply)
 
 
+def _float_function(name: str) -> Builtin:
+    """A float function of ``ir.graph.FLOAT_FUNCTIONS``: a node for a runtime value (float64 only;
+    exact mode refuses it at this call), its float value for a compile-time one (``sqrt`` stays
+    exact where the root is rational)."""
+
+    def apply(elab: "Elaborator", args: Sequence[Arg]) -> object:
+        (x,) = args
+        if isinstance(x.value, Value) or ct.holds_runtime(x.value):
+            return float_function(name, elab.runtime(x.value, f"the argument of {name}", x.loc))
+        try:
+            if name in ct.MATH_FUNCTIONS:
+                return ct.apply_math(name, _compile_time(x, name))
+            return ct.apply_float_function(name, _compile_time(x, name))
+        except LsrlError as e:
+            raise LsrlError(e.message, x.loc) from None
+
+    return Builtin(name, ("x",), {}, apply)
+
+
 def _len(elab: "Elaborator", args: Sequence[Arg]) -> object:
     (x,) = args
     v = x.value
@@ -245,7 +264,8 @@ def prelude() -> Scope:
     """The outermost scope: every file's top level sees these names and may shadow them."""
     scope = Scope(parent=None, barrier=True)
     functions = [
-        _math("sqrt"), _math("cos"), _math("sin"),
+        _math("cos"), _math("sin"),
+        *(_float_function(name) for name in FLOAT_FUNCTIONS),
         Builtin("len", ("x",), {}, _len),
         Builtin("eye", ("n",), {}, _eye),
         Builtin("zeros", ("rows", "cols"), {"cols": None}, _filled(0)),

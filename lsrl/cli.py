@@ -254,7 +254,7 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         else:
             outputs = _run_target(args, sources, graph, inputs)
     except NotExactError as e:
-        raise UsageError(f"{e}; run without --exact") from None
+        raise LsrlError(f"exact mode: {e.message}; run without --exact", e.loc) from None
     except OverflowError:
         raise UsageError("the program holds numbers too large for float64; run it with --exact") from None
     rows = [[str(v) if args.exact else float(v) for v in step] for step in outputs]

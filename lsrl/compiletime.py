@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import gmpy2
+import numpy as np
 from gmpy2 import mpq
 
 from lsrl.builder import Value
 from lsrl.errors import LsrlError
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import Number
+from lsrl.ir.pointwise import FLOAT_FUNCTION_VALUES
 
 # Vectors and matrices longer than this are refused: far beyond any program, and a typo such as
 # eye(100000000) would otherwise exhaust memory before anything could report it.
@@ -243,6 +245,20 @@ def apply_math(name: str, x: object) -> object:
         return MATH_FUNCTIONS[name](x)
     except ValueError:  # math's domain error: an infinite or undefined float argument
         raise LsrlError(f"{name} of {format_number(x)} is undefined") from None
+
+
+def apply_float_function(name: str, x: object) -> object:
+    """A float function (exp, log, sigmoid, ...) of a compile-time number or vector: a float (an
+    irrational constant, as ``sqrt(2)`` is)."""
+    if is_vector(x):
+        return tuple(apply_float_function(name, v) for v in x)  # type: ignore[union-attr]
+    if not is_number(x):
+        raise LsrlError(f"{name} needs a number or vector, got {describe(x)}")
+    with np.errstate(all="ignore"):
+        value = float(FLOAT_FUNCTION_VALUES[name](np.float64(float(x))))  # type: ignore[arg-type]
+    if not math.isfinite(value):
+        raise LsrlError(f"{name} of {format_number(x)} is undefined")
+    return value
 
 
 # --- lists, vectors and matrices --------------------------------------------------------------------------

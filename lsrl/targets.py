@@ -51,6 +51,7 @@ def compile_to(
     # one with the source location it came from, which warnings and labels point at
     prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs)
     model = linearize(prepared, options.input_range, max_len)
+    _check_layer_kinds(chosen, model, prepared)
     try:
         compiled = chosen.build(model, options)
     except LsrlError as e:
@@ -89,6 +90,21 @@ def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> 
 def _check_dtype_name(dtype: str) -> None:
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype '{dtype}' (dtypes: {', '.join(DTYPES)})")
+
+
+def _check_layer_kinds(target, model, graph: Graph) -> None:
+    """Refuse a model with a layer the target cannot compute, at the program node that needs it."""
+    for layer in model.layers:
+        if layer.kind in target.layer_kinds:
+            continue
+        needs = next((u.node for u in layer.units if u.role == "value" and u.node in graph.nodes), None)
+        what = graph.nodes[needs].kind if needs is not None else layer.kind
+        able = [name for name in TARGET_NAMES if layer.kind in get_target(name).layer_kinds]
+        raise LsrlError(
+            f"the {target.name} target cannot compute {what} (a {layer.kind} layer); "
+            f"{' and '.join(able) if able else 'no target'} can",
+            loc=_node_loc(graph, needs),
+        )
 
 
 def _node_loc(graph: Graph, node: Optional[int]) -> Optional[Loc]:

@@ -16,10 +16,10 @@ from lsrl.ir.graph import Graph
 from lsrl.ir.layered import LayeredModel
 from lsrl.passes.canonicalize import PIPELINE, canonicalize
 from lsrl.passes.constants import fit_constants
-from lsrl.passes.expand import expand_pointwise
-from lsrl.passes.ranges import analyze
 from lsrl.passes.degate import rebuild_gates as _rebuild_gates
+from lsrl.passes.expand import expand_pointwise
 from lsrl.passes.linearize import linearize as _linearize
+from lsrl.passes.ranges import analyze
 
 PASS_NAMES = tuple(name for name, _ in PIPELINE)
 

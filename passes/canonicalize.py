@@ -25,9 +25,8 @@ from __future__ import annotations
 from typing import Any, Callable, Hashable
 
 import numpy as np
-
 from lsrl.ir import pointwise
-from lsrl.ir.graph import Graph, Node, Output
+from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Node, Output
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, inverse, is_exact, mul
 from lsrl.passes.linear_forms import (
@@ -72,6 +71,9 @@ def fold_constants(graph: Graph) -> Graph:
             _become_const(node, tuple(_relu(v) for v in constant[0]))
         elif node.kind == "step" and constant:
             _become_const(node, tuple(pointwise.step(np.array(constant[0], dtype=object), **node.attrs)))
+        elif node.kind in FLOAT_FUNCTIONS and constant:
+            values = pointwise.FLOAT_FUNCTION_VALUES[node.kind](np.array([float(v) for v in constant[0]]))
+            _become_const(node, tuple(float(v) for v in values))
         elif node.kind == "select" and len(constant) == 2:
             _become_const(node, tuple(pointwise.select(*(np.array(c, dtype=object) for c in constant), **node.attrs)))
         elif node.kind == "mul" and len(constant) == 2:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 
 from gmpy2 import mpq
-
 from lsrl.ir.graph import Graph
 from lsrl.ir.numbers import Number, mul
 from lsrl.passes import lattice as lat

@@ -18,8 +18,8 @@ from typing import Iterable, Optional
 
 import gmpy2
 from gmpy2 import mpq
-
 from lsrl.ir.numbers import Number, is_exact
+
 
 def rational_gcd(a: mpq, b: mpq) -> mpq:
     """The largest g >= 0 with a/g and b/g integers (gcd(0, b) = |b|)."""

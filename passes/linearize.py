@@ -11,8 +11,8 @@ time and duplicates pass-through units at every branch. Here the whole graph is 
    layer comes next, so that float64 rounds it on its own scale, as the program does.
 2. Unit liveness. Only units some output depends on are built (a state's units close under its
    transition), so reading one slot of a vector costs nothing for the others.
-3. Levelling. Each atom goes to a layer of its kind (relu, gate or state; a scaled-up linear
-   value fits any layer) after every atom it reads; the atoms of one kind that are ready
+3. Levelling. Each atom goes to a layer of its kind (relu, gate, state, or map for the float
+   functions; a scaled-up linear value fits any layer) after every atom it reads; the atoms of one kind that are ready
    together share a layer. The kind of the next layer is the one whose ready atoms start the
    longest remaining chain of layers (critical path). On that sequence of kinds two placements
    are built, every atom as early as it can be and every atom as late as it can be (computed
@@ -26,7 +26,8 @@ time and duplicates pass-through units at every branch. Here the whole graph is 
    is carried (exact Gaussian elimination; cheapest and sparsest first), and every reader
    rebuilds its form from them, so a sum of many atoms read much later costs one unit per layer.
 5. A layer holds a combination v in one unit: identity through a state layer (zero transition),
-   an affine layer, a gate layer (gated by the constant 1); through a relu layer relu(v) where the
+   an affine layer, a gate layer (gated by the constant 1), a map layer (the identity function);
+   through a relu layer relu(v) where the
    range analysis shows v >= 0, relu(-v) where v <= 0, else the pair relu(v), relu(-v).
 6. A final affine layer reads the outputs out, unless the last layer's units are the outputs.
 
@@ -39,14 +40,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
-from lsrl.ir.graph import Graph, Node
-from lsrl.ir.layered import CARRY, PART, VALUE, Layer, LayeredModel, UnitLabel
+from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Node
+from lsrl.ir.layered import CARRY, IDENTITY, PART, VALUE, Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul
 from lsrl.passes import ranges
 from lsrl.passes.linear_forms import Form, LinearForms, UnitKey, is_linear, weighted_sum
 
-LAYER_KIND = {"relu": "relu", "mul": "gate", "state": "state"}
+LAYER_KIND = {"relu": "relu", "mul": "gate", "state": "state", **{name: "map" for name in FLOAT_FUNCTIONS}}
 ANY = "any"  # the kind of a scaled-up linear value: any layer's affine map computes it
 
 Terms = dict[UnitKey, Number]  # a linear combination of atom units
@@ -295,13 +296,16 @@ class _LayerRows:
         self.second: list[tuple[Weights, Number]] = []  # a gate layer's other factor
         self.memory: list[Weights] = []  # a state layer's transition
         self.init: list[Number] = []
+        self.functions: list[str] = []  # a map layer's function of each unit
 
-    def add(self, label: UnitLabel, main: tuple[Weights, Number], second=({}, ONE), memory=None, init=ZERO) -> int:
+    def add(self, label: UnitLabel, main: tuple[Weights, Number], second=({}, ONE), memory=None, init=ZERO,
+            function: str = IDENTITY) -> int:
         self.units.append(label)
         self.main.append(main)
         self.second.append(second)
         self.memory.append(memory or {})
         self.init.append(init)
+        self.functions.append(function)
         return len(self.units) - 1
 
     def layer(self, kind: str, d_in: int) -> Layer:
@@ -312,6 +316,8 @@ class _LayerRows:
             width = len(self.units)
             attrs["A"] = Matrix(width, width, {(i, k): v for i, m in enumerate(self.memory) for k, v in m.items()})
             attrs["init"] = tuple(self.init)
+        if kind == "map":
+            attrs["functions"] = tuple(self.functions)
         return Layer(kind, attrs, tuple(self.units))
 
 
@@ -410,7 +416,8 @@ class _Builder:
                 else:
                     main = self.read(operands[0].terms, operands[0].const, l - 1)
                     second = self.read(operands[1].terms, operands[1].const, l - 1) if kind == "gate" else ({}, ONE)
-                    holding[key] = [(rows.add(label, main, second), ONE)]
+                    function = atom.node.kind if kind == "map" else IDENTITY
+                    holding[key] = [(rows.add(label, main, second, function=function), ONE)]
         carries = self._choose_carries(kind, wanted)
         for carried in carries.basis:
             carried.units = self._hold(rows, kind, l, carried.terms, carried.const, carried.label)

@@ -37,10 +37,13 @@ steps t >= 1 (``init`` itself is never an output):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-from lsrl.ir.graph import Graph, Node
+import numpy as np
+from lsrl.ir import pointwise
+from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Node
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul, number
 from lsrl.passes import lattice as lat
@@ -214,6 +217,27 @@ def _step_interval(x: Interval, low: Number, high: Number) -> Interval:
     return Interval(at(x.lo), at(x.hi))
 
 
+SILU_MINIMUM = (-1.2784645427610738, -0.2784645427610738)  # where x sigmoid(x) is least, and its value
+OUTWARD = 1e-12  # float bounds widen by this relative amount, for the rounding of their own computation
+
+
+def float_function_interval(name: str, x: Interval) -> Interval:
+    """Bounds of a float function over ``x`` (each is monotone, but silu, which has one minimum);
+    values outside a function's domain (log and sqrt of negatives) give an unbounded side."""
+    lo, hi = float(x.lo), float(x.hi)
+    if name in ("log", "sqrt", "rsqrt") and lo < 0:  # outside the domain: the program's values are nan
+        lo = 0.0
+    value = pointwise.FLOAT_FUNCTION_VALUES[name]
+    with np.errstate(all="ignore"):
+        ends = sorted(float(value(np.float64(v))) for v in (lo, hi))
+    low, high = ends
+    if name == "silu" and lo <= SILU_MINIMUM[0] <= hi:
+        low = SILU_MINIMUM[1]
+    if math.isnan(low) or math.isnan(high):
+        return Interval.unbounded()
+    return Interval(low - abs(low) * OUTWARD, high + abs(high) * OUTWARD)
+
+
 def _select_interval(condition: Interval, value: Interval) -> Interval:
     """relu(v - big c) - relu(-v - big c) lies between 0 and v where c >= 0, and between 0 and
     2 v otherwise (it is ``v - clamp(big c, -|v|, |v|) sign(v)``)."""
@@ -366,6 +390,8 @@ class Ranges(Mapping[int, Box]):
             return tuple(a * b for a, b in zip(*operands))
         if kind == "step":
             return tuple(_step_interval(x, lo, hi) for x, lo, hi in zip(operands[0], node.attrs["low"], node.attrs["high"]))
+        if kind in FLOAT_FUNCTIONS:
+            return tuple(float_function_interval(kind, x) for x in operands[0])
         if kind == "select":
             return tuple(_select_interval(c, v) for c, v in zip(*operands))
         if kind == "state":
@@ -408,6 +434,8 @@ class Ranges(Mapping[int, Box]):
             return tuple(lat.relu(a) for a in operands[0])
         if kind == "mul":
             return tuple(lat.product(a, b) for a, b in zip(*operands))
+        if kind in FLOAT_FUNCTIONS:
+            return (None,) * node.dim
         if kind == "step":
             box = self._boxes[node.operands[0]]
             return tuple(

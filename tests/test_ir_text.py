@@ -13,7 +13,7 @@ from gmpy2 import mpq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsrl.ir.equality import graph_differences, same_graph
-from lsrl.ir.graph import INT, KINDS, MATRIX, VECTOR, Graph, Kind, Label, Loc
+from lsrl.ir.graph import FLOAT_FUNCTIONS, INT, KINDS, MATRIX, VECTOR, Graph, Kind, Label, Loc
 from lsrl.ir.interpret import NotExactError, run
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import add, same_number
@@ -88,6 +88,8 @@ def every_kind_graph() -> Graph:
     g.add("state", [], 1, {"A": Matrix.eye(1), "B": (), "bias": (mpq(1),), "init": (mpq(0),)}, name="counter")
     g.add("affine", [], 1, {"weights": (), "bias": (mpq(4),)})
     g.add("step", [4], 2, {"low": (mpq(-1, 3), 0.25), "high": (mpq(1, 1000), 1e10)}, name="larger/step", node_id=20)
+    for k, name in enumerate(FLOAT_FUNCTIONS):  # one node of each float function, side by side
+        g.add(name, [20], 2, name=f"{name}/x", node_id=30 + k)
     g.add("select", [20, 5], 2, {"big": (mpq(10**10), 0.5)}, name="ifelse/select", node_id=21)
     g.add_output(11, "state")
     g.add_output(7, "")
@@ -178,7 +180,7 @@ def _state(draw, dims):
 
 
 NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "step": _step, "select": _select, "mul": _mul,
-               "concat": _concat, "slice": _slice, "state": _state}
+               "concat": _concat, "slice": _slice, "state": _state, **{name: _relu for name in FLOAT_FUNCTIONS}}
 
 
 @st.composite
@@ -296,7 +298,7 @@ HEAD = 'graph {\n  %0 = input : 2 name "x"\n'
         ("graph {", 1, 8, "unexpected end of text"),
         ("graph { $ }", 1, 9, "unexpected character '$'"),
         (HEAD + "  %1 = relu(%0) : 2 name x\n}", 3, 26, "expected a quoted string"),
-        (HEAD + "  %1 = sigmoid(%0) : 2\n}", 3, 8, "unknown node kind 'sigmoid'"),
+        (HEAD + "  %1 = softmax(%0) : 2\n}", 3, 8, "unknown node kind 'softmax'"),
         (HEAD + "  %0 = relu(%0) : 2\n}", 3, 3, "%0 is defined twice"),
         (HEAD + "  %1 = relu(%7) : 2\n}", 3, 13, "%7 is not defined"),
         (HEAD + "  output %9\n}", 3, 10, "%9 is not defined"),

@@ -100,7 +100,7 @@ def _set(path: list, value):
         (_set(["nodes"], KeyError), "graph: missing 'nodes'"),
         (_set(["nodes", 0, "id"], "0"), "nodes[0].id: expected an integer, got \"0\""),
         (_set(["nodes", 1, "id"], 0), "nodes[1] (%0): node id used twice"),
-        (_set(["nodes", 1, "kind"], "sigmoid"), "nodes[1] (%2): unknown node kind 'sigmoid'"),
+        (_set(["nodes", 1, "kind"], "softmax"), "nodes[1] (%2): unknown node kind 'softmax'"),
         (_set(["nodes", 1, "attrs"], {}), "a const node has attributes ['value'], got []"),
         (_set(["nodes", 1, "attrs", "value", 0], "float(0.5)"), 'attrs.value[0]: not a number: "float(0.5)"'),
         (_set(["nodes", 1, "attrs", "value", 0], True), "nodes[1] (%2).attrs.value[0]: not a number: true"),

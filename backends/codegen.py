@@ -275,6 +275,10 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
             lines += _state_forward_lines(layer, plan_state_layer(layer.attrs["A"]), syntax)
         elif layer.kind == "map":
             lines += map_lines(layer, syntax)
+        elif layer.kind == "gated":
+            w = syntax.weight
+            lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
+            lines.append(f"x = gated_recurrence({syntax.linear('x', w('W'), w('b'))}, a, {w('init')})")
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
         lines.append("")
@@ -349,9 +353,11 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     for i, layer in enumerate(model.layers):
         lines.append(f"# layer {i}: {layer.kind}, {plural(layer.width, 'unit')}")
         lines.append(syntax.bind_layer(i))
-        if layer.kind == "state":
+        if layer.kind in ("state", "gated"):
             w = syntax.weight
-            lines.append(f"x = {syntax.linear(f'state[{state}]', w('A'))} + {syntax.linear('x', w('W'), w('b'))}")
+            previous = (syntax.linear(f"state[{state}]", w("A")) if layer.kind == "state"
+                        else f"{syntax.linear('x', w('W2'), w('b2'))} * state[{state}]")
+            lines.append(f"x = {previous} + {syntax.linear('x', w('W'), w('b'))}")
             lines.append("new_state.append(x)")
             state += 1
         elif layer.kind == "map":
@@ -361,13 +367,17 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     return lines
 
 
-HELPERS = ("previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "matrix_recurrence")
+HELPERS = (
+    "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "matrix_recurrence",
+)
 
 
 def helpers_used(model: LayeredModel) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
-    used = set()
+    used = {"gated_recurrence"} if any(layer.kind == "gated" for layer in model.layers) else set()
     for i in state_layer_indices(model):
+        if model.layers[i].kind != "state":
+            continue
         for stage in plan_state_layer(model.layers[i].attrs["A"]):
             if stage.method in _HELPER_OF:
                 used.add(_HELPER_OF[stage.method])
@@ -385,7 +395,8 @@ _HELPER_OF = {  # the helper each method calls; a copy calls delay_lines only fo
 
 
 def state_layer_indices(model: LayeredModel) -> list[int]:
-    return [i for i, layer in enumerate(model.layers) if layer.kind == "state"]
+    """The layers that keep a state from token to token (linear and gated states)."""
+    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated")]
 
 
 def layer_table(model: LayeredModel) -> list[tuple[str, int, int]]:
@@ -401,6 +412,8 @@ def layer_comment(index: int, layer: Layer, d_prev: int) -> list[str]:
     lines.append(f"# {summarize_labels([str(u) for u in layer.units])}")
     if layer.kind == "state":
         lines.append("# h_t = A h_{t-1} + W x_t + b from h_0 = init")
+    if layer.kind == "gated":
+        lines.append("# h_t = (W2 x_t + b2) * h_{t-1} + W x_t + b from h_0 = init, elementwise")
     return lines
 
 
@@ -487,7 +500,8 @@ def plural(count: int, noun: str) -> str:
 LAYER_KINDS_TEXT = [  # for the header of a generated file
     "Every layer starts with an affine map of the previous layer's output x: affine W x + b,",
     "relu relu(W x + b), gate (W x + b) * (W2 x + b2), map f(W x + b) with a float function f",
-    "per unit, state h_t = A h_{t-1} + W x_t + b from h_0 = init.",
+    "per unit, state h_t = A h_{t-1} + W x_t + b from h_0 = init, gated h_t = (W2 x_t + b2) *",
+    "h_{t-1} + W x_t + b from h_0 = init.",
 ]
 
 
@@ -515,14 +529,15 @@ def model_summary(model: LayeredModel) -> list[str]:
 def figures(model: LayeredModel) -> dict[str, Any]:
     """``lsrl stats --target``: layers, widths, state units, weights and loops over time."""
     stats = model.stats()
-    plans = [plan_state_layer(model.layers[i].attrs["A"]) for i in state_layer_indices(model)]
+    plans = [plan_state_layer(layer.attrs["A"]) for layer in model.layers if layer.kind == "state"]
+    gated = sum(1 for layer in model.layers if layer.kind == "gated")
     return {
         "layers": stats["layers"],
         "layer_kinds": stats["layer_kinds"],
         "max_width": stats["max_width"],
         "state_units": stats["state_dims"],
         "parameters": stats["dense_params"],
-        "sequential_loops": sum(1 for plan in plans for stage in plan if stage.method in LOOPS),
+        "sequential_loops": gated + sum(1 for plan in plans for stage in plan if stage.method in LOOPS),
     }
 
 
@@ -536,7 +551,7 @@ def build_code_target(target: Target, model: LayeredModel, options: Options, sou
              "cycles": [list(c) for c in s.cycles]}
             for s in plan_state_layer(model.layers[i].attrs["A"])
         ]
-        for i in state_layer_indices(model)
+        for i in state_layer_indices(model) if model.layers[i].kind == "state"
     }
     config["error_bound"] = stated_rounding(model, options)
     return Compiled(target.name, config, model.tensors(), {"model.py": source}, figures=figures(model))

@@ -83,6 +83,19 @@ def scaled_recurrence(v, a, init):
     _, steps = jax.lax.scan(one_step, start, jnp.swapaxes(v, 0, 1))
     return jnp.swapaxes(steps, 0, 1)
 ''',
+    "gated_recurrence": '''
+def gated_recurrence(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, a_t varying with t: a scan over time."""
+
+    def one_step(h, a_and_v):
+        a_t, v_t = a_and_v
+        h = a_t * h + v_t
+        return h, h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    _, steps = jax.lax.scan(one_step, start, (jnp.swapaxes(a, 0, 1), jnp.swapaxes(v, 0, 1)))
+    return jnp.swapaxes(steps, 0, 1)
+''',
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a scan over time of batched matrix products."""
@@ -241,7 +254,7 @@ class JaxTarget(Target):
     name = "jax"
     description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map")
+    layer_kinds = (*Target.layer_kinds, "map", "gated")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

@@ -18,10 +18,11 @@ from lsrl.passes.ranges import Interval, analyze
 
 @dataclass(frozen=True)
 class LayerBounds:
-    """Intervals of one layer's output units and, for relu and gate layers, of what each unit
-    reads (``operands[0]``: the ReLU's argument or a product's first factor, ``operands[1]``: the
-    second factor), with whether those take only integer values; the lattices of both
-    (``passes.lattice``), and for a state layer the interval and lattice of its drive ``W x + b``."""
+    """Intervals of one layer's output units and, for relu, map, gate and gated layers, of what
+    each unit reads (``operands[0]``: the ReLU's or function's argument, a product's first factor
+    or a gated state's gate; ``operands[1]``: the second factor or the gated state's drive), with
+    whether those take only integer values; the lattices of both (``passes.lattice``), and for a
+    state layer the interval and lattice of its drive ``W x + b``."""
 
     values: tuple[Interval, ...]
     operands: tuple[tuple[Interval, ...], ...] = ()
@@ -47,7 +48,10 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
     nodes: list[tuple[int, tuple[int, ...], int | None]] = []  # per layer: its value node, what its units read, its drive
     for layer in model.layers:
         a = layer.attrs
-        operand_rows = {"relu": [("W", "b")], "map": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")]}.get(layer.kind, [])
+        operand_rows = {
+            "relu": [("W", "b")], "map": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")],
+            "gated": [("W2", "b2"), ("W", "b")],  # the gate, then the drive
+        }.get(layer.kind, [])
         reads = tuple(
             g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows
         )
@@ -59,6 +63,8 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
             value = _split_state(g, previous, layer)
         elif layer.kind == "map":
             value = map_nodes(g, reads[0], a["functions"])
+        elif layer.kind == "gated":
+            value = g.add("gated_state", list(reads), layer.width, {"init": a["init"]}).id
         else:
             value = g.add({"relu": "relu", "gate": "mul"}[layer.kind], list(reads), layer.width).id
         nodes.append((value, reads, drive))

@@ -36,7 +36,7 @@ from lsrl.backends.target import Options, stated_bounds
 from lsrl.ir.layered import IDENTITY, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import Number, is_exact
-from lsrl.passes.lattice import Lattice
+from lsrl.passes.lattice import Lattice, product
 from lsrl.passes.ranges import INF, Interval
 
 SIGNIFICANT_BITS = {"float32": 24, "float64": 53}
@@ -110,6 +110,25 @@ class _Analysis:
                 slope = largest_slope(function, float(reach.lo) - pre.error[u], float(reach.hi) + pre.error[u])
                 error[u] = slope * pre.error[u] + FUNCTION_ROUNDING * self.u * magnitude[u] + self.tiny
         exact = pre.exact & np.array([f == IDENTITY for f in attrs["functions"]], dtype=bool)
+        return Values(magnitude, np.where(exact, 0.0, error), exact, bounds.lattices)
+
+    def _gated(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
+        """``h_t = a_t h_{t-1} + b_t``: exact where its terms are (as a state's), else the error
+        ``e_t = |a| e_{t-1} + |h| e_a + e_b + rounding`` over ``max_len`` steps."""
+        gate = self._sum(attrs["W2"], attrs["b2"], x, bounds.operands[0], bounds.operand_lattices[0])
+        drive = self._sum(attrs["W"], attrs["b"], x, bounds.operands[1], bounds.operand_lattices[1])
+        magnitude = _magnitudes(bounds.values)
+        init_error = np.array([self._representation_error(v) for v in attrs["init"]])
+        exact = gate.exact & drive.exact & (init_error == 0) & np.array([
+            self._exact_terms([bounds.lattices[u], product(bounds.lattices[u], gate.lattices[u]), drive.lattices[u]],
+                              gate.magnitude[u] * magnitude[u] + drive.magnitude[u])
+            for u in range(len(magnitude))
+        ], dtype=bool)
+        # e_t = g e_{t-1} + c, g = |a| (1 + gamma_3) (gamma_3: a product and a sum, three terms)
+        gamma = _gamma(3, self.u)
+        growth = gate.magnitude * (1 + gamma) + gate.error
+        constant = magnitude * gate.error + drive.error + gamma * (gate.magnitude * magnitude + drive.magnitude) + 3 * self.tiny
+        error = _affine_recurrence(growth, constant, init_error, self.steps)
         return Values(magnitude, np.where(exact, 0.0, error), exact, bounds.lattices)
 
     def _gate(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
@@ -243,6 +262,15 @@ class _Analysis:
         return abs(as_float - held)
 
     _weight_error = _representation_error
+
+
+def _affine_recurrence(growth: np.ndarray, constant: np.ndarray, start: np.ndarray, steps: int) -> np.ndarray:
+    """The largest ``e_t`` over ``t <= steps`` of ``e_t = growth e_{t-1} + constant`` (elementwise,
+    nonnegative, so the largest is the last), in closed form."""
+    with np.errstate(all="ignore"):
+        power = growth ** steps
+        geometric = np.where(growth == 1, float(steps), (power - 1) / np.where(growth == 1, 1.0, growth - 1))
+        return np.maximum(start, power * start + constant * geometric)
 
 
 def largest_slope(function: str, lo: float, hi: float) -> float:

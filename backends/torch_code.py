@@ -75,6 +75,16 @@ def scaled_recurrence(v, a, init):
         steps.append(h)
     return torch.stack(steps, dim=1)
 ''',
+    "gated_recurrence": '''
+def gated_recurrence(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, a_t varying with t: a loop over time."""
+    h = init.expand(v.shape[0], -1)
+    steps = []
+    for v_t, a_t in zip(v.unbind(dim=1), a.unbind(dim=1)):
+        h = torch.addcmul(v_t, a_t, h)
+        steps.append(h)
+    return torch.stack(steps, dim=1)
+''',
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a loop over time of batched matrix products."""
@@ -175,10 +185,12 @@ def from_tensors(tensors, dtype=torch.float32, device="cpu"):
 
 def weight_shapes(kind, d_in, width):
     shapes = {{"W": (width, d_in), "b": (width,)}}
-    if kind == "gate":
+    if kind in ("gate", "gated"):
         shapes.update(W2=(width, d_in), b2=(width,))
     if kind == "state":
         shapes.update(A=(width, width), init=(width,))
+    if kind == "gated":
+        shapes.update(init=(width,))
     return shapes
 {helpers}
 
@@ -222,7 +234,7 @@ class TorchTarget(Target):
     name = "torch"
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map")
+    layer_kinds = (*Target.layer_kinds, "map", "gated")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

@@ -143,6 +143,13 @@ def _select_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
 FLOAT_FUNCTIONS = ("exp", "log", "sigmoid", "softplus", "silu", "tanh", "sqrt", "rsqrt")
 
 
+def _gated_state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    n = len(attrs["init"])
+    if list(dims) != [n, n]:
+        return f"a gated state of length {n} needs a gate and an input of length {n}, got {list(dims)}"
+    return n
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
@@ -161,6 +168,8 @@ KINDS: dict[str, Kind] = {
         *(Kind(name, 1, {}, _same_dims) for name in FLOAT_FUNCTIONS),
         Kind("concat", None, {}, _concat_dim, min_operands=1),
         Kind("slice", 1, {"start": INT, "stop": INT}, _slice_dim),
+        # h_t = a_t * h_{t-1} + b_t elementwise, h_0 = init, for operands (a, b): a gated diagonal state
+        Kind("gated_state", 2, {"init": VECTOR}, _gated_state_dim),
         # s_t = A s_{t-1} + sum_i B_i u_i + bias, s_0 = init; the node's value is s_t
         Kind("state", None, {"A": MATRIX, "B": MATRICES, "bias": VECTOR, "init": VECTOR}, _state_dim),
     ]

@@ -107,6 +107,16 @@ def _exact_recurrence(node: Node, driven: Array) -> Array:
     return out
 
 
+def _gated_recurrence(gate: Array, drive: Array, init: tuple, exact_mode: bool) -> Array:
+    """h_t = a_t * h_{t-1} + b_t over time, from h_0 = init."""
+    out = np.empty_like(drive)
+    h = _exact_filled(drive[:, 0].shape, init) if exact_mode else np.broadcast_to(np.array(init, dtype=np.float64), drive[:, 0].shape)
+    for t in range(drive.shape[1]):
+        h = gate[:, t] * h + drive[:, t]
+        out[:, t] = h
+    return out
+
+
 # --- the interpreter -------------------------------------------------------------------------------
 def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
     batch_time = x.shape[:2]
@@ -141,6 +151,10 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
             v = pointwise.select(ops[0], ops[1], attrs["big"])
         elif kind == "mul":
             v = ops[0] * ops[1]
+        elif kind == "gated_state":
+            if exact_mode:
+                _require_exact(node, vectors=[attrs["init"]])
+            v = _gated_recurrence(ops[0], ops[1], attrs["init"], exact_mode)
         elif kind in FLOAT_FUNCTIONS:
             if exact_mode:
                 raise NotExactError(f"{kind} has no exact value", node.loc)

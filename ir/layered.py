@@ -55,6 +55,8 @@ LAYER_KINDS: dict[str, dict[str, str]] = {
     "state": {"A": MATRIX, "W": MATRIX, "b": VECTOR, "init": VECTOR},
     # f_i((W x + b)_i) per unit, f_i a float function (ir.graph.FLOAT_FUNCTIONS) or the identity
     "map": {"W": MATRIX, "b": VECTOR, "functions": FUNCTIONS},
+    # h_t = (W2 x_t + b2) * h_{t-1} + W x_t + b elementwise, from h_0 = init: gated diagonal states
+    "gated": {"W": MATRIX, "b": VECTOR, "W2": MATRIX, "b2": VECTOR, "init": VECTOR},
 }
 
 # What a unit holds, relative to its source value.
@@ -170,7 +172,7 @@ class LayeredModel:
 
     def stats(self) -> dict[str, Any]:
         """Size figures (`lsrl stats`, docs/cli.md): layers, state units, widths, parameters."""
-        state_layers = [l for l in self.layers if l.kind == "state"]
+        state_layers = [l for l in self.layers if l.kind in ("state", "gated")]
         return {
             "layers": len(self.layers),
             "layer_kinds": dict(Counter(l.kind for l in self.layers)),
@@ -209,6 +211,9 @@ class LayeredModel:
                 previous = g.add("state", [previous], layer.width, attrs, name=name, labels=labels).id
             elif layer.kind == "map":
                 previous = map_nodes(g, affine(a["W"], a["b"], "/in"), a["functions"], name, labels)
+            elif layer.kind == "gated":
+                operands = [affine(a["W2"], a["b2"], "/gate"), affine(a["W"], a["b"], "/in")]
+                previous = g.add("gated_state", operands, layer.width, {"init": a["init"]}, name=name, labels=labels).id
             else:  # pragma: no cover - verify() rejects unknown kinds
                 raise AssertionError(layer.kind)
             self._layer_nodes.append(previous)
@@ -237,6 +242,12 @@ class LayeredModel:
                 x = np.maximum(pre, np.float32(0))
             elif layer.kind == "gate":
                 x = pre * (x @ weights(layer, "W2").T + weights(layer, "b2"))
+            elif layer.kind == "gated":
+                gate, h, steps = x @ weights(layer, "W2").T + weights(layer, "b2"), weights(layer, "init"), []
+                for a_t, b_t in zip(gate, pre):
+                    h = a_t * h + b_t
+                    steps.append(h)
+                x = np.stack(steps)
             elif layer.kind == "map":
                 x = pre.copy()
                 for u, function in enumerate(layer.attrs["functions"]):
@@ -390,6 +401,8 @@ def _unit_text(layer: Layer, unit: int) -> str:
         return f"relu({reads('W', 'b')})"
     if layer.kind == "gate":
         return f"({reads('W', 'b')}) * ({reads('W2', 'b2')})"
+    if layer.kind == "gated":
+        return f"({reads('W2', 'b2')}) * h{unit} + {reads('W', 'b')}; init {format_number(a['init'][unit])}"
     if layer.kind == "map":
         function = a["functions"][unit]
         return reads("W", "b") if function == IDENTITY else f"{function}({reads('W', 'b')})"

@@ -121,6 +121,13 @@ class Matrix:
             members.setdefault(root(i), []).append(i)
         return list(members.values())
 
+    def is_diagonal(self) -> bool:
+        return self.rows == self.cols and all(i == j for i, j in self._entries)
+
+    def diagonal(self) -> tuple:
+        """The diagonal entries (of a square matrix)."""
+        return tuple(self._entries.get((i, i), ZERO) for i in range(self.rows))
+
     def is_identity(self) -> bool:
         return self.rows == self.cols and self.nnz == self.rows and all(
             i == j and v == 1 for (i, j), v in self._entries.items()

@@ -180,9 +180,11 @@ class Program:
                 result = self.const(broadcast_vector(self, to_vector(result), dim))
             if result.dim != dim:
                 raise self.error(f"the update of state '{name}' has length {result.dim}, the state has length {dim}")
-            transition, inputs, bias = self._affine_in_previous(result, prev_node, name)
+            transition, inputs, bias, gates = self._affine_in_previous(result, prev_node, name)
         finally:
             self._drop_dependents(prev_node.id)
+        if gates:
+            return self._gated_state(name, transition, inputs, bias, gates, init_v, declared_at)
         attrs = {
             "A": transition,
             "B": tuple(w for w, _ in inputs),
@@ -191,6 +193,29 @@ class Program:
         }
         self.loc = declared_at  # the update may have moved it; the state is where it was declared
         return self.node("state", [v for _, v in inputs], dim, attrs, name)
+
+    def _gated_state(self, name: str, transition: Matrix, inputs: list, bias: tuple, gates: list, init: tuple,
+                     declared_at: Loc | None) -> "Value":
+        """``h_t = a_t * h_{t-1} + b_t`` from the folded update: ``a = diag(A) + sum_g W_g g`` and
+        ``b = sum_i B_i u_i + bias``; the transition must be diagonal (each unit keeps to itself)."""
+        if not transition.is_diagonal():
+            raise LsrlError(
+                f"the update of state '{name}' mixes units of its previous value and gates it: a gated "
+                "state's update is a * h + b, elementwise", declared_at)
+        dim = len(init)
+        gate = self.affine(gates, transition.diagonal())
+        drive = self.affine(inputs, bias) if inputs else self.const(bias)
+        self.loc = declared_at
+        return self.node("gated_state", [gate, drive], dim, {"init": init}, name)
+
+    def gated_state(self, init: object, gate: "Value", drive: object, name: str = "") -> "Value":
+        """``h_t = gate_t * h_{t-1} + drive_t`` elementwise, ``h_0 = init``: a gated diagonal state
+        (Mamba's selective scan, RG-LRU, GLA's decay, hold-or-overwrite registers)."""
+        init_v = broadcast_vector(self, to_vector(init), gate.dim)
+        if not isinstance(drive, Value):
+            drive = self.const(broadcast_vector(self, to_vector(drive), gate.dim))
+        self._check([gate, drive], "gated_state", {"init": init_v})
+        return self.node("gated_state", [gate, drive], gate.dim, {"init": init_v}, name)
 
     def _dependents(self, prev_id: int) -> list[Node]:
         dependent = {prev_id}
@@ -208,24 +233,29 @@ class Program:
 
     def _affine_in_previous(
         self, result: "Value", prev: Node, name: str
-    ) -> tuple[Matrix, list[tuple[Matrix, "Value"]], tuple[Number, ...]]:
-        """Fold the update graph into A (on the previous value), input maps and a bias."""
+    ) -> tuple[Matrix, list[tuple[Matrix, "Value"]], tuple[Number, ...], list[tuple[Matrix, "Value"]]]:
+        """Fold the update graph into A (on the previous value), input maps, a bias and the gates:
+        the update is ``A h + sum_g W_g (h * g) + sum_i B_i u_i + bias`` for products ``h * g`` of
+        the previous value (a diagonal map of it) with a runtime gate ``g`` that does not depend on it."""
         dependent = {n.id: n for n in self._dependents(prev.id)}
         if result.id not in dependent:
-            return Matrix.zeros(prev.dim, prev.dim), [(Matrix.eye(prev.dim), result)], (ZERO,) * prev.dim
-        forms: dict[int, tuple[dict[int, Matrix], tuple[Number, ...]]] = {}
+            return Matrix.zeros(prev.dim, prev.dim), [(Matrix.eye(prev.dim), result)], (ZERO,) * prev.dim, []
+        # a form: {operand id, or ("gated", gate id): weight}, bias
+        forms: dict[int, tuple[dict[object, Matrix], tuple[Number, ...]]] = {}
         for node in dependent.values():  # graph order: operands first
             if node.id == prev.id:
                 forms[node.id] = ({prev.id: Matrix.eye(node.dim)}, (ZERO,) * node.dim)
                 continue
-            if node.kind in ("relu", "mul", "state"):
-                what = {"relu": "a ReLU", "mul": "a product", "state": "another state"}[node.kind]
+            if node.kind == "mul":
+                forms[node.id] = self._gated_form(node, forms, prev, name)
+                continue
+            if node.kind not in ("affine", "slice", "concat"):
+                what = {"relu": "a ReLU", "state": "another state"}.get(node.kind, f"a {node.kind} node")
                 raise LsrlError(
-                    f"the update of state '{name}' is not affine in its previous value: "
-                    f"it passes through {what}",
+                    f"the update of state '{name}' is not affine in its previous value: it passes through {what}",
                     node.loc or self.loc,
                 )
-            terms: dict[int, Matrix] = {}
+            terms: dict[object, Matrix] = {}
             bias: tuple[Number, ...] = (ZERO,) * node.dim
 
             def add_term(op: int, weight: Matrix) -> None:
@@ -246,19 +276,35 @@ class Program:
                 start, stop = node.attrs["start"], node.attrs["stop"]
                 src = self.graph[node.operands[0]].dim
                 add_term(node.operands[0], Matrix.selection(node.dim, src, ((i, start + i) for i in range(stop - start))))
-            elif node.kind == "concat":
+            else:  # concat
                 offset = 0
                 for op in node.operands:
                     d = self.graph[op].dim
                     add_term(op, Matrix.selection(node.dim, d, ((offset + i, i) for i in range(d))))
                     offset += d
-            else:  # pragma: no cover - every kind is handled above
-                raise AssertionError(node.kind)
             forms[node.id] = (terms, bias)
         terms, bias = forms[result.id]
         transition = terms.pop(prev.id, Matrix.zeros(prev.dim, prev.dim))
-        inputs = [(w, Value(self, op, self.graph[op].dim)) for op, w in terms.items()]
-        return transition, inputs, bias
+        gates = [(w, Value(self, key[1], self.graph[key[1]].dim)) for key, w in terms.items() if isinstance(key, tuple)]
+        inputs = [(w, Value(self, op, self.graph[op].dim)) for op, w in terms.items() if not isinstance(op, tuple)]
+        return transition, inputs, bias, gates
+
+    def _gated_form(self, node: Node, forms: dict, prev: Node, name: str) -> tuple[dict[object, Matrix], tuple]:
+        """The form of a product ``(D h) * g``: ``diag(D) (h * g)`` (D a diagonal map of the
+        previous value h, g a runtime gate that does not depend on it)."""
+        dependent = [op for op in node.operands if op in forms]
+        if len(dependent) == 2:
+            raise LsrlError(f"the update of state '{name}' multiplies its previous value by itself", node.loc or self.loc)
+        (held,), (gate,) = dependent, [op for op in node.operands if op not in forms]
+        terms, bias = forms[held]
+        scale = terms.get(prev.id)
+        if set(terms) != {prev.id} or any(b != 0 for b in bias) or scale is None or not scale.is_diagonal():
+            raise LsrlError(
+                f"the update of state '{name}' multiplies a mix of its previous value's units (or of it and "
+                "other values) by a runtime gate; a gated state's update is a * h + b, elementwise",
+                node.loc or self.loc,
+            )
+        return {("gated", gate): Matrix.diag(scale.diagonal())}, (ZERO,) * node.dim
 
     def output(self, value: object, name: str = "") -> None:
         if not isinstance(value, Value):

@@ -6,7 +6,7 @@ states with memory, the input, and the linear values a reader scales up), every 
 atoms directly, nothing is computed twice and nothing is computed in vain:
 
 - ``fold_constants``: a node whose operands are all constant becomes a ``const``; a product with a
-  constant factor becomes an ``affine`` scaling;
+  constant factor becomes an ``affine`` scaling, a gated state with a constant gate a linear state;
 - ``fold_affine``: chains of affine maps, slices and concatenations (and states that keep nothing
   from the previous step) collapse into one ``affine`` node over atoms (non-linear values, and
   the scaled-up linear values ``passes.linear_forms`` keeps for float64's sake);
@@ -71,6 +71,12 @@ def fold_constants(graph: Graph) -> Graph:
             _become_const(node, tuple(_relu(v) for v in constant[0]))
         elif node.kind == "step" and constant:
             _become_const(node, tuple(pointwise.step(np.array(constant[0], dtype=object), **node.attrs)))
+        elif node.kind == "gated_state" and operands[0].is_constant:
+            # a constant gate: an ordinary linear state h_t = diag(a) h_{t-1} + b_t
+            node.kind, node.operands = "state", (node.operands[1],)
+            node.attrs = {"A": Matrix.diag(operands[0].bias), "B": (Matrix.eye(node.dim),),
+                          "bias": (ZERO,) * node.dim, "init": node.attrs["init"]}
+            operands = [operands[1]]
         elif node.kind in FLOAT_FUNCTIONS and constant:
             values = pointwise.FLOAT_FUNCTION_VALUES[node.kind](np.array([float(v) for v in constant[0]]))
             _become_const(node, tuple(float(v) for v in values))

@@ -11,8 +11,8 @@ time and duplicates pass-through units at every branch. Here the whole graph is 
    layer comes next, so that float64 rounds it on its own scale, as the program does.
 2. Unit liveness. Only units some output depends on are built (a state's units close under its
    transition), so reading one slot of a vector costs nothing for the others.
-3. Levelling. Each atom goes to a layer of its kind (relu, gate, state, or map for the float
-   functions; a scaled-up linear value fits any layer) after every atom it reads; the atoms of one kind that are ready
+3. Levelling. Each atom goes to a layer of its kind (relu, gate, state, gated for gated states,
+   or map for the float functions; a scaled-up linear value fits any layer) after every atom it reads; the atoms of one kind that are ready
    together share a layer. The kind of the next layer is the one whose ready atoms start the
    longest remaining chain of layers (critical path). On that sequence of kinds two placements
    are built, every atom as early as it can be and every atom as late as it can be (computed
@@ -26,7 +26,8 @@ time and duplicates pass-through units at every branch. Here the whole graph is 
    is carried (exact Gaussian elimination; cheapest and sparsest first), and every reader
    rebuilds its form from them, so a sum of many atoms read much later costs one unit per layer.
 5. A layer holds a combination v in one unit: identity through a state layer (zero transition),
-   an affine layer, a gate layer (gated by the constant 1), a map layer (the identity function);
+   an affine layer, a gate layer (gated by the constant 1), a map layer (the identity function),
+   a gated state layer (a gate of 0, forgetting the previous value);
    through a relu layer relu(v) where the
    range analysis shows v >= 0, relu(-v) where v <= 0, else the pair relu(v), relu(-v).
 6. A final affine layer reads the outputs out, unless the last layer's units are the outputs.
@@ -47,7 +48,9 @@ from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul
 from lsrl.passes import ranges
 from lsrl.passes.linear_forms import Form, LinearForms, UnitKey, is_linear, weighted_sum
 
-LAYER_KIND = {"relu": "relu", "mul": "gate", "state": "state", **{name: "map" for name in FLOAT_FUNCTIONS}}
+LAYER_KIND = {
+    "relu": "relu", "mul": "gate", "state": "state", "gated_state": "gated", **{name: "map" for name in FLOAT_FUNCTIONS},
+}
 ANY = "any"  # the kind of a scaled-up linear value: any layer's affine map computes it
 
 Terms = dict[UnitKey, Number]  # a linear combination of atom units
@@ -310,8 +313,10 @@ class _LayerRows:
 
     def layer(self, kind: str, d_in: int) -> Layer:
         attrs = {"W": _matrix(self.main, d_in), "b": tuple(c for _, c in self.main)}
-        if kind == "gate":
+        if kind in ("gate", "gated"):
             attrs.update({"W2": _matrix(self.second, d_in), "b2": tuple(c for _, c in self.second)})
+        if kind == "gated":
+            attrs["init"] = tuple(self.init)
         if kind == "state":
             width = len(self.units)
             attrs["A"] = Matrix(width, width, {(i, k): v for i, m in enumerate(self.memory) for k, v in m.items()})
@@ -393,9 +398,11 @@ class _Builder:
         """Add the units that hold ``terms + const`` (read from layer l - 1) to layer l."""
         weights, c = self.read(terms, const, l - 1)
         holding = []
+        # a gate layer multiplies the value by 1, a gated state's gate forgets its previous value
+        keep = ({}, ZERO) if kind == "gated" else ({}, ONE)
         for sign, rectified in _holding(kind, self.ranges.combination(terms, const)):
             signed = ({j: mul(sign, w) for j, w in weights.items()}, mul(sign, c))
-            unit = rows.add(replace(label, sign=label.sign * sign, rectified=rectified), signed)
+            unit = rows.add(replace(label, sign=label.sign * sign, rectified=rectified), signed, keep)
             holding.append((unit, ONE if sign > 0 else -ONE))
         return holding
 
@@ -413,6 +420,10 @@ class _Builder:
                     holding[key] = self._hold(rows, kind, l, operands[0].terms, operands[0].const, label)
                 elif atom.kind == "state":
                     rows.add(label, *self._state_row(atom, j, l, rows))
+                elif atom.kind == "gated":  # operands (gate, drive): the drive is the main row
+                    gate = self.read(operands[0].terms, operands[0].const, l - 1)
+                    drive = self.read(operands[1].terms, operands[1].const, l - 1)
+                    holding[key] = [(rows.add(label, drive, gate, init=atom.node.attrs["init"][j]), ONE)]
                 else:
                     main = self.read(operands[0].terms, operands[0].const, l - 1)
                     second = self.read(operands[1].terms, operands[1].const, l - 1) if kind == "gate" else ({}, ONE)

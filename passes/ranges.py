@@ -193,6 +193,7 @@ def _state_box(node: Node, drive: Box, max_len: int | None) -> Box:
     settled = _iterate_state(transition, drive, init, max_len)
     if settled is not None:
         return settled
+    norm = _norm_bound(transition, drive, init, max_len)
     box = []
     for i, row in enumerate(transition.row_items()):
         if not row:
@@ -200,8 +201,23 @@ def _state_box(node: Node, drive: Box, max_len: int | None) -> Box:
         elif row == [(i, 1)]:
             box.append(_accumulator(init[i], drive[i], max_len))
         else:
-            box.append(Interval.unbounded())
+            box.append(Interval(-norm, norm))
     return tuple(box)
+
+
+def _norm_bound(transition: Matrix, drive: Box, init: Sequence[Number], max_len: int | None) -> Number:
+    """A bound on every unit by the transition's largest absolute row sum rho:
+    ``|h_t| <= rho |h_{t-1}| + |d|`` in the largest unit, so ``|h| <= max(|init|, |d| / (1 - rho))``
+    where rho < 1 (a contraction, e.g. a moving average), ``|init| + max_len |d|`` where rho = 1
+    and max_len is given; inf otherwise."""
+    rho = max((sum((abs(w) for _, w in row), ZERO) for row in transition.row_items()), default=ZERO)
+    start = max((abs(v) for v in init), default=ZERO)
+    size = max((max(abs(i.lo), abs(i.hi)) for i in drive), default=ZERO)
+    if rho < 1:
+        return max(start, mul(size, inverse(add(ONE, -rho))))
+    if rho == 1 and max_len is not None:
+        return add(start, _times(max_len, size))
+    return INF
 
 
 def _step_interval(x: Interval, low: Number, high: Number) -> Interval:
@@ -280,6 +296,42 @@ def select_lattice(
         return None
     doubled = value_lattice.scaled(2) if negative and value_lattice is not None else value_lattice
     return lat.join(value_lattice, doubled, Lattice.point(ZERO))
+
+
+def _gated_interval(a: Interval, b: Interval, init: Number, max_len: int | None) -> Interval:
+    """Bounds over t >= 1 of h_t = a_t h_{t-1} + b_t from init: the interval recurrence until it
+    repeats or ends at max_len; otherwise, where |a| <= 1, ``|h_t| <= |init| + t max|b|`` over
+    max_len steps, or ``max|b| / (1 - max|a|)`` where |a| stays below 1."""
+    current, hull = Interval.point(init), None
+    steps = max_len if max_len is not None and max_len <= ITERATION_LIMIT else ITERATION_LIMIT
+    for _ in range(steps):
+        following = current * a + b
+        hull = following if hull is None else hull.hull(following)
+        if following == current:
+            return hull
+        current = following
+    if max_len is not None and max_len <= ITERATION_LIMIT:
+        return hull
+    gain = max(abs(a.lo), abs(a.hi))
+    size = max(abs(b.lo), abs(b.hi))
+    if gain < 1:
+        reach = add(max(abs(init), mul(size, inverse(add(ONE, -gain)))), ZERO)
+    elif gain == 1 and max_len is not None:
+        reach = add(abs(init), _times(max_len, size))
+    else:
+        return Interval.unbounded()
+    return hull.hull(Interval(-reach, reach))
+
+
+def _gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
+    """The fixed point of joining a_t h + b_t into h's lattice, from init (None if it does not settle)."""
+    current = Lattice.point(init)
+    for _ in range(LATTICE_ROUNDS):
+        following = lat.join(current, lat.combination([(ONE, lat.product(a, current)), (ONE, b)], ZERO))
+        if following == current:
+            return current
+        current = following
+    return None
 
 
 def _ramp_extremes(const: Number, ramps: list[tuple[Number, Number, Number]], z: Interval) -> Interval:
@@ -397,6 +449,8 @@ class Ranges(Mapping[int, Box]):
         if kind == "state":
             drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
             return _state_box(node, tuple(self.combination(t, c) for t, c in drive.rows()), max_len)
+        if kind == "gated_state":
+            return tuple(_gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def lattice(self, node_id: int) -> Lattices:
@@ -449,6 +503,8 @@ class Ranges(Mapping[int, Box]):
         if kind == "state":
             drive = weighted_sum(attrs["B"], [self.forms[o] for o in node.operands], attrs["bias"])
             return _state_lattices(attrs["A"], tuple(self.combination_lattice(t, c) for t, c in drive.rows()), attrs["init"])
+        if kind == "gated_state":
+            return tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def combination(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Interval:

@@ -13,7 +13,17 @@ from gmpy2 import mpq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsrl.ir.equality import graph_differences, same_graph
-from lsrl.ir.graph import FLOAT_FUNCTIONS, INT, KINDS, MATRIX, VECTOR, Graph, Kind, Label, Loc
+from lsrl.ir.graph import (
+    FLOAT_FUNCTIONS,
+    INT,
+    KINDS,
+    MATRIX,
+    VECTOR,
+    Graph,
+    Kind,
+    Label,
+    Loc,
+)
 from lsrl.ir.interpret import NotExactError, run
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import add, same_number
@@ -88,6 +98,7 @@ def every_kind_graph() -> Graph:
     g.add("state", [], 1, {"A": Matrix.eye(1), "B": (), "bias": (mpq(1),), "init": (mpq(0),)}, name="counter")
     g.add("affine", [], 1, {"weights": (), "bias": (mpq(4),)})
     g.add("step", [4], 2, {"low": (mpq(-1, 3), 0.25), "high": (mpq(1, 1000), 1e10)}, name="larger/step", node_id=20)
+    g.add("gated_state", [20, 5], 2, {"init": (mpq(1, 2), -3.5)}, name="held", node_id=29)
     for k, name in enumerate(FLOAT_FUNCTIONS):  # one node of each float function, side by side
         g.add(name, [20], 2, name=f"{name}/x", node_id=30 + k)
     g.add("select", [20, 5], 2, {"big": (mpq(10**10), 0.5)}, name="ifelse/select", node_id=21)
@@ -149,6 +160,12 @@ def _select(draw, dims):
     return [a, b], dims[a], {"big": tuple(big)}
 
 
+def _gated_state(draw, dims):
+    a = draw(st.sampled_from(sorted(dims)))
+    b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
+    return [a, b], dims[a], {"init": draw(vectors(dims[a]))}
+
+
 def _mul(draw, dims):
     a = draw(st.sampled_from(sorted(dims)))
     b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
@@ -180,7 +197,8 @@ def _state(draw, dims):
 
 
 NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "step": _step, "select": _select, "mul": _mul,
-               "concat": _concat, "slice": _slice, "state": _state, **{name: _relu for name in FLOAT_FUNCTIONS}}
+               "concat": _concat, "slice": _slice, "state": _state, "gated_state": _gated_state,
+               **{name: _relu for name in FLOAT_FUNCTIONS}}
 
 
 @st.composite

@@ -329,7 +329,7 @@ def test_bad_overrides_are_usage_errors(params: dict, message: str) -> None:
         ("input x[1]\noutput x if x > 0 else 0", "compares compile-time values"),
         ("input x[1]\nif 1 { y = 2 }\noutput x", "must be a compile-time truth value"),
         ("input x[1]\nstate s = 0 <- relu(s)\noutput s", "not affine.*ReLU"),
-        ("input x[1]\nstate s = 0 <- s * x\noutput s", "not affine.*product"),
+        ("input x[1]\nstate s = 0 <- s * s\noutput s", "multiplies its previous value by itself"),
         ("input x[1]\nstate s = 0 <- accumulate(s)\noutput s", "not affine.*another state"),
         ("input x[1]\nstate s = x <- s\noutput s", "initial value of a state must be a compile-time"),
         ("input x[1]\ndef f(v) {\n output v\n return v\n}\nstate s = 0 <- f(s)\noutput s", "output cannot be declared inside a state update"),

@@ -23,8 +23,8 @@ import lsrl
 
 SMALL = st.fractions(min_value=-2, max_value=2, max_denominator=3)
 TRANSITION = st.sampled_from([Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2)])
-OPERATIONS = ["add", "scale", "matrix", "relu", "gate", "slice", "concat", "state", "larger", "eq", "ifelse",
-              "ifelse_mul"]
+OPERATIONS = ["add", "scale", "matrix", "relu", "gate", "slice", "concat", "state", "gated", "larger", "eq",
+              "ifelse", "ifelse_mul"]
 
 
 def _fit(v: lsrl.Value, dim: int) -> lsrl.Value:
@@ -67,6 +67,9 @@ def programs(draw):
             A = [[draw(TRANSITION) for _ in range(n)] for _ in range(n)]
             B = [[draw(SMALL) for _ in range(a.dim)] for _ in range(n)]
             v = p.linear_state(a, A, B, [draw(SMALL) for _ in range(n)])
+        elif op == "gated":  # h_t = g_t * h_{t-1} + a_t, the gate a step of another value
+            g = lsrl.step(_fit(pick(), a.dim), scale=draw(st.sampled_from([1, 2])))
+            v = p.state(draw(SMALL), lambda h, g=g, a=a: g * h + a, dim=a.dim)
         elif op == "larger":
             v = lsrl.larger(a, _fit(pick(), a.dim), scale=draw(st.sampled_from([1, 10, 1000])))
         elif op == "eq":

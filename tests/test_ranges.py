@@ -84,11 +84,13 @@ def test_cycles_and_shift_registers_are_bounded() -> None:
 
 def test_what_it_cannot_bound() -> None:
     """A contraction driven by a bounded input converges, but its intervals never repeat: bounded
-    only over a given length."""
+    by its norm (|h| <= |x| / (1 - 1/2)), and exactly over a given length; growth is unbounded."""
     halve = lambda p, x: p.linear_state(x, [[Fraction(1, 2)]], [[1]], [0])  # noqa: E731
-    assert _pairs(_bounds_of(halve, input_range=(0, 1))) == [(-INF, INF)]
+    assert _pairs(_bounds_of(halve, input_range=(0, 1))) == [(-2, 2)]
     lo, hi = _pairs(_bounds_of(halve, input_range=(0, 1), max_len=3))[0]
     assert (lo, hi) == (0, Fraction(7, 4))
+    double = lambda p, x: p.linear_state(x, [[2]], [[1]], [0])  # noqa: E731
+    assert _pairs(_bounds_of(double, input_range=(0, 1))) == [(-INF, INF)]
 
 
 def test_interval_products_treat_zero_times_infinity_as_zero() -> None:

@@ -1,0 +1,72 @@
+"""Table rows for gated states: ``h_t = a_t * h_{t-1} + b_t`` with a runtime gate ``a_t``.
+
+Each program is also an ``examples/gated/*.lsrl`` file. Expected outputs are plain Python on the
+task's definition: a register holds what it was last told to write, a moving average moves.
+Only the targets with gated state layers (torch and jax) compute them; the others refuse them at
+the state's line.
+"""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from typing import Sequence
+
+import lsrl
+from lsrl.corpus.cases_lsrl import NOT_A_CONDITION
+from lsrl.corpus.rows import Case, Run
+from lsrl.ir.graph import Graph
+
+NO_GATED_LAYERS = "cannot compute gated_state (a gated layer)"
+WITHOUT_GATED_LAYERS = ("linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk")
+
+
+def hold_register() -> Graph:
+    p = lsrl.Program()
+    x = p.input(2)
+    write = x[0]
+    p.output(p.state(0, lambda held: (1 - write) * held + write * x[1], dim=1, name="held"))
+    return p.finish()
+
+
+def _hold_register_run(tokens: Sequence[tuple[int, int]]) -> Run:
+    held, expected = 0, []
+    for write, value in tokens:
+        held = value if write else held
+        expected.append([held])
+    return Run([list(t) for t in tokens], expected)
+
+
+def moving_average() -> Graph:
+    p = lsrl.Program()
+    x = p.input(2)
+    decay = x[0]
+    p.output(p.state(0, lambda m: decay * m + (1 - decay) * x[1], dim=1, name="m"))
+    return p.finish()
+
+
+def _moving_average_run(tokens: Sequence[tuple[Fraction, Fraction]]) -> Run:
+    m, expected = Fraction(0), []
+    for decay, value in tokens:
+        m = decay * m + (1 - decay) * value
+        expected.append([m])
+    return Run([[str(d), str(v)] for d, v in tokens], expected)
+
+
+_random = random.Random(17)
+CASES: list[Case] = [
+    Case("hold_register", hold_register,
+         [_hold_register_run([(1, 1), (0, 0), (0, 1), (1, 0), (0, 1), (1, 1)]),
+          _hold_register_run([(_random.randint(0, 1), _random.randint(0, 1)) for _ in range(40)])],
+         source="gated/hold_register.lsrl", input_range=(0, 1), integer_inputs=True,
+         refused_by={target: NO_GATED_LAYERS for target in WITHOUT_GATED_LAYERS}),
+    Case("moving_average", moving_average,
+         [_moving_average_run([(Fraction(1, 2), Fraction(1)), (Fraction(3, 4), Fraction(0)), (Fraction(0), Fraction(1, 3)),
+                               (Fraction(1), Fraction(1)), (Fraction(1, 3), Fraction(2, 3))]),
+          _moving_average_run([(Fraction(_random.randint(0, 8), 8), Fraction(_random.randint(0, 8), 8)) for _ in range(30)])],
+         source="gated/moving_average.lsrl", input_range=(0, 1),
+         # (1 - decay) * value multiplies two values neither of which is 0 or 1
+         refused_by={**{target: NO_GATED_LAYERS for target in WITHOUT_GATED_LAYERS},
+                     "linear-rnn": NOT_A_CONDITION, "rnn": NOT_A_CONDITION},
+         float32_default="bounded"),
+]

@@ -23,6 +23,7 @@ from lsrl.ir.graph import FLOAT_FUNCTIONS, Loc
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import number
 from lsrl.scope import Scope
+from lsrl.tensors import load_tensor
 
 if TYPE_CHECKING:
     from lsrl.elaborate import Elaborator
@@ -252,6 +253,15 @@ def _concat(elab: "Elaborator", args: Sequence[Arg]) -> object:
         raise LsrlError(e.message, parts[0].loc) from None
 
 
+def _load(elab: "Elaborator", args: Sequence[Arg]) -> object:
+    """A tensor of a safetensors file (``lsrl.tensors``), exactly."""
+    path, name = args
+    for arg, what in ((path, "a file path"), (name, "a tensor name")):
+        if not isinstance(arg.value, str):
+            raise LsrlError(f"load needs {what} (a string), got {ct.describe(arg.value)}", arg.loc)
+    return load_tensor(path.value, name.value, path.loc, name.loc)
+
+
 def _error(elab: "Elaborator", args: Sequence[Arg]) -> object:
     """A compile-time error of the program's own, e.g. for a parameter value it does not support."""
     (message,) = args
@@ -275,6 +285,7 @@ def prelude() -> Scope:
         Builtin("sum", ("list",), {}, _sum),
         Builtin("concat", ("values",), {}, _concat, variadic=True),
         Builtin("error", ("message",), {}, _error),
+        Builtin("load", ("path", "name"), {}, _load),
     ]
     functions += [_library_function(name, fn, kinds) for name, (fn, kinds) in _STDLIB.items()]
     for f in functions:

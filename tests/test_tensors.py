@@ -46,7 +46,7 @@ def test_numbers_vectors_and_matrices_are_read_exactly(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("call, message, column", [
-    ('load("weights/layer.safetensors", "nope")', "has no tensor 'nope' (it has: bias, cube, in_proj.weight, names, scale)", 43),
+    ('load("weights/layer.safetensors", "nope")', "has no tensor 'nope' (it has: bias, cube, in_proj.weight, names, scale)", 42),
     ('load("weights/missing.safetensors", "bias")', "cannot read", 13),
     ('load("prog.lsrl", "bias")', "as a safetensors file", 13),
     ('load("weights/layer.safetensors", "cube")', "has shape [2, 2, 2]: load reads numbers, vectors and matrices", 42),

@@ -150,6 +150,15 @@ def _gated_state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     return n
 
 
+def _matrix_state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    decay, keys, values = dims
+    if keys != attrs["keys"]:
+        return f"a matrix state with {attrs['keys']} keys needs a key of length {attrs['keys']}, got {keys}"
+    if decay not in (1, keys):
+        return f"a matrix state's decay has length 1 or {keys} (one per key), got {decay}"
+    return keys * values
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
@@ -170,6 +179,9 @@ KINDS: dict[str, Kind] = {
         Kind("slice", 1, {"start": INT, "stop": INT}, _slice_dim),
         # h_t = a_t * h_{t-1} + b_t elementwise, h_0 = init, for operands (a, b): a gated diagonal state
         Kind("gated_state", 2, {"init": VECTOR}, _gated_state_dim),
+        # S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0, for operands (d, k, v), d of length 1 or
+        # ``keys``; the value is S_t, ``keys`` x len(v), row by row (unit i * len(v) + j is S[i, j])
+        Kind("matrix_state", 3, {"keys": INT}, _matrix_state_dim),
         # s_t = A s_{t-1} + sum_i B_i u_i + bias, s_0 = init; the node's value is s_t
         Kind("state", None, {"A": MATRIX, "B": MATRICES, "bias": VECTOR, "init": VECTOR}, _state_dim),
     ]

@@ -18,7 +18,7 @@ import numpy as np
 from lsrl.ir import pointwise
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Loc, Node
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import exact
+from lsrl.ir.numbers import ZERO, exact
 
 
 class NotExactError(ValueError):
@@ -117,6 +117,18 @@ def _gated_recurrence(gate: Array, drive: Array, init: tuple, exact_mode: bool) 
     return out
 
 
+def _matrix_recurrence(decay: Array, key: Array, value: Array, exact_mode: bool) -> Array:
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0, flattened row by row."""
+    batch, steps, keys = key.shape
+    width = value.shape[2]
+    s = np.full((batch, keys, width), ZERO if exact_mode else 0.0, dtype=object if exact_mode else np.float64)
+    out = np.empty((batch, steps, keys * width), dtype=s.dtype)
+    for t in range(steps):
+        s = decay[:, t, :, None] * s + key[:, t, :, None] * value[:, t, None, :]
+        out[:, t] = s.reshape(batch, keys * width)
+    return out
+
+
 # --- the interpreter -------------------------------------------------------------------------------
 def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
     batch_time = x.shape[:2]
@@ -155,6 +167,8 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
             if exact_mode:
                 _require_exact(node, vectors=[attrs["init"]])
             v = _gated_recurrence(ops[0], ops[1], attrs["init"], exact_mode)
+        elif kind == "matrix_state":
+            v = _matrix_recurrence(ops[0], ops[1], ops[2], exact_mode)
         elif kind in FLOAT_FUNCTIONS:
             if exact_mode:
                 raise NotExactError(f"{kind} has no exact value", node.loc)

@@ -20,7 +20,7 @@ result writes its files with ``.write(directory)`` and runs with ``lsrl.run_comp
 Importing lsrl never imports torch, jax, triton or iree.
 """
 
-from lsrl.builder import Program, Value, concat, gate, linear, relu
+from lsrl.builder import Program, Value, concat, gate, linear, read, relu
 from lsrl.errors import LsrlError
 from lsrl.ir import Graph, Matrix, run, trace, verify
 from lsrl.stdlib import (
@@ -46,7 +46,7 @@ from lsrl.stdlib import (
 __all__ = [
     "Graph", "LsrlError", "Matrix", "Program", "Value", "accumulate", "and_", "bump", "compile_file",
     "compile_source", "concat", "counter", "delay", "eq", "gate", "ifelse", "ifelse_mul", "ifelse_step",
-    "ifeq", "larger", "linear", "mod_counter", "neq", "not_", "or_", "relu", "run", "smaller", "step",
+    "ifeq", "larger", "linear", "mod_counter", "neq", "not_", "or_", "read", "relu", "run", "smaller", "step",
     "trace", "verify", "compile_to", "run_compiled",
 ]
 

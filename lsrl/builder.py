@@ -208,6 +208,17 @@ class Program:
         self.loc = declared_at
         return self.node("gated_state", [gate, drive], dim, {"init": init}, name)
 
+    def matrix_state(self, decay: object, key: "Value", value: "Value", name: str = "") -> "Value":
+        """``S_t = diag(decay_t) S_{t-1} + key_t value_t^T`` from ``S_0 = 0``: a matrix-valued
+        state with rank-one writes (linear attention, RetNet, Mamba2 with a scalar decay; GLA with
+        a decay per key), flattened row by row (unit ``i * len(value) + j`` is ``S[i, j]``);
+        ``decay`` is a number, or a runtime value of length 1 or ``len(key)``. ``read`` reads it."""
+        if not isinstance(decay, Value):
+            decay = self.const(to_vector(decay))
+        attrs = {"keys": key.dim}
+        self._check([decay, key, value], "matrix_state", attrs)
+        return self.node("matrix_state", [decay, key, value], key.dim * value.dim, attrs, name)
+
     def gated_state(self, init: object, gate: "Value", drive: object, name: str = "") -> "Value":
         """``h_t = gate_t * h_{t-1} + drive_t`` elementwise, ``h_0 = init``: a gated diagonal state
         (Mamba's selective scan, RG-LRU, GLA's decay, hold-or-overwrite registers)."""
@@ -498,6 +509,21 @@ def select(condition: Value, value: object, big: object) -> Value:
     attrs = {"big": broadcast_vector(p, to_vector(big), dim)}
     p._check([condition, value], "select", attrs)
     return p.node("select", [condition, value], dim, attrs)
+
+
+def read(state: Value, query: Value) -> Value:
+    """``S^T q`` of a matrix state ``S`` (``Program.matrix_state``, or any value of
+    ``len(query) * n`` units read as ``len(query)`` rows of ``n``): ``sum_i q_i S[i, :]``."""
+    p = state.program
+    keys = query.dim
+    if state.dim % keys:
+        raise p.error(f"a query of length {keys} cannot read a state of {state.dim} units (not a multiple)")
+    width = state.dim // keys
+    spread = Matrix.selection(state.dim, keys, ((i * width + j, i) for i in range(keys) for j in range(width)))
+    summed = Matrix.selection(width, state.dim, ((j, i * width + j) for i in range(keys) for j in range(width)))
+    with p.scope("read"):
+        products = p.affine([(spread, query)], (ZERO,) * state.dim) * state
+        return p.affine([(summed, products)], (ZERO,) * width)
 
 
 def concat(*values: Value | Sequence[Value]) -> Value:

@@ -16,7 +16,7 @@ from gmpy2 import mpq
 
 from lsrl import compiletime as ct
 from lsrl import stdlib
-from lsrl.builder import Value, float_function
+from lsrl.builder import Value, float_function, read
 from lsrl.builder import relu as runtime_relu
 from lsrl.errors import LsrlError
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Loc
@@ -253,6 +253,31 @@ def _concat(elab: "Elaborator", args: Sequence[Arg]) -> object:
         raise LsrlError(e.message, parts[0].loc) from None
 
 
+def _matrix_state(elab: "Elaborator", args: Sequence[Arg]) -> object:
+    """``matrix_state(decay, k, v)``: ``S_t = diag(decay_t) S_{t-1} + k_t v_t^T`` (``Program.matrix_state``)."""
+    decay, key, value = args
+    runtime = {name: elab.runtime(a.value, f"the {name} of matrix_state", a.loc) for name, a in (("key", key), ("value", value))}
+    if isinstance(decay.value, Value) or ct.holds_runtime(decay.value):
+        rate = elab.runtime(decay.value, "the decay of matrix_state", decay.loc)
+    else:
+        rate = _compile_time(decay, "matrix_state")
+    try:
+        return elab.program.matrix_state(rate, runtime["key"], runtime["value"])
+    except LsrlError as e:
+        raise LsrlError(e.message, e.loc or decay.loc) from None
+
+
+def _read(elab: "Elaborator", args: Sequence[Arg]) -> object:
+    """``read(S, q)``: ``S^T q`` of a matrix state (``lsrl.builder.read``)."""
+    state, query = args
+    s = elab.runtime(state.value, "the state read", state.loc)
+    q = elab.runtime(query.value, "the query of read", query.loc)
+    try:
+        return read(s, q)
+    except LsrlError as e:
+        raise LsrlError(e.message, query.loc) from None
+
+
 def _load(elab: "Elaborator", args: Sequence[Arg]) -> object:
     """A tensor of a safetensors file (``lsrl.tensors``), exactly."""
     path, name = args
@@ -286,6 +311,8 @@ def prelude() -> Scope:
         Builtin("concat", ("values",), {}, _concat, variadic=True),
         Builtin("error", ("message",), {}, _error),
         Builtin("load", ("path", "name"), {}, _load),
+        Builtin("matrix_state", ("decay", "k", "v"), {}, _matrix_state),
+        Builtin("read", ("state", "q"), {}, _read),
     ]
     functions += [_library_function(name, fn, kinds) for name, (fn, kinds) in _STDLIB.items()]
     for f in functions:

@@ -17,7 +17,7 @@ from lsrl.ir.layered import LayeredModel
 from lsrl.passes.canonicalize import PIPELINE, canonicalize
 from lsrl.passes.constants import fit_constants
 from lsrl.passes.degate import rebuild_gates as _rebuild_gates
-from lsrl.passes.expand import expand_pointwise
+from lsrl.passes.expand import expand_matrix_states, expand_pointwise
 from lsrl.passes.linearize import linearize as _linearize
 from lsrl.passes.ranges import analyze
 
@@ -44,7 +44,8 @@ def prepare(
     rebuild_gates: bool = False,
     integer_inputs: bool = False,
 ) -> Graph:
-    """The graph ``linearize`` schedules: canonical, its comparisons and conditionals fitted to
+    """The graph ``linearize`` schedules: canonical, its matrix states expanded into gated states
+    (``passes.expand``), its comparisons and conditionals fitted to
     the lattices the range analysis proves and expanded into ReLUs, and (``rebuild_gates``) its
     products rebuilt from ReLUs (raises ``LsrlError`` where the range analysis cannot show that
     this is exact).
@@ -52,7 +53,7 @@ def prepare(
     ``input_range`` (a ``(lo, hi)`` pair, or one per input unit), ``max_len`` and
     ``integer_inputs`` are what the range analysis may assume; the default assumes nothing.
     """
-    canonical = run_pipeline(graph)
+    canonical = canonicalize(expand_matrix_states(run_pipeline(graph)))
     facts = analyze(canonical, input_range, max_len, integer_inputs)
     canonical = canonicalize(expand_pointwise(fit_constants(canonical, facts)))
     if rebuild_gates:

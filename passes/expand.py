@@ -1,4 +1,11 @@
-"""expand_pointwise: ``step`` and ``select`` nodes become the ReLUs that compute them.
+"""The structured kinds become the kinds every later stage knows.
+
+``expand_matrix_states``: a ``matrix_state`` (``S_t = diag(d_t) S_{t-1} + k_t v_t^T``) becomes a
+gated state over its ``keys * len(v)`` units, entry ``(i, j)`` gated by ``d_i`` and driven by the
+product ``k_i v_j``. The kind stays whole until then so that passes that know its structure (the
+chunked and scan forms to come) can act on it.
+
+``expand_pointwise``: ``step`` and ``select`` nodes become the ReLUs that compute them.
 
 After this pass the graph holds only the kinds every later stage knows (``degate``,
 ``linearize`` and the targets build from ReLUs, products and states):
@@ -16,6 +23,34 @@ from __future__ import annotations
 from lsrl.ir.graph import Graph, Node
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO, inverse, mul
+
+
+def expand_matrix_states(graph: Graph) -> Graph:
+    out = graph.copy()
+    for node in list(out):
+        if node.kind == "matrix_state":
+            _expand_matrix_state(out, node)
+    return out
+
+
+def _spread(graph: Graph, node: Node, operand: int, pick, part: str) -> int:
+    """An affine node holding, at unit ``(i, j)`` of ``node``, unit ``pick(i, j)`` of ``operand``."""
+    keys = node.attrs["keys"]
+    width = node.dim // keys
+    entries = (((i * width + j), pick(i, j)) for i in range(keys) for j in range(width))
+    weight = Matrix.selection(node.dim, graph[operand].dim, entries)
+    return graph.add("affine", [operand], node.dim, {"weights": (weight,), "bias": (ZERO,) * node.dim},
+                     f"{node.name}/{part}", node.loc).id
+
+
+def _expand_matrix_state(graph: Graph, node: Node) -> None:
+    decay, key, value = node.operands
+    scalar = graph[decay].dim == 1
+    gate = _spread(graph, node, decay, lambda i, j: 0 if scalar else i, "decay")
+    keys = _spread(graph, node, key, lambda i, j: i, "key")
+    values = _spread(graph, node, value, lambda i, j: j, "value")
+    drive = graph.add("mul", [keys, values], node.dim, {}, f"{node.name}/write", node.loc).id
+    node.kind, node.operands, node.attrs = "gated_state", (gate, drive), {"init": (ZERO,) * node.dim}
 
 
 def expand_pointwise(graph: Graph) -> Graph:

@@ -323,6 +323,11 @@ def _gated_interval(a: Interval, b: Interval, init: Number, max_len: int | None)
     return hull.hull(Interval(-reach, reach))
 
 
+def _matrix_entries(decay: Sequence, key: Sequence, value: Sequence) -> list[tuple]:
+    """Per entry (i, j) of a matrix state, row by row: (what of d_i, of k_i, of v_j)."""
+    return [(decay[0] if len(decay) == 1 else decay[i], key[i], value[j]) for i in range(len(key)) for j in range(len(value))]
+
+
 def _gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
     """The fixed point of joining a_t h + b_t into h's lattice, from init (None if it does not settle)."""
     current = Lattice.point(init)
@@ -451,6 +456,8 @@ class Ranges(Mapping[int, Box]):
             return _state_box(node, tuple(self.combination(t, c) for t, c in drive.rows()), max_len)
         if kind == "gated_state":
             return tuple(_gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
+        if kind == "matrix_state":  # entry (i, j): gated by d_i, driven by k_i v_j
+            return tuple(_gated_interval(d, k * v, ZERO, max_len) for d, k, v in _matrix_entries(*operands))
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def lattice(self, node_id: int) -> Lattices:
@@ -505,6 +512,8 @@ class Ranges(Mapping[int, Box]):
             return _state_lattices(attrs["A"], tuple(self.combination_lattice(t, c) for t, c in drive.rows()), attrs["init"])
         if kind == "gated_state":
             return tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
+        if kind == "matrix_state":
+            return tuple(_gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands))
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def combination(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Interval:

@@ -99,6 +99,7 @@ def every_kind_graph() -> Graph:
     g.add("affine", [], 1, {"weights": (), "bias": (mpq(4),)})
     g.add("step", [4], 2, {"low": (mpq(-1, 3), 0.25), "high": (mpq(1, 1000), 1e10)}, name="larger/step", node_id=20)
     g.add("gated_state", [20, 5], 2, {"init": (mpq(1, 2), -3.5)}, name="held", node_id=29)
+    g.add("matrix_state", [0, 0, 20], 6, {"keys": 3}, name="memory", node_id=28)
     for k, name in enumerate(FLOAT_FUNCTIONS):  # one node of each float function, side by side
         g.add(name, [20], 2, name=f"{name}/x", node_id=30 + k)
     g.add("select", [20, 5], 2, {"big": (mpq(10**10), 0.5)}, name="ifelse/select", node_id=21)
@@ -166,6 +167,13 @@ def _gated_state(draw, dims):
     return [a, b], dims[a], {"init": draw(vectors(dims[a]))}
 
 
+def _matrix_state(draw, dims):
+    key = draw(st.sampled_from(sorted(dims)))
+    value = draw(st.sampled_from(sorted(dims)))
+    decay = draw(st.sampled_from(sorted(i for i in dims if dims[i] in (1, dims[key]))))
+    return [decay, key, value], dims[key] * dims[value], {"keys": dims[key]}
+
+
 def _mul(draw, dims):
     a = draw(st.sampled_from(sorted(dims)))
     b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
@@ -197,7 +205,7 @@ def _state(draw, dims):
 
 
 NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "step": _step, "select": _select, "mul": _mul,
-               "concat": _concat, "slice": _slice, "state": _state, "gated_state": _gated_state,
+               "concat": _concat, "slice": _slice, "state": _state, "gated_state": _gated_state, "matrix_state": _matrix_state,
                **{name: _relu for name in FLOAT_FUNCTIONS}}
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsrl.ir.interpret import run
 from safetensors.numpy import save_file
 
 from lsrl.errors import LsrlError
-from lsrl.ir.interpret import run
 from lsrl.load import compile_file
 
 WEIGHTS = {

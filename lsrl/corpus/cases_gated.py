@@ -1,9 +1,10 @@
-"""Table rows for gated states: ``h_t = a_t * h_{t-1} + b_t`` with a runtime gate ``a_t``.
+"""Table rows for gated and matrix-valued states: ``h_t = a_t * h_{t-1} + b_t`` with a runtime gate
+``a_t``, and ``S_t = diag(d_t) S_{t-1} + k_t v_t^T``.
 
-Each program is also an ``examples/gated/*.lsrl`` file. Expected outputs are plain Python on the
-task's definition: a register holds what it was last told to write, a moving average moves.
-Only the targets with gated state layers (torch and jax) compute them; the others refuse them at
-the state's line.
+Each program is also an ``examples/*.lsrl`` file. Expected outputs are plain Python on the task's
+definition: a register holds what it was last told to write, a moving average moves, a recall
+finds the value bound to a key. Only the targets with gated state layers (torch and jax) compute a
+runtime gate; the others refuse it at the state's line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from lsrl.corpus.cases_lsrl import NOT_A_CONDITION
 from lsrl.corpus.rows import Case, Run
 from lsrl.ir.graph import Graph
 
+HALF = Fraction(1, 2)
 NO_GATED_LAYERS = "cannot compute gated_state (a gated layer)"
 WITHOUT_GATED_LAYERS = ("linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk")
 
@@ -53,7 +55,30 @@ def _moving_average_run(tokens: Sequence[tuple[Fraction, Fraction]]) -> Run:
     return Run([[str(d), str(v)] for d, v in tokens], expected)
 
 
+def mqar(vocab: int) -> Graph:
+    """Multi-query associative recall with a linear-attention state (examples/mqar.lsrl)."""
+    p = lsrl.Program()
+    token = p.input(1)
+
+    def onehot(x: lsrl.Value) -> lsrl.Value:
+        return lsrl.concat([lsrl.eq(x, i) for i in range(1, vocab + 1)])
+
+    seen_zero = lsrl.larger(lsrl.accumulate(lsrl.eq(token, 0)), HALF)
+    writing = lsrl.and_(lsrl.not_(seen_zero), lsrl.larger(lsrl.mod_counter(p, 2), HALF))
+    memory = p.matrix_state(1, onehot(lsrl.delay(token, 1)), token * writing)
+    p.output(lsrl.read(memory, onehot(token)) * seen_zero, name="value")
+    return p.finish()
+
+
+def _mqar_run(pairs: Sequence[tuple[int, int]], queries: Sequence[int]) -> Run:
+    bound = dict(pairs)
+    tokens = [t for pair in pairs for t in pair] + [0] + list(queries)
+    expected = [[0]] * (2 * len(pairs) + 1) + [[bound.get(q, 0)] for q in queries]
+    return Run([[t] for t in tokens], expected)
+
+
 _random = random.Random(17)
+_keys = _random.sample(range(1, 9), 6)
 CASES: list[Case] = [
     Case("hold_register", hold_register,
          [_hold_register_run([(1, 1), (0, 0), (0, 1), (1, 0), (0, 1), (1, 1)]),
@@ -69,4 +94,8 @@ CASES: list[Case] = [
          refused_by={**{target: NO_GATED_LAYERS for target in WITHOUT_GATED_LAYERS},
                      "linear-rnn": NOT_A_CONDITION, "rnn": NOT_A_CONDITION},
          float32_default="bounded"),
+    Case("mqar", mqar,
+         [_mqar_run([(3, 5), (1, 2), (7, 4)], [1, 3, 7, 8, 3, 0]),
+          _mqar_run([(k, _random.randint(1, 8)) for k in _keys], [_random.randint(0, 8) for _ in range(12)])],
+         params={"vocab": 8}, source="mqar.lsrl", input_range=(0, 8), integer_inputs=True),
 ]

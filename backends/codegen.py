@@ -279,6 +279,8 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
             w = syntax.weight
             lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
             lines.append(f"x = gated_recurrence({syntax.linear('x', w('W'), w('b'))}, a, {w('init')})")
+        elif layer.kind in ("delta", "solve"):
+            lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
         lines.append("")
@@ -353,7 +355,13 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     for i, layer in enumerate(model.layers):
         lines.append(f"# layer {i}: {layer.kind}, {plural(layer.width, 'unit')}")
         lines.append(syntax.bind_layer(i))
-        if layer.kind in ("state", "gated"):
+        if layer.kind == "delta":
+            lines.append(f"x = {_heads_call(layer, syntax, f'state[{state}]', step=True)}")
+            lines.append("new_state.append(x)")
+            state += 1
+        elif layer.kind == "solve":
+            lines.append(f"x = {_heads_call(layer, syntax, step=True)}")
+        elif layer.kind in ("state", "gated"):
             w = syntax.weight
             previous = (syntax.linear(f"state[{state}]", w("A")) if layer.kind == "state"
                         else f"{syntax.linear('x', w('W2'), w('b2'))} * state[{state}]")
@@ -368,13 +376,29 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 
 
 HELPERS = (
-    "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "matrix_recurrence",
+    "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
+    "matrix_recurrence",
 )
+
+
+def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bool = False) -> str:
+    """A delta or solve layer through the generated ``heads_layer`` helper (in ``step``, one token:
+    a time axis of length 1 added and taken away)."""
+    w = syntax.weight
+    u = syntax.linear("x", w("W"), w("b"))
+    u = f"{u}[:, None]" if step else u
+    extra = f", {w('shift')}, {layer.attrs['steps'][0]}" if layer.kind == "solve" else ""
+    extra += f", state={state}" if state is not None else ""
+    call = f"heads_layer({u}, {layer.kind!r}, {list(layer.attrs['heads'])}{extra})"
+    return f"{call}[:, 0]" if step else call
 
 
 def helpers_used(model: LayeredModel) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
-    used = {"gated_recurrence"} if any(layer.kind == "gated" for layer in model.layers) else set()
+    kinds = {layer.kind for layer in model.layers}
+    used = {"gated_recurrence"} if "gated" in kinds else set()
+    if kinds & {"delta", "solve"}:
+        used.add("heads_layer")
     for i in state_layer_indices(model):
         if model.layers[i].kind != "state":
             continue
@@ -395,8 +419,8 @@ _HELPER_OF = {  # the helper each method calls; a copy calls delay_lines only fo
 
 
 def state_layer_indices(model: LayeredModel) -> list[int]:
-    """The layers that keep a state from token to token (linear and gated states)."""
-    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated")]
+    """The layers that keep a state from token to token (linear, gated and delta-rule states)."""
+    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", "delta")]
 
 
 def layer_table(model: LayeredModel) -> list[tuple[str, int, int]]:

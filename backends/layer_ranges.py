@@ -9,6 +9,7 @@ from typing import Sequence
 
 from lsrl.backends.target import Options, analysis_range
 from lsrl.ir.graph import Graph
+from lsrl.ir.heads import HEAD_OF_KIND, head_nodes
 from lsrl.ir.layered import Layer, LayeredModel, map_nodes
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO
@@ -51,6 +52,7 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
         operand_rows = {
             "relu": [("W", "b")], "map": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")],
             "gated": [("W2", "b2"), ("W", "b")],  # the gate, then the drive
+            "delta": [("W", "b")], "solve": [("W", "b")],
         }.get(layer.kind, [])
         reads = tuple(
             g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows
@@ -65,6 +67,8 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
             value = map_nodes(g, reads[0], a["functions"])
         elif layer.kind == "gated":
             value = g.add("gated_state", list(reads), layer.width, {"init": a["init"]}).id
+        elif layer.kind in HEAD_OF_KIND:
+            value = head_nodes(g, reads[0], layer.kind, a["heads"], layer.width, a.get("shift", ()), a.get("steps", (0,))[0])
         else:
             value = g.add({"relu": "relu", "gate": "mul"}[layer.kind], list(reads), layer.width).id
         nodes.append((value, reads, drive))

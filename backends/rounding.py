@@ -33,6 +33,7 @@ import numpy as np
 from gmpy2 import mpq
 from lsrl.backends.layer_ranges import LayerBounds, input_bounds, layer_bounds
 from lsrl.backends.target import Options, stated_bounds
+from lsrl.ir.heads import decode
 from lsrl.ir.layered import IDENTITY, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import Number, is_exact
@@ -130,6 +131,18 @@ class _Analysis:
         constant = magnitude * gate.error + drive.error + gamma * (gate.magnitude * magnitude + drive.magnitude) + 3 * self.tiny
         error = _affine_recurrence(growth, constant, init_error, self.steps)
         return Values(magnitude, np.where(exact, 0.0, error), exact, bounds.lattices)
+
+    def _delta(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
+        """A delta or solve layer: its units that pass ``W x + b`` through are sums; the units its
+        heads fill (a runtime transition, an inverse) have no bound here."""
+        pre = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])
+        kind = "delta" if "shift" not in attrs else "solve"
+        filled = [u for head in decode(kind, attrs["heads"]) for u in head.outputs]
+        error, exact = pre.error.copy(), pre.exact.copy()
+        error[filled], exact[filled] = INF, False
+        return Values(_magnitudes(bounds.values), error, exact, bounds.lattices)
+
+    _solve = _delta
 
     def _gate(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
         a = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])

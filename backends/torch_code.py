@@ -85,6 +85,51 @@ def gated_recurrence(v, a, init):
         steps.append(h)
     return torch.stack(steps, dim=1)
 ''',
+    "heads_layer": '''
+def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
+    """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
+    a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
+    S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
+    in state (the layer's last output; zeros before the first token); a solve head (matrix, size,
+    query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps conjugate-gradient steps."""
+    x = u.clone()
+    size = 7 if kind == "delta" else 4
+    for h in range(0, len(heads), size):
+        if kind == "delta":
+            alpha, beta, key, keys, value, values, out = heads[h:h + size]
+            k, v = u[..., key:key + keys], u[..., value:value + values]
+            s = (state[:, out:out + keys * values] if state is not None else u.new_zeros(u.shape[0], keys * values))
+            s = s.reshape(u.shape[0], keys, values)
+            filled = []
+            for t in range(u.shape[1]):
+                kept = u[:, t, alpha, None, None] * s
+                written = u[:, t, beta, None] * (v[:, t] - torch.einsum("bi,bij->bj", k[:, t], kept))
+                s = kept + k[:, t, :, None] * written[:, None, :]
+                filled.append(s.reshape(u.shape[0], -1))
+            x[..., out:out + keys * values] = torch.stack(filled, dim=1)
+        else:
+            matrix, n, query, out = heads[h:h + size]
+            a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + torch.diag(shift[out:out + n])
+            q = u[..., query:query + n]
+            x[..., out:out + n] = solve_system(a, q, steps)
+    return x
+
+
+def solve_system(a, q, steps):
+    """a^-1 q: directly (steps 0), or by steps conjugate-gradient steps from 0 (a symmetric positive definite)."""
+    if steps == 0:
+        return torch.linalg.solve(a, q.unsqueeze(-1)).squeeze(-1)
+    x, r = torch.zeros_like(q), q.clone()
+    p, rr = r.clone(), (r * r).sum(-1)
+    for _ in range(steps):
+        ap = (a @ p.unsqueeze(-1)).squeeze(-1)
+        alpha = torch.where(rr > 0, rr / (p * ap).sum(-1), torch.zeros_like(rr))
+        x, r = x + alpha.unsqueeze(-1) * p, r - alpha.unsqueeze(-1) * ap
+        following = (r * r).sum(-1)
+        p = r + torch.where(rr > 0, following / rr, torch.zeros_like(rr)).unsqueeze(-1) * p
+        rr = following
+    return x
+''',
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a loop over time of batched matrix products."""
@@ -191,6 +236,8 @@ def weight_shapes(kind, d_in, width):
         shapes.update(A=(width, width), init=(width,))
     if kind == "gated":
         shapes.update(init=(width,))
+    if kind == "solve":
+        shapes.update(shift=(width,))
     return shapes
 {helpers}
 
@@ -213,7 +260,8 @@ class Model(torch.nn.Module):
 
     def init_state(self, batch=1):
         """The state before the first token: one [batch, width] tensor per state layer."""
-        return [self.layers[i].init.expand(batch, -1).clone() for i in STATE_LAYERS]
+        return [self.layers[i].W.new_zeros(batch, LAYERS[i][2]) if LAYERS[i][0] == "delta"
+                else self.layers[i].init.expand(batch, -1).clone() for i in STATE_LAYERS]
 
     def step(self, x, state):
         """One token: x [batch, D_IN] and the state after the previous token -> (y [batch, D_OUT], new state)."""
@@ -234,7 +282,7 @@ class TorchTarget(Target):
     name = "torch"
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map", "gated")
+    layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

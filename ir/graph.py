@@ -159,6 +159,26 @@ def _matrix_state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     return keys * values
 
 
+def _delta_state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    alpha, beta, keys, values = dims
+    if (alpha, beta) != (1, 1):
+        return f"a delta state's alpha and beta have length 1, got {alpha} and {beta}"
+    if keys != attrs["keys"]:
+        return f"a delta state with {attrs['keys']} keys needs a key of length {attrs['keys']}, got {keys}"
+    return keys * values
+
+
+def _solve_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    matrix, vector = dims
+    if matrix != vector * vector:
+        return f"solve needs a {vector}x{vector} matrix ({vector * vector} units) for a vector of {vector}, got {matrix}"
+    if len(attrs["shift"]) != vector:
+        return f"solve's shift has length {len(attrs['shift'])}, the vector {vector}"
+    if attrs["steps"] < 0:
+        return "solve's conjugate-gradient steps cannot be negative"
+    return vector
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
@@ -182,6 +202,12 @@ KINDS: dict[str, Kind] = {
         # S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0, for operands (d, k, v), d of length 1 or
         # ``keys``; the value is S_t, ``keys`` x len(v), row by row (unit i * len(v) + j is S[i, j])
         Kind("matrix_state", 3, {"keys": INT}, _matrix_state_dim),
+        # S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T from S_0 = 0, for operands
+        # (alpha, beta, k, v): the delta rule (DeltaNet with alpha = 1, gated DeltaNet), flattened
+        Kind("delta_state", 4, {"keys": INT}, _delta_state_dim),
+        # (H + diag(shift))^-1 q for operands (H, q), H a len(q) x len(q) matrix row by row: exactly,
+        # or in float64 by ``steps`` conjugate-gradient steps (0: a direct solve): Mesa's readout
+        Kind("solve", 2, {"shift": VECTOR, "steps": INT}, _solve_dim),
         # s_t = A s_{t-1} + sum_i B_i u_i + bias, s_0 = init; the node's value is s_t
         Kind("state", None, {"A": MATRIX, "B": MATRICES, "bias": VECTOR, "init": VECTOR}, _state_dim),
     ]

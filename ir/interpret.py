@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from lsrl.ir import pointwise
+from lsrl.ir import pointwise, recurrences
+from lsrl.ir.errors import LsrlError
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Loc, Node
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import ZERO, exact
+from lsrl.ir.numbers import exact
 
 
 class NotExactError(ValueError):
@@ -107,28 +108,6 @@ def _exact_recurrence(node: Node, driven: Array) -> Array:
     return out
 
 
-def _gated_recurrence(gate: Array, drive: Array, init: tuple, exact_mode: bool) -> Array:
-    """h_t = a_t * h_{t-1} + b_t over time, from h_0 = init."""
-    out = np.empty_like(drive)
-    h = _exact_filled(drive[:, 0].shape, init) if exact_mode else np.broadcast_to(np.array(init, dtype=np.float64), drive[:, 0].shape)
-    for t in range(drive.shape[1]):
-        h = gate[:, t] * h + drive[:, t]
-        out[:, t] = h
-    return out
-
-
-def _matrix_recurrence(decay: Array, key: Array, value: Array, exact_mode: bool) -> Array:
-    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0, flattened row by row."""
-    batch, steps, keys = key.shape
-    width = value.shape[2]
-    s = np.full((batch, keys, width), ZERO if exact_mode else 0.0, dtype=object if exact_mode else np.float64)
-    out = np.empty((batch, steps, keys * width), dtype=s.dtype)
-    for t in range(steps):
-        s = decay[:, t, :, None] * s + key[:, t, :, None] * value[:, t, None, :]
-        out[:, t] = s.reshape(batch, keys * width)
-    return out
-
-
 # --- the interpreter -------------------------------------------------------------------------------
 def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
     batch_time = x.shape[:2]
@@ -166,9 +145,19 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
         elif kind == "gated_state":
             if exact_mode:
                 _require_exact(node, vectors=[attrs["init"]])
-            v = _gated_recurrence(ops[0], ops[1], attrs["init"], exact_mode)
+            init = _exact_filled(batch_time[:1] + (node.dim,), attrs["init"]) if exact_mode else np.array(attrs["init"], dtype=np.float64)
+            v = recurrences.gated(ops[0], ops[1], init)
         elif kind == "matrix_state":
-            v = _matrix_recurrence(ops[0], ops[1], ops[2], exact_mode)
+            v = recurrences.matrix(*ops)
+        elif kind == "delta_state":
+            v = recurrences.delta(*ops)
+        elif kind == "solve":
+            if exact_mode:
+                _require_exact(node, vectors=[attrs["shift"]])
+            try:
+                v = recurrences.solve(ops[0], ops[1], attrs["shift"], attrs["steps"])
+            except ValueError as e:
+                raise LsrlError(f"solve: {e}", node.loc) from None
         elif kind in FLOAT_FUNCTIONS:
             if exact_mode:
                 raise NotExactError(f"{kind} has no exact value", node.loc)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from lsrl.ir import heads
 from lsrl.ir.graph import FLOAT_FUNCTIONS, MATRIX, VECTOR, Graph, Label
 from lsrl.ir.interpret import run as run_graph
 from lsrl.ir.interpret import trace as trace_graph
@@ -46,6 +47,7 @@ FORMAT = "lsrl.layered"
 VERSION = 1
 
 FUNCTIONS = "functions"  # an attribute type: one function name per unit
+INTEGERS = "integers"  # an attribute type: positions and sizes (a layer's heads, ir.heads)
 IDENTITY = "identity"  # the function of a map layer's unit that carries a value unchanged
 
 LAYER_KINDS: dict[str, dict[str, str]] = {
@@ -57,6 +59,10 @@ LAYER_KINDS: dict[str, dict[str, str]] = {
     "map": {"W": MATRIX, "b": VECTOR, "functions": FUNCTIONS},
     # h_t = (W2 x_t + b2) * h_{t-1} + W x_t + b elementwise, from h_0 = init: gated diagonal states
     "gated": {"W": MATRIX, "b": VECTOR, "W2": MATRIX, "b2": VECTOR, "init": VECTOR},
+    # W x + b, with heads (ir.heads) filling their units: delta-rule states, and solutions
+    # (M + diag(shift))^-1 q by a direct solve (steps 0) or conjugate-gradient steps
+    "delta": {"W": MATRIX, "b": VECTOR, "heads": INTEGERS},
+    "solve": {"W": MATRIX, "b": VECTOR, "heads": INTEGERS, "shift": VECTOR, "steps": INTEGERS},
 }
 
 # What a unit holds, relative to its source value.
@@ -162,6 +168,8 @@ class LayeredModel:
                     cols = layer.width if name == "A" else width
                     if not isinstance(value, Matrix) or value.shape != (layer.width, cols):
                         raise LayeredModelError(f"{where}: {name} should be a {layer.width}x{cols} matrix")
+                elif kind == INTEGERS:
+                    self._verify_heads(where, layer, name, value)
                 elif not isinstance(value, tuple) or len(value) != layer.width:
                     raise LayeredModelError(f"{where}: {name} should be a vector of length {layer.width}")
                 elif kind == FUNCTIONS and not all(f == IDENTITY or f in FLOAT_FUNCTIONS for f in value):
@@ -170,13 +178,27 @@ class LayeredModel:
                 raise LayeredModelError(f"{where}: every unit needs a label")
             width = layer.width
 
+    @staticmethod
+    def _verify_heads(where: str, layer: "Layer", name: str, value: object) -> None:
+        if not isinstance(value, tuple) or not all(isinstance(v, int) for v in value):
+            raise LayeredModelError(f"{where}: {name} should be a tuple of integers")
+        if name != "heads":
+            return
+        try:
+            decoded = heads.decode(layer.kind, value)
+        except ValueError as e:
+            raise LayeredModelError(f"{where}: {e}") from None
+        if any(u >= layer.width or u < 0 for head in decoded for u in head.outputs):
+            raise LayeredModelError(f"{where}: a head fills units beyond the layer's {layer.width}")
+
     def stats(self) -> dict[str, Any]:
         """Size figures (`lsrl stats`, docs/cli.md): layers, state units, widths, parameters."""
         state_layers = [l for l in self.layers if l.kind in ("state", "gated")]
+        head_states = sum(len(h.outputs) for l in self.layers if l.kind == "delta" for h in heads.decode("delta", l.attrs["heads"]))
         return {
             "layers": len(self.layers),
             "layer_kinds": dict(Counter(l.kind for l in self.layers)),
-            "state_dims": sum(l.width for l in state_layers),
+            "state_dims": sum(l.width for l in state_layers) + head_states,
             "state_carries": sum(1 for l in state_layers for u in l.units if u.role != VALUE),
             "carry_units": sum(1 for l in self.layers for u in l.units if u.role != VALUE),
             "max_width": max([self.d_in] + [l.width for l in self.layers]),
@@ -214,6 +236,9 @@ class LayeredModel:
             elif layer.kind == "gated":
                 operands = [affine(a["W2"], a["b2"], "/gate"), affine(a["W"], a["b"], "/in")]
                 previous = g.add("gated_state", operands, layer.width, {"init": a["init"]}, name=name, labels=labels).id
+            elif layer.kind in heads.HEAD_OF_KIND:
+                previous = heads.head_nodes(g, affine(a["W"], a["b"], "/in"), layer.kind, a["heads"], layer.width,
+                                            a.get("shift", ()), a.get("steps", (0,))[0], name, labels)
             else:  # pragma: no cover - verify() rejects unknown kinds
                 raise AssertionError(layer.kind)
             self._layer_nodes.append(previous)
@@ -260,6 +285,8 @@ class LayeredModel:
                     h = transition @ h + drive
                     steps.append(h)
                 x = np.stack(steps)
+            elif layer.kind in heads.HEAD_OF_KIND:
+                x = heads.fill(layer.kind, layer.attrs, pre[None])[0]
             else:
                 x = pre
         return x
@@ -332,7 +359,7 @@ class LayeredModel:
         out = {}
         for i, layer in enumerate(self.layers):
             for name, value in layer.attrs.items():
-                if LAYER_KINDS[layer.kind][name] == FUNCTIONS:
+                if LAYER_KINDS[layer.kind][name] in (FUNCTIONS, INTEGERS):
                     continue
                 array = value.dense() if isinstance(value, Matrix) else np.array([float(v) for v in value])
                 out[f"layers.{i}.{name}"] = np.ascontiguousarray(array, dtype=np.float64)
@@ -356,14 +383,14 @@ def _attribute_to_json(value: Matrix | tuple) -> Any:
     if isinstance(value, Matrix):
         entries = sorted(value.entries.items())
         return {"shape": [value.rows, value.cols], "entries": [[i, j, format_number(v)] for (i, j), v in entries]}
-    return [v if isinstance(v, str) else format_number(v) for v in value]
+    return [v if isinstance(v, (str, int)) else format_number(v) for v in value]
 
 
 def _attribute_from_json(data: Any, kind: str | None) -> Matrix | tuple:
     if isinstance(data, dict):
         rows, cols = data["shape"]
         return Matrix(rows, cols, {(i, j): parse_number(v) for i, j, v in data["entries"]})
-    return tuple(data) if kind == FUNCTIONS else tuple(parse_number(v) for v in data)
+    return tuple(data) if kind in (FUNCTIONS, INTEGERS) else tuple(parse_number(v) for v in data)
 
 
 def map_nodes(g: Graph, pre: int, functions: Sequence[str], name: str = "", labels: Sequence[Label] | None = None) -> int:
@@ -406,6 +433,11 @@ def _unit_text(layer: Layer, unit: int) -> str:
     if layer.kind == "map":
         function = a["functions"][unit]
         return reads("W", "b") if function == IDENTITY else f"{function}({reads('W', 'b')})"
+    if layer.kind in heads.HEAD_OF_KIND:
+        for h, head in enumerate(heads.decode(layer.kind, a["heads"])):
+            if unit in head.outputs:
+                k = unit - head.out
+                return f"head {h}: S[{k // head.values}, {k % head.values}]" if layer.kind == "delta" else f"head {h}: z[{k}]"
     if layer.kind == "state":
         terms = [(f"h{j}", w) for j, w in a["A"].row_items()[unit]]
         terms += [(f"x{j}", w) for j, w in a["W"].row_items()[unit]]

@@ -219,6 +219,16 @@ class Program:
         self._check([decay, key, value], "matrix_state", attrs)
         return self.node("matrix_state", [decay, key, value], key.dim * value.dim, attrs, name)
 
+    def delta_state(self, alpha: object, beta: object, key: "Value", value: "Value", name: str = "") -> "Value":
+        """``S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T`` from ``S_0 = 0``: the
+        delta rule (DeltaNet with alpha = 1, gated DeltaNet), flattened as ``matrix_state`` is; a
+        key written again replaces its value (``beta = 1`` and a unit key). ``alpha`` and ``beta``
+        are numbers or runtime values of length 1."""
+        alpha, beta = (v if isinstance(v, Value) else self.const(to_vector(v)) for v in (alpha, beta))
+        attrs = {"keys": key.dim}
+        self._check([alpha, beta, key, value], "delta_state", attrs)
+        return self.node("delta_state", [alpha, beta, key, value], key.dim * value.dim, attrs, name)
+
     def gated_state(self, init: object, gate: "Value", drive: object, name: str = "") -> "Value":
         """``h_t = gate_t * h_{t-1} + drive_t`` elementwise, ``h_0 = init``: a gated diagonal state
         (Mamba's selective scan, RG-LRU, GLA's decay, hold-or-overwrite registers)."""
@@ -524,6 +534,16 @@ def read(state: Value, query: Value) -> Value:
     with p.scope("read"):
         products = p.affine([(spread, query)], (ZERO,) * state.dim) * state
         return p.affine([(summed, products)], (ZERO,) * width)
+
+
+def solve(matrix: Value, query: Value, shift: object = 0, steps: int = 0) -> Value:
+    """``(M + diag(shift))^-1 q`` for a runtime ``len(q) x len(q)`` matrix M (row by row, e.g. a
+    matrix state of keys by keys) and vector q: exactly in exact mode; in float64 a direct solve,
+    or ``steps`` conjugate-gradient steps (M symmetric positive definite): Mesa's readout."""
+    p = query.program
+    attrs = {"shift": broadcast_vector(p, to_vector(shift), query.dim), "steps": int(steps)}
+    p._check([matrix, query], "solve", attrs)
+    return p.node("solve", [matrix, query], query.dim, attrs)
 
 
 def concat(*values: Value | Sequence[Value]) -> Value:

@@ -16,7 +16,7 @@ from gmpy2 import mpq
 
 from lsrl import compiletime as ct
 from lsrl import stdlib
-from lsrl.builder import Value, float_function, read
+from lsrl.builder import Value, float_function, read, solve
 from lsrl.builder import relu as runtime_relu
 from lsrl.errors import LsrlError
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Loc
@@ -267,6 +267,36 @@ def _matrix_state(elab: "Elaborator", args: Sequence[Arg]) -> object:
         raise LsrlError(e.message, e.loc or decay.loc) from None
 
 
+def _delta_state(elab: "Elaborator", args: Sequence[Arg]) -> object:
+    """``delta_state(alpha, beta, k, v)``: the delta rule (``Program.delta_state``)."""
+    alpha, beta, key, value = args
+    rates = [
+        elab.runtime(a.value, f"the {n} of delta_state", a.loc) if isinstance(a.value, Value) or ct.holds_runtime(a.value)
+        else _compile_time(a, "delta_state")
+        for n, a in (("alpha", alpha), ("beta", beta))
+    ]
+    k = elab.runtime(key.value, "the key of delta_state", key.loc)
+    v = elab.runtime(value.value, "the value of delta_state", value.loc)
+    try:
+        return elab.program.delta_state(*rates, k, v)
+    except LsrlError as e:
+        raise LsrlError(e.message, e.loc or key.loc) from None
+
+
+def _solve(elab: "Elaborator", args: Sequence[Arg]) -> object:
+    """``solve(M, q, shift, steps)``: ``(M + diag(shift))^-1 q`` (``lsrl.builder.solve``)."""
+    matrix, query, shift, steps = args
+    m = elab.runtime(matrix.value, "the matrix of solve", matrix.loc)
+    q = elab.runtime(query.value, "the vector of solve", query.loc)
+    count = _compile_time(steps, "solve")
+    if not ct.is_number(count) or count != int(count) or count < 0:
+        raise LsrlError(f"solve's steps must be a whole number >= 0, got {ct.describe(count)}", steps.loc)
+    try:
+        return solve(m, q, _compile_time(shift, "solve"), int(count))
+    except LsrlError as e:
+        raise LsrlError(e.message, matrix.loc) from None
+
+
 def _read(elab: "Elaborator", args: Sequence[Arg]) -> object:
     """``read(S, q)``: ``S^T q`` of a matrix state (``lsrl.builder.read``)."""
     state, query = args
@@ -313,6 +343,8 @@ def prelude() -> Scope:
         Builtin("load", ("path", "name"), {}, _load),
         Builtin("matrix_state", ("decay", "k", "v"), {}, _matrix_state),
         Builtin("read", ("state", "q"), {}, _read),
+        Builtin("delta_state", ("alpha", "beta", "k", "v"), {}, _delta_state),
+        Builtin("solve", ("matrix", "q", "shift", "steps"), {"shift": mpq(0), "steps": mpq(0)}, _solve),
     ]
     functions += [_library_function(name, fn, kinds) for name, (fn, kinds) in _STDLIB.items()]
     for f in functions:

@@ -41,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+from lsrl.ir import heads
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Node
 from lsrl.ir.layered import CARRY, IDENTITY, PART, VALUE, Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
@@ -49,8 +50,10 @@ from lsrl.passes import ranges
 from lsrl.passes.linear_forms import Form, LinearForms, UnitKey, is_linear, weighted_sum
 
 LAYER_KIND = {
-    "relu": "relu", "mul": "gate", "state": "state", "gated_state": "gated", **{name: "map" for name in FLOAT_FUNCTIONS},
+    "relu": "relu", "mul": "gate", "state": "state", "gated_state": "gated", "delta_state": "delta", "solve": "solve",
+    **{name: "map" for name in FLOAT_FUNCTIONS},
 }
+HEADED = ("delta", "solve")  # layers whose atoms read whole operands and fill units of their own (ir.heads)
 ANY = "any"  # the kind of a scaled-up linear value: any layer's affine map computes it
 
 Terms = dict[UnitKey, Number]  # a linear combination of atom units
@@ -94,6 +97,9 @@ class _Atom:
     units: list[int] = field(default_factory=list)  # the live units, ascending
 
     def rows_of(self, unit: int) -> list[Row]:
+        """What unit ``unit`` reads: one row per operand, or every operand whole (a head)."""
+        if self.kind in HEADED:
+            return [row for rows in self.reads for row in rows]
         return [rows[unit] for rows in self.reads]
 
 
@@ -130,6 +136,8 @@ def _mark_live_units(atoms: dict[int, _Atom], outputs: list[Row]) -> None:
     need(outputs)
     for atom in reversed(list(atoms.values())):  # every reader before what it reads
         units = live[atom.node.id]
+        if atom.kind in HEADED and units:  # a head's units are computed together
+            units.update(range(atom.node.dim))
         if atom.kind == "state":  # close under the transition
             stack, transition = list(units), atom.node.attrs["A"].row_items()
             while stack:
@@ -300,6 +308,9 @@ class _LayerRows:
         self.memory: list[Weights] = []  # a state layer's transition
         self.init: list[Number] = []
         self.functions: list[str] = []  # a map layer's function of each unit
+        self.heads: list = []  # a delta or solve layer's heads (ir.heads)
+        self.shift: dict[int, Number] = {}  # a solve head's shift, by unit
+        self.steps = 0  # a solve layer's conjugate-gradient steps (0: a direct solve)
 
     def add(self, label: UnitLabel, main: tuple[Weights, Number], second=({}, ONE), memory=None, init=ZERO,
             function: str = IDENTITY) -> int:
@@ -323,6 +334,11 @@ class _LayerRows:
             attrs["init"] = tuple(self.init)
         if kind == "map":
             attrs["functions"] = tuple(self.functions)
+        if kind in HEADED:
+            attrs["heads"] = heads.encode(self.heads)
+        if kind == "solve":
+            attrs["shift"] = tuple(self.shift.get(u, ZERO) for u in range(len(self.units)))
+            attrs["steps"] = (self.steps,)
         return Layer(kind, attrs, tuple(self.units))
 
 
@@ -420,6 +436,9 @@ class _Builder:
                     holding[key] = self._hold(rows, kind, l, operands[0].terms, operands[0].const, label)
                 elif atom.kind == "state":
                     rows.add(label, *self._state_row(atom, j, l, rows))
+                elif atom.kind in HEADED:
+                    holding.update(self._head(rows, atom, l))
+                    break  # the head places every unit of the atom at once
                 elif atom.kind == "gated":  # operands (gate, drive): the drive is the main row
                     gate = self.read(operands[0].terms, operands[0].const, l - 1)
                     drive = self.read(operands[1].terms, operands[1].const, l - 1)
@@ -435,6 +454,28 @@ class _Builder:
         self.carries.append(carries)
         self.widths.append(len(rows.units))
         return rows.layer(kind, self.widths[l - 1])
+
+    def _head(self, rows: _LayerRows, atom: _Atom, l: int) -> dict[UnitKey, Holding]:
+        """A delta or solve atom: units passing its operands through, then the units it fills."""
+        starts = []
+        for operand_rows in atom.reads:
+            starts.append(len(rows.units))
+            for row in operand_rows:
+                rows.add(replace(row.label, role=PART), self.read(row.terms, row.const, l - 1))
+        out = len(rows.units)
+        node = atom.node
+        if node.kind == "delta_state":
+            keys = node.attrs["keys"]
+            head = heads.DeltaHead(starts[0], starts[1], starts[2], keys, starts[3], node.dim // keys, out)
+        else:
+            head = heads.SolveHead(starts[0], node.dim, starts[1], out)
+            rows.shift.update({out + u: v for u, v in enumerate(node.attrs["shift"])})
+            rows.steps = node.attrs["steps"]
+        rows.heads.append(head)
+        holding = {}
+        for j in range(node.dim):
+            holding[(node.id, j)] = [(rows.add(self.labels[(node.id, j)], ({}, ZERO)), ONE)]
+        return holding
 
     def _state_row(self, atom: _Atom, j: int, l: int, rows: _LayerRows) -> tuple[tuple, tuple, Weights, Number]:
         """A state unit's input map and memory, with the states of this layer it reads substituted:

@@ -458,6 +458,8 @@ class Ranges(Mapping[int, Box]):
             return tuple(_gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
         if kind == "matrix_state":  # entry (i, j): gated by d_i, driven by k_i v_j
             return tuple(_gated_interval(d, k * v, ZERO, max_len) for d, k, v in _matrix_entries(*operands))
+        if kind in ("delta_state", "solve"):  # (not bounded: a transition or inverse of runtime values)
+            return (Interval.unbounded(),) * node.dim
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def lattice(self, node_id: int) -> Lattices:
@@ -514,6 +516,8 @@ class Ranges(Mapping[int, Box]):
             return tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
         if kind == "matrix_state":
             return tuple(_gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands))
+        if kind in ("delta_state", "solve"):
+            return (None,) * node.dim
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
 
     def combination(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Interval:

@@ -100,6 +100,10 @@ def every_kind_graph() -> Graph:
     g.add("step", [4], 2, {"low": (mpq(-1, 3), 0.25), "high": (mpq(1, 1000), 1e10)}, name="larger/step", node_id=20)
     g.add("gated_state", [20, 5], 2, {"init": (mpq(1, 2), -3.5)}, name="held", node_id=29)
     g.add("matrix_state", [0, 0, 20], 6, {"keys": 3}, name="memory", node_id=28)
+    g.add("slice", [0], 1, {"start": 0, "stop": 1}, name="rate", node_id=27)
+    g.add("delta_state", [27, 27, 0, 20], 6, {"keys": 3}, name="delta", node_id=26)
+    g.add("matrix_state", [27, 0, 0], 9, {"keys": 3}, name="keys", node_id=25)
+    g.add("solve", [25, 0], 3, {"shift": (mpq(1), 0.5, mpq(0)), "steps": 2}, name="mesa", node_id=24)
     for k, name in enumerate(FLOAT_FUNCTIONS):  # one node of each float function, side by side
         g.add(name, [20], 2, name=f"{name}/x", node_id=30 + k)
     g.add("select", [20, 5], 2, {"big": (mpq(10**10), 0.5)}, name="ifelse/select", node_id=21)
@@ -174,6 +178,23 @@ def _matrix_state(draw, dims):
     return [decay, key, value], dims[key] * dims[value], {"keys": dims[key]}
 
 
+def _delta_state(draw, dims):
+    ones = sorted(i for i in dims if dims[i] == 1)
+    if not ones:  # no operand of length 1 to be alpha and beta: a ReLU instead
+        return ("relu", *_relu(draw, dims))
+    key, value = draw(st.sampled_from(sorted(dims))), draw(st.sampled_from(sorted(dims)))
+    alpha, beta = draw(st.sampled_from(ones)), draw(st.sampled_from(ones))
+    return [alpha, beta, key, value], dims[key] * dims[value], {"keys": dims[key]}
+
+
+def _solve(draw, dims):
+    square = [(m, q) for m in dims for q in dims if dims[m] == dims[q] ** 2]
+    if not square:  # no square matrix to solve: a ReLU instead
+        return ("relu", *_relu(draw, dims))
+    m, q = draw(st.sampled_from(sorted(square)))
+    return [m, q], dims[q], {"shift": draw(vectors(dims[q])), "steps": draw(st.integers(0, 3))}
+
+
 def _mul(draw, dims):
     a = draw(st.sampled_from(sorted(dims)))
     b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
@@ -206,6 +227,7 @@ def _state(draw, dims):
 
 NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "step": _step, "select": _select, "mul": _mul,
                "concat": _concat, "slice": _slice, "state": _state, "gated_state": _gated_state, "matrix_state": _matrix_state,
+               "delta_state": _delta_state, "solve": _solve,
                **{name: _relu for name in FLOAT_FUNCTIONS}}
 
 
@@ -217,7 +239,8 @@ def graphs(draw) -> Graph:
     nodes = [(node_id, "input", [], dims[node_id], {})]
     for kind in draw(st.lists(st.sampled_from(sorted(NODE_MAKERS)), max_size=6)):
         node_id += draw(st.integers(1, 3))
-        operands, dim, attrs = NODE_MAKERS[kind](draw, dims)
+        made = NODE_MAKERS[kind](draw, dims)
+        kind, (operands, dim, attrs) = (made[0], made[1:]) if len(made) == 4 else (kind, made)
         dims[node_id] = dim
         nodes.append((node_id, kind, operands, dim, attrs))
     if draw(st.booleans()):  # operands may come after their users in the graph's order

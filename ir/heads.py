@@ -1,0 +1,115 @@
+"""The heads of the layers that hold structured states: ``delta`` (the delta rule) and ``solve``
+(Mesa's readout).
+
+Such a layer computes ``pre = W x + b`` for every unit. Most units pass ``pre`` through: the
+operands of its heads (a delta head's alpha, beta, key and value; a solve head's matrix and
+vector) and the values carried past the layer. Each head then fills its own output units, whose
+rows of ``W`` are zero: a delta head the ``keys * values`` entries of its state
+``S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T`` (row by row), a solve head the
+``size`` units of ``(M + diag(shift))^-1 q``.
+
+A layer keeps its heads as one tuple of integers (``heads``), each head a run of
+``len(fields)`` unit positions and sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, fields
+from typing import Any, Sequence, Union
+
+import numpy as np
+from lsrl.ir.graph import Graph, Label
+from lsrl.ir.matrix import Matrix
+from lsrl.ir.numbers import ZERO
+from lsrl.ir.recurrences import delta, solve
+
+
+@dataclass(frozen=True)
+class DeltaHead:
+    alpha: int  # the unit of pre holding alpha_t
+    beta: int
+    key: int  # the first of ``keys`` units holding k_t
+    keys: int
+    value: int  # the first of ``values`` units holding v_t
+    values: int
+    out: int  # the first of the ``keys * values`` units the head fills
+
+    @property
+    def outputs(self) -> range:
+        return range(self.out, self.out + self.keys * self.values)
+
+
+@dataclass(frozen=True)
+class SolveHead:
+    matrix: int  # the first of ``size * size`` units holding M, row by row
+    size: int
+    query: int  # the first of ``size`` units holding q
+    out: int  # the first of the ``size`` units the head fills
+
+    @property
+    def outputs(self) -> range:
+        return range(self.out, self.out + self.size)
+
+
+Head = Union[DeltaHead, SolveHead]
+HEAD_OF_KIND = {"delta": DeltaHead, "solve": SolveHead}
+
+
+def decode(kind: str, flat: Sequence[int]) -> list[Head]:
+    cls = HEAD_OF_KIND[kind]
+    n = len(fields(cls))
+    if len(flat) % n:
+        raise ValueError(f"a {kind} layer's heads need {n} numbers each, got {len(flat)}")
+    return [cls(*(int(v) for v in flat[i:i + n])) for i in range(0, len(flat), n)]
+
+
+def encode(heads: Sequence[Head]) -> tuple[int, ...]:
+    return tuple(v for head in heads for v in astuple(head))
+
+
+def head_nodes(g: Graph, pre: int, kind: str, flat: Sequence[int], width: int, shift: Sequence = (), steps: int = 0,
+               name: str = "", labels: Sequence[Label] | None = None) -> int:
+    """A delta or solve layer as graph nodes: its heads' states or solutions from the units of
+    ``pre`` they read, every other unit ``pre`` itself, in the layer's order."""
+    heads = decode(kind, flat)
+    filled = {u for head in heads for u in head.outputs}
+    passed = [u for u in range(width) if u not in filled]
+    parts, placements = [], []
+
+    def units(start: int, count: int) -> int:
+        picked = Matrix.selection(count, width, ((k, start + k) for k in range(count)))
+        return g.add("affine", [pre], count, {"weights": (picked,), "bias": (ZERO,) * count}, f"{name}/in").id
+
+    def place(node: int, positions: Sequence[int]) -> None:
+        parts.append(node)
+        placements.append(Matrix.selection(width, len(positions), [(u, k) for k, u in enumerate(positions)]))
+
+    if passed:
+        picked = Matrix.selection(len(passed), width, enumerate(passed))
+        place(g.add("affine", [pre], len(passed), {"weights": (picked,), "bias": (ZERO,) * len(passed)}, f"{name}/pass").id, passed)
+    for head in heads:
+        if isinstance(head, DeltaHead):
+            operands = [units(head.alpha, 1), units(head.beta, 1), units(head.key, head.keys), units(head.value, head.values)]
+            node = g.add("delta_state", operands, head.keys * head.values, {"keys": head.keys}, f"{name}/delta").id
+        else:
+            attrs = {"shift": tuple(shift[u] for u in head.outputs), "steps": steps}
+            node = g.add("solve", [units(head.matrix, head.size * head.size), units(head.query, head.size)], head.size,
+                         attrs, f"{name}/solve").id
+        place(node, list(head.outputs))
+    return g.add("affine", parts, width, {"weights": tuple(placements), "bias": (ZERO,) * width}, name, labels=labels).id
+
+
+def fill(kind: str, attrs: dict[str, Any], pre: np.ndarray) -> np.ndarray:
+    """The layer's output ``[batch, time, width]`` from ``pre``: its heads' units filled (in
+    ``pre``'s dtype: a float32 model stays float32)."""
+    out = pre.copy()
+    shift = np.array([float(v) for v in attrs.get("shift", ())], dtype=pre.dtype)
+    for head in decode(kind, attrs["heads"]):
+        if isinstance(head, DeltaHead):
+            values = delta(pre[..., head.alpha:head.alpha + 1], pre[..., head.beta:head.beta + 1],
+                           pre[..., head.key:head.key + head.keys], pre[..., head.value:head.value + head.values])
+        else:
+            values = solve(pre[..., head.matrix:head.matrix + head.size * head.size],
+                           pre[..., head.query:head.query + head.size], tuple(shift[list(head.outputs)]), attrs["steps"][0])
+        out[..., head.outputs.start:head.outputs.stop] = values
+    return out

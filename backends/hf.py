@@ -451,18 +451,20 @@ def build_hawk(layers: Sequence[tuple[Any, Any]], vocab: int, bound: float, unit
     flat = [(step, kind) for pair in layers for step, kind in zip(pair, ("temporal", "mlp"))]
     last = max(k for k, (step, _) in enumerate(flat) if step is not None)
     # the stream's width is known only once every block is placed, and the embedding's scale
-    # (the square root of a power of 4) with it: place for growing widths until they agree
+    # (the square root of a power of 4) with it: place for growing widths until they agree. The
+    # RG-LRU is as wide as the stream: transformers' single-step decoding keeps the convolution's
+    # state at the stream's width (hidden_size), so it works only where lru_width is the same
     width = 4
     while True:
         stream = Stream(vocab, int(math.isqrt(width)))
         placed = [None if step is None else stream.place(step, TemporalParts() if kind == "temporal" else MlpParts(), k == last)
                   for k, (step, kind) in enumerate(flat)]
-        if hawk_width(stream.width) <= width:
+        lru = max([HEAD] + [slots(s)[-1] + 1 for s in placed[0::2] if s is not None and s.channels])
+        needed = hawk_width(max(stream.width, lru - 1))
+        if needed <= width:
             break
-        width = hawk_width(stream.width)
-    temporal = [s for s in placed[0::2] if s is not None and s.channels]
-    lru = max([HEAD] + [slots(s)[-1] + 1 for s in temporal])
-    lru += lru % HEAD
+        width = needed
+    lru = width
     inter = max([1] + [len(s.channels) for s in placed[1::2] if s is not None])
     constants = [(stream.width, int(math.log2(width)) // 2)]  # one slot: 4^(c + j) = 4^c width
     exponent = norm_exponent(stream.squares(), width)

@@ -6,8 +6,8 @@ hawk`` what ``RecurrentGemmaForCausalLM`` loads: the token embedding, every bloc
 RMSNorm on a residual stream, the final norm and the tied ``lm_head``. ``argmax(logits)`` at every
 position is the program's output token there.
 
-The blocks are the ``mamba`` and ``hawk`` targets' own (``_Planner``); this module puts them on a
-residual stream of ``D`` slots (``Stream``):
+The blocks are the ``mamba`` and ``hawk`` targets' own (``_Planner``), put on a residual stream
+of ``D`` slots (``backends/stream.py``):
 
 - **slots.** Slot ``T`` holds the input token at first and the output token at the end, ``Q`` the
   readout's constant 1 (the first block writes it), then come the program's values, and last the
@@ -32,7 +32,7 @@ residual stream of ``D`` slots (``Stream``):
 - Hawk's embedding is scaled by ``bfloat16(sqrt(D))``: ``D`` is a power of 4, so that scale is an
   exact power of two. Its accumulators are the float32 ones; transformers runs the RG-LRU's scan
   in float32 in every dtype, where the float32 construction holds, and a convolution tap of
-  ``1 + 4e-8`` (1 in float32) makes up float64's multiplier (``accumulate_tap``).
+  ``1 + 4.3e-8`` (1 in float32) makes up float64's multiplier (``accumulate_tap``).
 
 transformers also computes Mamba's cached single-step scan in float32: the checkpoint's float64
 bound is its float32 bound (the planner's, float32 row), which is 0 for integer programs.
@@ -43,263 +43,38 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lsrl.backends.mamba import FLOAT32, Block, UnitFacts, _pair, silu_scale
+from lsrl.backends.mamba import Block
+from lsrl.backends.stream import (
+    Q,
+    READOUT_CONSTANT,
+    T,
+    MlpParts,
+    MambaParts,
+    Stream,
+    TemporalParts,
+    constant_slots,
+    hawk_width,
+    mamba_width,
+    norm_exponent,
+)
 from lsrl.backends.target import CONFIG_FILE, UNIT_ROUNDOFF, Compiled, Options
 from lsrl.ir.errors import CompileWarning, LsrlError
-from lsrl.ir.numbers import ONE, ZERO, Number
 from lsrl.passes.ranges import INF
 
 FORMAT = "hf"
-T, Q = 0, 1  # the token slot (input, then output) and the readout's constant slot
-RESERVED = 2
-READOUT_CONSTANT = 1  # what Q holds after the first block
-NORM_ROOM = 26  # the program's squares add up to at most 2^-26 of the constant slots'
-MIN_EXPONENT = 10  # c: the mean 4^c is at least 2^20, where float32 drops eps = 1e-5
-MAX_SQUARES = 2.0**126  # the constants' squares add up to less (float32 holds below 2^128)
 SOFT_CAP = 30.0  # RecurrentGemma's logits_soft_cap (its default)
 MAMBA_EPS, GEMMA_EPS = 1e-5, 1e-6  # the architectures' default norm epsilons
 U32 = UNIT_ROUNDOFF["float32"]
 
 
-@dataclass
-class Held:
-    """A nonzero value a slot holds: a bound on its magnitude, and whether it is an integer that
-    float32 holds exactly (so that a write can take it off exactly)."""
-
-    bound: float
-    exact: bool
-
-
-@dataclass
-class Placed:
-    """A block on the stream: its channels read and write slots; ``block`` is None for an empty
-    block (Hawk's recurrent or MLP block where the program has none)."""
-
-    block: Any
-
-
-class Parts:
-    """How one kind of block (Mamba mixer, Hawk recurrent block, Hawk MLP) reads, writes and copies."""
-
-    def copies(self, block: Any) -> dict[int, int]:
-        """Output units that are exact copies of an input unit: unit -> input unit."""
-        raise NotImplementedError
-
-    def remap(self, channel: Any, reads: Callable[[dict], dict], writes: dict[int, int]) -> Any:
-        raise NotImplementedError
-
-    def passing(self, reads: dict[int, Number], bias: Number, slot: int, bound: float) -> list:
-        """Channels that write ``reads . h + bias`` (|.| <= bound) into ``slot``."""
-        raise NotImplementedError
-
-
-def _sole_writers(block: Any) -> dict[int, list]:
-    """The channels writing each unit, for units that no channel writes together with another unit."""
-    writers: dict[int, list] = {}
-    shared: set[int] = set()
-    for channel in block.channels:
-        for unit, _ in channel.writes:
-            writers.setdefault(unit, []).append(channel)
-        if len(channel.writes) > 1:
-            shared |= {u for u, _ in channel.writes}
-    return {u: cs for u, cs in writers.items() if u not in shared and u not in block.out_bias}
-
-
-def _pair_copy(channels: list, reads_of: Callable[[Any], dict], product: Number) -> int | None:
-    """The input unit a pair of channels copies (``act(K x) w - act(-K x) w`` with K w = ``product``)."""
-    if len(channels) != 2:
-        return None
-    found = set()
-    for channel in channels:
-        reads = reads_of(channel)
-        if len(reads) != 1:
-            return None
-        (j, w), = reads.items()
-        if w * channel.writes[0][1] != product:
-            return None
-        found.add((j, w > 0))
-    units = {j for j, _ in found}
-    return units.pop() if len(units) == 1 and len(found) == 2 else None
-
-
-class MambaParts(Parts):
-    def copies(self, block: Block) -> dict[int, int]:
-        from lsrl.backends.mamba import PASS
-
-        out = {}
-        for unit, channels in _sole_writers(block).items():
-            if all(c.bias == 0 and c.lag == 0 and c.gate is None and not c.hold for c in channels):
-                j = _pair_copy(channels, lambda c: c.reads, ONE / PASS)
-                if j is not None:
-                    out[unit] = j
-        return out
-
-    def remap(self, channel, reads, writes):
-        gate = None if channel.gate is None else (reads(channel.gate[0]), channel.gate[1])
-        return replace(channel, reads=reads(channel.reads), gate=gate, writes=[(writes[u], w) for u, w in channel.writes])
-
-    def passing(self, reads, bias, slot, bound):
-        return _pair(reads, bias, slot, silu_scale(bound + abs(float(bias))))
-
-
-class TemporalParts(Parts):
-    def copies(self, step) -> dict[int, int]:
-        out = {}
-        for unit, channels in _sole_writers(step).items():
-            c = channels[0]
-            if len(channels) == 1 and c.mode == "forget" and c.bias == 0 and c.lag == 0 and len(c.reads) == 1:
-                (j, w), = c.reads.items()
-                if w == 1 and c.writes[0][1] == 1:
-                    out[unit] = j
-        return out
-
-    def remap(self, channel, reads, writes):
-        return replace(channel, reads=reads(channel.reads), writes=[(writes[u], w) for u, w in channel.writes])
-
-    def passing(self, reads, bias, slot, bound):
-        from lsrl.backends.hawk import TChannel
-
-        return [TChannel(reads, bias, 0, "forget", [(slot, ONE)])]
-
-
-class MlpParts(Parts):
-    def copies(self, step) -> dict[int, int]:
-        out = {}
-        for unit, channels in _sole_writers(step).items():
-            if all(c.gate_bias == 0 and not c.up and c.up_bias == 1 for c in channels):
-                j = _pair_copy(channels, lambda c: c.gate, ONE)
-                if j is not None:
-                    out[unit] = j
-        return out
-
-    def remap(self, channel, reads, writes):
-        return replace(channel, gate=reads(channel.gate), up=reads(channel.up), writes=[(writes[u], w) for u, w in channel.writes])
-
-    def passing(self, reads, bias, slot, bound):
-        from lsrl.backends.hawk import mlp_pair
-
-        return mlp_pair(reads, bias, slot, bound + abs(float(bias)))
-
-
-class Stream:
-    """The residual stream's slots, block after block: which slot holds each unit of the current
-    value vector, and what every slot holds (live or left behind)."""
-
-    def __init__(self, vocab: int, embed_scale: int):
-        self.width = RESERVED
-        self.embed_scale = embed_scale
-        top = embed_scale * (vocab - 1)
-        self.held: dict[int, Held] = {T: Held(top, True), Q: Held(top * (vocab - 1), True)}
-        self.peak: dict[int, float] = {slot: held.bound for slot, held in self.held.items()}
-        self.live: dict[int, int] = {0: T}  # the input token
-        self.started = False  # whether a block has taken T and Q over
-
-    def place(self, block: Any, parts: Parts, last: bool) -> Any:
-        """``block`` (reading the current value vector, writing the next) on the stream; ``last``:
-        its output unit 0 is the program's output, which goes to T."""
-        facts: UnitFacts = block.facts
-        copied = {} if last else parts.copies(block)
-        outputs: dict[int, int] = {}  # unit -> slot
-        for unit, j in sorted(copied.items()):
-            slot = self.live.get(j)
-            if slot is not None and slot not in outputs.values() and slot >= RESERVED:
-                outputs[unit] = slot
-        written = sorted({u for c in block.channels for u, _ in c.writes} | set(block.out_bias) | ({0} if last else set()))
-        written = [u for u in written if u not in outputs]
-        channels = [c for c in block.channels if not any(u in outputs for u, _ in c.writes)]
-        takeoff: list[int] = []
-        for unit in written:
-            slot = T if last else self._free(facts.exact[unit], set(outputs.values()))
-            outputs[unit] = slot
-            if slot in self.held:
-                takeoff.append(slot)
-        scale = {T: self.embed_scale} if not self.started else {}
-
-        def reads(terms: dict[int, Number]) -> dict[int, Number]:
-            return {self.live[j]: w / scale.get(self.live[j], 1) for j, w in terms.items() if j in self.live}
-
-        placed = [parts.remap(c, reads, outputs) for c in channels]
-        for slot in takeoff:
-            placed += parts.passing({slot: -ONE}, ZERO, slot, self.held[slot].bound)
-        if not self.started:  # the input token is read now: T is cleared for the output, Q set
-            for slot, value in ((T, ZERO), (Q, ONE * READOUT_CONSTANT)):
-                if slot not in takeoff:
-                    placed += parts.passing({slot: -ONE}, value, slot, self.held[slot].bound)
-            self.held.pop(T)
-            self.held[Q] = Held(READOUT_CONSTANT, True)
-            self.started = True
-        for unit in written:
-            slot = outputs[unit]
-            self.held[slot] = Held(facts.box[unit], facts.exact[unit])
-            self.peak[slot] = max(self.peak.get(slot, 0.0), facts.box[unit])
-        self.live = outputs
-        return replace(block, channels=placed, out_bias={outputs[u]: v for u, v in block.out_bias.items()})
-
-    def _free(self, exact: bool, taken: set[int]) -> int:
-        """A slot for a new value: one holding 0, else (for an exact value) one whose exact value
-        is no longer needed, else a new one."""
-        live = set(self.live.values()) | taken
-        candidates = [s for s in range(RESERVED, self.width) if s not in live]
-        for slot in candidates:
-            if slot not in self.held:
-                return slot
-        if exact:
-            for slot in candidates:
-                if self.held[slot].exact:
-                    return slot
-        self.width += 1
-        return self.width - 1
-
-    def squares(self) -> float:
-        """A bound on the sum of the squares of every non-constant slot, at any time."""
-        return sum(b * b for b in self.peak.values())
-
-
-# --- the norm, the embedding and the readout ----------------------------------------------------------
-def constant_slots(width: int) -> list[int]:
-    """Exponents i of the constant slots ``2^(c + i)`` for a stream of ``width`` slots: one per
-    unit of each base-4 digit, so their squares add up to ``4^c width``."""
-    out, i = [], 0
-    while width:
-        out += [i] * (width % 4)
-        width //= 4
-        i += 1
-    return out
-
-
-def mamba_width(used: int) -> int:
-    """The smallest D that holds ``used`` slots and its own constant slots."""
-    width = used + 1
-    while width < used + len(constant_slots(width)):
-        width += 1
-    return width
-
-
-def hawk_width(used: int) -> int:
-    """The smallest power of 4 holding ``used`` slots and one constant slot (its square root, the
-    embedding's scale, is then a power of two that bfloat16 holds exactly)."""
-    width = 1
-    while width < used + 1:
-        width *= 4
-    return width
-
-
-def norm_exponent(squares: float, width: int) -> int | None:
-    """c: the constants' squares ``4^c width`` exceed the program's by 2^NORM_ROOM; None where no
-    c fits below float32's range."""
-    if not math.isfinite(squares):
-        return None
-    c = max(MIN_EXPONENT, math.ceil((math.log2(max(squares, 1.0)) + NORM_ROOM) / 2))
-    return c if 4.0**c * width < MAX_SQUARES else None
-
-
+# --- the readout ---------------------------------------------------------------------------------------
 def readout_scale(vocab: int, cap: float | None) -> float:
     """sigma: the logits are sigma (2 k v - k^2); under a soft cap, at most the cap."""
     if cap is None or vocab <= 1:
@@ -401,7 +176,7 @@ def _stream_facts(stream: Stream, width: int, vocab: int, output_error: float, c
     }
 
 
-def _norm_warning(stream: Stream, blocks: Sequence[Any], units: Sequence[Any]) -> CompileWarning:
+def _norm_warning(stream: Stream, units: Sequence[Any]) -> CompileWarning:
     return CompileWarning(
         "--format hf cannot keep the residual stream's norm constant: the program's values are not bounded well "
         f"enough (their squares add up to {stream.squares():.3g}); RMSNorm then scales each position by its own "
@@ -435,11 +210,11 @@ def build_mamba(blocks: Sequence[Block], vocab: int, bound: float, units: Sequen
     }
     checkpoint = Checkpoint(config, tensors, bound=bound if exponent is not None else INF)
     checkpoint.lsrl = _stream_facts(stream, width, vocab, checkpoint.bound, None, exponent)
-    checkpoint.lsrl["blocks"] = [b.what for b in placed]
+    checkpoint.lsrl["blocks"] = [{"what": b.what, "slots": slots} for b, slots in zip(placed, stream.layouts)]
     checkpoint.figures = {"blocks": len(placed), "d_model": width, "d_inner": expand * width,
                           "state_size": expand * width * len(placed)}
     if exponent is None:
-        checkpoint.warnings.append(_norm_warning(stream, blocks, units))
+        checkpoint.warnings.append(_norm_warning(stream, units))
     return checkpoint
 
 
@@ -494,12 +269,12 @@ def build_hawk(layers: Sequence[tuple[Any, Any]], vocab: int, bound: float, unit
     }
     checkpoint = Checkpoint(config, tensors, bound=bound if exponent is not None else INF)
     checkpoint.lsrl = _stream_facts(stream, width, vocab, checkpoint.bound, SOFT_CAP, exponent)
-    checkpoint.lsrl["blocks"] = [f"{t.what if t else 'empty'} / {m.what if m else 'empty'}"
-                                 for t, m in zip(placed[0::2], placed[1::2])]
+    layouts = iter(stream.layouts)
+    checkpoint.lsrl["blocks"] = [None if s is None else {"what": s.what, "slots": next(layouts)} for s in placed]
     checkpoint.figures = {"blocks": len(layers), "d_model": width, "lru_width": lru, "intermediate": inter,
                           "state_size": lru * len(layers)}
     if exponent is None:
-        checkpoint.warnings.append(_norm_warning(stream, [s for s, _ in flat if s is not None], units))
+        checkpoint.warnings.append(_norm_warning(stream, units))
     return checkpoint
 
 
@@ -532,7 +307,11 @@ def output_token_warnings(facts: Sequence[Any], vocab: int) -> list[CompileWarni
 # --- running through transformers ------------------------------------------------------------------------
 def load(directory: str | Path, dtype: str):
     """The checkpoint in ``directory`` as a user loads it: ``from_pretrained``, offline, in ``dtype``."""
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        raise LsrlError("--format hf runs the checkpoint through transformers, which is not installed "
+                        "(pip install 'lsrl[hf]')") from None
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

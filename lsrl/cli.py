@@ -65,9 +65,10 @@ country code and its capital's (letters A=1..Z=26); the last three outputs spell
 --input: tokens separated by spaces; a token of length > 1 is comma-separated numbers; a number is
 an integer, a decimal or a fraction p/q, read exactly. @FILE.json reads a JSON list of tokens (a
 token is a number or a list of numbers; write "1/3" as a string to keep it exact).
---input-range, --integer-inputs and --max-len are promises about the inputs: every backend refuses
-inputs that break them. Compiled targets print the warnings about the dtype they run in (or about
-every dtype) on stderr.
+--input-range, --integer-inputs, --max-len and the input's tokens (input x[1] in 0..N in the program,
+or --vocab N) are promises about the inputs: every backend refuses inputs that break them. Compiled
+targets print the warnings about the dtype they run in (or about every dtype) on stderr. With
+--format hf, a mamba or hawk checkpoint runs through transformers and prints the argmax tokens.
 Output: one line per step (its values separated by spaces), or with --json one object
 {"outputs": [[...], ...]}. With --exact, values are exact rationals "p/q" (strings in JSON)."""
 
@@ -75,21 +76,26 @@ STATS_EPILOG = """\
 examples:
   lsrl stats examples/more_ones.lsrl --json
   lsrl stats examples/more_ones.lsrl --target rnn --input "1 0 0 1 1"
+  lsrl stats examples/more_ones.lsrl --target hawk --format hf --input "1 0 0 1 1"
 prints the program graph's node count and, for the linearized layered model: layers, state_dims
 (state units), max_width (widest layer), dense_params, nonzeros (non-zero weights), the layer kinds,
 carried units, and compile_seconds (parse to layered model).
 With --target, the compiled target's figures instead (its layers, widths, parameters), and with
 --input also the largest error of its outputs on those tokens, in float32 and float64, measured
-against the exact interpreter."""
+against the exact interpreter; with --format hf also the checkpoint's size, its transformers config, the
+stated logit margin floor and, with --input, the smallest logit margin measured."""
 
 COMPILE_EPILOG = """\
 examples:
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl compile examples/tok2tok.lsrl -D seq_len=3 --target rnn --input-range 0,30 --integer-inputs -o out/tok2tok
+  lsrl compile examples/more_ones.lsrl --target mamba --format hf -o out/more_ones_hf
 writes OUTDIR/model.safetensors (float64 weights, named as the target names them), OUTDIR/config.json
 (target, layer list, shapes, unit labels, parameters, source hash, the files written) and, for code
 targets, OUTDIR/model.py; the files of an earlier compilation into OUTDIR are removed first, other
-files stay. Prints every warning, whatever dtype it is about."""
+files stay. Prints every warning, whatever dtype it is about. With --format hf (mamba, hawk; a token
+program: input x[1] in 0..N, or --vocab N): a checkpoint that transformers' MambaForCausalLM or
+RecurrentGemmaForCausalLM loads with from_pretrained (docs/target-hf.md)."""
 
 IR_EPILOG = """\
 examples:
@@ -362,7 +368,7 @@ def _check_promises(tokens: Sequence[Sequence[mpq]], args: argparse.Namespace, b
             if args.integer_inputs and v.denominator != 1:
                 raise UsageError(f"input {v} at step {t} is not an integer, but --integer-inputs was given")
             if declared is not None and not (v.denominator == 1 and declared[0] <= v < declared[1]):
-                where = f" (declared at {graph.input.loc})" if graph.input.loc else ""
+                where = f" (--vocab {args.vocab})" if getattr(args, "vocab", None) else f" (declared at {graph.input.loc})"
                 raise UsageError(f"input {v} at step {t} is not one of the input's tokens {declared[0]}..{declared[1]}{where}")
     if args.max_len is not None:
         if len(tokens) > args.max_len:

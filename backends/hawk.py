@@ -477,7 +477,7 @@ class HawkTarget(DiagonalTarget):
             bound = planner.bounds()["float32"]
             from lsrl.backends.hf import build_hawk
 
-            return self.checkpoint(model, options, lambda vocab, units: build_hawk(layers, vocab, bound, units))
+            return self.checkpoint(model, options, lambda vocab, loudest: build_hawk(layers, vocab, bound, loudest), planner)
         planner = _HawkPlanner(model, options)
         steps = planner.plan_steps()
         layers = pair_steps(steps, model.d_in, planner._input_box(0))

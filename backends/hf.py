@@ -176,14 +176,14 @@ def _stream_facts(stream: Stream, width: int, vocab: int, output_error: float, c
     }
 
 
-def _norm_warning(stream: Stream, units: Sequence[Any]) -> CompileWarning:
+def _norm_warning(stream: Stream, node: int | None) -> CompileWarning:
     return CompileWarning(
         "--format hf cannot keep the residual stream's norm constant: the program's values are not bounded well "
         f"enough (their squares add up to {stream.squares():.3g}); RMSNorm then scales each position by its own "
-        "norm and the outputs have no stated bound", node=next((u.node for u in units if u.node is not None), None))
+        "norm and the outputs have no stated bound", node=node)
 
 
-def build_mamba(blocks: Sequence[Block], vocab: int, bound: float, units: Sequence[Any]) -> Checkpoint:
+def build_mamba(blocks: Sequence[Block], vocab: int, bound: float, loudest: int | None) -> Checkpoint:
     """MambaForCausalLM's config and tensors for the mamba planner's ``blocks``."""
     from lsrl.backends.mamba import block_tensors
 
@@ -214,11 +214,11 @@ def build_mamba(blocks: Sequence[Block], vocab: int, bound: float, units: Sequen
     checkpoint.figures = {"blocks": len(placed), "d_model": width, "d_inner": expand * width,
                           "state_size": expand * width * len(placed)}
     if exponent is None:
-        checkpoint.warnings.append(_norm_warning(stream, units))
+        checkpoint.warnings.append(_norm_warning(stream, loudest))
     return checkpoint
 
 
-def build_hawk(layers: Sequence[tuple[Any, Any]], vocab: int, bound: float, units: Sequence[Any]) -> Checkpoint:
+def build_hawk(layers: Sequence[tuple[Any, Any]], vocab: int, bound: float, loudest: int | None) -> Checkpoint:
     """RecurrentGemmaForCausalLM's config and tensors for the hawk planner's (recurrent, MLP)
     pairs, None where a layer has no block of that kind."""
     from lsrl.backends.hawk import HEAD, Step, mlp_tensors, slots, temporal_tensors
@@ -274,7 +274,7 @@ def build_hawk(layers: Sequence[tuple[Any, Any]], vocab: int, bound: float, unit
     checkpoint.figures = {"blocks": len(layers), "d_model": width, "lru_width": lru, "intermediate": inter,
                           "state_size": lru * len(layers)}
     if exponent is None:
-        checkpoint.warnings.append(_norm_warning(stream, units))
+        checkpoint.warnings.append(_norm_warning(stream, loudest))
     return checkpoint
 
 

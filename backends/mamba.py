@@ -141,11 +141,13 @@ def _weighted(weights: np.ndarray, box: Sequence[float]) -> np.ndarray:
         return np.where(weights > 0, weights * np.array(box), 0.0).sum(axis=1)
 
 
-def silu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> int:
-    """The power of two K for silu(K u) of a u with |u| <= bound: as large as keeps |K u| <= limit."""
+def silu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> Number:
+    """The power of two K for silu(K u) of a u with |u| <= bound: as large as keeps |K u| <= limit
+    (an exact fraction where the bound exceeds the limit)."""
     if bound == 0 or not math.isfinite(bound):
-        return cap
-    return int(min(cap, 2 ** math.floor(math.log2(limit / bound))))
+        return ONE * cap
+    k = math.floor(math.log2(limit / bound))
+    return ONE * min(cap, 2**k) if k >= 0 else ONE / 2 ** (-k)
 
 
 def _magnitude(reads: dict[int, Number], bias: Number, box: list[float]) -> float:
@@ -181,6 +183,12 @@ class _Planner:
     def _input_box(self, i: int) -> list[float]:
         """Bounds on |x_j| for the units layer i reads."""
         return [max(-lo, hi) for lo, hi in self._bounds(f"layer{i - 1}" if i else "x")]
+
+    def loudest_node(self) -> int | None:
+        """The program node of the unit whose bound is the largest over every layer."""
+        sizes = [(max(-lo, hi), unit.node) for i, layer in enumerate(self.model.layers)
+                 for (lo, hi), unit in zip(self._bounds(f"layer{i}"), layer.units) if unit.node is not None]
+        return max(sizes, key=lambda size: size[0], default=(0, None))[1]
 
     def _facts(self, node: str) -> UnitFacts:
         """The facts of the units of graph node ``node`` (``x`` or ``layer{i}``) with the errors so far."""
@@ -484,14 +492,15 @@ class DiagonalTarget(Target):
         compiled.figures.update({f"error_bound_{dtype}": bound for dtype, bound in bounds.items()})
         return compiled
 
-    def checkpoint(self, model: LayeredModel, options: Options, build: Any) -> Compiled:
-        """``--format hf``: the checkpoint ``build(vocab, float32 bound, output units)`` makes of
-        the planned blocks, its bound stated for both dtypes (transformers computes the norms and
-        the scans in float32 in both)."""
+    def checkpoint(self, model: LayeredModel, options: Options, build: Any, planner: _Planner) -> Compiled:
+        """``--format hf``: the checkpoint ``build(vocab, loudest)`` makes of the planned blocks
+        (``loudest``: the program node of the largest value, where a norm that cannot stay
+        constant is warned about), its bound stated for both dtypes (transformers computes the
+        norms and the scans in float32 in both)."""
         from lsrl.backends import hf
 
         vocab = hf.check_options(options)
-        made = build(vocab, model.layers[-1].units)
+        made = build(vocab, planner.loudest_node())
         config = {**base_config(self, model, options), "checkpoint": hf.FORMAT, **made.lsrl}
         compiled = Compiled(self.name, config, made.tensors, warnings=made.warnings, checkpoint=made.config)
         compiled.figures = {**made.figures, "parameters": int(sum(v.size for v in made.tensors.values())),
@@ -512,7 +521,7 @@ class MambaTarget(DiagonalTarget):
             from lsrl.backends.hf import build_mamba
 
             bound = planner.bounds()["float32"]
-            return self.checkpoint(model, options, lambda vocab, units: build_mamba(blocks, vocab, bound, units))
+            return self.checkpoint(model, options, lambda vocab, loudest: build_mamba(blocks, vocab, bound, loudest), planner)
         d_model = max([model.d_in] + [b.width for b in blocks])
         channels = max(len(b.channels) + 1 for b in blocks)
         expand = math.ceil(channels / d_model)

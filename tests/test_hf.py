@@ -190,3 +190,14 @@ def test_outputs_the_analysis_cannot_keep_in_the_vocabulary_are_warned_at_their_
 def test_other_targets_have_no_hf_format() -> None:
     status, _, err = _cli("compile", str(ROOT / "examples" / "more_ones.lsrl"), "--target", "torch", "--format", "hf", "-o", "x")
     assert status == 1 and err == "lsrl: error: target 'torch' has no --format hf (it writes its own files only)\n"
+
+
+def test_a_norm_that_cannot_stay_constant_is_warned_at_the_largest_value(tmp_path) -> None:
+    program = tmp_path / "huge.lsrl"
+    program.write_text("input x[1] in 0..2\ns = accumulate(x * 1e30)\noutput larger(s, 1/2)\n")
+    status, _, err = _cli("compile", str(program), "--target", "mamba", "--format", "hf", "-o", str(tmp_path / "hf"))
+    assert status == 0 and err.startswith(f"{program}:2:1: warning: --format hf cannot keep the residual stream's norm constant")
+    assert "float32 is not proven to compute output" in err
+    # the values beyond 2^96 take a silu scale below 1 (it was 0, and a division by zero)
+    status, _, err = _cli("compile", str(program), "--target", "mamba", "-o", str(tmp_path / "own"))
+    assert status == 0

@@ -50,8 +50,8 @@ each (a pass-through where the program has none):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from lsrl.backends.mamba import (
     CompiledStack,
     DiagonalTarget,
+    UnitFacts,
     _magnitude,
     _Planner,
     _row,
@@ -77,8 +78,9 @@ FORGET_PARAM = 100.0  # softplus(100) = 100: a = exp(-800) = 0
 HOLD_PARAM = -100.0  # softplus(-100) = 3.7e-44: a = 1
 # float32 accumulating channel: L = -8 softplus(ACCUMULATE_PARAM) rounds to -2^-25 (1 - 2^-24), so
 # exp(L) rounds to exactly 1 and exp(2 L) to 1 - 2^-24: the multiplier sqrt(1 - a^2) is exactly 2^-12
-# (checked in tests/test_mamba_hawk.py)
-ACCUMULATE_PARAM = -19.4081210240135
+# (checked in tests/test_mamba_hawk.py). A float32 number, so that float64 computes from the same
+# value: there a = exp(L) lies just above 1 - 2^-25 and rounds to 1 in a float32 scan (backends/hf.py)
+ACCUMULATE_PARAM = -19.40812110900879
 ACCUMULATE_SCALE = 2**12  # 1 / the multiplier
 # float64 offset channel: softplus(OFFSET_PARAM) = 2^-56, so L = -2^-53, a = exp(L) rounds to
 # 1 - 2^-53 and exp(2 L) to 1 - 2^-52: the multiplier is exactly 2^-26. Where h lies in (2^52, 2^53),
@@ -140,18 +142,23 @@ class Step:
     width: int
     box: list[float]  # bounds on |output units|
     out_bias: dict[int, Number] = field(default_factory=dict)
+    facts: UnitFacts | None = None
 
 
 def _through_temporal(width: int, box: list[float]) -> Step:
     return Step("pass", "temporal", [TChannel({j: ONE}, writes=[(j, ONE)]) for j in range(width)], width, box)
 
 
+def mlp_pair(reads: dict[int, Number], bias: Number, unit: int, bound: float) -> list[MChannel]:
+    """``(gelu(K v) - gelu(-K v)) / K`` for ``v = reads . x + bias`` (|v| <= ``bound``), written
+    to ``unit`` as v (exact as real numbers)."""
+    scale = gelu_scale(bound, MAX_SCALED, MAX_SCALE)
+    return [MChannel({j: mul(w, s * scale) for j, w in reads.items()}, mul(bias, s * scale), {}, ONE, [(unit, s / scale)])
+            for s in (ONE, -ONE)]
+
+
 def _through_mlp(width: int, box: list[float]) -> Step:
-    channels = []
-    for j in range(width):
-        scale = gelu_scale(box[j], MAX_SCALED, MAX_SCALE)
-        channels += [MChannel({j: s * scale}, ZERO, {}, ONE, [(j, s / scale)]) for s in (ONE, -ONE)]
-    return Step("pass", "mlp", channels, width, box)
+    return Step("pass", "mlp", [c for j in range(width) for c in mlp_pair({j: ONE}, ZERO, j, box[j])], width, box)
 
 
 class _HawkPlanner(_Planner):
@@ -166,6 +173,7 @@ class _HawkPlanner(_Planner):
     def plan_steps(self) -> list[Step]:
         for i, layer in enumerate(self.model.layers):
             getattr(self, f"_h_{layer.kind}")(i, layer)
+            self.steps[-1].facts = self._facts(f"layer{i}")
         return self.steps
 
     def _h_affine(self, i: int, layer: Layer) -> None:
@@ -271,12 +279,17 @@ class _HawkPlanner(_Planner):
             last = (copies - 1) * width
             channels += [TChannel({last + j: ONE}, ZERO, DELAY, "forget", [(copies * width + j, ONE)]) for j in range(width)]
             copies += 1
-            self.steps.append(Step(f"layer {i}: delay by {DELAY} steps", "temporal", channels, copies * width, box * copies))
+            facts = self._facts(f"layer{i - 1}" if i else "x")
+            self.steps.append(Step(f"layer {i}: delay by {DELAY} steps", "temporal", channels, copies * width, box * copies,
+                                   facts=UnitFacts(facts.box * copies, facts.exact * copies)))
         return copies
 
 
-def pair_steps(steps: list[Step], d_in: int, input_box: list[float]) -> list[tuple[Step, Step]]:
-    """Stack layers (recurrent block, MLP block), pass-throughs where the program has none."""
+def pair_steps(steps: list[Step], d_in: int, input_box: list[float],
+               through: Callable[[str, int, list[float]], Any] = None) -> list[tuple[Any, Any]]:
+    """Stack layers (recurrent block, MLP block), with ``through(kind, width, box)`` where the
+    program has none: by default a block that passes its input on."""
+    through = through or (lambda kind, width, box: (_through_temporal if kind == "temporal" else _through_mlp)(width, box))
     layers, k = [], 0
     width, box = d_in, input_box
     while k < len(steps):
@@ -286,12 +299,12 @@ def pair_steps(steps: list[Step], d_in: int, input_box: list[float]) -> list[tup
                 layers.append((step, steps[k + 1]))
                 k += 2
             else:
-                layers.append((step, _through_mlp(step.width, step.box)))
+                layers.append((step, through("mlp", step.width, step.box)))
                 k += 1
         else:
-            layers.append((_through_temporal(width, box), step))
+            layers.append((through("temporal", width, box), step))
             k += 1
-        width, box = layers[-1][1].width, layers[-1][1].box
+        width, box = steps[k - 1].width, steps[k - 1].box
     return layers
 
 
@@ -316,7 +329,9 @@ def slots(step: Step) -> list[int]:
     return out
 
 
-def temporal_tensors(step: Step, d_model: int, lru: int) -> dict[str, np.ndarray]:
+def temporal_tensors(step: Step, d_model: int, lru: int, accumulate_tap: float = 1.0) -> dict[str, np.ndarray]:
+    """The reference parameters of one recurrent block; ``accumulate_tap`` is the convolution tap
+    of the accumulating channels (``--format hf``: what makes up float64's multiplier, backends/hf.py)."""
     lx, lx_b = np.zeros((lru, d_model)), np.zeros(lru)
     conv = np.zeros((lru, 1, CONV_WIDTH))
     out, out_b = np.zeros((d_model, lru)), np.zeros(d_model)
@@ -327,7 +342,7 @@ def temporal_tensors(step: Step, d_model: int, lru: int) -> dict[str, np.ndarray
         for j, w in ch.reads.items():
             lx[c, j] = float(w)
         lx_b[c] = float(ch.bias)
-        conv[c, 0, CONV_WIDTH - 1 - ch.lag] = 1.0
+        conv[c, 0, CONV_WIDTH - 1 - ch.lag] = accumulate_tap if ch.mode == "accumulate" else 1.0
         if ch.mode == "first":  # 1 at the first step, 0 after (the conv's zero padding)
             conv[c, 0, CONV_WIDTH - 2] = -1.0
         if ch.mode == "accumulate":  # gate input 100 - 400 f_t: closed at the first step, open after
@@ -454,6 +469,15 @@ class HawkTarget(DiagonalTarget):
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         model = self.diagonal(model, options)
+        if options.format is not None:
+            # transformers scans in float32 in every dtype: the float32 accumulators (backends/hf.py)
+            planner = _HawkPlanner(model, replace(options, dtype="float32"))
+            steps = planner.plan_steps()
+            layers = pair_steps(steps, model.d_in, planner._input_box(0), through=lambda *_: None)
+            bound = planner.bounds()["float32"]
+            from lsrl.backends.hf import build_hawk
+
+            return self.checkpoint(model, options, lambda vocab, loudest: build_hawk(layers, vocab, bound, loudest), planner)
         planner = _HawkPlanner(model, options)
         steps = planner.plan_steps()
         layers = pair_steps(steps, model.d_in, planner._input_box(0))

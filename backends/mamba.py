@@ -73,6 +73,7 @@ GATE_SCALE, GATE_SCALED = 2**20, 2.0**48  # the same for each factor of a produc
 DELAY = CONV_WIDTH - 1  # the most steps one block's convolution reaches back
 ROUNDOFF = np.array([UNIT_ROUNDOFF[dtype] for dtype in DTYPES])[:, None]  # per dtype, as errors are
 EXACT_SCALE = 1024  # act(K u) / K is relu(u) at nonzero integers u up to exp(-1024) (0 in float64)
+FLOAT32 = DTYPES.index("float32")  # the planner's row of the float32 errors
 EXTRA_OPS = 8  # rounded operations of a value beyond its weighted sum (activations, scan, output sums)
 
 
@@ -90,6 +91,15 @@ class Channel:
     writes: list[tuple[int, Number]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class UnitFacts:
+    """What the planner knows of a block's output units: bounds on their magnitudes, and whether
+    each is an integer that float32 computes exactly (what ``--format hf`` may overwrite exactly)."""
+
+    box: list[float]
+    exact: list[bool]
+
+
 @dataclass
 class Block:
     """The channels of one mixer block, its output width and ``out_proj``'s bias."""
@@ -98,6 +108,7 @@ class Block:
     channels: list[Channel]
     width: int
     out_bias: dict[int, Number] = field(default_factory=dict)
+    facts: UnitFacts | None = None
 
 
 def _row(matrix: Matrix, i: int, scale: Number = ONE) -> dict[int, Number]:
@@ -130,11 +141,13 @@ def _weighted(weights: np.ndarray, box: Sequence[float]) -> np.ndarray:
         return np.where(weights > 0, weights * np.array(box), 0.0).sum(axis=1)
 
 
-def silu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> int:
-    """The power of two K for silu(K u) of a u with |u| <= bound: as large as keeps |K u| <= limit."""
+def silu_scale(bound: float, limit: float = MAX_SCALED, cap: int = MAX_SCALE) -> Number:
+    """The power of two K for silu(K u) of a u with |u| <= bound: as large as keeps |K u| <= limit
+    (an exact fraction where the bound exceeds the limit)."""
     if bound == 0 or not math.isfinite(bound):
-        return cap
-    return int(min(cap, 2 ** math.floor(math.log2(limit / bound))))
+        return ONE * cap
+    k = math.floor(math.log2(limit / bound))
+    return ONE * min(cap, 2**k) if k >= 0 else ONE / 2 ** (-k)
 
 
 def _magnitude(reads: dict[int, Number], bias: Number, box: list[float]) -> float:
@@ -171,6 +184,17 @@ class _Planner:
         """Bounds on |x_j| for the units layer i reads."""
         return [max(-lo, hi) for lo, hi in self._bounds(f"layer{i - 1}" if i else "x")]
 
+    def loudest_node(self) -> int | None:
+        """The program node of the unit whose bound is the largest over every layer."""
+        sizes = [(max(-lo, hi), unit.node) for i, layer in enumerate(self.model.layers)
+                 for (lo, hi), unit in zip(self._bounds(f"layer{i}"), layer.units) if unit.node is not None]
+        return max(sizes, key=lambda size: size[0], default=(0, None))[1]
+
+    def _facts(self, node: str) -> UnitFacts:
+        """The facts of the units of graph node ``node`` (``x`` or ``layer{i}``) with the errors so far."""
+        box = [max(-lo, hi) for lo, hi in self._bounds(node)]
+        return UnitFacts(box, [bool(e == 0 and integer) for e, integer in zip(self.error[FLOAT32], self.integer[node])])
+
     def _pairs(self, i: int, matrix: Matrix, bias: tuple) -> list[Channel]:
         box = self._input_box(i)
         channels = []
@@ -182,6 +206,7 @@ class _Planner:
     def plan(self) -> list[Block]:
         for i, layer in enumerate(self.model.layers):
             getattr(self, f"_{layer.kind}")(i, layer)
+            self.blocks[-1].facts = self._facts(f"layer{i}")
         return self.blocks
 
     # --- error bounds: what each layer adds, per dtype --------------------------------------------
@@ -311,7 +336,9 @@ class _Planner:
             for j in range(width):
                 channels += _pair({last + j: ONE}, ZERO, copies * width + j, silu_scale(box[j]), lag=DELAY)
             copies += 1
-            self.blocks.append(Block(f"layer {i}: delay by {DELAY} steps", channels, copies * width))
+            facts = self._facts(f"layer{i - 1}" if i else "x")
+            self.blocks.append(Block(f"layer {i}: delay by {DELAY} steps", channels, copies * width,
+                                     facts=UnitFacts(facts.box * copies, facts.exact * copies)))
         return copies
 
 
@@ -422,9 +449,11 @@ class MambaStack(CompiledStack):
 
 class DiagonalTarget(Target):
     """What the diagonal targets (mamba, hawk) share: the diagonalize pass, running their pure
-    PyTorch stack (``stack_class``), and the error bound stated in the config."""
+    PyTorch stack (``stack_class``), the error bound stated in the config, and ``--format hf``
+    (backends/hf.py)."""
 
     bounded_length = True
+    formats = ("hf",)
     stack_class: type
 
     def diagonal(self, model: LayeredModel, options: Options) -> LayeredModel:
@@ -435,6 +464,10 @@ class DiagonalTarget(Target):
             raise LsrlError(f"the {self.name} target cannot hold {e}", node=node) from None
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
+        if compiled.checkpoint is not None:
+            from lsrl.backends import hf
+
+            return hf.run(compiled, inputs, dtype)
         stack = self.stack_class.from_compiled(compiled.config, compiled.tensors, getattr(torch, dtype))
         # silu/gelu of large negative inputs leave subnormal numbers, which make CPU arithmetic
         # ~100x slower; flushing them to 0 changes values by less than 1e-307 (float32: 1e-37)
@@ -451,10 +484,28 @@ class DiagonalTarget(Target):
         """The compiled model, with the planner's error bounds per dtype it runs in (the
         approximations' errors, and the rounding, propagated with the range analysis's bounds)
         stated in the config and figures (the driver judges them: ``backends.verdict``)."""
-        bounds = {dtype: bound for dtype, bound in planner.bounds().items() if dtype in self.dtypes(options.dtype)}
-        config["error_bound"] = stated_bounds(bounds, options)
-        figures.update({f"error_bound_{dtype}": bound for dtype, bound in bounds.items()})
-        return Compiled(self.name, config, tensors, figures=figures)
+        bounds = {dtype: bound for dtype, bound in planner.bounds().items() if dtype in self.dtypes(options.dtype, options.format)}
+        return self._stated(Compiled(self.name, config, tensors, figures=figures), bounds, options)
+
+    def _stated(self, compiled: Compiled, bounds: dict[str, float], options: Options) -> Compiled:
+        compiled.config["error_bound"] = stated_bounds(bounds, options)
+        compiled.figures.update({f"error_bound_{dtype}": bound for dtype, bound in bounds.items()})
+        return compiled
+
+    def checkpoint(self, model: LayeredModel, options: Options, build: Any, planner: _Planner) -> Compiled:
+        """``--format hf``: the checkpoint ``build(vocab, loudest)`` makes of the planned blocks
+        (``loudest``: the program node of the largest value, where a norm that cannot stay
+        constant is warned about), its bound stated for both dtypes (transformers computes the
+        norms and the scans in float32 in both)."""
+        from lsrl.backends import hf
+
+        vocab = hf.check_options(options)
+        made = build(vocab, planner.loudest_node())
+        config = {**base_config(self, model, options), "checkpoint": hf.FORMAT, **made.lsrl}
+        compiled = Compiled(self.name, config, made.tensors, warnings=made.warnings, checkpoint=made.config)
+        compiled.figures = {**made.figures, "parameters": int(sum(v.size for v in made.tensors.values())),
+                            "checkpoint_bytes": len(compiled.weights()), "logit_margin_floor": made.lsrl["logit_margin_floor"]}
+        return self._stated(compiled, {dtype: made.bound for dtype in DTYPES}, options)
 
 
 class MambaTarget(DiagonalTarget):
@@ -466,6 +517,11 @@ class MambaTarget(DiagonalTarget):
         model = self.diagonal(model, options)
         planner = _Planner(model, options)
         blocks = planner.plan()
+        if options.format is not None:
+            from lsrl.backends.hf import build_mamba
+
+            bound = planner.bounds()["float32"]
+            return self.checkpoint(model, options, lambda vocab, loudest: build_mamba(blocks, vocab, bound, loudest), planner)
         d_model = max([model.d_in] + [b.width for b in blocks])
         channels = max(len(b.channels) + 1 for b in blocks)
         expand = math.ceil(channels / d_model)
@@ -487,7 +543,6 @@ class MambaTarget(DiagonalTarget):
             "parameters": int(sum(v.size for v in tensors.values())),
         }
         return self.compiled(config, tensors, figures, planner, options)
-
 
 
 TARGETS = {"mamba": MambaTarget()}

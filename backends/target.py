@@ -33,6 +33,7 @@ DEFAULT_MAX_LEN = 1024
 ASSUMED_INPUT_BOUND = 2**10  # |input| the stated error bounds assume where --input-range gives no bound
 CONFIG_FORMAT = "lsrl.compiled"
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+CHECKPOINT_KEY = "lsrl"  # where a transformers checkpoint's config.json keeps lsrl's config
 # What an lsrl compiled directory whose config.json lists no "files" (as written by versions
 # before the list) may hold besides the weights and the config.
 UNLISTED_SOURCES = ["model.py"]
@@ -46,7 +47,9 @@ class Options:
     None for an unbounded side), ``integer_inputs``: inputs are integers, ``max_len``: the longest
     sequence the model must support where a target needs a bound, ``variant``: one of the target's
     documented construction variants (None: its default), ``dtype``: the dtype the model is built
-    for (targets whose weights depend on it compute the program in that dtype only).
+    for (targets whose weights depend on it compute the program in that dtype only), ``format``:
+    one of the target's ``formats`` (None: its own files), ``tokens``: the ``(lo, hi)`` token ids
+    the program's input declares (the driver fills it in from the graph).
     """
 
     input_range: Optional[tuple] = None
@@ -54,6 +57,8 @@ class Options:
     max_len: int = DEFAULT_MAX_LEN
     variant: Optional[str] = None
     dtype: str = "float32"
+    format: Optional[str] = None
+    tokens: Optional[tuple[int, int]] = None
 
 
 @dataclass
@@ -66,27 +71,37 @@ class Compiled:
     files: dict[str, str] = field(default_factory=dict)  # generated source, by file name
     warnings: list[CompileWarning] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)  # size figures for ``lsrl stats --target``
+    checkpoint: dict[str, Any] | None = None  # --format hf: the transformers config (backends/hf.py)
 
     def write(self, directory: str | Path) -> list[str]:
         """Write ``model.safetensors``, ``config.json`` and the source files; return their names.
 
         The directory then holds this compilation only: the files an earlier ``write`` listed in
         its ``config.json`` (``"files"``) are removed first, so that no stale ``model.py`` is left
-        to load these weights; every other file is the user's and stays."""
-        from safetensors.numpy import save
-
+        to load these weights; every other file is the user's and stays. A checkpoint
+        (``--format hf``) writes the transformers config with lsrl's under its key ``"lsrl"``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _remove_earlier_compilation(directory)
         written = [WEIGHTS_FILE, CONFIG_FILE, *self.files]
-        tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in self.tensors.items()}
-        # as bytes: safetensors' own save_file creates the file with mode 0600, not by the umask
-        weights = save(tensors, metadata={"format": CONFIG_FORMAT, "target": self.target})
-        (directory / WEIGHTS_FILE).write_bytes(weights)
-        (directory / CONFIG_FILE).write_text(json.dumps({**self.config, "files": written}, indent=1) + "\n")
+        (directory / WEIGHTS_FILE).write_bytes(self.weights())
+        config = {**self.config, "files": written}
+        if self.checkpoint is not None:
+            config = {**self.checkpoint, CHECKPOINT_KEY: config}
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
         for name, text in self.files.items():
             (directory / name).write_text(text)
         return written
+
+    def weights(self) -> bytes:
+        """The ``model.safetensors`` file: float64 tensors (transformers reads a checkpoint's only
+        with its own metadata format, "pt")."""
+        from safetensors.numpy import save
+
+        tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in self.tensors.items()}
+        metadata = {"format": "pt"} if self.checkpoint is not None else {"format": CONFIG_FORMAT, "target": self.target}
+        # as bytes: safetensors' own save_file creates the file with mode 0600, not by the umask
+        return save(tensors, metadata=metadata)
 
 
 def _remove_earlier_compilation(directory: Path) -> None:
@@ -95,6 +110,8 @@ def _remove_earlier_compilation(directory: Path) -> None:
         earlier = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # no config.json, or not JSON: nothing here is known to be lsrl's
         return
+    if isinstance(earlier, dict) and isinstance(earlier.get(CHECKPOINT_KEY), dict):
+        earlier = earlier[CHECKPOINT_KEY]  # a checkpoint's config: lsrl's part
     if not isinstance(earlier, dict) or earlier.get("format") != CONFIG_FORMAT:
         return
     names = earlier.get("files", UNLISTED_SOURCES)
@@ -121,10 +138,11 @@ class Target(ABC):
     # The weights depend on ``Options.dtype`` and compute the program in that dtype only (hawk's
     # accumulators); the others' compute it in every dtype, whichever they were built for.
     dtype_specific: bool = False
+    formats: tuple[str, ...] = ()  # what --format may ask for besides the target's own files
 
-    def dtypes(self, built: str) -> tuple[str, ...]:
-        """The dtypes in which a model built for ``built`` computes the program."""
-        return (built,) if self.dtype_specific else DTYPES
+    def dtypes(self, built: str, format: Optional[str] = None) -> tuple[str, ...]:
+        """The dtypes in which a model built for ``built`` (in ``format``) computes the program."""
+        return (built,) if self.dtype_specific and format is None else DTYPES
 
     @abstractmethod
     def build(self, model: LayeredModel, options: Options) -> Compiled:

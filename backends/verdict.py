@@ -74,7 +74,7 @@ def judge(target: Target, compiled: Compiled, facts: Sequence[OutputFacts], opti
     """The verdict per dtype the model runs in, and a warning per dtype that is not proven."""
     verdicts: dict[str, str] = {}
     warnings: list[CompileWarning] = []
-    for dtype in target.dtypes(options.dtype):
+    for dtype in target.dtypes(options.dtype, options.format):
         bounds = output_bounds(target, compiled, dtype, len(facts))
         at_risk = [(f, b) for f, b in zip(facts, bounds) if not f.proven(b)]
         if at_risk:

@@ -58,9 +58,9 @@ class Kind:
     """The static description of a node kind.
 
     ``arity`` is the number of operands (None: any number, at least ``min_operands``);
-    ``attributes`` maps attribute names to their types; ``result_dim`` computes the output length
-    from the operand lengths and attributes, or returns an error message (a str) when they are
-    inconsistent.
+    ``attributes`` maps attribute names to their types; ``optional`` the same for attributes a
+    node may leave out; ``result_dim`` computes the output length from the operand lengths and
+    attributes, or returns an error message (a str) when they are inconsistent.
     """
 
     name: str
@@ -68,10 +68,30 @@ class Kind:
     attributes: dict[str, str]
     result_dim: Callable[[Sequence[int], dict[str, Any]], int | str]
     min_operands: int = 0
+    optional: dict[str, str] = field(default_factory=dict)
+
+    def attribute_type(self, name: str) -> str | None:
+        """The type of attribute ``name``, required or optional (None: the kind has no such attribute)."""
+        return self.attributes.get(name, self.optional.get(name))
 
 
 def _input_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     return "an input node's length comes from its declaration"
+
+
+def input_tokens(node: "Node") -> tuple[int, int] | None:
+    """The declared token range ``(lo, hi)`` of an input node (values lo..hi-1), or None."""
+    tokens = node.attrs.get("tokens")
+    return None if tokens is None else (int(tokens[0]), int(tokens[1]))
+
+
+def tokens_error(tokens: Sequence[Any]) -> str | None:
+    """Why ``tokens`` is not a token range ``(lo, hi)`` of integers with lo < hi, or None."""
+    if len(tokens) != 2 or not all(getattr(v, "denominator", None) == 1 for v in tokens):
+        return f"tokens must be two integers [LO, HI], got {list(tokens)}"
+    if not tokens[0] < tokens[1]:
+        return f"tokens [{tokens[0]}, {tokens[1]}] is empty: LO must be below HI"
+    return None
 
 
 def _const_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
@@ -182,7 +202,8 @@ def _solve_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
-        Kind("input", 0, {}, _input_dim),
+        # tokens=[LO, HI], where declared: every input value is an integer in LO..HI-1 (its vocabulary)
+        Kind("input", 0, {}, _input_dim, optional={"tokens": VECTOR}),
         Kind("const", 0, {"value": VECTOR}, _const_dim),
         # sum_i W_i x_i + b
         Kind("affine", None, {"weights": MATRICES, "bias": VECTOR}, _affine_dim),

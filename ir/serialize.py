@@ -54,13 +54,13 @@ def graph_to_json(graph: Graph) -> dict[str, Any]:
     verify(graph)
     nodes = []
     for n in graph:
-        types = KINDS[n.kind].attributes
+        kind = KINDS[n.kind]
         nodes.append({
             "id": n.id,
             "kind": n.kind,
             "operands": list(n.operands),
             "dim": n.dim,
-            "attrs": {k: _WRITERS[types[k]](v) for k, v in n.attrs.items()},
+            "attrs": {k: _WRITERS[kind.attribute_type(k)](v) for k, v in n.attrs.items()},
             "name": n.name,
             "loc": None if n.loc is None else {"file": n.loc.file, "line": n.loc.line, "col": n.loc.col},
             "labels": [[label.name, label.index] for label in n.labels],
@@ -157,10 +157,11 @@ def _add_node(graph: Graph, data: Any, where: str) -> None:
     kind = _field(data, "kind", str, where)
     if kind not in KINDS:
         raise GraphFileError(f"{where}: unknown node kind {kind!r}")
-    types = KINDS[kind].attributes
+    types = {**KINDS[kind].attributes, **KINDS[kind].optional}
     attrs = _field(data, "attrs", dict, where)
-    if set(attrs) != set(types):
-        raise GraphFileError(f"{where}: a {kind} node has attributes {sorted(types)}, got {sorted(attrs)}")
+    if not set(KINDS[kind].attributes) <= set(attrs) <= set(types):
+        optional = f" (optional: {sorted(KINDS[kind].optional)})" if KINDS[kind].optional else ""
+        raise GraphFileError(f"{where}: a {kind} node has attributes {sorted(KINDS[kind].attributes)}{optional}, got {sorted(attrs)}")
     graph.add(
         kind,
         [_typed(o, int, f"{where}.operands") for o in _field(data, "operands", list, where)],

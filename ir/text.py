@@ -100,10 +100,10 @@ def _node(node: Node) -> str:
         text += "(" + ", ".join(f"%{o}" for o in node.operands) + ")"
     text += f" : {node.dim}"
     if node.attrs:
-        undeclared = set(node.attrs) - set(kind.attributes)
+        undeclared = [k for k in node.attrs if kind.attribute_type(k) is None]
         if undeclared:
             raise ValueError(f"cannot print %{node.id}: {node.kind} has no attribute {sorted(undeclared)[0]!r}")
-        text += " {" + ", ".join(f"{k}={_PRINTERS[kind.attributes[k]](v)}" for k, v in node.attrs.items()) + "}"
+        text += " {" + ", ".join(f"{k}={_PRINTERS[kind.attribute_type(k)](v)}" for k, v in node.attrs.items()) + "}"
     if node.name:
         text += f" name {_string(node.name)}"
     if node.loc is not None:
@@ -232,16 +232,17 @@ _READERS: dict[str, Callable[[Token | Tree, Token], Any]] = {
 
 
 def _read_attributes(tree: Tree | None, kind_token: Token) -> dict[str, Any]:
-    declared = KINDS[kind_token].attributes
+    kind = KINDS[kind_token]
     attrs: dict[str, Any] = {}
     for attribute in _items(tree) if tree is not None else []:
         name, value = attribute.children
-        if name not in declared:
-            raise _error(f"{kind_token} has no attribute {str(name)!r}; it has {sorted(declared) or 'none'}", name)
+        if kind.attribute_type(name) is None:
+            known = sorted([*kind.attributes, *kind.optional])
+            raise _error(f"{kind_token} has no attribute {str(name)!r}; it has {known or 'none'}", name)
         if name in attrs:
             raise _error(f"attribute {str(name)!r} given twice", name)
-        attrs[str(name)] = _READERS[declared[name]](value, name)
-    missing = [n for n in declared if n not in attrs]
+        attrs[str(name)] = _READERS[kind.attribute_type(name)](value, name)
+    missing = [n for n in kind.attributes if n not in attrs]
     if missing:
         raise _error(f"{kind_token} needs attribute(s) {', '.join(missing)}", kind_token)
     return attrs

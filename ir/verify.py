@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from lsrl.ir.graph import INT, KINDS, MATRICES, MATRIX, VECTOR, Graph, Label, Node
+from lsrl.ir.graph import (
+    INT,
+    KINDS,
+    MATRICES,
+    MATRIX,
+    VECTOR,
+    Graph,
+    Label,
+    Node,
+    tokens_error,
+)
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import is_exact
 
@@ -46,13 +56,18 @@ def verify(graph: Graph) -> None:
             raise VerifyError(f"%{node.id} ({node.kind}) takes {kind.arity} operands, got {n_ops}")
         if n_ops < kind.min_operands:
             raise VerifyError(f"%{node.id} ({node.kind}) needs at least {kind.min_operands} operand(s)")
-        if set(node.attrs) != set(kind.attributes):
+        given = set(node.attrs)
+        if not set(kind.attributes) <= given <= set(kind.attributes) | set(kind.optional):
+            optional = f" (optional: {sorted(kind.optional)})" if kind.optional else ""
             raise VerifyError(
-                f"%{node.id} ({node.kind}) has attributes {sorted(node.attrs)}, expected {sorted(kind.attributes)}"
+                f"%{node.id} ({node.kind}) has attributes {sorted(node.attrs)}, expected {sorted(kind.attributes)}{optional}"
             )
-        for name, attr_kind in kind.attributes.items():
-            _check_attribute(node, name, attr_kind)
+        for name in node.attrs:
+            _check_attribute(node, name, kind.attribute_type(name))
         if node.kind == "input":
+            problem = tokens_error(node.attrs["tokens"]) if "tokens" in node.attrs else None
+            if problem:
+                raise VerifyError(f"%{node.id} (input): {problem}")
             expected = node.dim
         else:
             expected = kind.result_dim([graph[o].dim for o in node.operands], node.attrs)

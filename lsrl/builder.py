@@ -108,12 +108,21 @@ class Program:
         return value
 
     # --- primitives --------------------------------------------------------------------------------
-    def input(self, dim: int, name: str = "x") -> "Value":
+    def input(self, dim: int, name: str = "x", tokens: int | range | None = None) -> "Value":
+        """The program's input, ``dim`` numbers per step. ``tokens`` declares its vocabulary: N
+        (the token ids 0..N-1) or ``range(lo, hi)``: every input value is an integer in lo..hi-1,
+        a promise the compiler builds on and the command line enforces (docs/language.md)."""
         if any(n.kind == "input" for n in self.graph):
             raise self.error("a program has exactly one input")
         if not isinstance(dim, int) or dim < 1:
             raise self.error(f"input length must be a positive integer, got {dim}")
-        return self.node("input", [], dim, {}, name)
+        attrs = {}
+        if tokens is not None:
+            span = range(tokens) if isinstance(tokens, int) else tokens
+            if not isinstance(span, range) or span.step != 1 or len(span) == 0:
+                raise self.error(f"tokens must be a count N or a nonempty range(lo, hi), got {tokens!r}")
+            attrs["tokens"] = (number(span.start), number(span.stop))
+        return self.node("input", [], dim, attrs, name)
 
     def const(self, value: object, name: str = "") -> "Value":
         vector = to_vector(value)

@@ -22,13 +22,14 @@ from lsrl.backends.verdict import UNPROVEN
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import CompileWarning, LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
-from lsrl.ir.graph import Graph
+from lsrl.ir.graph import Graph, input_tokens
 from lsrl.ir.interpret import NotExactError
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.numbers import exact
 from lsrl.load import compile_file
 
 EXACT_BACKENDS = ["interp", "layers"]
+FORMATS = ["hf"]
 BACKENDS = EXACT_BACKENDS + list(TARGET_NAMES)
 
 MAIN_EPILOG = """\
@@ -64,9 +65,10 @@ country code and its capital's (letters A=1..Z=26); the last three outputs spell
 --input: tokens separated by spaces; a token of length > 1 is comma-separated numbers; a number is
 an integer, a decimal or a fraction p/q, read exactly. @FILE.json reads a JSON list of tokens (a
 token is a number or a list of numbers; write "1/3" as a string to keep it exact).
---input-range, --integer-inputs and --max-len are promises about the inputs: every backend refuses
-inputs that break them. Compiled targets print the warnings about the dtype they run in (or about
-every dtype) on stderr.
+--input-range, --integer-inputs, --max-len and the input's tokens (input x[1] in 0..N in the program,
+or --vocab N) are promises about the inputs: every backend refuses inputs that break them. Compiled
+targets print the warnings about the dtype they run in (or about every dtype) on stderr. With
+--format hf, a mamba or hawk checkpoint runs through transformers and prints the argmax tokens.
 Output: one line per step (its values separated by spaces), or with --json one object
 {"outputs": [[...], ...]}. With --exact, values are exact rationals "p/q" (strings in JSON)."""
 
@@ -74,21 +76,26 @@ STATS_EPILOG = """\
 examples:
   lsrl stats examples/more_ones.lsrl --json
   lsrl stats examples/more_ones.lsrl --target rnn --input "1 0 0 1 1"
+  lsrl stats examples/more_ones.lsrl --target hawk --format hf --input "1 0 0 1 1"
 prints the program graph's node count and, for the linearized layered model: layers, state_dims
 (state units), max_width (widest layer), dense_params, nonzeros (non-zero weights), the layer kinds,
 carried units, and compile_seconds (parse to layered model).
 With --target, the compiled target's figures instead (its layers, widths, parameters), and with
 --input also the largest error of its outputs on those tokens, in float32 and float64, measured
-against the exact interpreter."""
+against the exact interpreter; with --format hf also the checkpoint's size, its transformers config, the
+stated logit margin floor and, with --input, the smallest logit margin measured."""
 
 COMPILE_EPILOG = """\
 examples:
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl compile examples/tok2tok.lsrl -D seq_len=3 --target rnn --input-range 0,30 --integer-inputs -o out/tok2tok
+  lsrl compile examples/more_ones.lsrl --target mamba --format hf -o out/more_ones_hf
 writes OUTDIR/model.safetensors (float64 weights, named as the target names them), OUTDIR/config.json
 (target, layer list, shapes, unit labels, parameters, source hash, the files written) and, for code
 targets, OUTDIR/model.py; the files of an earlier compilation into OUTDIR are removed first, other
-files stay. Prints every warning, whatever dtype it is about."""
+files stay. Prints every warning, whatever dtype it is about. With --format hf (mamba, hawk; a token
+program: input x[1] in 0..N, or --vocab N): a checkpoint that transformers' MambaForCausalLM or
+RecurrentGemmaForCausalLM loads with from_pretrained (docs/target-hf.md)."""
 
 IR_EPILOG = """\
 examples:
@@ -152,6 +159,10 @@ def _parser() -> _ArgumentParser:
 
     for sub in (run, compile_, stats):
         sub.add_argument("--variant", metavar="NAME", help="a construction variant of the target (see docs/targets.md)")
+        sub.add_argument("--format", choices=FORMATS,
+                         help="hf: a transformers checkpoint of a token program (targets mamba and hawk; docs/target-hf.md)")
+        sub.add_argument("--vocab", type=_positive_int, metavar="N",
+                         help="the input's tokens are 0..N-1, for a program that does not declare them (input x[1] in 0..N)")
         sub.add_argument("--max-len", type=_positive_int, metavar="N",
                          help=f"the longest input sequence: targets that need a bound are built for it (without it: {DEFAULT_MAX_LEN}, "
                          "the others take any length); lsrl run refuses longer inputs on every backend")
@@ -224,7 +235,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 # --- commands ---------------------------------------------------------------------------------------------
 def _compile(args: argparse.Namespace, sources: dict[str, str]) -> Graph:
-    return compile_file(args.program, dict(args.defines), sources)
+    graph = compile_file(args.program, dict(args.defines), sources)
+    if getattr(args, "vocab", None) is not None:
+        _declare_vocab(graph, args.vocab)
+    return graph
+
+
+def _declare_vocab(graph: Graph, vocab: int) -> None:
+    """--vocab N: the input's tokens are 0..N-1, as ``input x[D] in 0..N`` declares them."""
+    declared = input_tokens(graph.input)
+    if declared is None:
+        graph.input.attrs["tokens"] = (mpq(0), mpq(vocab))
+    elif declared != (0, vocab):
+        where = f" (at {graph.input.loc})" if graph.input.loc else ""
+        raise UsageError(f"--vocab {vocab} differs from the tokens {declared[0]}..{declared[1]} the program's input declares{where}")
 
 
 def _check(args: argparse.Namespace, sources: dict[str, str]) -> None:
@@ -241,10 +265,12 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         raise UsageError(f"--exact applies to the backends {' and '.join(EXACT_BACKENDS)}, not '{args.backend}'")
     if args.dtype and args.backend in EXACT_BACKENDS:
         raise UsageError(f"--dtype applies to compiled targets; '{args.backend}' runs in float64, or exactly with --exact")
+    if args.format and args.backend in EXACT_BACKENDS:
+        raise UsageError(f"--format applies to compiled targets, not '{args.backend}'")
     graph = _compile(args, sources)
     tokens = read_tokens(args.input)
     check_length(tokens, graph.input.dim, graph.input.name)
-    _check_promises(tokens, args, args.backend)
+    _check_promises(tokens, args, args.backend, graph)
     inputs = tokens if args.exact else [[float(v) for v in token] for token in tokens]
     try:
         if args.backend == "interp":
@@ -268,7 +294,8 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
 def _options(args: argparse.Namespace) -> Options:
     max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
     # run: the dtype it runs in (its default float32); stats: float32
-    return Options(args.input_range, args.integer_inputs, max_len, args.variant, getattr(args, "dtype", None) or "float32")
+    return Options(args.input_range, args.integer_inputs, max_len, args.variant, getattr(args, "dtype", None) or "float32",
+                   args.format)
 
 
 def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str,
@@ -328,17 +355,21 @@ def _compile_command(args: argparse.Namespace, sources: dict[str, str]) -> None:
     print(f"{args.outdir}: wrote {', '.join(written)} (target {args.target})")
 
 
-def _check_promises(tokens: Sequence[Sequence[mpq]], args: argparse.Namespace, backend: str) -> None:
-    """The inputs keep what --input-range, --integer-inputs and --max-len promise, whatever runs
-    them: a model built on a promise computes nothing meaningful where it is broken, and a command
-    must not pass on one backend and fail on another."""
+def _check_promises(tokens: Sequence[Sequence[mpq]], args: argparse.Namespace, backend: str, graph: Graph) -> None:
+    """The inputs keep what --input-range, --integer-inputs, --max-len and the input's declared
+    tokens promise, whatever runs them: a model built on a promise computes nothing meaningful
+    where it is broken, and a command must not pass on one backend and fail on another."""
     lo, hi = args.input_range or (None, None)
+    declared = input_tokens(graph.input)
     for t, token in enumerate(tokens, 1):
         for v in token:
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 raise UsageError(f"input {v} at step {t} is outside --input-range [{lo}, {hi}]")
             if args.integer_inputs and v.denominator != 1:
                 raise UsageError(f"input {v} at step {t} is not an integer, but --integer-inputs was given")
+            if declared is not None and not (v.denominator == 1 and declared[0] <= v < declared[1]):
+                where = f" (--vocab {args.vocab})" if getattr(args, "vocab", None) else f" (declared at {graph.input.loc})"
+                raise UsageError(f"input {v} at step {t} is not one of the input's tokens {declared[0]}..{declared[1]}{where}")
     if args.max_len is not None:
         if len(tokens) > args.max_len:
             raise UsageError(f"--input has {len(tokens)} tokens, more than --max-len {args.max_len}")
@@ -397,29 +428,45 @@ def _text(figure: object) -> str:
 
 
 def _target_stats(args: argparse.Namespace, sources: dict[str, str], graph: Graph) -> dict[str, object]:
-    """The target's own figures and, given --input, its largest output error against exact."""
+    """The target's own figures and, given --input, its largest output error against exact (and
+    for --format hf the config and the smallest logit margin)."""
     from lsrl.backends import get_target
-    from lsrl.targets import run_compiled
 
     start = time.perf_counter()
     compiled = _compile_target(args, sources, graph, args.target)
     figures: dict[str, object] = {"target": args.target, "variant": compiled.config.get("variant"), **compiled.figures}
     figures["compile_seconds"] = round(time.perf_counter() - start, 6)
+    if compiled.checkpoint is not None:
+        figures["config"] = compiled.checkpoint
     if args.input is not None:
         tokens = read_tokens(args.input)
         check_length(tokens, graph.input.dim, graph.input.name)
-        _check_promises(tokens, args, args.target)
+        _check_promises(tokens, args, args.target, graph)
         try:
             want = interpret(graph, tokens, exact=True)[0]
         except NotExactError:
             want = interpret(graph, [[float(v) for v in token] for token in tokens])[0]
         floats = [[float(v) for v in token] for token in tokens]
-        for dtype in get_target(args.target).dtypes(compiled.config["dtype"]):
-            got = run_compiled(compiled, floats, dtype)[0]
+        for dtype in get_target(args.target).dtypes(compiled.config["dtype"], compiled.config.get("checkpoint")):
+            got, margin = _outputs(compiled, floats, dtype)
             error = max((abs(float(g) - float(w)) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=0.0)
             figures[f"max_error_{dtype}"] = error
             figures[f"error_bound_{dtype}"] = get_target(args.target).error_bound(compiled, dtype)
+            if margin is not None:
+                figures[f"min_logit_margin_{dtype}"] = margin
     return figures
+
+
+def _outputs(compiled, inputs: list[list[float]], dtype: str) -> tuple[object, Optional[float]]:
+    """A compiled model's outputs on one sequence and, for a checkpoint, its smallest logit margin."""
+    from lsrl.targets import run_compiled
+
+    if compiled.checkpoint is None:
+        return run_compiled(compiled, inputs, dtype)[0], None
+    from lsrl.backends import hf
+
+    logits = hf.compiled_logits(compiled, [[int(v[0]) for v in inputs]], dtype)[0]
+    return logits.argmax(-1)[:, None], float(hf.margins(logits).min(initial=float("inf")))
 
 
 def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:

@@ -111,8 +111,14 @@ class Elaborator:
             raise LsrlError(f"a second input: the program already takes '{name}' (declared at {_where(loc, stmt.loc)}); a program has exactly one input", stmt.loc)
         self._check_unbound(scope, stmt.name, stmt.loc)
         dim = self._length(stmt.dim, scope, "the input length")
+        tokens = None
+        if stmt.tokens is not None:
+            lo, hi = self._range_bounds(stmt.tokens, scope)
+            if lo >= hi:
+                raise LsrlError(f"the input's tokens {lo}..{hi} are none: the range is empty (LO..HI holds LO to HI-1)", stmt.tokens.loc)
+            tokens = range(lo, hi)
         self.program.loc = stmt.loc
-        value = self.program.input(dim, self._label(stmt.name))
+        value = self.program.input(dim, self._label(stmt.name), tokens=tokens)
         self._input = (stmt.name, stmt.loc)
         scope.bind(stmt.name, value, stmt.loc)
 
@@ -526,7 +532,7 @@ class Elaborator:
                 self._indices.pop()
         return tuple(out)
 
-    def _range(self, rng: t.Range, scope: Scope) -> range:
+    def _range_bounds(self, rng: t.Range, scope: Scope) -> tuple[int, int]:
         bounds = []
         for bound in (rng.start, rng.stop):
             value = self.eval(bound, scope)
@@ -534,7 +540,10 @@ class Elaborator:
                 bounds.append(ct.as_integer(value, "a range bound"))
             except LsrlError as e:
                 raise LsrlError(e.message, bound.loc) from None
-        start, stop = bounds
+        return bounds[0], bounds[1]
+
+    def _range(self, rng: t.Range, scope: Scope) -> range:
+        start, stop = self._range_bounds(rng, scope)
         if stop - start > MAX_ITERATIONS:
             raise LsrlError(f"the range {start}..{stop} has more than {MAX_ITERATIONS} steps to unroll", rng.loc)
         return range(start, stop)

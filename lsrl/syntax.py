@@ -98,8 +98,8 @@ class _TreeBuilder(Transformer):
 
     @v_args(meta=True)
     def input_stmt(self, meta, children):
-        name, dim = children
-        return t.Input(str(name), dim, self._loc(meta))
+        name, dim, *tokens = children
+        return t.Input(str(name), dim, self._loc(meta), tokens[0] if tokens else None)
 
     @v_args(meta=True)
     def param_stmt(self, meta, children):

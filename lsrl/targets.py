@@ -22,7 +22,8 @@ import numpy as np
 
 from lsrl.backends import DTYPES, TARGET_NAMES, Compiled, Options, get_target
 from lsrl.errors import LsrlError, UsageError
-from lsrl.ir.graph import Graph, Loc
+from lsrl.ir.graph import Graph, Loc, input_tokens
+from lsrl.passes.ranges import declared_promises
 
 
 def compile_to(
@@ -46,6 +47,13 @@ def compile_to(
     if options.variant is not None and options.variant not in chosen.variants:
         known = f"its variants: {', '.join(chosen.variants)}" if chosen.variants else "it has no variants"
         raise UsageError(f"target '{target}' has no variant '{options.variant}' ({known})")
+    if options.format is not None and options.format not in chosen.formats:
+        known = f"its formats: {', '.join(chosen.formats)}" if chosen.formats else "it writes its own files only"
+        raise UsageError(f"target '{target}' has no --format {options.format} ({known})")
+    input_range, integer_inputs = declared_promises(graph, options.input_range, options.integer_inputs)
+    options = replace(options, input_range=input_range, integer_inputs=integer_inputs, tokens=input_tokens(graph.input))
+    if options.format is not None:
+        _check_token_program(graph, options.format)
     max_len = options.max_len if chosen.bounded_length else None
     # the graph linearize schedules: the program's nodes (same ids) and those the passes added, every
     # one with the source location it came from, which warnings and labels point at
@@ -57,7 +65,16 @@ def compile_to(
     except LsrlError as e:
         e.loc = e.loc or _node_loc(prepared, e.node)
         raise
-    verdicts, precision_warnings = judge(chosen, compiled, output_facts(model, options), options)
+    facts = output_facts(model, options)
+    verdicts, precision_warnings = judge(chosen, compiled, facts, options)
+    if options.format is not None:
+        from lsrl.backends.hf import output_token_warnings
+
+        try:
+            precision_warnings += output_token_warnings(facts, options.tokens[1])
+        except LsrlError as e:
+            e.loc = e.loc or _node_loc(prepared, e.node)
+            raise
     compiled.config["precision"] = verdicts
     compiled.warnings = [
         w if w.loc is not None else replace(w, loc=_node_loc(prepared, w.node))
@@ -69,6 +86,21 @@ def compile_to(
     return compiled
 
 
+def _check_token_program(graph: Graph, format: str) -> None:
+    """A checkpoint reads one token id and writes one per step: refuse other programs where they say so."""
+    if graph.input.dim != 1:
+        raise LsrlError(f"--format {format} needs a token id per step, but the input {graph.input.name} has length "
+                        f"{graph.input.dim}", graph.input.loc)
+    tokens = input_tokens(graph.input)
+    if tokens is not None and tokens[0] < 0:
+        raise LsrlError(f"--format {format} needs token ids from 0, but the input's tokens are {tokens[0]}..{tokens[1]}",
+                        graph.input.loc)
+    if graph.output_dim != 1:
+        extra = graph.outputs[1] if len(graph.outputs) > 1 else graph.outputs[0]
+        raise LsrlError(f"--format {format} needs one token id per step as the output, but the program outputs "
+                        f"{graph.output_dim} values per step", graph.nodes[extra.node].loc)
+
+
 def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> np.ndarray:
     """Outputs ``[batch, time, d_out]`` of a compiled model on float inputs ``[batch, time, d_in]``
     (or one sequence ``[time, d_in]``, which gives ``[1, time, d_out]``). A model whose weights
@@ -76,7 +108,7 @@ def run_compiled(compiled: Compiled, inputs: object, dtype: str = "float32") -> 
     _check_dtype_name(dtype)
     target = get_target(compiled.target)
     built = compiled.config["dtype"]
-    if dtype not in target.dtypes(built):
+    if dtype not in target.dtypes(built, compiled.config.get("checkpoint")):
         raise UsageError(
             f"this {compiled.target} model was compiled for {built} and is not run in {dtype}: the {compiled.target} "
             f"target's weights depend on the dtype; recompile it for {dtype} (lsrl compile --dtype {dtype}, "

@@ -156,6 +156,7 @@ class Input:
     name: str
     dim: Expr
     loc: Loc
+    tokens: Optional[Range] = None  # ``in LO..HI``: every input value is an integer in LO..HI-1
 
 
 @dataclass(frozen=True, slots=True)

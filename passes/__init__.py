@@ -19,7 +19,7 @@ from lsrl.passes.constants import fit_constants
 from lsrl.passes.degate import rebuild_gates as _rebuild_gates
 from lsrl.passes.expand import expand_matrix_states, expand_pointwise
 from lsrl.passes.linearize import linearize as _linearize
-from lsrl.passes.ranges import analyze
+from lsrl.passes.ranges import analyze, declared_promises
 
 PASS_NAMES = tuple(name for name, _ in PIPELINE)
 
@@ -51,8 +51,10 @@ def prepare(
     this is exact).
 
     ``input_range`` (a ``(lo, hi)`` pair, or one per input unit), ``max_len`` and
-    ``integer_inputs`` are what the range analysis may assume; the default assumes nothing.
+    ``integer_inputs`` are what the range analysis may assume, on top of the tokens the program's
+    input declares (``declared_promises``); the default assumes nothing more.
     """
+    input_range, integer_inputs = declared_promises(graph, input_range, integer_inputs)
     canonical = canonicalize(expand_matrix_states(run_pipeline(graph)))
     facts = analyze(canonical, input_range, max_len, integer_inputs)
     canonical = canonicalize(expand_pointwise(fit_constants(canonical, facts)))
@@ -69,6 +71,7 @@ def lower(
     integer_inputs: bool = False,
 ) -> LayeredModel:
     """The layered model of ``graph``: ``prepare`` (same arguments), then ``linearize``."""
+    input_range, integer_inputs = declared_promises(graph, input_range, integer_inputs)
     prepared = prepare(graph, input_range, max_len, rebuild_gates, integer_inputs)
     return _linearize(prepared, input_range, max_len)
 

@@ -43,7 +43,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from lsrl.ir import pointwise
-from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Node
+from lsrl.ir.errors import LsrlError
+from lsrl.ir.graph import FLOAT_FUNCTIONS, Graph, Node, input_tokens
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul, number
 from lsrl.passes import lattice as lat
@@ -141,6 +142,26 @@ def _input_box(node: Node, input_range: object) -> Box:
             raise ValueError(f"empty input range [{lo}, {hi}]")
         box.append(Interval(lo, hi))
     return tuple(box)
+
+
+def declared_promises(graph: Graph, input_range: object = None, integer_inputs: bool = False) -> tuple[object, bool]:
+    """The input range and integer promise the analysis may assume: the caller's (``input_range``
+    as :func:`analyze` takes it), narrowed by the tokens the program's input declares (``in
+    LO..HI``: integers in LO..HI-1). Raises ``LsrlError`` at the input where nothing is left."""
+    tokens = input_tokens(graph.input)
+    if tokens is None:
+        return input_range, integer_inputs
+    low, high = number(tokens[0]), number(tokens[1] - 1)
+    narrowed = [(max(i.lo, low), min(i.hi, high)) for i in _input_box(graph.input, input_range)]
+    if any(lo > hi for lo, hi in narrowed):
+        raise LsrlError(f"the input range {_shown(input_range)} holds none of the input's tokens {tokens[0]}..{tokens[1]}",
+                        graph.input.loc, node=graph.input.id)
+    return (narrowed[0] if len(set(narrowed)) == 1 else narrowed), True
+
+
+def _shown(input_range: object) -> str:
+    pairs = list(input_range)  # type: ignore[call-overload]
+    return f"[{pairs[0]}, {pairs[1]}]" if len(pairs) == 2 and not isinstance(pairs[0], (list, tuple)) else str(pairs)
 
 
 def _state_lattices(transition: Matrix, drive: Lattices, init: Sequence[Number]) -> Lattices:

@@ -135,7 +135,7 @@ def test_the_console_script_is_the_cli_entry() -> None:
 
 
 def test_input_range_reaches_linearize_and_guards_the_layers_backend() -> None:
-    program = str(ROOT / "examples" / "tok2tok.lsrl")
+    program = str(ROOT / "examples" / "continuous_ua.lsrl")  # its input declares no tokens
     _, unbounded, _ = run_cli("stats", program, "--json")
     _, bounded, _ = run_cli("stats", program, "--json", "--input-range", "0,")
     # non-negative inputs need no negative half when carried through ReLU layers
@@ -150,8 +150,10 @@ def test_input_range_reaches_linearize_and_guards_the_layers_backend() -> None:
 
 
 # What the options promise about the inputs, and the message every backend refuses a broken promise with.
+MORE_ONES = str(ROOT / "examples" / "more_ones.lsrl")
 PROMISES = {
-    "input_range": (["--input-range", "0,9", "--input", "1 3 -1"], "input -1 at step 3 is outside --input-range [0, 9]"),
+    "input_range": (["--input-range", "0,9", "--input", "1 0 -1"], "input -1 at step 3 is outside --input-range [0, 9]"),
+    "tokens": (["--input", "1 0 2"], f"input 2 at step 3 is not one of the input's tokens 0..2 (declared at {MORE_ONES}:3:1)"),
     "integer_inputs": (["--integer-inputs", "--input", "1 2.5"], "input 5/2 at step 2 is not an integer, but --integer-inputs was given"),
     "max_len": (["--max-len", "1", "--input", "1 0"], "--input has 2 tokens, more than --max-len 1"),
 }
@@ -161,9 +163,8 @@ BACKENDS = [["interp"], ["interp", "--exact"], ["layers"], ["layers", "--exact"]
 @pytest.mark.parametrize("promise", sorted(PROMISES))
 def test_every_backend_refuses_inputs_that_break_a_promise(promise: str) -> None:
     options, message = PROMISES[promise]
-    more_ones = str(ROOT / "examples" / "more_ones.lsrl")
     for backend, *exact in BACKENDS:
-        assert run_cli("run", more_ones, "--backend", backend, *exact, *options) == (1, "", f"lsrl: error: {message}\n"), backend
+        assert run_cli("run", MORE_ONES, "--backend", backend, *exact, *options) == (1, "", f"lsrl: error: {message}\n"), backend
 
 
 def test_only_targets_that_need_a_bound_refuse_long_inputs_by_default() -> None:
@@ -236,8 +237,9 @@ def test_option_values_may_start_with_a_minus() -> None:
     joined = run_cli("run", dyck1, "--input-range=-1,1", "--input=-1 1 1", "--exact")
     assert joined[0] == 0 and len(joined[1].splitlines()) == 3
     assert run_cli("run", dyck1, "--input-range", "-1,1", "--input", "-1 1 1", "--exact") == joined
-    fractions = run_cli("run", dyck1, "--input", "-1/2 1", "--input-range", "-.5,")
-    assert fractions[0] == 0 and fractions == run_cli("run", dyck1, "--input=-1/2 1", "--input-range=-.5,")
+    window = str(ROOT / "examples" / "shift_register.lsrl")  # any numbers: dyck1 declares its tokens -1..1
+    fractions = run_cli("run", window, "--input", "-1/2 1", "--input-range", "-.5,")
+    assert fractions[0] == 0 and fractions == run_cli("run", window, "--input=-1/2 1", "--input-range=-.5,")
     status, _, err = run_cli("run", dyck1, "--input", "1", "--max-len", "-3")
     assert status == 1 and "argument --max-len: must be at least 1, not -3" in err
     # an option's name is never taken for a value

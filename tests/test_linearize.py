@@ -103,7 +103,8 @@ def test_stats_and_text() -> None:
     assert stats["layer_kinds"] == {"state": 1, "relu": 1, "affine": 1}
     text = model.format()
     assert "layer 0: state, 2 units <- 1" in text
-    assert "ones[0]" in text and "zeros[0]" in text and "relu(1000*x0 - 1000*x1)" in text
+    # its input declares the tokens 0 and 1: the comparison of the counts is fitted to the integers
+    assert "ones[0]" in text and "zeros[0]" in text and "relu(3*x0 - 3*x1 - 1)" in text
 
 
 # --- carrying, on small programs -------------------------------------------------------------------

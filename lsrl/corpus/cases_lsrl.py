@@ -39,7 +39,7 @@ def refused_without_gates(message: str) -> dict[str, str]:
 def more_ones() -> Graph:
     """LSRL's first example: 1 while the prefix holds more ones than zeros."""
     p = lsrl.Program()
-    x = p.input(1)
+    x = p.input(1, tokens=2)
     ones = p.state(0, lambda prev: prev + x, name="ones")
     zeros = p.state(0, lambda prev: prev + (1 - x), name="zeros")
     p.output(lsrl.larger(ones, zeros))
@@ -254,7 +254,7 @@ def _continuous_case(d_in: int, d_out: int, conditional: str) -> Case:
 
 
 # --- discrete token-to-token lookup (LSRL Listing 2) -----------------------------------------------
-def tok2tok(seq_len: int, conditional: str) -> Graph:
+def tok2tok(seq_len: int, conditional: str, vocab: int = 27) -> Graph:
     """Look a key of ``seq_len`` tokens up in a key/value table given in context; emit its value.
 
     The prompt is the query key, then every key and value in turn (blocks of seq_len tokens, keys at
@@ -267,7 +267,7 @@ def tok2tok(seq_len: int, conditional: str) -> Graph:
     """
     n = seq_len
     p = lsrl.Program()
-    token = p.input(1)
+    token = p.input(1, tokens=vocab)
     count = lsrl.counter(p).named("counter")
     mod_n = lsrl.mod_counter(p, n).named("mod_n")
     mod_2n = lsrl.mod_counter(p, 2 * n).named("mod_2n")
@@ -360,7 +360,7 @@ def _random_tok2tok_case(seq_len: int, conditional: str) -> Case:
         f"tok2tok_random_{seq_len}_{conditional}",
         tok2tok,
         [_tok2tok_run(q, table) for q in queries],
-        params={"seq_len": seq_len, "conditional": conditional},
+        params={"seq_len": seq_len, "conditional": conditional, "vocab": 10},
         source="tok2tok.lsrl",
         input_range=(0, 9),  # random_table's default vocabulary
         integer_inputs=True,

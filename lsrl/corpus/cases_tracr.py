@@ -52,7 +52,7 @@ def _shift_register_run(values: Sequence[object], length: int) -> Run:
 def pattern(pattern: Sequence[int]) -> Graph:
     """1 where the last len(pattern) tokens spell the pattern (which holds no 0), else 0."""
     p = lsrl.Program()
-    x = p.input(1)
+    x = p.input(1, tokens=range(1, 27))  # letters
     n = len(pattern)
     matches = [lsrl.eq(lsrl.delay(x, n - 1 - i), pattern[i]) for i in range(n)]
     p.output(lsrl.larger(_total(matches), n - HALF), name="found")
@@ -89,7 +89,7 @@ def parity(max_len: int) -> Graph:
     """1 when the number of ones so far is odd, for up to ``max_len`` ones: a triangle wave of the
     count, one ReLU per corner."""
     p = lsrl.Program()
-    x = p.input(1)
+    x = p.input(1, tokens=2)
     ones = lsrl.accumulate(x)
 
     def slope_change(k: int) -> int:
@@ -107,7 +107,7 @@ def _parity_run(bits: Sequence[int]) -> Run:
 def dyck1() -> Graph:
     """Depth and balance of a bracket prefix: tokens 1 for "(" and -1 for ")"."""
     p = lsrl.Program()
-    x = p.input(1)
+    x = p.input(1, tokens=range(-1, 2))
     depth = lsrl.accumulate(x)
     dips = lsrl.accumulate(lsrl.smaller(depth, 0))
     p.output(depth, name="depth")
@@ -147,7 +147,7 @@ def _gated_sum_run(values: Sequence[int], divisor: int) -> Run:
 def majority(vocab: int) -> Graph:
     """The most frequent token so far (tokens 1..vocab), the smallest one on a tie."""
     p = lsrl.Program()
-    x = p.input(1)
+    x = p.input(1, tokens=range(1, vocab + 1))
     counts = [lsrl.accumulate(lsrl.eq(x, k + 1)) for k in range(vocab)]
     wins = [[lsrl.larger(counts[k], counts[j]) for j in range(k)] for k in range(vocab)]
 

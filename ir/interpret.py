@@ -12,7 +12,8 @@ Two modes share this code path:
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 from lsrl.ir import pointwise, recurrences
@@ -108,75 +109,102 @@ def _exact_recurrence(node: Node, driven: Array) -> Array:
     return out
 
 
+# --- the rules of the kinds -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Context:
+    """What a rule sees besides its node and operands: the program's input and the mode."""
+
+    x: Array  # the input, [batch, time, dim]
+    exact: bool
+
+    @property
+    def batch_time(self) -> tuple[int, int]:
+        return self.x.shape[:2]
+
+    def filled(self, node: Node, vector: tuple, shape: tuple[int, ...]) -> Array:
+        """``vector`` broadcast to ``shape``, after checking that exact mode can hold it."""
+        if self.exact:
+            _require_exact(node, vectors=[vector])
+            return _exact_filled(shape, vector)
+        return np.broadcast_to(np.array(vector, dtype=np.float64), shape)
+
+    def weighted_sum(self, node: Node, operands: list[Array], weights: Sequence[Matrix], bias: tuple) -> Array:
+        if self.exact:
+            return _exact_weighted_sum(node, operands, self.batch_time, weights, bias)
+        return _float_weighted_sum(operands, weights, bias, self.batch_time + (node.dim,))
+
+
+Rule = Callable[[Node, list[Array], Context], Array]
+
+
+def _input(node: Node, ops: list[Array], ctx: Context) -> Array:
+    if ctx.x.shape[2] != node.dim:
+        raise ValueError(f"the program takes tokens of length {node.dim}, got {ctx.x.shape[2]}")
+    return ctx.x
+
+
+def _state(node: Node, ops: list[Array], ctx: Context) -> Array:
+    driven = ctx.weighted_sum(node, ops, node.attrs["B"], node.attrs["bias"])
+    return _exact_recurrence(node, driven) if ctx.exact else _float_recurrence(node, driven)
+
+
+def _checked(rule: Rule, *exact_vectors: str) -> Rule:
+    """``rule``, after checking in exact mode that the attributes named hold no floats."""
+
+    def checked(node: Node, ops: list[Array], ctx: Context) -> Array:
+        if ctx.exact:
+            _require_exact(node, vectors=[node.attrs[name] for name in exact_vectors])
+        return rule(node, ops, ctx)
+
+    return checked
+
+
+def _solve(node: Node, ops: list[Array], ctx: Context) -> Array:
+    try:
+        return recurrences.solve(ops[0], ops[1], node.attrs["shift"], node.attrs["steps"])
+    except ValueError as e:
+        raise LsrlError(f"solve: {e}", node.loc) from None
+
+
+def _float_function(node: Node, ops: list[Array], ctx: Context) -> Array:
+    if ctx.exact:
+        raise NotExactError(f"{node.kind} has no exact value", node.loc)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return pointwise.FLOAT_FUNCTION_VALUES[node.kind](ops[0])
+
+
+# The value of a node of each kind over whole sequences, from its operands' values: the semantics
+# of the graph (tests/test_kinds.py checks that every kind has a rule).
+EVALUATION_RULES: dict[str, Rule] = {
+    "input": _input,
+    "const": lambda node, ops, ctx: ctx.filled(node, node.attrs["value"], ctx.batch_time + (node.dim,)),
+    "affine": lambda node, ops, ctx: ctx.weighted_sum(node, ops, node.attrs["weights"], node.attrs["bias"]),
+    "relu": lambda node, ops, ctx: pointwise.relu(ops[0]),
+    "step": _checked(lambda node, ops, ctx: pointwise.step(ops[0], node.attrs["low"], node.attrs["high"]), "low", "high"),
+    "select": _checked(lambda node, ops, ctx: pointwise.select(ops[0], ops[1], node.attrs["big"]), "big"),
+    "mul": lambda node, ops, ctx: ops[0] * ops[1],
+    **{name: _float_function for name in FLOAT_FUNCTIONS},
+    "concat": lambda node, ops, ctx: np.concatenate(ops, axis=-1),
+    "slice": lambda node, ops, ctx: ops[0][..., node.attrs["start"] : node.attrs["stop"]],
+    "state": _state,
+    "gated_state": lambda node, ops, ctx: recurrences.gated(
+        ops[0], ops[1], ctx.filled(node, node.attrs["init"], ctx.batch_time[:1] + (node.dim,))
+    ),
+    "matrix_state": lambda node, ops, ctx: recurrences.matrix(*ops),
+    "delta_state": lambda node, ops, ctx: recurrences.delta(*ops),
+    "solve": _checked(_solve, "shift"),
+}
+
+
 # --- the interpreter -------------------------------------------------------------------------------
 def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
-    batch_time = x.shape[:2]
+    ctx = Context(x, exact_mode)
     values: dict[int, Array] = {}
     for node in graph.topological_order():
-        ops = [values[o] for o in node.operands]
-        kind, attrs = node.kind, node.attrs
-        if kind == "input":
-            if x.shape[2] != node.dim:
-                raise ValueError(f"the program takes tokens of length {node.dim}, got {x.shape[2]}")
-            v = x
-        elif kind == "const":
-            if exact_mode:
-                _require_exact(node, vectors=[attrs["value"]])
-                v = _exact_filled(batch_time + (node.dim,), attrs["value"])
-            else:
-                v = np.broadcast_to(np.array(attrs["value"], dtype=np.float64), batch_time + (node.dim,))
-        elif kind == "affine":
-            if exact_mode:
-                v = _exact_weighted_sum(node, ops, batch_time, attrs["weights"], attrs["bias"])
-            else:
-                v = _float_weighted_sum(ops, attrs["weights"], attrs["bias"], batch_time + (node.dim,))
-        elif kind == "relu":
-            v = pointwise.relu(ops[0])
-        elif kind == "step":
-            if exact_mode:
-                _require_exact(node, vectors=[attrs["low"], attrs["high"]])
-            v = pointwise.step(ops[0], attrs["low"], attrs["high"])
-        elif kind == "select":
-            if exact_mode:
-                _require_exact(node, vectors=[attrs["big"]])
-            v = pointwise.select(ops[0], ops[1], attrs["big"])
-        elif kind == "mul":
-            v = ops[0] * ops[1]
-        elif kind == "gated_state":
-            if exact_mode:
-                _require_exact(node, vectors=[attrs["init"]])
-            init = _exact_filled(batch_time[:1] + (node.dim,), attrs["init"]) if exact_mode else np.array(attrs["init"], dtype=np.float64)
-            v = recurrences.gated(ops[0], ops[1], init)
-        elif kind == "matrix_state":
-            v = recurrences.matrix(*ops)
-        elif kind == "delta_state":
-            v = recurrences.delta(*ops)
-        elif kind == "solve":
-            if exact_mode:
-                _require_exact(node, vectors=[attrs["shift"]])
-            try:
-                v = recurrences.solve(ops[0], ops[1], attrs["shift"], attrs["steps"])
-            except ValueError as e:
-                raise LsrlError(f"solve: {e}", node.loc) from None
-        elif kind in FLOAT_FUNCTIONS:
-            if exact_mode:
-                raise NotExactError(f"{kind} has no exact value", node.loc)
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                v = pointwise.FLOAT_FUNCTION_VALUES[kind](ops[0])
-        elif kind == "concat":
-            v = np.concatenate(ops, axis=-1)
-        elif kind == "slice":
-            v = ops[0][..., attrs["start"] : attrs["stop"]]
-        elif kind == "state":
-            if exact_mode:
-                driven = _exact_weighted_sum(node, ops, batch_time, attrs["B"], attrs["bias"])
-                v = _exact_recurrence(node, driven)
-            else:
-                driven = _float_weighted_sum(ops, attrs["B"], attrs["bias"], batch_time + (node.dim,))
-                v = _float_recurrence(node, driven)
-        else:
-            raise ValueError(f"the interpreter has no rule for node kind {kind!r}")
-        values[node.id] = v
+        rule = EVALUATION_RULES.get(node.kind)
+        if rule is None:
+            raise ValueError(f"the interpreter has no rule for node kind {node.kind!r}")
+        values[node.id] = rule(node, [values[o] for o in node.operands], ctx)
     return values
 
 

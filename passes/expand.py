@@ -24,6 +24,8 @@ from lsrl.ir.graph import Graph, Node
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO, inverse, mul
 
+EXPANDED_KINDS = ("matrix_state", "step", "select")  # no later stage sees these
+
 
 def expand_matrix_states(graph: Graph) -> Graph:
     out = graph.copy()

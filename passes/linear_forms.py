@@ -89,8 +89,11 @@ class Form:
         return atom if weight.is_identity() else None
 
 
+LINEAR_KINDS = ("const", "affine", "slice", "concat")  # and a state with a zero transition
+
+
 def is_linear(node: Node) -> bool:
-    if node.kind in ("const", "affine", "slice", "concat"):
+    if node.kind in LINEAR_KINDS:
         return True
     return node.kind == "state" and node.attrs["A"].nnz == 0
 

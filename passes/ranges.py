@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from lsrl.ir import pointwise
@@ -49,7 +49,13 @@ from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add, inverse, is_exact, mul, number
 from lsrl.passes import lattice as lat
 from lsrl.passes.lattice import Lattice
-from lsrl.passes.linear_forms import LinearForms, is_linear, weighted_sum
+from lsrl.passes.linear_forms import (
+    LINEAR_KINDS,
+    Form,
+    LinearForms,
+    is_linear,
+    weighted_sum,
+)
 
 INF = float("inf")
 
@@ -209,7 +215,7 @@ def _accumulator(start: Number, step: Interval, max_len: int | None) -> Interval
     return Interval(lo, hi)
 
 
-def _state_box(node: Node, drive: Box, max_len: int | None) -> Box:
+def _state_values_box(node: Node, drive: Box, max_len: int | None) -> Box:
     transition, init = node.attrs["A"], node.attrs["init"]
     settled = _iterate_state(transition, drive, init, max_len)
     if settled is not None:
@@ -438,13 +444,14 @@ class Ranges(Mapping[int, Box]):
         self, graph: Graph, input_range: object = None, max_len: int | None = None, integer_inputs: bool = False
     ):
         self.graph = graph
+        self.input_range, self.max_len, self.integer_inputs = input_range, max_len, integer_inputs
         self.forms = LinearForms(graph)
         self._boxes: dict[int, Box] = {}
         self._combinations: dict[frozenset, Interval] = {}
         self._lattices: dict[int, Lattices] = {}
         for node in graph.topological_order():
-            self._boxes[node.id] = self._node_box(node, input_range, max_len)
-            self._lattices[node.id] = self._node_lattices(node, integer_inputs)
+            self._boxes[node.id] = self._node_box(node)
+            self._lattices[node.id] = self._node_lattices(node)
 
     def __getitem__(self, node_id: int) -> Box:
         return self._boxes[node_id]
@@ -455,33 +462,9 @@ class Ranges(Mapping[int, Box]):
     def __len__(self) -> int:
         return len(self._boxes)
 
-    def _node_box(self, node: Node, input_range: object, max_len: int | None) -> Box:
-        operands = [self._boxes[o] for o in node.operands]
-        kind = node.kind
-        if kind == "input":
-            return _input_box(node, input_range)
-        if is_linear(node):
-            return tuple(self.combination(terms, const) for terms, const in self.forms.definition(node.id).rows())
-        if kind == "relu":
-            return tuple(i.relu() for i in operands[0])
-        if kind == "mul":
-            return tuple(a * b for a, b in zip(*operands))
-        if kind == "step":
-            return tuple(_step_interval(x, lo, hi) for x, lo, hi in zip(operands[0], node.attrs["low"], node.attrs["high"]))
-        if kind in FLOAT_FUNCTIONS:
-            return tuple(float_function_interval(kind, x) for x in operands[0])
-        if kind == "select":
-            return tuple(_select_interval(c, v) for c, v in zip(*operands))
-        if kind == "state":
-            drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
-            return _state_box(node, tuple(self.combination(t, c) for t, c in drive.rows()), max_len)
-        if kind == "gated_state":
-            return tuple(_gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
-        if kind == "matrix_state":  # entry (i, j): gated by d_i, driven by k_i v_j
-            return tuple(_gated_interval(d, k * v, ZERO, max_len) for d, k, v in _matrix_entries(*operands))
-        if kind in ("delta_state", "solve"):  # (not bounded: a transition or inverse of runtime values)
-            return (Interval.unbounded(),) * node.dim
-        raise ValueError(f"range analysis has no rule for node kind {kind!r}")
+    def _node_box(self, node: Node) -> Box:
+        rule = _rule(node)
+        return rule.box(self, node, [self._boxes[o] for o in node.operands])
 
     def lattice(self, node_id: int) -> Lattices:
         """Per unit of the node: a lattice holding all its values, or None."""
@@ -507,39 +490,9 @@ class Ranges(Mapping[int, Box]):
             parts.append(_ramps_lattice(ramps, z, z_lattice))
         return lat.combination(((ONE, part) for part in parts), ZERO)
 
-    def _node_lattices(self, node: Node, integer_inputs: bool) -> Lattices:
-        kind, attrs = node.kind, node.attrs
-        operands = [self._lattices[o] for o in node.operands]
-        if kind == "input":
-            return (Lattice.of(0, 1) if integer_inputs else None,) * node.dim
-        if is_linear(node):
-            return tuple(self.combination_lattice(t, c) for t, c in self.forms.definition(node.id).rows())
-        if kind == "relu":
-            return tuple(lat.relu(a) for a in operands[0])
-        if kind == "mul":
-            return tuple(lat.product(a, b) for a, b in zip(*operands))
-        if kind in FLOAT_FUNCTIONS:
-            return (None,) * node.dim
-        if kind == "step":
-            box = self._boxes[node.operands[0]]
-            return tuple(
-                step_lattice(a, x, lo, hi) for a, x, lo, hi in zip(operands[0], box, attrs["low"], attrs["high"])
-            )
-        if kind == "select":
-            conditions, values = (self._boxes[o] for o in node.operands)
-            return tuple(
-                select_lattice(*args) for args in zip(operands[0], conditions, operands[1], values, attrs["big"])
-            )
-        if kind == "state":
-            drive = weighted_sum(attrs["B"], [self.forms[o] for o in node.operands], attrs["bias"])
-            return _state_lattices(attrs["A"], tuple(self.combination_lattice(t, c) for t, c in drive.rows()), attrs["init"])
-        if kind == "gated_state":
-            return tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
-        if kind == "matrix_state":
-            return tuple(_gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands))
-        if kind in ("delta_state", "solve"):
-            return (None,) * node.dim
-        raise ValueError(f"range analysis has no rule for node kind {kind!r}")
+    def _node_lattices(self, node: Node) -> Lattices:
+        rule = _rule(node)
+        return rule.lattice(self, node, [self._lattices[o] for o in node.operands])
 
     def combination(self, terms: Mapping[tuple[int, int], Number], const: Number = ZERO) -> Interval:
         """Bounds of ``sum terms[(atom, j)] * atom[j] + const``.
@@ -593,6 +546,122 @@ class Ranges(Mapping[int, Box]):
         slope = inverse(add(high, -low))
         scaled = mul(a, slope)
         return scalar, z, [(ONE, scaled, mul(add(b, -low), slope)), (-ONE, scaled, mul(add(b, -high), slope))]
+
+
+# --- the rules of the kinds -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RangeRule:
+    """How the analysis bounds a node of one kind, from its operands' boxes, and which lattice
+    each of its units lies on, from its operands' lattices (the analysis is passed for what a rule
+    needs beyond its operands: the promises, the linear forms, the other nodes' facts)."""
+
+    box: Callable[[Ranges, Node, list[Box]], Box]
+    lattice: Callable[[Ranges, Node, list[Lattices]], Lattices]
+
+
+def _linear_box(ranges: Ranges, node: Node, operands: list[Box]) -> Box:
+    return tuple(ranges.combination(terms, const) for terms, const in ranges.forms.definition(node.id).rows())
+
+
+def _linear_lattices(ranges: Ranges, node: Node, operands: list[Lattices]) -> Lattices:
+    return tuple(ranges.combination_lattice(t, c) for t, c in ranges.forms.definition(node.id).rows())
+
+
+LINEAR = RangeRule(_linear_box, _linear_lattices)
+
+
+def _unbounded(ranges: Ranges, node: Node, operands: list[Box]) -> Box:
+    return (Interval.unbounded(),) * node.dim
+
+
+def _no_lattice(ranges: Ranges, node: Node, operands: list[Lattices]) -> Lattices:
+    return (None,) * node.dim
+
+
+def _state_drive(ranges: Ranges, node: Node) -> Form:
+    return weighted_sum(node.attrs["B"], [ranges.forms[o] for o in node.operands], node.attrs["bias"])
+
+
+def _state_box(ranges: Ranges, node: Node, operands: list[Box]) -> Box:
+    if is_linear(node):  # a zero transition
+        return _linear_box(ranges, node, operands)
+    drive = tuple(ranges.combination(t, c) for t, c in _state_drive(ranges, node).rows())
+    return _state_values_box(node, drive, ranges.max_len)
+
+
+def _state_lattice(ranges: Ranges, node: Node, operands: list[Lattices]) -> Lattices:
+    if is_linear(node):
+        return _linear_lattices(ranges, node, operands)
+    drive = tuple(ranges.combination_lattice(t, c) for t, c in _state_drive(ranges, node).rows())
+    return _state_lattices(node.attrs["A"], drive, node.attrs["init"])
+
+
+def _step_lattices(ranges: Ranges, node: Node, operands: list[Lattices]) -> Lattices:
+    box, attrs = ranges[node.operands[0]], node.attrs
+    return tuple(step_lattice(a, x, lo, hi) for a, x, lo, hi in zip(operands[0], box, attrs["low"], attrs["high"]))
+
+
+def _select_lattices(ranges: Ranges, node: Node, operands: list[Lattices]) -> Lattices:
+    conditions, values = (ranges[o] for o in node.operands)
+    return tuple(select_lattice(*args) for args in zip(operands[0], conditions, operands[1], values, node.attrs["big"]))
+
+
+# Every kind's rule (tests/test_kinds.py checks that every kind has one). Matrix state entry (i, j)
+# is gated by d_i and driven by k_i v_j; delta states and solves are not bounded (a transition or
+# an inverse of runtime values).
+RANGE_RULES: dict[str, RangeRule] = {
+    "input": RangeRule(
+        lambda ranges, node, operands: _input_box(node, ranges.input_range),
+        lambda ranges, node, operands: (Lattice.of(0, 1) if ranges.integer_inputs else None,) * node.dim,
+    ),
+    **{kind: LINEAR for kind in LINEAR_KINDS},
+    "relu": RangeRule(
+        lambda ranges, node, operands: tuple(i.relu() for i in operands[0]),
+        lambda ranges, node, operands: tuple(lat.relu(a) for a in operands[0]),
+    ),
+    "mul": RangeRule(
+        lambda ranges, node, operands: tuple(a * b for a, b in zip(*operands)),
+        lambda ranges, node, operands: tuple(lat.product(a, b) for a, b in zip(*operands)),
+    ),
+    "step": RangeRule(
+        lambda ranges, node, operands: tuple(
+            _step_interval(x, lo, hi) for x, lo, hi in zip(operands[0], node.attrs["low"], node.attrs["high"])
+        ),
+        _step_lattices,
+    ),
+    **{
+        name: RangeRule(
+            lambda ranges, node, operands: tuple(float_function_interval(node.kind, x) for x in operands[0]),
+            _no_lattice,
+        )
+        for name in FLOAT_FUNCTIONS
+    },
+    "select": RangeRule(lambda ranges, node, operands: tuple(_select_interval(c, v) for c, v in zip(*operands)), _select_lattices),
+    "state": RangeRule(_state_box, _state_lattice),
+    "gated_state": RangeRule(
+        lambda ranges, node, operands: tuple(
+            _gated_interval(a, b, h0, ranges.max_len) for a, b, h0 in zip(*operands, node.attrs["init"])
+        ),
+        lambda ranges, node, operands: tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, node.attrs["init"])),
+    ),
+    "matrix_state": RangeRule(
+        lambda ranges, node, operands: tuple(
+            _gated_interval(d, k * v, ZERO, ranges.max_len) for d, k, v in _matrix_entries(*operands)
+        ),
+        lambda ranges, node, operands: tuple(
+            _gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands)
+        ),
+    ),
+    "delta_state": RangeRule(_unbounded, _no_lattice),
+    "solve": RangeRule(_unbounded, _no_lattice),
+}
+
+
+def _rule(node: Node) -> RangeRule:
+    rule = RANGE_RULES.get(node.kind)
+    if rule is None:
+        raise ValueError(f"range analysis has no rule for node kind {node.kind!r}")
+    return rule
 
 
 def analyze(

@@ -37,8 +37,6 @@ FLOAT64_INTERPRETER_RTOL = 1e-9
 REQUIRES = {"jax": "jax"}
 # targets that compute every row of integer tokens and integer outputs exactly in float64
 EXACT_ON_INTEGERS = ("mamba", "hawk")
-# targets that compute every row of integer tokens and integer outputs exactly in float64
-EXACT_ON_INTEGERS = ("mamba", "hawk")
 
 
 @lru_cache(maxsize=None)

@@ -33,8 +33,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
+from lsrl.backends import head_code
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
 
@@ -279,7 +281,9 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
             w = syntax.weight
             lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
             lines.append(f"x = gated_recurrence({syntax.linear('x', w('W'), w('b'))}, a, {w('init')})")
-        elif layer.kind in ("delta", "solve"):
+        elif layer.kind in STATE_HEADS:
+            lines.append(f"x, _ = {head_code.call(layer, syntax.linear('x', syntax.weight('W'), syntax.weight('b')), None)}")
+        elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
@@ -355,9 +359,10 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     for i, layer in enumerate(model.layers):
         lines.append(f"# layer {i}: {layer.kind}, {plural(layer.width, 'unit')}")
         lines.append(syntax.bind_layer(i))
-        if layer.kind == "delta":
-            lines.append(f"x = {_heads_call(layer, syntax, f'state[{state}]', step=True)}")
-            lines.append("new_state.append(x)")
+        if layer.kind in STATE_HEADS:
+            u = f"{syntax.linear('x', syntax.weight('W'), syntax.weight('b'))}[:, None]"
+            lines.append(f"x, s = {head_code.call(layer, u, f'state[{state}]')}")
+            lines += ["x = x[:, 0]", "new_state.append(s)"]
             state += 1
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax, step=True)}")
@@ -377,18 +382,17 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
-    "matrix_recurrence",
+    "matrix_recurrence", "state_heads",
 )
 
 
-def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bool = False) -> str:
-    """A delta or solve layer through the generated ``heads_layer`` helper (in ``step``, one token:
-    a time axis of length 1 added and taken away)."""
+def _heads_call(layer: Layer, syntax: Syntax, step: bool = False) -> str:
+    """A solve layer through the generated ``heads_layer`` helper (in ``step``, one token: a time
+    axis of length 1 added and taken away)."""
     w = syntax.weight
     u = syntax.linear("x", w("W"), w("b"))
     u = f"{u}[:, None]" if step else u
     extra = f", {w('shift')}, {layer.attrs['steps'][0]}" if layer.kind == "solve" else ""
-    extra += f", state={state}" if state is not None else ""
     call = f"heads_layer({u}, {layer.kind!r}, {list(layer.attrs['heads'])}{extra})"
     return f"{call}[:, 0]" if step else call
 
@@ -397,8 +401,10 @@ def helpers_used(model: LayeredModel) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
     kinds = {layer.kind for layer in model.layers}
     used = {"gated_recurrence"} if "gated" in kinds else set()
-    if kinds & {"delta", "solve"}:
+    if "solve" in kinds:
         used.add("heads_layer")
+    if kinds & set(STATE_HEADS):
+        used.add("state_heads")
     for i in state_layer_indices(model):
         if model.layers[i].kind != "state":
             continue
@@ -419,8 +425,8 @@ _HELPER_OF = {  # the helper each method calls; a copy calls delay_lines only fo
 
 
 def state_layer_indices(model: LayeredModel) -> list[int]:
-    """The layers that keep a state from token to token (linear, gated and delta-rule states)."""
-    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", "delta")]
+    """The layers that keep a state from token to token (linear, gated, matrix and delta-rule states)."""
+    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", *STATE_HEADS)]
 
 
 def layer_table(model: LayeredModel) -> list[tuple[str, int, int]]:

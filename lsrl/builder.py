@@ -532,17 +532,11 @@ def select(condition: Value, value: object, big: object) -> Value:
 
 def read(state: Value, query: Value) -> Value:
     """``S^T q`` of a matrix state ``S`` (``Program.matrix_state``, or any value of
-    ``len(query) * n`` units read as ``len(query)`` rows of ``n``): ``sum_i q_i S[i, :]``."""
+    ``len(query) * n`` units read as ``len(query)`` rows of ``n``): ``sum_i q_i S[i, :]`` (the
+    ``read`` node: a head of the state's layer computes it without emitting S)."""
     p = state.program
-    keys = query.dim
-    if state.dim % keys:
-        raise p.error(f"a query of length {keys} cannot read a state of {state.dim} units (not a multiple)")
-    width = state.dim // keys
-    spread = Matrix.selection(state.dim, keys, ((i * width + j, i) for i in range(keys) for j in range(width)))
-    summed = Matrix.selection(width, state.dim, ((j, i * width + j) for i in range(keys) for j in range(width)))
-    with p.scope("read"):
-        products = p.affine([(spread, query)], (ZERO,) * state.dim) * state
-        return p.affine([(summed, products)], (ZERO,) * width)
+    p._check([state, query], "read", {})
+    return p.node("read", [state, query], state.dim // query.dim, {})
 
 
 def solve(matrix: Value, query: Value, shift: object = 0, steps: int = 0) -> Value:

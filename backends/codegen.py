@@ -579,6 +579,8 @@ def figures(model: LayeredModel) -> dict[str, Any]:
     stats = model.stats()
     plans = [plan_state_layer(layer.attrs["A"]) for layer in model.layers if layer.kind == "state"]
     gated = sum(1 for layer in model.layers if layer.kind == "gated")
+    # a matrix or delta layer loops once per group of heads of one shape (backends/head_code.py)
+    gated += sum(len(head_code.head_groups(layer)) for layer in model.layers if layer.kind in STATE_HEADS)
     return {
         "layers": stats["layers"],
         "layer_kinds": stats["layer_kinds"],

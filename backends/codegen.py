@@ -33,8 +33,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
+from lsrl.backends import head_code
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
 
@@ -232,25 +234,42 @@ class Syntax(ABC):
 
 
 # --- the code of each layer ------------------------------------------------------------------------------
+def affine_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> str:
+    """``W x + b`` of the layer on ``x``: a matrix product, except where every row of W has at
+    most one non-zero entry (units passed on, picked or scaled, as most rows of head and map
+    layers are): then the picked columns of x times those entries (read from W), the same
+    numbers without the product's work."""
+    w, matrix = syntax.weight, layer.attrs[weight]
+    rows = matrix.row_items()
+    if any(len(row) > 1 for row in rows):
+        return syntax.linear("x", w(weight), w(bias))
+    columns = [row[0][0] if row else 0 for row in rows]
+    value = syntax.columns("x", columns, matrix.cols)
+    if not all(len(row) == 1 and row[0][1] == 1 for row in rows):
+        value += f" * {w(weight)}[{syntax.index_list(range(len(rows)))}, {syntax.index_list(columns)}]"
+    if any(v != 0 for v in layer.attrs[bias]):
+        value += f" + {w(bias)}"
+    return value
+
+
 def layer_expression(layer: Layer, syntax: Syntax) -> str:
     """The output of an affine, relu or gate layer on ``x`` (after ``bind_layer``), one expression."""
-    w = syntax.weight
-    first = syntax.linear("x", w("W"), w("b"))
+    first = affine_of(layer, syntax)
     if layer.kind == "affine":
         return first
     if layer.kind == "relu":
         return syntax.relu(first)
     if layer.kind == "gate":
-        return f"{first} * {syntax.linear('x', w('W2'), w('b2'))}"
+        return f"({first}) * ({affine_of(layer, syntax, 'W2', 'b2')})"
     raise ValueError(f"no single expression for a {layer.kind} layer")
 
 
 def map_lines(layer: Layer, syntax: Syntax) -> list[str]:
     """A map layer: its pre-activations ``u``, each function on the units that have it, the
     results joined in the layer's order."""
-    w, n = syntax.weight, layer.width
+    n = layer.width
     functions = layer.attrs["functions"]
-    lines = [f"u = {syntax.linear('x', w('W'), w('b'))}"]
+    lines = [f"u = {affine_of(layer, syntax)}"]
     groups = {f: [u for u, g in enumerate(functions) if g == f] for f in dict.fromkeys(functions)}
     parts = [
         syntax.columns("u", units, n) if f == IDENTITY else syntax.function(f, syntax.columns("u", units, n))
@@ -277,9 +296,11 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
             lines += map_lines(layer, syntax)
         elif layer.kind == "gated":
             w = syntax.weight
-            lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
-            lines.append(f"x = gated_recurrence({syntax.linear('x', w('W'), w('b'))}, a, {w('init')})")
-        elif layer.kind in ("delta", "solve"):
+            lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
+            lines.append(f"x = gated_recurrence({affine_of(layer, syntax)}, a, {w('init')})")
+        elif layer.kind in STATE_HEADS:
+            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None)}")
+        elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
@@ -292,7 +313,7 @@ def _state_forward_lines(layer: Layer, stages: list[Stage], syntax: Syntax) -> l
     """Each stage's units as an array ``part{k}``, then the layer's output as their concatenation
     (arrays are built whole rather than written unit by unit: XLA compiles scatters slowly)."""
     w, n = syntax.weight, layer.width
-    lines = [f"u = {syntax.linear('x', w('W'), w('b'))}  # the input term W x_t + b of every step"]
+    lines = [f"u = {affine_of(layer, syntax)}  # the input term W x_t + b of every step"]
     if len(stages) == 1:  # (a single stage reads no other)
         lines.append(f"# all units: {describe_stage(stages[0])}")
         return lines + [f"x = {_stage_value(stages[0], 'u', syntax, n)}"]
@@ -355,17 +376,18 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     for i, layer in enumerate(model.layers):
         lines.append(f"# layer {i}: {layer.kind}, {plural(layer.width, 'unit')}")
         lines.append(syntax.bind_layer(i))
-        if layer.kind == "delta":
-            lines.append(f"x = {_heads_call(layer, syntax, f'state[{state}]', step=True)}")
-            lines.append("new_state.append(x)")
+        if layer.kind in STATE_HEADS:
+            u = f"({affine_of(layer, syntax)})[:, None]"
+            lines.append(f"x, s = {head_code.call(layer, u, f'state[{state}]')}")
+            lines += ["x = x[:, 0]", "new_state.append(s)"]
             state += 1
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax, step=True)}")
         elif layer.kind in ("state", "gated"):
             w = syntax.weight
             previous = (syntax.linear(f"state[{state}]", w("A")) if layer.kind == "state"
-                        else f"{syntax.linear('x', w('W2'), w('b2'))} * state[{state}]")
-            lines.append(f"x = {previous} + {syntax.linear('x', w('W'), w('b'))}")
+                        else f"({affine_of(layer, syntax, 'W2', 'b2')}) * state[{state}]")
+            lines.append(f"x = {previous} + {affine_of(layer, syntax)}")
             lines.append("new_state.append(x)")
             state += 1
         elif layer.kind == "map":
@@ -377,18 +399,17 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
-    "matrix_recurrence",
+    "matrix_recurrence", "state_heads",
 )
 
 
-def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bool = False) -> str:
-    """A delta or solve layer through the generated ``heads_layer`` helper (in ``step``, one token:
-    a time axis of length 1 added and taken away)."""
+def _heads_call(layer: Layer, syntax: Syntax, step: bool = False) -> str:
+    """A solve layer through the generated ``heads_layer`` helper (in ``step``, one token: a time
+    axis of length 1 added and taken away)."""
     w = syntax.weight
-    u = syntax.linear("x", w("W"), w("b"))
-    u = f"{u}[:, None]" if step else u
+    u = affine_of(layer, syntax)
+    u = f"({u})[:, None]" if step else u
     extra = f", {w('shift')}, {layer.attrs['steps'][0]}" if layer.kind == "solve" else ""
-    extra += f", state={state}" if state is not None else ""
     call = f"heads_layer({u}, {layer.kind!r}, {list(layer.attrs['heads'])}{extra})"
     return f"{call}[:, 0]" if step else call
 
@@ -397,8 +418,10 @@ def helpers_used(model: LayeredModel) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
     kinds = {layer.kind for layer in model.layers}
     used = {"gated_recurrence"} if "gated" in kinds else set()
-    if kinds & {"delta", "solve"}:
+    if "solve" in kinds:
         used.add("heads_layer")
+    if kinds & set(STATE_HEADS):
+        used.add("state_heads")
     for i in state_layer_indices(model):
         if model.layers[i].kind != "state":
             continue
@@ -419,8 +442,8 @@ _HELPER_OF = {  # the helper each method calls; a copy calls delay_lines only fo
 
 
 def state_layer_indices(model: LayeredModel) -> list[int]:
-    """The layers that keep a state from token to token (linear, gated and delta-rule states)."""
-    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", "delta")]
+    """The layers that keep a state from token to token (linear, gated, matrix and delta-rule states)."""
+    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", *STATE_HEADS)]
 
 
 def layer_table(model: LayeredModel) -> list[tuple[str, int, int]]:
@@ -555,6 +578,8 @@ def figures(model: LayeredModel) -> dict[str, Any]:
     stats = model.stats()
     plans = [plan_state_layer(layer.attrs["A"]) for layer in model.layers if layer.kind == "state"]
     gated = sum(1 for layer in model.layers if layer.kind == "gated")
+    # a matrix or delta layer loops once per group of heads of one shape (backends/head_code.py)
+    gated += sum(len(head_code.head_groups(layer)) for layer in model.layers if layer.kind in STATE_HEADS)
     return {
         "layers": stats["layers"],
         "layer_kinds": stats["layer_kinds"],

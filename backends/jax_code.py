@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
-from lsrl.backends import codegen
+from lsrl.backends import codegen, head_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 
@@ -97,35 +97,15 @@ def gated_recurrence(v, a, init):
     return jnp.swapaxes(steps, 0, 1)
 ''',
     "heads_layer": '''
-def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
-    """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
-    a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
-    S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
-    in state (the layer's last output; zeros before the first token), by a scan over time; a
-    solve head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
+def heads_layer(u, kind, heads, shift=None, steps=0):
+    """A solve layer: u = W x + b [batch, time, width], with each head's units filled: a solve
+    head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
     conjugate-gradient steps."""
     x = u
-    size = 7 if kind == "delta" else 4
-    for h in range(0, len(heads), size):
-        if kind == "delta":
-            alpha, beta, key, keys, value, values, out = heads[h:h + size]
-            start = (state[:, out:out + keys * values] if state is not None else jnp.zeros((u.shape[0], keys * values), u.dtype))
-
-            def one_step(s, step):
-                a_t, b_t, k_t, v_t = step
-                kept = a_t[:, :, None] * s
-                written = b_t * (v_t - jnp.einsum("bi,bij->bj", k_t, kept, precision=HIGHEST))
-                s = kept + k_t[:, :, None] * written[:, None, :]
-                return s, s.reshape(s.shape[0], -1)
-
-            over_time = [jnp.swapaxes(part, 0, 1) for part in
-                         (u[..., alpha:alpha + 1], u[..., beta:beta + 1], u[..., key:key + keys], u[..., value:value + values])]
-            _, filled = jax.lax.scan(one_step, start.reshape(u.shape[0], keys, values), tuple(over_time))
-            x = x.at[..., out:out + keys * values].set(jnp.swapaxes(filled, 0, 1))
-        else:
-            matrix, n, query, out = heads[h:h + size]
-            a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + jnp.diag(shift[out:out + n])
-            x = x.at[..., out:out + n].set(solve_system(a, u[..., query:query + n], steps))
+    for h in range(0, len(heads), 4):
+        matrix, n, query, out = heads[h:h + 4]
+        a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + jnp.diag(shift[out:out + n])
+        x = x.at[..., out:out + n].set(solve_system(a, u[..., query:query + n], steps))
     return x
 
 
@@ -144,6 +124,7 @@ def solve_system(a, q, steps):
         rr = following
     return x
 ''',
+    "state_heads": head_code.JAX_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a scan over time of batched matrix products."""
@@ -235,7 +216,8 @@ D_OUT = {d_out}
 LAYERS = [
 {layers},
 ]
-STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers whose units are the state passed from token to token
+STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers that pass a state from token to token
+HEAD_STATES = {head_code.head_states(model.layers)}  # per matrix or delta layer: its heads' state entries
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -269,8 +251,9 @@ def forward(params, x):
 
 
 def init_state(params, batch=1):
-    """The state before the first token: one [batch, width] array per state layer."""
-    return [jnp.zeros((batch, LAYERS[i][2]), params["layers"][i]["W"].dtype) if LAYERS[i][0] == "delta"
+    """The state before the first token: one [batch, n] array per state layer (n: its width, or
+    its heads' state entries)."""
+    return [jnp.zeros((batch, HEAD_STATES[i]), params["layers"][i]["W"].dtype) if i in HEAD_STATES
             else jnp.broadcast_to(params["layers"][i]["init"], (batch, LAYERS[i][2])) for i in STATE_LAYERS]
 
 
@@ -303,7 +286,7 @@ class JaxTarget(Target):
     name = "jax"
     description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
+    layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

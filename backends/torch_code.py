@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from lsrl.backends import codegen
+from lsrl.backends import codegen, head_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 
@@ -86,32 +86,16 @@ def gated_recurrence(v, a, init):
     return torch.stack(steps, dim=1)
 ''',
     "heads_layer": '''
-def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
-    """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
-    a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
-    S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
-    in state (the layer's last output; zeros before the first token); a solve head (matrix, size,
-    query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps conjugate-gradient steps."""
+def heads_layer(u, kind, heads, shift=None, steps=0):
+    """A solve layer: u = W x + b [batch, time, width], with each head's units filled: a solve
+    head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
+    conjugate-gradient steps."""
     x = u.clone()
-    size = 7 if kind == "delta" else 4
-    for h in range(0, len(heads), size):
-        if kind == "delta":
-            alpha, beta, key, keys, value, values, out = heads[h:h + size]
-            k, v = u[..., key:key + keys], u[..., value:value + values]
-            s = (state[:, out:out + keys * values] if state is not None else u.new_zeros(u.shape[0], keys * values))
-            s = s.reshape(u.shape[0], keys, values)
-            filled = []
-            for t in range(u.shape[1]):
-                kept = u[:, t, alpha, None, None] * s
-                written = u[:, t, beta, None] * (v[:, t] - torch.einsum("bi,bij->bj", k[:, t], kept))
-                s = kept + k[:, t, :, None] * written[:, None, :]
-                filled.append(s.reshape(u.shape[0], -1))
-            x[..., out:out + keys * values] = torch.stack(filled, dim=1)
-        else:
-            matrix, n, query, out = heads[h:h + size]
-            a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + torch.diag(shift[out:out + n])
-            q = u[..., query:query + n]
-            x[..., out:out + n] = solve_system(a, q, steps)
+    for h in range(0, len(heads), 4):
+        matrix, n, query, out = heads[h:h + 4]
+        a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + torch.diag(shift[out:out + n])
+        q = u[..., query:query + n]
+        x[..., out:out + n] = solve_system(a, q, steps)
     return x
 
 
@@ -130,6 +114,7 @@ def solve_system(a, q, steps):
         rr = following
     return x
 ''',
+    "state_heads": head_code.TORCH_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a loop over time of batched matrix products."""
@@ -213,7 +198,8 @@ D_OUT = {d_out}
 LAYERS = [
 {layers},
 ]
-STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers whose units are the state passed from token to token
+STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers that pass a state from token to token
+HEAD_STATES = {head_code.head_states(model.layers)}  # per matrix or delta layer: its heads' state entries
 
 
 def load(directory=".", dtype=torch.float32, device="cpu"):
@@ -259,8 +245,9 @@ class Model(torch.nn.Module):
         return x
 
     def init_state(self, batch=1):
-        """The state before the first token: one [batch, width] tensor per state layer."""
-        return [self.layers[i].W.new_zeros(batch, LAYERS[i][2]) if LAYERS[i][0] == "delta"
+        """The state before the first token: one [batch, n] tensor per state layer (n: its width, or
+        its heads' state entries)."""
+        return [self.layers[i].W.new_zeros(batch, HEAD_STATES[i]) if i in HEAD_STATES
                 else self.layers[i].init.expand(batch, -1).clone() for i in STATE_LAYERS]
 
     def step(self, x, state):
@@ -282,7 +269,7 @@ class TorchTarget(Target):
     name = "torch"
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
+    layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source(model))

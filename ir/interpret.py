@@ -192,6 +192,7 @@ EVALUATION_RULES: dict[str, Rule] = {
     ),
     "matrix_state": lambda node, ops, ctx: recurrences.matrix(*ops),
     "delta_state": lambda node, ops, ctx: recurrences.delta(*ops),
+    "read": lambda node, ops, ctx: recurrences.read(*ops),
     "solve": _checked(_solve, "shift"),
 }
 

@@ -119,7 +119,7 @@ FOLD_RULES: dict[str, FoldRule] = {
     "mul": _fold_product,
     "gated_state": _fold_gated_state,
 }
-NOT_FOLDED = ("input", "state", "matrix_state", "delta_state", "solve")  # (a state of zero transition is linear)
+NOT_FOLDED = ("input", "state", "matrix_state", "delta_state", "read", "solve")  # (a state of zero transition is linear)
 
 
 def fold_constants(graph: Graph) -> Graph:

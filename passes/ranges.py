@@ -325,7 +325,7 @@ def select_lattice(
     return lat.join(value_lattice, doubled, Lattice.point(ZERO))
 
 
-def _gated_interval(a: Interval, b: Interval, init: Number, max_len: int | None) -> Interval:
+def gated_interval(a: Interval, b: Interval, init: Number, max_len: int | None) -> Interval:
     """Bounds over t >= 1 of h_t = a_t h_{t-1} + b_t from init: the interval recurrence until it
     repeats or ends at max_len; otherwise, where |a| <= 1, ``|h_t| <= |init| + t max|b|`` over
     max_len steps, or ``max|b| / (1 - max|a|)`` where |a| stays below 1."""
@@ -355,7 +355,20 @@ def _matrix_entries(decay: Sequence, key: Sequence, value: Sequence) -> list[tup
     return [(decay[0] if len(decay) == 1 else decay[i], key[i], value[j]) for i in range(len(key)) for j in range(len(value))]
 
 
-def _gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
+def _read_terms(state: Sequence, query: Sequence) -> list[list[tuple]]:
+    """Per unit j of a read ``sum_i q_i S[i, j]``: the pairs (what of q_i, of S[i, j])."""
+    width = len(state) // len(query)
+    return [[(query[i], state[i * width + j]) for i in range(len(query))] for j in range(width)]
+
+
+def _sum_intervals(intervals) -> Interval:
+    total = Interval.point(ZERO)
+    for interval in intervals:
+        total = total + interval
+    return total
+
+
+def gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
     """The fixed point of joining a_t h + b_t into h's lattice, from init (None if it does not settle)."""
     current = Lattice.point(init)
     for _ in range(LATTICE_ROUNDS):
@@ -640,16 +653,22 @@ RANGE_RULES: dict[str, RangeRule] = {
     "state": RangeRule(_state_box, _state_lattice),
     "gated_state": RangeRule(
         lambda ranges, node, operands: tuple(
-            _gated_interval(a, b, h0, ranges.max_len) for a, b, h0 in zip(*operands, node.attrs["init"])
+            gated_interval(a, b, h0, ranges.max_len) for a, b, h0 in zip(*operands, node.attrs["init"])
         ),
-        lambda ranges, node, operands: tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, node.attrs["init"])),
+        lambda ranges, node, operands: tuple(gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, node.attrs["init"])),
     ),
     "matrix_state": RangeRule(
         lambda ranges, node, operands: tuple(
-            _gated_interval(d, k * v, ZERO, ranges.max_len) for d, k, v in _matrix_entries(*operands)
+            gated_interval(d, k * v, ZERO, ranges.max_len) for d, k, v in _matrix_entries(*operands)
         ),
         lambda ranges, node, operands: tuple(
-            _gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands)
+            gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands)
+        ),
+    ),
+    "read": RangeRule(  # sum_i q_i S[i, j]
+        lambda ranges, node, operands: tuple(_sum_intervals(q * e for q, e in row) for row in _read_terms(*operands)),
+        lambda ranges, node, operands: tuple(
+            lat.combination(((ONE, lat.product(q, e)) for q, e in row), ZERO) for row in _read_terms(*operands)
         ),
     ),
     "delta_state": RangeRule(_unbounded, _no_lattice),

@@ -48,6 +48,7 @@ SAMPLES: tuple[KindSample, ...] = (
     _sample("state", "state s[2] = 0 <- s + x\noutput s"),
     _sample("gated_state", "state h[1] = 0 <- (1 - x[0]) * h + x[0] * x[1]\noutput h", _GATED),
     _sample("matrix_state", "output matrix_state(1/2, x[0:2], x[2:3])", _KEY_VALUE, width=3),
+    _sample("read", "S = matrix_state(1/2, x[0:2], x[2:3])\noutput read(S, x[0:2])", _KEY_VALUE, width=3),
     _sample("delta_state", "output delta_state(1, 1, x[0:2], x[2:3])", _KEY_VALUE, width=3),
     _sample("solve", "H = matrix_state(1, x[0:2], x[0:2])\noutput solve(H, x[0:2], 1)", _KEY_VALUE, width=3),
 )

@@ -49,7 +49,8 @@ def _aligned(first: LayeredModel, second: LayeredModel, rng: np.random.Generator
     if first.layers[-1].kind != second.layers[-1].kind:  # an affine identity can follow any output
         first = insert_identity(first, len(first.layers), "affine", rng, init)
         second = insert_identity(second, len(second.layers), "affine", rng, init)
-    plan = _supersequence([l.kind for l in first.layers], [l.kind for l in second.layers])
+    # the output layers pair up: nothing is inserted after them (a ReLU there could need pairs)
+    plan = _supersequence([l.kind for l in first.layers[:-1]], [l.kind for l in second.layers[:-1]])
     for position, (kind, in_first, in_second) in enumerate(plan):
         if not in_first:
             first = insert_identity(first, position, kind, rng, init)

@@ -19,10 +19,14 @@ and ``0 * inf`` is nan: as real numbers nothing changes, in floats everything do
 rows of ``x_proj`` (new dt and C rows) and of ``out_proj`` (new units) read the new channels only,
 and the old channels' columns there are zero.
 - ``n_layer``: a block on top that copies the first ``d_out`` units: unit j through the channel
-  pair ``silu(x_j) - silu(-x_j) = x_j`` (as real numbers), each channel's z branch the constant 64
-  (``silu(64)``, which float32 and float64 round to 64), ``C = 0``, ``D = 1``, and ``out_proj``
-  dividing by ``silu(64)``. The other channels, B, dt, ``A_log`` and the other rows of
-  ``out_proj`` are free (``C = 0``: the state is never read). It needs ``2 d_out`` channels.
+  pair ``(silu(K x_j) - silu(-K x_j)) / K = x_j`` (as real numbers, for any K), each channel's z
+  branch the constant 64 (``silu(64)``, which float32 and float64 round to 64), ``C = 0``,
+  ``D = 1``, and ``out_proj`` dividing by ``64 K``. The other channels, the state's B and dt (read
+  from the other channels), ``A_log`` and the other rows of ``out_proj`` are free (``C = 0``: the
+  state is never read). It needs ``2 d_out`` channels. With ``K = 2**40`` the copy is exact in
+  floating point too wherever ``|K x| > 40`` (``sigmoid`` rounds to 1 and the other half of the
+  pair is below half an ulp) and at 0; below that only the rounding of ``silu`` itself remains,
+  under ``IDENTITY_ERROR`` per block, which the grown model's stated bound adds.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from lsrl.ir.free_weights import Initializer
 
 SIZES = ("d_model", "d_inner", "d_state", "dt_rank", "n_layer")
 IDENTITY_BLOCK = "identity (growth): copies the first d_out units"
+PAIR_SCALE = 2.0**40  # K of the identity block's channel pairs
+IDENTITY_ERROR = 40 / PAIR_SCALE * 2.0**-20  # per block and output: |x| < 40 / K, a few roundings of silu
 
 
 def sizes(config: Mapping[str, Any]) -> dict[str, int]:
@@ -61,9 +67,22 @@ def grow(compiled: Compiled, wanted: Mapping[str, int], rng: np.random.Generator
     config.update(wanted)
     config["expand"] = wanted["d_inner"] // wanted["d_model"] if wanted["d_inner"] % wanted["d_model"] == 0 \
         else wanted["d_inner"] / wanted["d_model"]
-    config["blocks"] = config["blocks"] + [IDENTITY_BLOCK] * (wanted["n_layer"] - now["n_layer"])
+    added = wanted["n_layer"] - now["n_layer"]
+    config["blocks"] = config["blocks"] + [IDENTITY_BLOCK] * added
+    if added:
+        _add_to_stated_bound(config, added * IDENTITY_ERROR)
     figures = {**sizes(config), "parameters": int(sum(t.size for t in tensors.values()))}
     return Compiled(compiled.target, config, tensors, dict(compiled.files), figures=figures)
+
+
+def _add_to_stated_bound(config: dict[str, Any], error: float) -> None:
+    """The identity blocks' error added to the bound per dtype; "exact" becomes "bounded"."""
+    stated = config.get("error_bound", {})
+    for dtype in ("float32", "float64"):
+        if stated.get(dtype) is not None:
+            stated[dtype] += error
+        if config.get("precision", {}).get(dtype) == "exact":
+            config["precision"][dtype] = "bounded"
 
 
 def _grown_block(block: dict[str, np.ndarray], first: bool, now: Mapping[str, int], wanted: Mapping[str, int],
@@ -112,17 +131,18 @@ def _identity_block(d_out: int, width: int, wanted: Mapping[str, int], rng: np.r
     conv, conv_bias = free(init, rng, (c, 1, width)), free(init, rng, (c,))
     x_proj = free(init, rng, (r + 2 * n, c))
     x_proj[r + n :] = 0  # C = 0: the state is never read
+    x_proj[:, : 2 * d_out] = 0  # dt and B read the free channels, not the pairs' values times K
     d_skip = free(init, rng, (c,))
     out_proj, out_bias = free(init, rng, (d, c)), free(init, rng, (d,))
     out_proj[:d_out], out_bias[:d_out] = 0, 0  # the copies read their channel pairs only
     for j in range(d_out):
         for channel, sign in ((2 * j, 1.0), (2 * j + 1, -1.0)):
             in_proj[channel], in_proj[c + channel] = 0, 0
-            in_proj[channel, j], in_bias[channel], in_bias[c + channel] = sign, 0, CONSTANT
+            in_proj[channel, j], in_bias[channel], in_bias[c + channel] = sign * PAIR_SCALE, 0, CONSTANT
             conv[channel], conv_bias[channel] = 0, 0
             conv[channel, 0, -1] = 1
             d_skip[channel] = 1
-            out_proj[j, channel] = sign / CONSTANT  # silu(64) is 64 in float32 and float64
+            out_proj[j, channel] = sign / (CONSTANT * PAIR_SCALE)  # silu(64) is 64 in float32 and float64
     return {
         "in_proj.weight": in_proj, "in_proj.bias": in_bias, "conv1d.weight": conv, "conv1d.bias": conv_bias,
         "x_proj.weight": x_proj, "dt_proj.weight": free(init, rng, (c, r)), "dt_proj.bias": free(init, rng, (c,)),

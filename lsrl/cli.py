@@ -40,7 +40,7 @@ examples:
   lsrl run examples/more_ones.lsrl --input "1 0 0 1 1 1 0" --exact
   lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @examples/data/capitals_prompt.json --json
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
-  lsrl run build/rnn --input "1 0 0 1" --dtype float64     (a directory lsrl compile -o or lsrl grow -o wrote)
+  lsrl run examples/compiled/more_ones_rnn --input "1 0 0 1" --dtype float64
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl stats examples/more_ones.lsrl --json
   lsrl ir examples/more_ones.lsrl
@@ -111,10 +111,9 @@ print the program graph in the IR's text form, as built or after the graph passe
 
 GROW_EPILOG = """\
 examples:
-  lsrl compile examples/more_ones.lsrl --target rnn -o build/rnn
-  lsrl grow build/rnn -o build/rnn-wide --width 64 --layers 4 --seed 1
-  lsrl run build/rnn-wide --input "1 0 0 1 1"
-  lsrl grow build/mamba -o build/mamba-130m --to mamba-130m.json
+  lsrl grow examples/compiled/more_ones_rnn -o build/rnn-wide --width 64 --layers 4 --seed 1
+  lsrl grow examples/compiled/more_ones_mamba -o build/mamba-small --to examples/data/mamba_small.json
+examples/compiled holds what lsrl compile examples/more_ones.lsrl --target rnn (mamba) -o wrote;
 new weights the proof needs are zero, copies or the identity; the others are drawn from --init
 (targets rnn, lstm, gru, mamba; docs/growth.md); the grown model is checked against the original
 on random inputs and the largest difference printed"""

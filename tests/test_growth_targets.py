@@ -6,6 +6,7 @@ float64 to a few ulps; breaking a constraint changes the outputs; refusals; ``ls
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,15 @@ def test_compiled_directories_read_back(tmp_path) -> None:
         again = Compiled.read(tmp_path / target)
         assert again.config == original.config and again.files == original.files
         assert all(np.array_equal(again.tensors[k], v) for k, v in original.tensors.items())
+
+
+@pytest.mark.parametrize("target", ["rnn", "mamba"])
+def test_the_example_directories_are_current(target: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/compiled/more_ones_*: what lsrl compile writes today (the docs' examples grow and run them)."""
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    committed = Compiled.read(Path("examples") / "compiled" / f"more_ones_{target}")
+    status, _, err = run_cli("compile", "examples/more_ones.lsrl", "--target", target, "-o", str(tmp_path))
+    assert status == 0, err
+    fresh = Compiled.read(tmp_path)
+    assert committed.config == fresh.config and committed.tensors.keys() == fresh.tensors.keys()
+    assert all(np.array_equal(committed.tensors[k], fresh.tensors[k]) for k in fresh.tensors)

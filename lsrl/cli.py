@@ -61,6 +61,7 @@ examples:
   lsrl run examples/parity.lsrl -D max_len=32 --input @examples/data/parity_tokens.json
   lsrl run examples/dyck1.lsrl --input "1 -1 -1" --input-range -1,1 --exact
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
+  lsrl run examples/compiled/more_ones_rnn --input "1 0 0 1" --dtype float64
 
 examples/data/capitals_prompt.json is LSRL's 153-token lookup prompt: the query CAN, then every
 country code and its capital's (letters A=1..Z=26); the last three outputs spell OTT (15 20 20).

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from lsrl.ir.errors import CompileWarning
+from lsrl.ir.errors import CompileWarning, LsrlError
 from lsrl.ir.layered import LayeredModel, UnitLabel
 from lsrl.passes.ranges import INF
 
@@ -92,6 +92,33 @@ class Compiled:
         for name, text in self.files.items():
             (directory / name).write_text(text)
         return written
+
+    @classmethod
+    def read(cls, directory: str | Path) -> "Compiled":
+        """The compiled model ``write`` put in ``directory`` (as ``lsrl compile -o`` or ``lsrl grow``
+        wrote it); a directory that holds none is the user's mistake (``LsrlError``)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+            checkpoint = None
+            if isinstance(config, dict) and isinstance(config.get(CHECKPOINT_KEY), dict):
+                checkpoint = {k: v for k, v in config.items() if k != CHECKPOINT_KEY}
+                config = config[CHECKPOINT_KEY]
+            if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+                raise LsrlError(f"{directory / CONFIG_FILE} is not the config of a model lsrl compiled")
+            tensors = load_file(str(directory / WEIGHTS_FILE))
+            names = config.get("files", [WEIGHTS_FILE, CONFIG_FILE, *UNLISTED_SOURCES])
+            files = {name: (directory / name).read_text(encoding="utf-8") for name in names
+                     if name not in (WEIGHTS_FILE, CONFIG_FILE) and name == Path(name).name and (directory / name).is_file()}
+        except OSError as e:
+            raise LsrlError(f"cannot read the compiled model in {directory}: {e.strerror or e}") from None
+        except (ValueError, SafetensorError) as e:
+            raise LsrlError(f"cannot read the compiled model in {directory}: {e}") from None
+        config = {k: v for k, v in config.items() if k != "files"}
+        return cls(config["target"], config, tensors, files, checkpoint=checkpoint)
 
     def weights(self) -> bytes:
         """The ``model.safetensors`` file: float64 tensors (transformers reads a checkpoint's only

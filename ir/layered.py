@@ -71,7 +71,10 @@ LAYER_KINDS: dict[str, dict[str, str]] = {
 VALUE = "value"  # the value itself, computed by this layer
 CARRY = "carry"  # the value (times ``sign``), carried unchanged from an earlier layer
 PART = "part"  # the terms of the value (times ``sign``) computed so far; later layers add the rest
-ROLES = (VALUE, CARRY, PART)
+# Units that growth (passes/growth.py, docs/growth.md) adds:
+FREE = "free"  # a unit no output depends on: its incoming weights are free, what reads it reads it with 0
+COPY = "copy"  # a copy of a split unit: holds what the unit with the same source, sign and node holds
+ROLES = (VALUE, CARRY, PART, FREE, COPY)
 
 
 class LayeredModelError(ValueError):
@@ -99,7 +102,8 @@ class UnitLabel:
         value = f"{'-' if self.sign < 0 else ''}{self.source}"
         if self.rectified:
             value = f"relu({value})"
-        return {VALUE: value, CARRY: f"carry {value}", PART: f"part of {value}"}[self.role]
+        return {VALUE: value, CARRY: f"carry {value}", PART: f"part of {value}", FREE: "free",
+                COPY: f"copy of {value}"}[self.role]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,8 +205,8 @@ class LayeredModel:
             "layers": len(self.layers),
             "layer_kinds": dict(Counter(l.kind for l in self.layers)),
             "state_dims": sum(l.width for l in state_layers) + head_states,
-            "state_carries": sum(1 for l in state_layers for u in l.units if u.role != VALUE),
-            "carry_units": sum(1 for l in self.layers for u in l.units if u.role != VALUE),
+            "state_carries": sum(1 for l in state_layers for u in l.units if u.role in (CARRY, PART)),
+            "carry_units": sum(1 for l in self.layers for u in l.units if u.role in (CARRY, PART)),
             "max_width": max([self.d_in] + [l.width for l in self.layers]),
             "dense_params": sum(l.dense_params for l in self.layers),
             "nonzeros": sum(l.nonzeros for l in self.layers),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -22,6 +23,7 @@ from lsrl.backends.verdict import UNPROVEN
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import CompileWarning, LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
+from lsrl.ir.free_weights import DEFAULT as DEFAULT_INIT
 from lsrl.ir.graph import Graph, input_tokens
 from lsrl.ir.interpret import NotExactError
 from lsrl.ir.interpret import run as interpret
@@ -38,6 +40,7 @@ examples:
   lsrl run examples/more_ones.lsrl --input "1 0 0 1 1 1 0" --exact
   lsrl run examples/tok2tok.lsrl -D seq_len=3 --input @examples/data/capitals_prompt.json --json
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
+  lsrl run examples/compiled/more_ones_rnn --input "1 0 0 1" --dtype float64
   lsrl compile examples/more_ones.lsrl --target torch -o out/more_ones
   lsrl stats examples/more_ones.lsrl --json
   lsrl ir examples/more_ones.lsrl
@@ -58,6 +61,7 @@ examples:
   lsrl run examples/parity.lsrl -D max_len=32 --input @examples/data/parity_tokens.json
   lsrl run examples/dyck1.lsrl --input "1 -1 -1" --input-range -1,1 --exact
   lsrl run examples/more_ones.lsrl --input "1 0 0 1" --backend torch --dtype float64
+  lsrl run examples/compiled/more_ones_rnn --input "1 0 0 1" --dtype float64
 
 examples/data/capitals_prompt.json is LSRL's 153-token lookup prompt: the query CAN, then every
 country code and its capital's (letters A=1..Z=26); the last three outputs spell OTT (15 20 20).
@@ -104,6 +108,16 @@ examples:
   lsrl ir examples/more_ones.lsrl --after linearize
 print the program graph in the IR's text form, as built or after the graph passes up to PASS;
 --after linearize prints the layered model"""
+
+
+GROW_EPILOG = """\
+examples:
+  lsrl grow examples/compiled/more_ones_rnn -o build/rnn-wide --width 64 --layers 4 --seed 1
+  lsrl grow examples/compiled/more_ones_mamba -o build/mamba-small --to examples/data/mamba_small.json
+examples/compiled holds what lsrl compile examples/more_ones.lsrl --target rnn (mamba) -o wrote;
+new weights the proof needs are zero, copies or the identity; the others are drawn from --init
+(targets rnn, lstm, gru, mamba; docs/growth.md); the grown model is checked against the original
+on random inputs and the largest difference printed"""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -170,6 +184,20 @@ def _parser() -> _ArgumentParser:
                          help="every input value is an integer (lets targets without gates rebuild them from ReLUs); "
                          "lsrl run refuses other inputs on every backend")
 
+    grow = commands.add_parser("grow", help="grow a compiled model without changing what it computes", epilog=GROW_EPILOG,
+                               description="grow a compiled model without changing what it computes (docs/growth.md)",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    grow.set_defaults(handler=_grow)
+    grow.add_argument("directory", metavar="DIR", help="a compiled model's directory (lsrl compile -o DIR)")
+    grow.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the grown model into")
+    grow.add_argument("--width", type=_positive_int, metavar="N", help="the width to reach (rnn, lstm, gru: hidden_size; mamba: d_model)")
+    grow.add_argument("--layers", type=_positive_int, metavar="N", help="the number of layers to reach (rnn: num_layers; mamba: n_layer)")
+    grow.add_argument("--to", metavar="CONFIG.json", help="the sizes to reach, as a JSON object of the target's names "
+                      "(or a transformers config.json)")
+    grow.add_argument("--init", default=DEFAULT_INIT, metavar="KIND:SCALE",
+                      help=f"how free weights are drawn: normal:STD, uniform:BOUND or zeros (default {DEFAULT_INIT})")
+    grow.add_argument("--seed", type=int, default=0, help="the seed of the free weights (default 0)")
+
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
 
@@ -178,6 +206,12 @@ def _parser() -> _ArgumentParser:
                          help="bounds of every input value that linearize and the targets may assume (either side "
                          "may be empty: unbounded); lsrl run refuses inputs outside them on every backend")
     return parser
+
+
+def _grow(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    from lsrl.model_dirs import grow_directory
+
+    grow_directory(args)
 
 
 def _positive_int(text: str) -> int:
@@ -261,6 +295,10 @@ def _check(args: argparse.Namespace, sources: dict[str, str]) -> None:
 
 
 def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    if os.path.isdir(args.program):  # a compiled (or grown) model's directory: lsrl/model_dirs.py
+        from lsrl.model_dirs import run_model
+
+        return _print_outputs(run_model(args, _default_dtype), args)
     if args.exact and args.backend not in EXACT_BACKENDS:
         raise UsageError(f"--exact applies to the backends {' and '.join(EXACT_BACKENDS)}, not '{args.backend}'")
     if args.dtype and args.backend in EXACT_BACKENDS:
@@ -283,7 +321,10 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         raise LsrlError(f"exact mode: {e.message}; run without --exact", e.loc) from None
     except OverflowError:
         raise UsageError("the program holds numbers too large for float64; run it with --exact") from None
-    rows = [[str(v) if args.exact else float(v) for v in step] for step in outputs]
+    _print_outputs([[str(v) if args.exact else float(v) for v in step] for step in outputs], args)
+
+
+def _print_outputs(rows: list[list], args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"outputs": rows}))
     else:

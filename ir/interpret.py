@@ -32,6 +32,10 @@ class NotExactError(ValueError):
 
 
 Array = np.ndarray
+# node id -> the node's value [batch, time, dim] to use instead of the one computed: readers see it
+# (interchange interventions, lsrl.bench); a state's own recurrence keeps its computed value, which
+# is the same thing when the whole sequence is patched
+Patches = dict[int, Array]
 
 
 def _require_exact(node: Node, *matrices: Matrix, vectors: Sequence[tuple] = ()) -> None:
@@ -109,7 +113,7 @@ def _exact_recurrence(node: Node, driven: Array) -> Array:
 
 
 # --- the interpreter -------------------------------------------------------------------------------
-def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
+def _evaluate(graph: Graph, x: Array, exact_mode: bool, patches: Patches | None = None) -> dict[int, Array]:
     batch_time = x.shape[:2]
     values: dict[int, Array] = {}
     for node in graph.topological_order():
@@ -176,6 +180,9 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
                 v = _float_recurrence(node, driven)
         else:
             raise ValueError(f"the interpreter has no rule for node kind {kind!r}")
+        if patches and node.id in patches:
+            v = np.array(v, copy=True)
+            v[...] = patches[node.id]
         values[node.id] = v
     return values
 
@@ -235,6 +242,7 @@ def run(graph: Graph, inputs: object, exact: bool = False) -> Array:
     return np.concatenate(outs, axis=-1)
 
 
-def trace(graph: Graph, inputs: object, exact: bool = False) -> dict[int, Array]:
-    """The value of every node, ``[batch, time, dim]`` each: for debugging and for labelled probes."""
-    return _evaluate(graph, _as_batch(inputs, exact), exact)
+def trace(graph: Graph, inputs: object, exact: bool = False, patches: Patches | None = None) -> dict[int, Array]:
+    """The value of every node, ``[batch, time, dim]`` each: for debugging and for labelled probes;
+    with ``patches``, the nodes named there take the values given (interventions)."""
+    return _evaluate(graph, _as_batch(inputs, exact), exact, patches)

@@ -261,13 +261,14 @@ class LayeredModel:
         return self.step_trace(inputs, np.float32)[-1]
 
     def step_trace(self, inputs: object, dtype: type = np.float64, patch: Patch | None = None) -> list[np.ndarray]:
-        """Every layer's output ``[time, width]`` for one sequence ``[time, d_in]``, computed step by
-        step in ``dtype`` (weights, input and every intermediate value rounded to it).
+        """Every layer's output ``[time, width]`` for one sequence ``[time, d_in]`` (or
+        ``[time, batch, width]`` for sequences ``[time, batch, d_in]``, time first), computed step
+        by step in ``dtype`` (weights, input and every intermediate value rounded to it).
 
         ``patch(layer, t, value)`` returns what a layer's output is to be instead (an interchange
-        intervention, lsrl.bench): called with ``t`` None on the whole ``[time, width]`` output of
-        a layer without memory, and at every step ``t`` on the state of a state or gated layer, so
-        that the state's own recurrence continues from the patched value."""
+        intervention, lsrl.bench): called with ``t`` None on the whole output of a layer without
+        memory, and at every step ``t`` on the state of a state or gated layer, so that the
+        state's own recurrence continues from the patched value."""
 
         def weights(layer: Layer, name: str) -> np.ndarray:  # (the map layer's functions are no weights)
             value = layer.attrs[name]
@@ -295,15 +296,16 @@ class LayeredModel:
                 for u, function in enumerate(layer.attrs["functions"]):
                     if function != IDENTITY:
                         with np.errstate(all="ignore"):
-                            x[:, u] = FLOAT_FUNCTION_VALUES[function](pre[:, u])
+                            x[..., u] = FLOAT_FUNCTION_VALUES[function](pre[..., u])
             elif layer.kind == "state":
                 transition, h, steps = weights(layer, "A"), weights(layer, "init"), []
                 for t, drive in enumerate(pre):
-                    h = patched(i, t, transition @ h + drive)
+                    h = patched(i, t, h @ transition.T + drive)
                     steps.append(h)
                 x = np.stack(steps)
             elif layer.kind in heads.HEAD_OF_KIND:
-                x = heads.fill(layer.kind, layer.attrs, pre[None])[0]
+                batched = pre[:, None] if pre.ndim == 2 else pre
+                x = heads.fill(layer.kind, layer.attrs, batched.swapaxes(0, 1)).swapaxes(0, 1).reshape(pre.shape)
             else:
                 x = pre
             if layer.kind not in ("state", "gated"):

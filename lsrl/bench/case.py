@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from lsrl.bench import cases
 from lsrl.bench.intervene import LayeredRunner, sites
 from lsrl.bench.obfuscate import anonymous, obfuscate, unit_bounds
@@ -95,14 +96,14 @@ def _build(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     except NotExactError:
         values = trace_graph(prepared, inputs)
     runner = LayeredRunner.of(model, bases)
-    layer_traces = [runner.trace(sequence) for sequence in inputs]
+    layer_traces = runner.trace(inputs)
     tensors = {"inputs": inputs,
                "outputs": np.concatenate([values[o.node] for o in prepared.outputs], axis=-1),
                "model_outputs": run_compiled(compiled, inputs, "float64")}
     tensors.update({f"values.{node.id}": values[node.id] for node in prepared.topological_order()})
     for i in range(len(model.layers)):
-        tensors[f"layers.{i}"] = np.stack([trace[i] for trace in layer_traces])
+        tensors[f"layers.{i}"] = layer_traces[i]
     save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(out / "data.safetensors"))
-    return {"sites": len(sites([l.units for l in labelled.layers], prepared)), "layers": len(model.layers),
+    return {"sites": len(sites(labelled, prepared)), "layers": len(model.layers),
             "units": sum(l.width for l in model.layers), "warnings": [w.message for w in compiled.warnings],
             "model_error": float(np.max(np.abs(tensors["model_outputs"] - tensors["outputs"]), initial=0.0))}

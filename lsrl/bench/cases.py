@@ -54,13 +54,15 @@ def case_specs(programs: Sequence[dict], targets: Sequence[str], obfuscations: S
                 case_id = f"{program['name']}.{target}.{obfuscation}"
                 specs.append({"id": case_id, "program": program, "target": target, "obfuscation": obfuscation,
                               "datasets": datasets, "length": SEQUENCE_LENGTH,
-                              "seed": random.Random(f"{seed}:{case_id}").randrange(2**31)})
+                              "seed": random.Random(f"{seed}:{case_id}").randrange(2**31),
+                              "data_seed": random.Random(f"{seed}:{program['name']}").randrange(2**31)})
     return specs
 
 
 def sample_inputs(spec: dict, dim: int) -> np.ndarray:
-    """``[K, length, dim]`` float64 inputs drawn from the program's tokens (deterministic)."""
-    rng = random.Random(spec["seed"])
+    """``[K, length, dim]`` float64 inputs drawn from the program's tokens: the same for every
+    target and obfuscation of a program, for a seed."""
+    rng = random.Random(spec["data_seed"])
     pool = [[float(Fraction(v)) for v in token] for token in spec["program"]["tokens"]]
     if any(len(token) != dim for token in pool):
         raise ValueError(f"the program's tokens do not have its input's length {dim}")

@@ -80,10 +80,12 @@ def _verify(args: argparse.Namespace, sources: dict) -> None:
     from lsrl.bench.verify import verify
 
     summary = _suite_call(verify, args.suite, ProgressBar())
-    print(f"{'target/obfuscation':<22} {'cases':>5} {'interventions':>13} {'min IIA':>8} {'target off':>10}")
+    print(f"{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'out of domain':>13} {'min IIA':>8} "
+          f"{'target off':>10} {'errors':>6} {'unproven f64':>12} {'their min IIA':>13}")
     for key, row in sorted(summary["table"].items()):
-        low = "-" if row["min_iia"] is None else f"{row['min_iia']:.4f}"
-        print(f"{key:<22} {row['cases']:>5} {row['interventions']:>13} {low:>8} {row['target_disagrees']:>10}")
+        low, low_unproven = (("-" if v is None else f"{v:.4f}") for v in (row["min_iia"], row["min_iia_unproven"]))
+        print(f"{key:<20} {row['cases']:>5} {row['interventions']:>13} {row['out_of_domain']:>13} {low:>8} "
+              f"{row['target_disagrees']:>10} {row['errors']:>6} {row['unproven']:>12} {low_unproven:>13}")
     print(f"per case: {args.suite}/verify.json")
 
 

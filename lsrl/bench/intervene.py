@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from lsrl.bench.domain import Domain
 from lsrl.bench.obfuscate import Basis
 from lsrl.ir.graph import Graph
 from lsrl.ir.interpret import trace as trace_graph
-from lsrl.ir.layered import CARRY, VALUE, LayeredModel, UnitLabel
+from lsrl.ir.layered import CARRY, VALUE, LayeredModel
 from lsrl.passes.linear_forms import LinearForms
 
 # relative tolerance of the comparison of two float64 runs of one function
@@ -38,16 +40,18 @@ class Site:
     units: dict[int, list[int]]
 
 
-def sites(labelled: Sequence[Sequence[UnitLabel]], graph: Graph) -> list[Site]:
+def sites(labelled: LayeredModel, graph: Graph) -> list[Site]:
     """The program values the model holds in units of their own (roles value and carry), in the
     order of their nodes: the atoms of ``graph`` (``passes.linear_forms``; linear values are sums
     of atoms that readers may read term by term) but the input, that no other unit holds a sum
-    with. Those are the values an intervention on labelled units patches entirely."""
+    with, and that no other state of their layer reads through its recurrence (a state that reads
+    another of its layer reads it as its previous value plus the terms of its update, not as a
+    unit of its own). Those are the values an intervention on labelled units patches entirely."""
     forms = LinearForms(graph)
     found: dict[int, dict[int, list[int]]] = {}
     shared: set[int] = set()  # atoms that some unit holds in a sum with other terms
-    for i, units in enumerate(labelled[:-1]):
-        for j, unit in enumerate(units):
+    for i, layer in enumerate(labelled.layers[:-1]):
+        for j, unit in enumerate(layer.units):
             if unit.node is None:
                 continue
             terms = forms[unit.node].terms
@@ -56,8 +60,20 @@ def sites(labelled: Sequence[Sequence[UnitLabel]], graph: Graph) -> list[Site]:
                     found.setdefault(unit.node, {}).setdefault(i, []).append(j)
             else:
                 shared.update(a for a, m in terms.items() if m.row_items()[unit.unit])
+        if layer.kind == "state":
+            for j, row in enumerate(layer.attrs["A"].row_items()):
+                shared.update(layer.units[k].node for k, _ in row if layer.units[k].node != layer.units[j].node)
     return [Site(node, units) for node, units in sorted(found.items())
             if node not in shared and graph.nodes[node].kind != "input"]
+
+
+def sites_json(found: Sequence[Site], graph: Graph) -> list[dict]:
+    return [{"node": s.node, "name": graph.nodes[s.node].name, "units": {str(i): u for i, u in s.units.items()}}
+            for s in found]
+
+
+def sites_from_json(data: Sequence[dict]) -> list[Site]:
+    return [Site(d["node"], {int(i): u for i, u in d["units"].items()}) for d in data]
 
 
 class LayeredRunner:
@@ -70,40 +86,54 @@ class LayeredRunner:
     def of(cls, model: LayeredModel, bases: Sequence[Basis]) -> "LayeredRunner":
         return cls(model, [b.forward.dense() for b in bases], [b.inverse.dense() for b in bases])
 
-    def trace(self, sequence: np.ndarray, site: Site | None = None, source: list[np.ndarray] | None = None):
-        """Every layer's output ``[time, width]`` on one sequence; with ``site`` and the source
-        run's trace, the site's units take their source values."""
-        if site is None:
-            return self.model.step_trace(sequence)
+    def trace(self, inputs: np.ndarray, masks: dict[int, np.ndarray] | None = None,
+              source: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Every layer's output ``[batch, time, width]`` on ``inputs [batch, time, d_in]``; with
+        ``masks`` (layer -> ``[batch, width]``, 1 on the labelled units, in the old basis, to
+        patch in each sequence) the masked units take their values in ``source`` (per layer,
+        ``[batch, time, width]``)."""
 
         def patch(i: int, t: int | None, value: np.ndarray) -> np.ndarray:
-            units = site.units.get(i)
-            if not units:
+            if i not in masks:
                 return value
-            wanted = source[i] if t is None else source[i][t]
-            old = value @ self.inverse[i].T
-            delta = (wanted @ self.inverse[i].T)[..., units] - old[..., units]
-            return value + delta @ self.forward[i][:, units].T
+            wanted = source[i].swapaxes(0, 1) if t is None else source[i][:, t]
+            difference = (wanted - value) @ self.inverse[i].T * masks[i]
+            return value + difference @ self.forward[i].T
 
-        return self.model.step_trace(sequence, patch=patch)
-
-
-def program_outputs(graph: Graph, inputs: np.ndarray, patches: dict | None = None) -> np.ndarray:
-    values = trace_graph(graph, inputs, patches=patches)
-    return np.concatenate([values[o.node] for o in graph.outputs], axis=-1)
+        outputs = self.model.step_trace(inputs.swapaxes(0, 1), patch=patch if masks else None)
+        return [x.swapaxes(0, 1) for x in outputs]
 
 
-def agree(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.all(np.abs(a - b) <= TOLERANCE * (1 + np.abs(b))))
+def agree(a: np.ndarray, b: np.ndarray, tolerance: np.ndarray | float = 0.0) -> bool:
+    """Whether two runs' outputs ``[..., d_out]`` are the same, up to float64 rounding (relative
+    ``TOLERANCE``) and ``tolerance`` (per output: the compiler's stated error bound)."""
+    return bool(np.all(np.abs(a - b) <= TOLERANCE * (1 + np.abs(b)) + tolerance))
 
 
-def interchange(graph: Graph, runner: LayeredRunner, site: Site, inputs: np.ndarray, pairs) -> list[bool]:
-    """One result per (base, source) pair of sequences of ``inputs [K, time, d_in]``."""
+def interchange(graph: Graph, runner: LayeredRunner, found: Sequence[Site], inputs: np.ndarray,
+                pairs: Sequence[tuple[int, int]], domain: Domain | None = None,
+                tolerance: np.ndarray | float = 0.0) -> list[list[bool | None]]:
+    """Per site, one result per (base, source) pair of sequences of ``inputs [K, time, d_in]``:
+    whether the model's outputs agree with the program's (within ``tolerance`` per output, on
+    top of the relative ``TOLERANCE``), or None where the patched program leaves ``domain``. The
+    model runs every intervention of the case as one batch."""
+    if not found or not pairs:
+        return [[] for _ in found]
     program = trace_graph(graph, inputs)
-    results = []
-    for base, source in pairs:
-        patches = {site.node: program[site.node][source:source + 1]}
-        expected = program_outputs(graph, inputs[base:base + 1], patches)[0]
-        got = runner.trace(inputs[base], site, runner.trace(inputs[source]))[-1]
-        results.append(agree(got, expected))
-    return results
+    bases, sources = [b for b, _ in pairs], [s for _, s in pairs]
+    expected, inside = [], []
+    for site in found:
+        values = trace_graph(graph, inputs[bases], patches={site.node: program[site.node][sources]})
+        expected.append(np.concatenate([values[o.node] for o in graph.outputs], axis=-1))
+        inside.append(np.ones(len(pairs), bool) if domain is None else domain.inside(values))
+    source_trace = runner.trace(inputs)
+    batch = len(found) * len(pairs)
+    masks: dict[int, np.ndarray] = {}
+    for n, site in enumerate(found):
+        for i, units in site.units.items():
+            mask = masks.setdefault(i, np.zeros((batch, runner.forward[i].shape[0])))
+            mask[n * len(pairs):(n + 1) * len(pairs), units] = 1
+    tiled = np.concatenate([inputs[bases]] * len(found))
+    got = runner.trace(tiled, masks, [layer[sources * len(found)] for layer in source_trace])[-1]
+    return [[agree(got[n * len(pairs) + p], expected[n][p], tolerance) if inside[n][p] else None
+             for p in range(len(pairs))] for n in range(len(found))]

@@ -9,7 +9,8 @@ ground truth moves with it: old unit ``j`` is the direction ``M^-1[j, :]`` of th
 - ``permute``: a random permutation of every layer's units but the output layer's.
 - ``scale``: a random positive power of two per ReLU unit (``relu(c z) = c relu(z)`` for c > 0).
 - ``mix``: a random unimodular integer matrix (det +-1) on every affine and state layer, whose
-  units are linear in what they read: ``A -> M A M^-1`` for the recurrence.
+  units are linear in what they read (``A -> M A M^-1`` for the recurrence): units mixed in
+  random groups of two to four, among those whose values are bounded by ``MIX_BOUND``.
 
 The last layer (the model's outputs) keeps its basis, and so do layers with heads (delta, solve),
 whose units have positions the heads depend on.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
 from lsrl.ir.graph import Label
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
@@ -102,14 +104,20 @@ def _choose(kind: str, layer: Layer, rng: random.Random, small: list[int]) -> Ba
 
 
 def _unimodular(n: int, units: list[int], rng: random.Random) -> Basis:
-    """A random integer matrix with an integer inverse that mixes ``units`` (the others stay): a
-    product of row additions (add +-1 times row j to row i), two per unit."""
+    """A random integer matrix with an integer inverse that mixes ``units`` (the others stay) in
+    random groups of two to four: per group a product of row additions (add +-1 times row j to
+    row i), two per unit, so entries stay small."""
     forward, inverse = np.eye(n, dtype=np.int64), np.eye(n, dtype=np.int64)
-    for _ in range(2 * len(units)):
-        i, j = rng.sample(units, 2)
-        sign = rng.choice((-1, 1))
-        forward[i] += sign * forward[j]  # E @ forward, E = I + sign e_i e_j^T
-        inverse[:, j] -= sign * inverse[:, i]  # inverse @ E^-1
+    order = list(units)
+    rng.shuffle(order)
+    while len(order) > 1:
+        size = min(len(order), rng.randint(2, 4))
+        group, order = order[:size], order[size:]
+        for _ in range(2 * len(group)):
+            i, j = rng.sample(group, 2)
+            sign = rng.choice((-1, 1))
+            forward[i] += sign * forward[j]  # E @ forward, E = I + sign e_i e_j^T
+            inverse[:, j] -= sign * inverse[:, i]  # inverse @ E^-1
     return Basis(_exact_matrix(forward), _exact_matrix(inverse))
 
 
@@ -151,4 +159,11 @@ def unit_bounds(model: LayeredModel, options) -> list[list[float]]:
     """Per layer, a bound on each unit's magnitude (``backends.layer_ranges``; inf if none)."""
     from lsrl.backends.layer_ranges import layer_bounds
 
-    return [[float(max(-v.lo, v.hi)) for v in bounds.values] for bounds in layer_bounds(model, options)]
+    return [[_magnitude(max(-v.lo, v.hi)) for v in bounds.values] for bounds in layer_bounds(model, options)]
+
+
+def _magnitude(bound) -> float:
+    try:
+        return float(bound)
+    except OverflowError:  # an exact bound beyond float64's range
+        return float("inf")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from lsrl.bench.intervene import sites, sites_json
 from lsrl.bench.obfuscate import Basis
 from lsrl.ir.graph import Graph, Loc
 from lsrl.ir.layered import LayeredModel
@@ -37,7 +38,8 @@ def _columns(matrix: Matrix) -> list[list[list[float]]]:
 
 def labels_json(model: LayeredModel, bases: Sequence[Basis], graph: Graph) -> dict[str, Any]:
     """``model`` is the compiler's labelled model (before obfuscation), ``bases`` each layer's
-    change of basis, ``graph`` the graph it was compiled from (for locations)."""
+    change of basis, ``graph`` the graph it was compiled from (for locations). ``sites`` lists the
+    values held in units of their own (``intervene.sites``), which interventions check."""
 
     def label(unit) -> dict[str, Any]:
         node = graph.nodes.get(unit.node) if unit.node is not None else None
@@ -55,6 +57,7 @@ def labels_json(model: LayeredModel, bases: Sequence[Basis], graph: Graph) -> di
         "input_labels": [[l.name, l.index] for l in model.input_labels],
         "output_labels": [[l.name, l.index] for l in model.output_labels],
         "layers": layers,
+        "sites": sites_json(sites(model, graph), graph),
     }
 
 

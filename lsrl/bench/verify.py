@@ -16,21 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites
+
+from lsrl.bench import cases
+from lsrl.bench.case import CASE_FILE
+from lsrl.bench.domain import Domain
+from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites_from_json
 from lsrl.bench.truth import LABELS_FORMAT
 
 
 def load_truth(folder: Path):
-    """The case's labelled units per layer and each layer's basis (dense, forward and inverse)."""
-    from lsrl.ir.layered import UnitLabel
-
+    """The case's sites and each layer's basis (dense, forward and inverse)."""
     labels = json.loads((folder / "labels.json").read_text())
     if labels.get("format") != LABELS_FORMAT:
         raise ValueError(f"{folder / 'labels.json'} is not a {LABELS_FORMAT} file")
-    units, forward, inverse = [], [], []
+    forward, inverse = [], []
     for layer in labels["layers"]:
         width = layer["width"]
-        units.append([UnitLabel.from_json(v) for v in layer["values"]])
         f, g = np.zeros((width, width)), np.zeros((width, width))
         for k, row in enumerate(layer["units"]):
             for j, v in row:
@@ -40,7 +41,7 @@ def load_truth(folder: Path):
                 g[j, k] = v
         forward.append(f)
         inverse.append(g)
-    return units, forward, inverse
+    return sites_from_json(labels["sites"]), forward, inverse
 
 
 def verify_case(folder: Path) -> dict[str, Any]:
@@ -51,20 +52,44 @@ def verify_case(folder: Path) -> dict[str, Any]:
 
     graph = load_graph(folder / "program.graph.json")
     model = LayeredModel.from_json(json.loads((folder / "layers.json").read_text()))
-    units, forward, inverse = load_truth(folder)
+    found, forward, inverse = load_truth(folder)
     data = load_file(str(folder / "data.safetensors"))
+    config = json.loads((folder / "model" / "config.json").read_text())
+    config = config.get("lsrl", config)  # (a transformers checkpoint's config holds lsrl's under "lsrl")
     inputs = data["inputs"]
-    runner = LayeredRunner(model, forward, inverse)
+    tolerance = _stated_bound(config)
     k = len(inputs)
     pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
-    results, failed = [], []
-    for site in sites(units, graph):
-        outcome = interchange(graph, runner, site, inputs, pairs)
-        results.extend(outcome)
-        if not all(outcome):
-            failed.append(graph.nodes[site.node].name)
-    return {"interventions": len(results), "iia": sum(results) / len(results) if results else None,
-            "failed_values": failed, "target_agrees": agree(data["model_outputs"], data["outputs"])}
+    outcomes = interchange(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs,
+                           _domain(folder, graph), tolerance)
+    results = [r for outcome in outcomes for r in outcome if r is not None]
+    failed = [graph.nodes[site.node].name for site, outcome in zip(found, outcomes) if False in outcome]
+    return {"interventions": len(results), "out_of_domain": sum(r is None for o in outcomes for r in o),
+            "iia": sum(results) / len(results) if results else None, "failed_values": failed,
+            "float64": config.get("precision", {}).get("float64"),
+            "target_agrees": agree(data["model_outputs"], data["outputs"], tolerance)}
+
+
+def _stated_bound(config: dict) -> np.ndarray | float:
+    """The compiler's bound on each output's float64 error (0 where it proves the outputs exact;
+    where it proves nothing, only rounding is tolerated, and the verdict says "unproven")."""
+    if config.get("precision", {}).get("float64") == "unproven":
+        return 0.0
+    bounds = config.get("error_bound", {})
+    per_output = bounds.get("outputs", {}).get("float64")
+    if per_output is not None:
+        return np.array([b if b is not None else 0.0 for b in per_output])
+    return bounds.get("float64") or 0.0
+
+
+def _domain(folder: Path, graph) -> Domain:
+    """The values the case's model was built for (``domain``): its program's promises."""
+    from lsrl.backends import get_target
+
+    spec = json.loads((folder / CASE_FILE).read_text())["spec"]
+    options = cases.options(spec)
+    max_len = options.max_len if get_target(spec["target"]).bounded_length else None
+    return Domain(graph, options.input_range, options.integer_inputs, max_len)
 
 
 def verify(root: str, progress=None) -> dict[str, Any]:
@@ -91,17 +116,22 @@ def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     for r in report:
         row = table.setdefault(f"{r['target']}/{r['obfuscation']}", {"cases": 0, "interventions": 0, "iia": [],
-                                                                     "target_disagrees": 0, "errors": 0})
+                                                                     "out_of_domain": 0, "target_disagrees": 0,
+                                                                     "unproven": 0, "errors": 0,
+                                                                     "iia_unproven": []})
         row["cases"] += 1
         if r.get("error"):
             row["errors"] += 1
             continue
         row["interventions"] += r["interventions"]
+        row["out_of_domain"] += r["out_of_domain"]
+        row["unproven"] += 1 if r["float64"] == "unproven" else 0
         if r["iia"] is not None:
-            row["iia"].append(r["iia"])
+            row["iia" if r["float64"] != "unproven" else "iia_unproven"].append(r["iia"])
         row["target_disagrees"] += 0 if r["target_agrees"] else 1
     for row in table.values():
-        values = row.pop("iia")
+        values, unproven = row.pop("iia"), row.pop("iia_unproven")
         row["min_iia"] = min(values) if values else None
         row["mean_iia"] = sum(values) / len(values) if values else None
+        row["min_iia_unproven"] = min(unproven) if unproven else None
     return table

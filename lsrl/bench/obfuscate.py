@@ -81,11 +81,12 @@ def obfuscate(model: LayeredModel, kind: str, seed: int, bounds: Sequence[Sequen
 
 
 def anonymous(model: LayeredModel) -> LayeredModel:
-    """The same model with every hidden unit labelled only by its position (``h[k]``), so the
-    files a benchmark hands out carry no ground truth (labels.json does)."""
+    """The same model with every hidden unit labelled only by its position (``layer{i}[k]``), so
+    the files a benchmark hands out carry no ground truth (labels.json does); the output layer
+    keeps its labels, the program's outputs."""
     layers = [Layer(l.kind, l.attrs, tuple(UnitLabel(Label(f"layer{i}", k)) for k in range(l.width)))
-              for i, l in enumerate(model.layers)]
-    return LayeredModel(model.d_in, layers, model.input_labels, model.output_labels)
+              for i, l in enumerate(model.layers[:-1])]
+    return LayeredModel(model.d_in, [*layers, model.layers[-1]], model.input_labels, model.output_labels)
 
 
 def _choose(kind: str, layer: Layer, rng: random.Random, small: list[int]) -> Basis | None:

@@ -60,14 +60,24 @@ def verify_case(folder: Path) -> dict[str, Any]:
     tolerance = _stated_bound(config)
     k = len(inputs)
     pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
-    outcomes = interchange(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs,
-                           _domain(folder, graph), tolerance)
+    domain = _domain(folder, graph)
+    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, domain, tolerance)
+    if json.loads((folder / CASE_FILE).read_text())["spec"]["target"] == "torch":
+        from lsrl.bench.torch_runner import TorchRunner
+
+        runner = TorchRunner(folder / "model", forward, inverse)
+        result["target"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
+    result.update(float64=config.get("precision", {}).get("float64"),
+                  target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
+    return result
+
+
+def _iia(graph, runner, found, inputs, pairs, domain, tolerance) -> dict[str, Any]:
+    outcomes = interchange(graph, runner, found, inputs, pairs, domain, tolerance)
     results = [r for outcome in outcomes for r in outcome if r is not None]
-    failed = [graph.nodes[site.node].name for site, outcome in zip(found, outcomes) if False in outcome]
     return {"interventions": len(results), "out_of_domain": sum(r is None for o in outcomes for r in o),
-            "iia": sum(results) / len(results) if results else None, "failed_values": failed,
-            "float64": config.get("precision", {}).get("float64"),
-            "target_agrees": agree(data["model_outputs"], data["outputs"], tolerance)}
+            "iia": sum(results) / len(results) if results else None,
+            "failed_values": [graph.nodes[site.node].name for site, outcome in zip(found, outcomes) if False in outcome]}
 
 
 def _stated_bound(config: dict) -> np.ndarray | float:
@@ -126,8 +136,9 @@ def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
         row["interventions"] += r["interventions"]
         row["out_of_domain"] += r["out_of_domain"]
         row["unproven"] += 1 if r["float64"] == "unproven" else 0
-        if r["iia"] is not None:
-            row["iia" if r["float64"] != "unproven" else "iia_unproven"].append(r["iia"])
+        for level in (r, r.get("target", {})):  # the layered model's interventions, and the torch module's
+            if level.get("iia") is not None:
+                row["iia" if r["float64"] != "unproven" else "iia_unproven"].append(level["iia"])
         row["target_disagrees"] += 0 if r["target_agrees"] else 1
     for row in table.values():
         values, unproven = row.pop("iia"), row.pop("iia_unproven")

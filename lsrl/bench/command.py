@@ -97,7 +97,17 @@ def _score(args: argparse.Namespace, sources: dict) -> None:
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read the submission {args.submission}: {e}") from None
     result = _suite_call(lambda root: score(root, submission), args.suite)
-    print(json.dumps(result["overall"], indent=1))
+    print(f"{'case':<44} {'claims':>6} {'precision':>9} {'recall':>6} {'edges':>5} {'edge prec':>9} {'edge rec':>8}")
+    for case_id, row in result["cases"].items():
+        cells = [_ratio(row["precision"]), _ratio(row["recall"]), row["edges_claimed"],
+                 _ratio(row["edges_right"] / row["edges_claimed"] if row["edges_claimed"] else None),
+                 _ratio(row["edges_right"] / row["edges_truth"] if row["edges_truth"] else None)]
+        print(f"{case_id:<44} {row['claims']:>6} {cells[0]:>9} {cells[1]:>6} {cells[2]:>5} {cells[3]:>9} {cells[4]:>8}")
+    print("overall: " + json.dumps(result["overall"]))
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _suite_call(function, suite: str, *more):
@@ -105,3 +115,5 @@ def _suite_call(function, suite: str, *more):
         return function(suite, *more)
     except FileNotFoundError as e:
         raise UsageError(f"{suite} is not a suite (lsrl bench generate --out {suite}): {e.filename} is missing") from None
+    except ValueError as e:  # a submission or a suite file that is not what docs/bench.md describes
+        raise UsageError(str(e)) from None

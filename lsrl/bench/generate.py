@@ -111,14 +111,15 @@ def _hashes(folder: Path) -> dict[str, dict]:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: cases done, failed, and the rate since it was made."""
+    """A one-line progress bar on stderr: cases done, failed, and the rate of this run."""
 
     def __init__(self, width: int = 30):
-        self.width, self.start = width, time.time()
+        self.width, self.start, self.first = width, time.time(), None
 
     def __call__(self, done: int, total: int, failed: int) -> None:
+        self.first = done if self.first is None else self.first  # (cases an earlier run built)
         filled = self.width * done // max(total, 1)
-        rate = done / max(time.time() - self.start, 1e-9) * 60
+        rate = (done - self.first) / max(time.time() - self.start, 1e-9) * 60
         sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} cases, {failed} failed, "
                          f"{rate:.1f}/min")
         if done == total:

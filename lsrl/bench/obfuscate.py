@@ -93,7 +93,8 @@ def _choose(kind: str, layer: Layer, rng: random.Random, small: list[int]) -> Ba
     n = layer.width
     if kind == "permute" and layer.kind in PERMUTABLE and n > 1:
         order = list(range(n))
-        rng.shuffle(order)
+        while order == sorted(order):  # a permutation that moves some unit
+            rng.shuffle(order)
         forward = Matrix.selection(n, n, enumerate(order))
         return Basis(forward, Matrix.selection(n, n, [(j, i) for i, j in enumerate(order)]))
     if kind == "scale" and layer.kind == "relu":
@@ -114,11 +115,12 @@ def _unimodular(n: int, units: list[int], rng: random.Random) -> Basis:
     while len(order) > 1:
         size = min(len(order), rng.randint(2, 4))
         group, order = order[:size], order[size:]
-        for _ in range(2 * len(group)):
-            i, j = rng.sample(group, 2)
-            sign = rng.choice((-1, 1))
-            forward[i] += sign * forward[j]  # E @ forward, E = I + sign e_i e_j^T
-            inverse[:, j] -= sign * inverse[:, i]  # inverse @ E^-1
+        while np.count_nonzero(forward[np.ix_(group, group)]) == len(group):  # until the group is mixed
+            for _ in range(2 * len(group)):
+                i, j = rng.sample(group, 2)
+                sign = rng.choice((-1, 1))
+                forward[i] += sign * forward[j]  # E @ forward, E = I + sign e_i e_j^T
+                inverse[:, j] -= sign * inverse[:, i]  # inverse @ E^-1
     return Basis(_exact_matrix(forward), _exact_matrix(inverse))
 
 

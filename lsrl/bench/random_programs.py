@@ -74,7 +74,8 @@ def probe_inputs() -> np.ndarray:
 
 def behaviour(source: str, name: str) -> bytes | None:
     """The program's outputs on the probes (rounded), or None if it is rejected: it does not
-    compile for torch, or its outputs are the same on every probe and step."""
+    compile for torch, or its outputs are the same on every probe (a constant program, or one
+    that ignores its input)."""
     from lsrl.backends.target import Options
     from lsrl.errors import LsrlError
     from lsrl.ir.interpret import run
@@ -87,7 +88,7 @@ def behaviour(source: str, name: str) -> bytes | None:
     except LsrlError:
         return None
     outputs = np.round(run(graph, probe_inputs()), 6)
-    if np.all(outputs == outputs.flat[0]):
+    if np.all(outputs == outputs[:1]):  # the same on every probe: constant, or blind to the input
         return None
     return outputs.tobytes()
 

@@ -66,7 +66,7 @@ def verify_case(folder: Path) -> dict[str, Any]:
         from lsrl.bench.torch_runner import TorchRunner
 
         runner = TorchRunner(folder / "model", forward, inverse)
-        result["target"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
+        result["module"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
     result.update(float64=config.get("precision", {}).get("float64"),
                   target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
     return result
@@ -136,7 +136,7 @@ def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
         row["interventions"] += r["interventions"]
         row["out_of_domain"] += r["out_of_domain"]
         row["unproven"] += 1 if r["float64"] == "unproven" else 0
-        for level in (r, r.get("target", {})):  # the layered model's interventions, and the torch module's
+        for level in (r, r.get("module", {})):  # the layered model's interventions, and the torch module's
             if level.get("iia") is not None:
                 row["iia" if r["float64"] != "unproven" else "iia_unproven"].append(level["iia"])
         row["target_disagrees"] += 0 if r["target_agrees"] else 1

@@ -10,11 +10,11 @@ from typing import Any
 from lsrl.errors import UsageError
 
 BENCH_EPILOG = """\
-examples:
-  lsrl bench generate --out out/bench --programs 'more_ones.lsrl' --targets torch,rnn --obfuscate none,mix
-  lsrl bench generate --out out/bench --random 20 --targets torch --obfuscate none,permute,scale,mix --workers 2
-  lsrl bench verify out/bench
-  lsrl bench score out/bench submission.json
+example:
+  lsrl bench generate -o out/bench --programs more_ones.lsrl --targets torch,rnn --obfuscate none,mix
+then "lsrl bench verify out/bench" checks every case's labels by interchange interventions, and
+"lsrl bench score out/bench SUBMISSION.json" scores a researcher's claims against them.
+--random N adds N random programs; --workers N builds cases in N local processes.
 docs/bench.md describes the files of a suite and the submission format."""
 
 DEFAULT_TARGETS = "torch,rnn,lstm,gru"
@@ -27,7 +27,7 @@ def add_bench_command(commands: Any, parser_class: type) -> None:
     sub = bench.add_subparsers(title="bench commands", metavar="COMMAND", required=True, parser_class=parser_class)
     generate = sub.add_parser("generate", help="build a suite of cases into a folder", epilog=BENCH_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    generate.add_argument("--out", required=True, metavar="DIR", help="the suite's folder (created; a run continues there)")
+    generate.add_argument("-o", "--out", required=True, metavar="DIR", help="the suite's folder (created; a run continues there)")
     generate.add_argument("--programs", metavar="GLOB", default="*.lsrl",
                           help="the table's example programs whose file matches GLOB (default all; 'none' for none)")
     generate.add_argument("--random", type=int, default=0, metavar="N", help="add N random programs")

@@ -126,6 +126,8 @@ def test_random_programs_parse_verify_and_compile_for_the_suite_targets(seed, si
     graph = compile_source(source, "random.lsrl")  # parses, elaborates and verifies, or raises
     for target in ("torch", "rnn", "lstm", "gru"):
         compile_to(graph, target, Options(integer_inputs=True, max_len=64))
+    gated = compile_source(sample(random.Random(seed), size, gated=True), "gated.lsrl")
+    compile_to(gated, "torch", Options(integer_inputs=True, max_len=64))
 
 
 def test_random_programs_reject_constant_and_input_ignoring_programs_and_duplicates():
@@ -136,6 +138,8 @@ def test_random_programs_reject_constant_and_input_ignoring_programs_and_duplica
     behaviours = [behaviour(p["source"], p["name"]) for p in programs]
     assert None not in behaviours and len(set(behaviours)) == len(behaviours)
     assert [p["source"] for p in random_programs(6, 4, 1)] == [p["source"] for p in programs]  # deterministic
+    registers = random_programs(4, 6, 1, gated=True)
+    assert any("(1 - " in p["source"] for p in registers)
 
 
 def _generate(out: Path, *more: str) -> int:

@@ -32,6 +32,8 @@ def add_bench_command(commands: Any, parser_class: type) -> None:
                           help="the table's example programs whose file matches GLOB (default all; 'none' for none)")
     generate.add_argument("--random", type=int, default=0, metavar="N", help="add N random programs")
     generate.add_argument("--size", type=int, default=4, metavar="S", help="the size of random programs (statements)")
+    generate.add_argument("--gated", action="store_true",
+                          help="random programs may hold values in gated states (computed by torch and jax only)")
     generate.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated targets (default {DEFAULT_TARGETS})")
     generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix (default none)")
     generate.add_argument("--datasets", type=int, default=4, metavar="K", help="input sequences per case (default 4)")
@@ -65,11 +67,14 @@ def _generate(args: argparse.Namespace, sources: dict) -> None:
     if args.datasets < 2:
         raise UsageError("--datasets must be at least 2 (interventions take a base and a source sequence)")
     programs = [] if args.programs == "none" else example_programs(args.programs)
-    programs += random_programs(args.random, args.size, args.seed)
+    if args.size < 1:
+        raise UsageError(f"--size must be at least 1, not {args.size}")
+    programs += random_programs(args.random, args.size, args.seed, args.gated)
     if not programs:
         raise UsageError(f"no programs: no example matches --programs '{args.programs}' and --random is 0")
     specs = case_specs(programs, targets, obfuscations, args.datasets, args.seed)
-    options = {k: getattr(args, k) for k in ("programs", "random", "size", "targets", "obfuscate", "datasets", "seed")}
+    options = {k: getattr(args, k) for k in ("programs", "random", "size", "gated", "targets", "obfuscate", "datasets",
+                                             "seed")}
     manifest = generate(args.out, specs, options, args.workers, args.executor, ProgressBar())
     print(f"{args.out}: {manifest['built'] - manifest['failed']} cases built, {manifest['failed']} failed, "
           f"{manifest['bytes'] / 1e6:.1f} MB (manifest.json)")

@@ -3,8 +3,9 @@
 A program reads one integer token per step (``input x[1] in 0..V``) and is a sequence of ``size``
 statements drawn from a small probabilistic grammar: running sums of a value or a condition
 (``state``), ``delay``, comparisons (``larger``, ``smaller``, ``eq``, ``step``), logic (``and``,
-``or``, ``not``) of conditions, ``ifelse`` between two values, and affine combinations and
-``relu`` of values; it outputs its last value. Each statement reads one or two values bound
+``or``, ``not``) of conditions, ``ifelse`` between two values, affine combinations and ``relu``
+of values, and optionally gated states (registers, which only the torch and jax targets compute);
+it outputs its last value. Each statement reads one or two values bound
 before it, so every program parses and verifies by construction; comparisons and ``ifelse`` keep
 conditions 0/1, which lets the targets without products rebuild them from ReLUs.
 
@@ -26,8 +27,9 @@ PROBES, PROBE_LENGTH = 12, 10
 MAX_TRIES = 50  # samples per program kept, before the generator gives up
 
 
-def sample(rng: random.Random, size: int) -> str:
-    """The text of one random program of ``size`` statements."""
+def sample(rng: random.Random, size: int, gated: bool = False) -> str:
+    """The text of one random program of ``size`` statements; with ``gated``, a value may also be
+    held in a gated state (a register that a condition overwrites)."""
     values, conditions, bound, lines = ["x"], [], ["x"], [f"input x[1] in 0..{VOCAB}", ""]
 
     def bind(expression: str, condition: bool) -> None:
@@ -54,6 +56,8 @@ def sample(rng: random.Random, size: int) -> str:
                 (2, lambda: bind(f"ifelse({c}, {a}, {b})", False)),
                 (1, lambda: bind(rng.choice([f"and({c}, {other})", f"or({c}, {other})", f"not({c})"]), True)),
             ]
+            if gated:
+                productions.append((2, lambda: bound.append(_register(lines, c, a, values))))
         weights = [w for w, _ in productions]
         rng.choices([p for _, p in productions], weights)[0]()
     lines.append(f"output {bound[-1]}")
@@ -63,6 +67,13 @@ def sample(rng: random.Random, size: int) -> str:
 def _state(lines: list[str], driven_by: str, values: list[str]) -> str:
     name = f"s{len(lines) - 2}"
     lines.append(f"state {name}[1] = 0 <- {name} + {driven_by}")
+    values.append(name)
+    return name
+
+
+def _register(lines: list[str], write: str, value: str, values: list[str]) -> str:
+    name = f"g{len(lines) - 2}"
+    lines.append(f"state {name}[1] = 0 <- (1 - {write}) * {name} + {write} * {value}")
     values.append(name)
     return name
 
@@ -93,13 +104,13 @@ def behaviour(source: str, name: str) -> bytes | None:
     return outputs.tobytes()
 
 
-def random_programs(count: int, size: int, seed: int) -> list[dict[str, Any]]:
+def random_programs(count: int, size: int, seed: int, gated: bool = False) -> list[dict[str, Any]]:
     """``count`` program entries (cases.example_programs' shape) sampled for ``seed``."""
-    rng, seen, programs = random.Random(f"programs:{seed}:{size}"), set(), []
+    rng, seen, programs = random.Random(f"programs:{seed}:{size}{':gated' if gated else ''}"), set(), []
     for n in range(count):
-        name = f"random{n:03d}_s{size}"
+        name = f"random{n:03d}_s{size}{'g' if gated else ''}"
         for _ in range(MAX_TRIES):
-            source = sample(rng, size)
+            source = sample(rng, size, gated)
             key = behaviour(source, name)
             if key is not None and hashlib.sha256(key).hexdigest() not in seen:
                 seen.add(hashlib.sha256(key).hexdigest())

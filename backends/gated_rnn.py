@@ -104,7 +104,7 @@ def _exponent(magnitude: float) -> int:
 
 
 def magnitude(interval: Interval) -> float:
-    return max(abs(float(interval.lo)), abs(float(interval.hi)))
+    return interval.magnitude
 
 
 # --- what a unit reads -------------------------------------------------------------------------------

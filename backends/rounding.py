@@ -303,15 +303,7 @@ def _gamma(n: int, u: float) -> float:
 
 
 def _magnitudes(values: Sequence[Interval]) -> np.ndarray:
-    return np.array([max(_float(abs(v.lo)), _float(abs(v.hi))) for v in values], dtype=np.float64)
-
-
-def _float(bound: Number) -> float:
-    """An exact bound as a float, inf beyond float64's range (the rounding bound is then inf)."""
-    try:
-        return float(bound)
-    except OverflowError:
-        return INF
+    return np.array([v.magnitude for v in values], dtype=np.float64)
 
 
 def _scaled(lattice: Lattice | None, weight: Number) -> Lattice | None:

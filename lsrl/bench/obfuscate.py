@@ -162,11 +162,4 @@ def unit_bounds(model: LayeredModel, options) -> list[list[float]]:
     """Per layer, a bound on each unit's magnitude (``backends.layer_ranges``; inf if none)."""
     from lsrl.backends.layer_ranges import layer_bounds
 
-    return [[_magnitude(max(-v.lo, v.hi)) for v in bounds.values] for bounds in layer_bounds(model, options)]
-
-
-def _magnitude(bound) -> float:
-    try:
-        return float(bound)
-    except OverflowError:  # an exact bound beyond float64's range
-        return float("inf")
+    return [[v.magnitude for v in bounds.values] for bounds in layer_bounds(model, options)]

@@ -1,10 +1,11 @@
 """``lsrl bench generate``: a suite of cases built by an executor, and its manifest.
 
 Cases run in local processes (``concurrent.futures``) or on Ray (``--executor ray``, the optional
-``ray`` extra); both call ``case.build_case``. A case whose folder already holds a finished
-``case.json`` for the same spec is not built again, so an interrupted run continues where it
-stopped. ``DIR/manifest.json`` lists every case with the sha256 of each of its files, or the
-error that stopped it; it is rewritten as cases finish.
+``ray`` extra); both call ``case.build_case``. A case whose folder already holds the
+``case.json`` of a successful build of the same spec is not built again, so an interrupted run
+continues where it stopped (and a failed case is tried again). ``DIR/manifest.json`` lists
+every case with the sha256 of each of its files, or the error that stopped it; it is rewritten as
+cases finish.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _finished(folder: Path, spec: dict) -> dict | None:
         saved = json.loads((folder / CASE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return saved["entry"] if saved.get("spec") == spec else None
+    done = saved.get("spec") == spec and saved.get("entry", {}).get("error") is None
+    return saved["entry"] if done else None
 
 
 def _execute(executor: str, workers: int, specs: list[dict], root: Path) -> Iterable[dict]:

@@ -222,6 +222,11 @@ def test_generate_records_a_refused_case_and_builds_the_others(tmp_path):
     cases = {c["id"]: c for c in json.loads((out / "manifest.json").read_text())["cases"]}
     assert cases["gates.torch.none"]["error"] is None
     assert case("gates").refused_by["rnn"] in cases["gates.rnn.none"]["error"]
+    # continuing the run builds the failed case again, not the built one
+    stamps = {name: (out / "cases" / name / "case.json").stat().st_mtime_ns for name in cases}
+    assert main(["bench", "generate", "--out", str(out), "--programs", "gates.lsrl", "--targets", "torch,rnn"]) == 0
+    again = {name: (out / "cases" / name / "case.json").stat().st_mtime_ns for name in cases}
+    assert again["gates.torch.none"] == stamps["gates.torch.none"] and again["gates.rnn.none"] != stamps["gates.rnn.none"]
 
 
 def test_ray_executor_is_refused_without_ray(tmp_path, capsys):

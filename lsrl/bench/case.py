@@ -22,22 +22,18 @@ from lsrl.bench.obfuscate import anonymous, obfuscate, unit_bounds
 from lsrl.bench.truth import graph_json, labels_json
 
 CASE_FILE = "case.json"
-FILES = ("program.lsrl", "labels.json", "graph.json", "program.graph.json", "layers.json", "data.safetensors")
 
 
 def compile_program(program: dict[str, Any]):
-    """The program's graph and its source files (name -> text)."""
-    from lsrl.load import compile_source
+    """The program's graph, its source files (name -> text) and its parameters."""
+    from lsrl.corpus import case
+    from lsrl.load import compile_file, compile_source
 
     sources: dict[str, str] = {}
     if program["kind"] == "example":
-        from lsrl.corpus import case
-
         row = case(program["row"])
-        from lsrl.load import compile_file
-
-        return compile_file(row.source_path, row.params, sources), sources
-    return compile_source(program["source"], f"{program['name']}.lsrl", {}, sources), sources
+        return compile_file(row.source_path, row.params, sources), sources, row.params
+    return compile_source(program["source"], f"{program['name']}.lsrl", {}, sources), sources, {}
 
 
 def build_case(spec: dict[str, Any], folder: str) -> dict[str, Any]:
@@ -70,7 +66,7 @@ def _build(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     from lsrl.ir.serialize import save_graph
     from lsrl.targets import compile_to, run_compiled
 
-    graph, sources = compile_program(spec["program"])
+    graph, sources, params = compile_program(spec["program"])
     options = cases.options(spec)
     built: dict[str, Any] = {}
 
@@ -80,7 +76,7 @@ def _build(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         built.update(labelled=model, prepared=prepared, model=obfuscated, bases=bases)
         return anonymous(obfuscated)
 
-    compiled = compile_to(graph, spec["target"], options, {}, sources, transform)
+    compiled = compile_to(graph, spec["target"], options, params, sources, transform)
     compiled.write(out / "model")
     labelled, prepared, model, bases = built["labelled"], built["prepared"], built["model"], built["bases"]
     (out / "program.lsrl").write_text("\n".join(f"# {name}\n{text}" for name, text in sources.items()))

@@ -30,6 +30,7 @@ def example_programs(pattern: str) -> list[dict[str, Any]]:
             pool = sorted({tuple(_number(v) for v in (t if isinstance(t, (list, tuple)) else [t]))
                            for run in row.runs for t in run.inputs})
             programs.append({"name": row.name, "kind": "example", "file": row.source, "row": row.name,
+                             "params": {name: str(value) for name, value in row.params.items()},
                              "input_range": _range(row.input_range), "integer_inputs": row.integer_inputs,
                              "max_len": row.max_len, "tokens": [list(t) for t in pool],
                              "refused_by": sorted(row.refused_by)})

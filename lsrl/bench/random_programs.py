@@ -118,6 +118,6 @@ def random_programs(count: int, size: int, seed: int, gated: bool = False) -> li
         else:
             raise RuntimeError(f"no new program of size {size} in {MAX_TRIES} samples")
         tokens = [[str(t)] for t in range(VOCAB)]
-        programs.append({"name": name, "kind": "random", "source": source, "input_range": ["0", str(VOCAB - 1)],
+        programs.append({"name": name, "kind": "random", "source": source, "params": {}, "input_range": ["0", str(VOCAB - 1)],
                          "integer_inputs": True, "max_len": None, "tokens": tokens, "refused_by": []})
     return programs

@@ -41,19 +41,24 @@ def program_values(folder: Path, data: dict) -> dict[str, np.ndarray]:
     return values
 
 
+def _standardized(columns: np.ndarray) -> np.ndarray:
+    """Each column centred and scaled to unit norm (a constant column stays 0)."""
+    centred = columns - columns.mean(axis=0)
+    norms = np.linalg.norm(centred, axis=0)
+    return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
+
+
 def unit_probe(layers: list[np.ndarray], values: dict[str, np.ndarray]) -> list[dict]:
     names = [n for n, v in values.items() if np.std(v) > 0]
-    targets = np.stack([values[n].ravel() for n in names], axis=1) if names else np.zeros((0, 0))
+    if not names:
+        return []
+    targets = _standardized(np.stack([values[n].ravel() for n in names], axis=1))
     claims = []
     for i, layer in enumerate(layers):
-        h = layer.reshape(-1, layer.shape[-1])
-        for k in range(h.shape[1]):
-            if not names or np.std(h[:, k]) == 0:
-                continue
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr = np.abs([np.corrcoef(h[:, k], targets[:, n])[0, 1] for n in range(len(names))])
-            best = int(np.nanargmax(corr))
-            if corr[best] >= CORRELATION:
+        correlation = np.abs(_standardized(layer.reshape(-1, layer.shape[-1])).T @ targets)  # [units, values]
+        for k, row in enumerate(correlation):
+            best = int(np.argmax(row))
+            if row[best] >= CORRELATION:
                 claims.append({"layer": i, "unit": k, "value": names[best]})
     return claims
 

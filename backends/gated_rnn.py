@@ -104,7 +104,7 @@ def _exponent(magnitude: float) -> int:
 
 
 def magnitude(interval: Interval) -> float:
-    return max(abs(float(interval.lo)), abs(float(interval.hi)))
+    return interval.magnitude
 
 
 # --- what a unit reads -------------------------------------------------------------------------------
@@ -299,7 +299,10 @@ class Cells:
         """The largest weight or bias of ``pre`` as read from the previous layer's cells."""
         row = Matrix(1, self.previous.matrix.rows, {(0, j): w for j, w in pre.x.items()})
         weight, bias = self.previous.read(row, (pre.bias,))
-        return max([abs(float(w)) for w in weight.entries.values()] + [abs(float(bias[0]))])
+        try:
+            return max([abs(float(w)) for w in weight.entries.values()] + [abs(float(bias[0]))])
+        except OverflowError:
+            raise LsrlError("the LSTM or GRU cells that read a value would need a weight beyond float64's range") from None
 
 
 def _signs(interval: Interval) -> tuple[int, ...]:

@@ -331,7 +331,7 @@ def _gamma(n: int, u: float) -> float:
 
 
 def _magnitudes(values: Sequence[Interval]) -> np.ndarray:
-    return np.array([max(abs(float(v.lo)), abs(float(v.hi))) for v in values], dtype=np.float64)
+    return np.array([v.magnitude for v in values], dtype=np.float64)
 
 
 def _scaled(lattice: Lattice | None, weight: Number) -> Lattice | None:

@@ -42,7 +42,7 @@ class OutputFacts:
     lattice: Lattice | None
 
     def tolerance(self) -> float:
-        return OUTPUT_TOLERANCE * max(abs(float(self.interval.lo)), abs(float(self.interval.hi)), 1.0)
+        return OUTPUT_TOLERANCE * max(self.interval.magnitude, 1.0)
 
     def proven(self, bound: float) -> bool:
         if bound == INF:  # (an output of unbounded size would tolerate it otherwise)

@@ -33,6 +33,10 @@ class NotExactError(ValueError):
 
 
 Array = np.ndarray
+# node id -> the node's value [batch, time, dim] to use instead of the one computed: readers see it
+# (interchange interventions, lsrl.bench); a state's own recurrence keeps its computed value, which
+# is the same thing when the whole sequence is patched
+Patches = dict[int, Array]
 
 
 def _require_exact(node: Node, *matrices: Matrix, vectors: Sequence[tuple] = ()) -> None:
@@ -198,14 +202,18 @@ EVALUATION_RULES: dict[str, Rule] = {
 
 
 # --- the interpreter -------------------------------------------------------------------------------
-def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
+def _evaluate(graph: Graph, x: Array, exact_mode: bool, patches: Patches | None = None) -> dict[int, Array]:
     ctx = Context(x, exact_mode)
     values: dict[int, Array] = {}
     for node in graph.topological_order():
         rule = EVALUATION_RULES.get(node.kind)
         if rule is None:
             raise ValueError(f"the interpreter has no rule for node kind {node.kind!r}")
-        values[node.id] = rule(node, [values[o] for o in node.operands], ctx)
+        value = rule(node, [values[o] for o in node.operands], ctx)
+        if patches and node.id in patches:
+            value = np.array(value, copy=True)
+            value[...] = patches[node.id]
+        values[node.id] = value
     return values
 
 
@@ -264,6 +272,7 @@ def run(graph: Graph, inputs: object, exact: bool = False) -> Array:
     return np.concatenate(outs, axis=-1)
 
 
-def trace(graph: Graph, inputs: object, exact: bool = False) -> dict[int, Array]:
-    """The value of every node, ``[batch, time, dim]`` each: for debugging and for labelled probes."""
-    return _evaluate(graph, _as_batch(inputs, exact), exact)
+def trace(graph: Graph, inputs: object, exact: bool = False, patches: Patches | None = None) -> dict[int, Array]:
+    """The value of every node, ``[batch, time, dim]`` each: for debugging and for labelled probes;
+    with ``patches``, the nodes named there take the values given (interventions)."""
+    return _evaluate(graph, _as_batch(inputs, exact), exact, patches)

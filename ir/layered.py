@@ -31,7 +31,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from lsrl.ir import heads
@@ -75,6 +75,10 @@ PART = "part"  # the terms of the value (times ``sign``) computed so far; later 
 FREE = "free"  # a unit no output depends on: its incoming weights are free, what reads it reads it with 0
 COPY = "copy"  # a copy of a split unit: holds what the unit with the same source, sign and node holds
 ROLES = (VALUE, CARRY, PART, FREE, COPY)
+
+
+# patch(layer index, step or None, value) -> the value the layer outputs instead (step_trace)
+Patch = Callable[[int, "int | None", np.ndarray], np.ndarray]
 
 
 class LayeredModelError(ValueError):
@@ -260,14 +264,28 @@ class LayeredModel:
     def run_float32(self, inputs: object) -> np.ndarray:
         """Outputs ``[time, d_out]`` for one sequence ``[time, d_in]`` with every weight, input and
         intermediate value rounded to float32, as a float32 target computes the layers."""
+        return self.step_trace(inputs, np.float32)[-1]
+
+    def step_trace(self, inputs: object, dtype: type = np.float64, patch: Patch | None = None) -> list[np.ndarray]:
+        """Every layer's output ``[time, width]`` for one sequence ``[time, d_in]`` (or
+        ``[time, batch, width]`` for sequences ``[time, batch, d_in]``, time first), computed step
+        by step in ``dtype`` (weights, input and every intermediate value rounded to it).
+
+        ``patch(layer, t, value)`` returns what a layer's output is to be instead (an interchange
+        intervention, lsrl.bench): called with ``t`` None on the whole output of a layer without
+        memory, and at every step ``t`` on the state of a state or gated layer, so that the
+        state's own recurrence continues from the patched value."""
 
         def weights(layer: Layer, name: str) -> np.ndarray:  # (the map layer's functions are no weights)
             value = layer.attrs[name]
             dense = value.dense() if isinstance(value, Matrix) else np.array([float(v) for v in value])
-            return dense.astype(np.float32)
+            return dense.astype(dtype)
 
-        x = np.asarray(inputs, dtype=np.float32)
-        for layer in self.layers:
+        def patched(i: int, t: int | None, value: np.ndarray) -> np.ndarray:
+            return value if patch is None else patch(i, t, value)
+
+        x, outputs = np.asarray(inputs, dtype=dtype), []
+        for i, layer in enumerate(self.layers):
             pre = x @ weights(layer, "W").T + weights(layer, "b")
             if layer.kind == "relu":
                 x = np.maximum(pre, np.float32(0))
@@ -275,8 +293,8 @@ class LayeredModel:
                 x = pre * (x @ weights(layer, "W2").T + weights(layer, "b2"))
             elif layer.kind == "gated":
                 gate, h, steps = x @ weights(layer, "W2").T + weights(layer, "b2"), weights(layer, "init"), []
-                for a_t, b_t in zip(gate, pre):
-                    h = a_t * h + b_t
+                for t, (a_t, b_t) in enumerate(zip(gate, pre)):
+                    h = patched(i, t, a_t * h + b_t)
                     steps.append(h)
                 x = np.stack(steps)
             elif layer.kind == "map":
@@ -284,18 +302,22 @@ class LayeredModel:
                 for u, function in enumerate(layer.attrs["functions"]):
                     if function != IDENTITY:
                         with np.errstate(all="ignore"):
-                            x[:, u] = FLOAT_FUNCTION_VALUES[function](pre[:, u])
+                            x[..., u] = FLOAT_FUNCTION_VALUES[function](pre[..., u])
             elif layer.kind == "state":
                 transition, h, steps = weights(layer, "A"), weights(layer, "init"), []
-                for drive in pre:
-                    h = transition @ h + drive
+                for t, drive in enumerate(pre):
+                    h = patched(i, t, h @ transition.T + drive)
                     steps.append(h)
                 x = np.stack(steps)
             elif layer.kind in heads.HEAD_OF_KIND:
-                x = heads.fill(layer.kind, layer.attrs, pre[None])[0]
+                batched = pre[:, None] if pre.ndim == 2 else pre
+                x = heads.fill(layer.kind, layer.attrs, batched.swapaxes(0, 1)).swapaxes(0, 1).reshape(pre.shape)
             else:
                 x = pre
-        return x
+            if layer.kind not in ("state", "gated"):
+                x = patched(i, None, x)
+            outputs.append(x)
+        return outputs
 
     def trace(self, inputs: object, exact: bool = False) -> list[np.ndarray]:
         """Every layer's output ``[batch, time, width]``, in layer order."""

@@ -20,6 +20,7 @@ from gmpy2 import mpq
 from lsrl.backends import TARGET_NAMES, Options, get_target
 from lsrl.backends.target import DEFAULT_MAX_LEN
 from lsrl.backends.verdict import UNPROVEN
+from lsrl.bench.command import add_bench_command
 from lsrl.diagnostics import PROGRAM, render
 from lsrl.errors import CompileWarning, LsrlError, UsageError
 from lsrl.inputs import check_length, read_tokens
@@ -205,6 +206,7 @@ def _parser() -> _ArgumentParser:
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
                          help="bounds of every input value that linearize and the targets may assume (either side "
                          "may be empty: unbounded); lsrl run refuses inputs outside them on every backend")
+    add_bench_command(commands, _ArgumentParser)
     return parser
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
@@ -32,9 +32,12 @@ def compile_to(
     options: Optional[Options] = None,
     params: Optional[Mapping[str, object]] = None,
     sources: Optional[Mapping[str, str]] = None,
+    transform: Optional[Callable] = None,
 ) -> Compiled:
     """Compile ``graph`` for ``target``; ``params`` and ``sources`` (file name -> text, as
-    collected by ``compile_file``) are recorded in the config."""
+    collected by ``compile_file``) are recorded in the config. ``transform(model, prepared)``, if
+    given, replaces the layered model before the target builds it (``prepared``: the graph it was
+    scheduled from; lsrl.bench's obfuscations, which keep the function)."""
     from lsrl.backends.verdict import judge, output_facts
     from lsrl.passes import prepare
     from lsrl.passes.linearize import linearize
@@ -60,6 +63,8 @@ def compile_to(
     prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs,
                        "matrix" in chosen.layer_kinds)
     model = linearize(prepared, options.input_range, max_len)
+    if transform is not None:
+        model = transform(model, prepared)
     _check_layer_kinds(chosen, model, prepared)
     try:
         compiled = chosen.build(model, options)

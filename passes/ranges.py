@@ -67,6 +67,13 @@ LATTICE_ROUNDS = 64
 Lattices = tuple[Lattice | None, ...]
 
 
+def _as_float(value: Number) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an exact number beyond float64's range
+        return INF
+
+
 @dataclass(frozen=True)
 class Interval:
     """``[lo, hi]``; ``lo`` may be ``-inf`` and ``hi`` ``inf``."""
@@ -85,6 +92,12 @@ class Interval:
     @property
     def nonnegative(self) -> bool:
         return self.lo >= 0
+
+    @property
+    def magnitude(self) -> float:
+        """The largest ``|value|`` as a float: inf where the interval is unbounded, or its exact
+        end lies beyond float64's range (as exact bounds of long mixed recurrences do)."""
+        return max(_as_float(abs(self.lo)), _as_float(abs(self.hi)))
 
     @property
     def nonpositive(self) -> bool:

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_import_lsrl_leaves_heavy_backends_unloaded() -> None:
     code = (
-        "import sys, lsrl, lsrl.ir, lsrl.passes, lsrl.backends, lsrl.targets, lsrl.corpus\n"
+        "import sys, lsrl, lsrl.ir, lsrl.passes, lsrl.backends, lsrl.targets, lsrl.corpus, lsrl.cli\n"
+        "import lsrl.bench.generate, lsrl.bench.verify, lsrl.bench.score\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'jax', 'triton', 'iree'))\n"
         "print(','.join(heavy))\n"
     )
@@ -30,7 +31,8 @@ def test_the_wheel_installs_everything_under_the_lsrl_namespace(tmp_path: Path) 
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"lsrl"}
-    for module in ("lsrl/ir/graph.py", "lsrl/passes/linearize.py", "lsrl/backends/target.py", "lsrl/corpus/rows.py"):
+    for module in ("lsrl/ir/graph.py", "lsrl/passes/linearize.py", "lsrl/backends/target.py", "lsrl/corpus/rows.py",
+                   "lsrl/bench/case.py"):
         assert module in names
 
 

@@ -1,0 +1,148 @@
+"""``lsrl bench verify``: the ground truth of every case, checked causally (docs/bench.md).
+
+From a case's own files only: the program graph (``program.graph.json``), the obfuscated layered
+model (``layers.json``), the labels and bases (``labels.json``) and the inputs
+(``data.safetensors``). For every program value the model holds in units of its own
+(``intervene.sites``) and every pair of sequences (base k, source k+1), an interchange
+intervention (``intervene.interchange``); the case's IIA is the fraction that agree with the
+program. The target's outputs on the data (stored by ``generate``) are compared with the exact
+outputs too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsrl.bench import cases
+from lsrl.bench.case import CASE_FILE
+from lsrl.bench.domain import Domain
+from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites_from_json
+from lsrl.bench.truth import LABELS_FORMAT
+
+
+def load_truth(folder: Path):
+    """The case's sites and each layer's basis (dense, forward and inverse)."""
+    labels = json.loads((folder / "labels.json").read_text())
+    if labels.get("format") != LABELS_FORMAT:
+        raise ValueError(f"{folder / 'labels.json'} is not a {LABELS_FORMAT} file")
+    forward, inverse = [], []
+    for layer in labels["layers"]:
+        width = layer["width"]
+        f, g = np.zeros((width, width)), np.zeros((width, width))
+        for k, row in enumerate(layer["units"]):
+            for j, v in row:
+                f[k, j] = v
+        for j, value in enumerate(layer["values"]):
+            for k, v in value["direction"]:
+                g[j, k] = v
+        forward.append(f)
+        inverse.append(g)
+    return sites_from_json(labels["sites"]), forward, inverse
+
+
+def verify_case(folder: Path) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    from lsrl.ir.layered import LayeredModel
+    from lsrl.ir.serialize import load_graph
+
+    graph = load_graph(folder / "program.graph.json")
+    model = LayeredModel.from_json(json.loads((folder / "layers.json").read_text()))
+    found, forward, inverse = load_truth(folder)
+    data = load_file(str(folder / "data.safetensors"))
+    config = json.loads((folder / "model" / "config.json").read_text())
+    config = config.get("lsrl", config)  # (a transformers checkpoint's config holds lsrl's under "lsrl")
+    inputs = data["inputs"]
+    tolerance = _stated_bound(config)
+    k = len(inputs)
+    pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
+    domain = _domain(folder, graph)
+    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, domain, tolerance)
+    if json.loads((folder / CASE_FILE).read_text())["spec"]["target"] == "torch":
+        from lsrl.bench.torch_runner import TorchRunner
+
+        runner = TorchRunner(folder / "model", forward, inverse)
+        result["module"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
+    result.update(float64=config.get("precision", {}).get("float64"),
+                  target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
+    return result
+
+
+def _iia(graph, runner, found, inputs, pairs, domain, tolerance) -> dict[str, Any]:
+    outcomes = interchange(graph, runner, found, inputs, pairs, domain, tolerance)
+    results = [r for outcome in outcomes for r in outcome if r is not None]
+    return {"interventions": len(results), "out_of_domain": sum(r is None for o in outcomes for r in o),
+            "iia": sum(results) / len(results) if results else None,
+            "failed_values": [graph.nodes[site.node].name for site, outcome in zip(found, outcomes) if False in outcome]}
+
+
+def _stated_bound(config: dict) -> np.ndarray | float:
+    """The compiler's bound on each output's float64 error (0 where it proves the outputs exact;
+    where it proves nothing, only rounding is tolerated, and the verdict says "unproven")."""
+    if config.get("precision", {}).get("float64") == "unproven":
+        return 0.0
+    bounds = config.get("error_bound", {})
+    per_output = bounds.get("outputs", {}).get("float64")
+    if per_output is not None:
+        return np.array([b if b is not None else 0.0 for b in per_output])
+    return bounds.get("float64") or 0.0
+
+
+def _domain(folder: Path, graph) -> Domain:
+    """The values the case's model was built for (``domain``): its program's promises."""
+    from lsrl.backends import get_target
+
+    spec = json.loads((folder / CASE_FILE).read_text())["spec"]
+    options = cases.options(spec)
+    max_len = options.max_len if get_target(spec["target"]).bounded_length else None
+    return Domain(graph, options.input_range, options.integer_inputs, max_len)
+
+
+def verify(root: str, progress=None) -> dict[str, Any]:
+    """Verify every built case of the suite in ``root``; writes ``root/verify.json``."""
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    built = [e for e in manifest["cases"] if not e["error"]]
+    report = []
+    for n, entry in enumerate(built, 1):
+        try:
+            result = verify_case(Path(root) / entry["dir"])
+        except Exception as e:  # a broken case is reported, and the others still verified
+            result = {"error": f"{type(e).__name__}: {e}"}
+        report.append({"id": entry["id"], "target": entry["target"], "obfuscation": entry["obfuscation"], **result})
+        if progress:
+            progress(n, len(built), sum(1 for r in report if r.get("error") or r.get("iia") not in (None, 1.0)))
+    summary = {"format": "lsrl.bench.verify", "cases": report, "table": iia_table(report)}
+    (Path(root) / "verify.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per target and obfuscation: cases, interventions, the smallest and mean IIA, and how many
+    cases' target outputs disagree with the program."""
+    table: dict[str, dict[str, Any]] = {}
+    for r in report:
+        row = table.setdefault(f"{r['target']}/{r['obfuscation']}", {"cases": 0, "interventions": 0, "iia": [],
+                                                                     "out_of_domain": 0, "target_disagrees": 0,
+                                                                     "unproven": 0, "errors": 0,
+                                                                     "iia_unproven": []})
+        row["cases"] += 1
+        if r.get("error"):
+            row["errors"] += 1
+            continue
+        row["interventions"] += r["interventions"]
+        row["out_of_domain"] += r["out_of_domain"]
+        row["unproven"] += 1 if r["float64"] == "unproven" else 0
+        for level in (r, r.get("module", {})):  # the layered model's interventions, and the torch module's
+            if level.get("iia") is not None:
+                row["iia" if r["float64"] != "unproven" else "iia_unproven"].append(level["iia"])
+        row["target_disagrees"] += 0 if r["target_agrees"] else 1
+    for row in table.values():
+        values, unproven = row.pop("iia"), row.pop("iia_unproven")
+        row["min_iia"] = min(values) if values else None
+        row["mean_iia"] = sum(values) / len(values) if values else None
+        row["min_iia_unproven"] = min(unproven) if unproven else None
+    return table

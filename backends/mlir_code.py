@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 from lsrl.backends import codegen
-from lsrl.backends.mlir_module import ELEMENT_TYPES, ModelSpec, build_module, module_text
+from lsrl.backends.mlir_module import (
+    ELEMENT_TYPES,
+    ModelSpec,
+    build_module,
+    module_text,
+)
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.layered import LayeredModel
@@ -196,6 +201,7 @@ class MlirTarget(Target):
     name = "mlir"
     description = "an MLIR module (linalg on tensors, scf) compiled by IREE for the CPU: model.mlir, model.vmfb, model.py"
     native_gates = True
+    layer_kinds = (*Target.layer_kinds, "gated")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         config = codegen.code_config(self, model, options)

@@ -483,7 +483,7 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
     if args.emit == "mlir":
         if args.after is not None:
             raise UsageError("--emit mlir prints the whole lowered program, after every pass; drop --after")
-        _emit_mlir(_layered(_compile(args, sources), args.input_range), args.dtype or "float32")
+        _emit_mlir(_compile(args, sources), Options(args.input_range, dtype=args.dtype or "float32"))
         return
     if args.after is None:
         graph = _compile(args, sources)
@@ -501,12 +501,15 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def _emit_mlir(model, dtype: str) -> None:
-    """The mlir target's module of the layered model (IREE's bindings imported only now)."""
+def _emit_mlir(graph: Graph, options: Options) -> None:
+    """The mlir target's module of the program, lowered as ``lsrl compile --target mlir`` lowers it
+    (IREE's bindings imported only now)."""
     from lsrl.backends.mlir_code import module_source
     from lsrl.backends.mlir_module import ModelSpec
+    from lsrl.targets import lower_for_target
 
-    sys.stdout.write(module_source(ModelSpec.of_model(model), dtype))
+    model, _, options = lower_for_target(graph, get_target("mlir"), options)
+    sys.stdout.write(module_source(ModelSpec.of_model(model), options.dtype))
 
 
 if __name__ == "__main__":

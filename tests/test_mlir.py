@@ -26,8 +26,8 @@ import pytest
 from lsrl.backends import Compiled, Options, get_target
 from lsrl.backends.codegen import import_generated
 from lsrl.backends.mlir_code import module_source, runner
-from lsrl.backends.mlir_module import SCAN_BLOCK, SCAN_LEVELS, ModelSpec, build_module
-from lsrl.ir.graph import Label
+from lsrl.backends.mlir_module import ModelSpec, build_module
+from lsrl.backends.mlir_states import SCAN_BLOCK, SCAN_LEVELS
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
@@ -141,7 +141,7 @@ def table_inputs(name: str) -> np.ndarray:
     return np.array([[[float(as_fraction(v)) for v in token] for token in r.inputs[:length]] for r in runs])
 
 
-@pytest.mark.parametrize("name", ["tok2tok_capitals_mul", "frac_prevs", "continuous_ua_2x1_mul"])
+@pytest.mark.parametrize("name", ["tok2tok_capitals_mul", "frac_prevs", "continuous_ua_2x1_mul", "moving_average"])
 def test_step_gives_the_outputs_of_forward(name: str) -> None:
     inputs = table_inputs(name)
     for dtype in ("float64", "float32"):
@@ -260,6 +260,30 @@ def test_lsrl_ir_emits_the_module_in_either_dtype() -> None:
     assert status == 0 and "in float64" in out and "tensor<?x?x1xf64>" in out
     assert run_cli("ir", source, "--dtype", "float64")[0] == 1
     assert run_cli("ir", source, "--emit", "mlir", "--after", "dce")[0] == 1
+
+
+def test_a_gated_layer_is_a_loop_over_time_in_forward_and_one_product_in_step() -> None:
+    """hold_register's gated state: forward and step give what the task says (the register holds
+    the value last written), and the module loops over time once."""
+    compiled = built("hold_register", "float64")
+    text = compiled.files["model.mlir"]
+    assert text.count("scf.for") == 1 and "gated" in text
+    tokens = [[1, 1], [0, 0], [0, 1], [1, 0], [0, 1], [1, 1]]  # (write, value)
+    held = [1, 1, 1, 0, 0, 1]
+    forward, stepped = forward_and_step(compiled, "float64", np.array([tokens], dtype=float))
+    np.testing.assert_array_equal(forward[0, :, 0], held)
+    np.testing.assert_array_equal(stepped[0, :, 0], held)
+
+
+@pytest.mark.parametrize("name, kind", [("mesa", "solve"), ("induction", "delta_state")])
+def test_layers_it_cannot_build_are_refused_at_their_line(name: str, kind: str) -> None:
+    """compile and ir --emit mlir refuse a delta or solve layer at the program's line, without a traceback."""
+    source = str(case(name).source_path)
+    params = [f"-D{key}={value}" for key, value in case(name).params.items()]
+    for argv in (["ir", source, "--emit", "mlir"], ["compile", source, "--target", "mlir", "-o", "unused"]):
+        status, out, err = run_cli(*argv, *params)
+        assert status == 1 and out == "" and "Traceback" not in err
+        assert f"error: the mlir target cannot compute {kind}" in err and f"{case(name).source}:" in err
 
 
 def test_lsrl_run_and_stats_on_the_mlir_backend() -> None:

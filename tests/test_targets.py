@@ -39,6 +39,22 @@ REQUIRES = {"jax": ("jax",), "mlir": ("iree.compiler", "iree.runtime")}
 EXACT_ON_INTEGERS = ("mamba", "hawk")
 
 
+# IREE compiles each row's module for each dtype, a few seconds each: by default the mlir target
+# runs these rows (every kind of layer and of state-layer stage, and its refusals), the rest of the
+# table with the slow tests (pytest -m slow)
+MLIR_DEFAULT_ROWS = ("more_ones", "counters", "frac_prevs", "continuous_ua_2x1_mul", "shift_register", "parity",
+                     "hold_register", "moving_average", "mqar", "mqar_delta", "induction", "mesa")
+
+
+def target_rows() -> list:
+    """Every (target, row) pair, the mlir target's outside ``MLIR_DEFAULT_ROWS`` marked slow."""
+    return [
+        pytest.param(target, case, id=f"{target}-{case.name}",
+                     marks=pytest.mark.slow if target == "mlir" and case.name not in MLIR_DEFAULT_ROWS else ())
+        for target in TARGET_NAMES for case in CASES
+    ]
+
+
 def skip_without_packages(target: str) -> None:
     for package in REQUIRES.get(target, ("torch",)):
         pytest.importorskip(package)
@@ -69,8 +85,7 @@ def references(name: str) -> list[tuple[list[list[float]], np.ndarray]]:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("target", TARGET_NAMES)
+@pytest.mark.parametrize("target, case", target_rows())
 def test_target_keeps_to_its_stated_bound(target: str, case: Case, dtype: str) -> None:
     skip_without_packages(target)
     result = compiled(target, case.name, dtype)
@@ -104,8 +119,7 @@ def _integer_row(case: Case, want: np.ndarray) -> bool:
     return case.integer_inputs and bool(np.all(want == np.round(want)))
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("target", TARGET_NAMES)
+@pytest.mark.parametrize("target, case", target_rows())
 def test_the_float32_verdict_is_the_one_the_row_states(target: str, case: Case) -> None:
     skip_without_packages(target)
     result = compiled(target, case.name)

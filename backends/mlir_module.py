@@ -23,10 +23,11 @@ A state layer ``h_t = A h_{t-1} + u_t`` follows the plan of ``backends/codegen.p
   4096 steps);
 - a rotation is a running sum in the frame that turns with its permutation, between two gathers
   whose indices are computed from the step (``linalg.index``) and constant tables;
-- a scaled loop or a matrix loop is an ``scf.for`` over time carrying the state and the outputs.
+- a scaled loop is a recurrence in blocks of steps (below); a matrix loop is an ``scf.for`` over
+  time carrying the outputs.
 
-A gated layer ``h_t = a_t * h_{t-1} + v_t`` computes ``a`` and ``v`` for every step, then loops
-over time (``scf.for``) as a scaled loop does. Map, delta and solve layers are not built: the
+A gated layer ``h_t = a_t * h_{t-1} + v_t`` computes ``a`` and ``v`` for every step, then the
+recurrence in blocks of steps, as a scaled loop (a constant decay) does (``blocked_recurrence``). Map, delta and solve layers are not built: the
 target's ``layer_kinds`` leave them out, so the driver refuses them at their source line. The
 recurrences are in ``backends/mlir_states.py``, the operations on tensors in
 ``backends/mlir_ops.py``.
@@ -218,15 +219,12 @@ class _Builder(StateOps):
 
     def gated_forward(self, i: int, x, width: int):
         """A gated layer ``h_t = a_t * h_{t-1} + v_t`` over whole sequences: both terms for every
-        step first, then a loop over time (the gate varies with the step: no scan, as in torch)."""
+        step first, then the recurrence in blocks of steps (``blocked_recurrence``)."""
         sizes = [self.batch, self.time, width]
         v = self.expand(self.linear(x, self.weight(i, "W"), self.weight(i, "b")), [[0, 1], [2]], sizes, name=f"layer{i}.v")
         a = self.expand(self.linear(x, self.weight(i, "W2"), self.weight(i, "b2")), [[0, 1], [2]], sizes, name=f"layer{i}.a")
 
-        def advance(h, t, v_t):
-            return self.gated_step(h, self.slice(a, [0, t, 0], [self.batch, 1, width], drop=[1]), v_t)
-
-        return self.loop(v, self.weight(i, "init"), f"layer{i}.h", advance)
+        return self.blocked_recurrence(v, a, self.weight(i, "init"), f"layer{i}.h")
 
     def stage_by_stage(self, i: int, x, width: int, stages: list[Stage]):
         """The layer's stages in the plan's order, each reading the earlier ones it needs. The input
@@ -268,7 +266,7 @@ class _Builder(StateOps):
             return self.sums(v, stage.cycles, set(), start, f"layers.{i}.init.part{k}", name)
         if stage.method == SCALED_LOOP:
             decay = self.constant(f"layers.{i}.A.part{k}.diagonal", np.diagonal(own).copy())
-            return self.loop(v, init, name, lambda h, t, v_t: self.gated_step(h, decay, v_t))
+            return self.blocked_recurrence(v, decay, init, name)
         if stage.method == MATRIX_LOOP:
             transition = self.constant(f"layers.{i}.A.part{k}", own)
             return self.loop(v, init, name, lambda h, t, v_t: self.matmul(h, transition, v_t))

@@ -10,11 +10,19 @@ ints where static and ``index`` values where dynamic (the batch, the time, the r
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """An index of an operand of ``TensorOps.generic`` that is the same at every loop point."""
+
+    index: int
 
 
 class TensorOps:
@@ -58,14 +66,14 @@ class TensorOps:
     def generic(self, operands: list, sizes: list, iterators: list[str], body: Callable, result_dims: list[int] | None = None,
                 start=None, name: str | None = None):
         """A ``linalg.generic`` over ``len(iterators)`` loops: ``operands`` are ``(value, dims)``, read
-        at those loop dimensions; the result, of ``sizes``, is written at ``result_dims`` (default:
+        at those loop dimensions (or ``Fixed`` indices); the result, of ``sizes``, is written at ``result_dims`` (default:
         the first loops) as ``body(*operand elements)``, or with ``start`` (its first value)
         ``body(*operand elements, the result so far)``."""
         ir, linalg = self.ir, self.linalg
         loops = len(iterators)
         out = self.tensor.empty(sizes, self.element) if start is None else start
         dims = [dims for _, dims in operands] + [list(range(len(sizes))) if result_dims is None else result_dims]
-        maps = [ir.AffineMapAttr.get(ir.AffineMap.get(loops, 0, [ir.AffineDimExpr.get(d) for d in group])) for group in dims]
+        maps = [ir.AffineMapAttr.get(ir.AffineMap.get(loops, 0, [self.affine(d) for d in group])) for group in dims]
         kinds = [ir.Attribute.parse(f"#linalg.iterator_type<{kind}>") for kind in iterators]
         with self.named(name):
             op = linalg.GenericOp([out.type], [v for v, _ in operands], [out], ir.ArrayAttr.get(maps), ir.ArrayAttr.get(kinds))
@@ -74,6 +82,12 @@ class TensorOps:
             args = list(block.arguments)
             linalg.YieldOp([body(*(args if start is not None else args[:-1]))])
         return op.result
+
+    def affine(self, dim):
+        """The expression of one of an operand's indices: a loop dimension, or a ``Fixed`` index."""
+        if isinstance(dim, Fixed):
+            return self.ir.AffineConstantExpr.get(dim.index)
+        return self.ir.AffineDimExpr.get(dim)
 
     def loop_index(self, dim: int):
         return self.linalg.IndexOp(self.ir.IntegerAttr.get(self.ir.IntegerType.get_signless(64), dim)).result

@@ -1,7 +1,8 @@
 """The recurrences of the mlir target's state layers over whole sequences, as MLIR operations on
 tensors (``backends/mlir_module.py`` picks them by each state layer's plan, ``plan_state_layer``
 of ``backends/codegen.py``): delay lines, running sums and rotations without a loop over time
-(blocked scans), and ``scf.for`` loops over time for decays, matrix transitions and gated states.
+(blocked scans), decays and gated states in blocks of steps, matrix transitions as an ``scf.for``
+over time.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
-from lsrl.backends.mlir_ops import TensorOps
+from lsrl.backends.mlir_ops import Fixed, TensorOps
 
 SCAN_BLOCK = 32  # steps summed within one block by a running sum's scan
 SCAN_LEVELS = 2  # blocks of blocks before the sums over every earlier block
+RECURRENCE_BLOCK = 16  # steps of a gated or scaled recurrence one element of a linalg.generic runs
 
 
 class StateOps(TensorOps):
@@ -152,10 +154,78 @@ class StateOps(TensorOps):
             scf.YieldOp([self.insert(h, written, [0, t, 0], [self.batch, 1, width])])
         return loop.results[0]
 
+    def blocked_recurrence(self, v, gate, init, name: str):
+        """``h_t = a_t * h_{t-1} + v_t`` from ``h_0 = init``, elementwise (``v``: ``[batch, time,
+        units]``; ``gate``: ``a`` of the same shape, or one ``[units]`` for every step), with time in
+        blocks of ``RECURRENCE_BLOCK`` steps and a loop over the blocks, not over the steps.
+
+        First the state at the start of every block: an ``scf.for`` over the blocks carrying those
+        states only (``[batch, blocks + 1, units]``), each round one ``linalg.generic`` whose every
+        element runs its unit's steps of the block. Then every step: one ``linalg.generic`` over
+        (batch, block, step, unit) whose every element runs its block again from the block's start and
+        keeps its step's value. Both do what the step-by-step recurrence does, a product then a sum
+        per step, from the same start in the same order: its outputs (and its rounding), in parallel
+        over the blocks, at ``RECURRENCE_BLOCK`` times its arithmetic. A loop over every step would
+        cost IREE a submission and a copy of the outputs carried so far per step."""
+        arith, tensor, steps, width = self.arith, self.tensor, RECURRENCE_BLOCK, self.width(v)
+        batch, zero, one = self.batch, self.constant_index(0), self.constant_index(1)
+        blocks = arith.ceildivui(self.time, self.constant_index(steps))
+        extra = arith.subi(arith.muli(blocks, self.constant_index(steps)), self.time)
+        sizes = [batch, blocks, steps, width]
+        v = self.expand(self.pad(v, 1, extra), [[0], [1, 2], [3]], sizes)
+        per_step = self.ir.RankedTensorType(gate.type).rank == 3
+        if per_step:
+            gate = self.expand(self.pad(gate, 1, extra), [[0], [1, 2], [3]], sizes)
+
+        def operands(at: Callable) -> list:
+            """Every step's gate and input term, as operands read ``at(step)``."""
+            return [(value, at(k)) for k in range(steps) for value in ((gate, v) if per_step else (v,))]
+
+        def run(h, *elements) -> list:
+            """The value at every step of a block from ``h``, given each step's gate and input term."""
+            values = []
+            for k in range(steps):
+                a, term = (elements[2 * k], elements[2 * k + 1]) if per_step else (elements[-1], elements[k])
+                h = arith.addf(arith.mulf(a, h), term)
+                values.append(h)
+            return values
+
+        # the loop carries the state at the end of every block, read back by the next round (IREE
+        # 3.13 miscompiles a carried tensor that starts with values, as one holding init would)
+        with self.named(f"{name}.ends"):
+            loop = self.scf.ForOp(zero, blocks, one, [tensor.empty([batch, blocks, width], self.element)])
+        with self.ir.InsertionPoint(loop.body):
+            n, (ends,) = loop.induction_variable, loop.inner_iter_args
+            first = arith.cmpi(arith.CmpIPredicate.eq, n, zero)
+            stored = self.slice(ends, [0, arith.select(first, zero, arith.subi(n, one)), 0], [batch, 1, width], drop=[1])
+            block_v = self.slice(v, [0, n, 0, 0], [batch, 1, steps, width], drop=[1])
+            block_gate = self.slice(gate, [0, n, 0, 0], [batch, 1, steps, width], drop=[1]) if per_step else gate
+            reads = operands(lambda k: [0, Fixed(k), 1])
+            reads = [(block_gate if value is gate else block_v, dims) for value, dims in reads]
+            end = self.generic([(stored, [0, 1]), (init, [1]), *reads, *([] if per_step else [(gate, [1])])],
+                               [batch, width], ["parallel"] * 2,
+                               lambda h, start, *elements: run(arith.select(first, start, h), *elements)[-1])
+            self.scf.YieldOp([self.insert(end, ends, [0, n, 0], [batch, 1, width])])
+        ends = loop.results[0]
+
+        # the state at the start of every block: init, then the ends of the blocks but the last
+        before = self.slice(ends, [0, 0, 0], [batch, arith.subi(blocks, one), width])
+        starts = self.concat([self.broadcast(init, [batch, 1, width], [0, 1]), before], 1, [batch, blocks, width])
+
+        def rerun(h, *elements):  # block n from its start, up to its step k
+            k = self.loop_index(2)
+            for step, value in enumerate(run(h, *elements)):  # the value of step k
+                h = value if step == 0 else arith.select(arith.cmpi(arith.CmpIPredicate.uge, k, self.constant_index(step)), value, h)
+            return h
+
+        reads = operands(lambda k: [0, 1, Fixed(k), 3])
+        values = self.generic([(starts, [0, 1, 3]), *reads, *([] if per_step else [(gate, [3])])], sizes, ["parallel"] * 4, rerun)
+        joined = self.collapse(values, [[0], [1, 2], [3]])
+        return self.slice(joined, [0, 0, 0], [batch, self.time, width], name=name)
+
     def gated_step(self, h, gate, drive, name: str | None = None):
-        """``gate * h + drive`` elementwise (``[batch, width]``; a ``gate`` of one row is every
-        row's): the product, then the sum, as the rounding analysis bounds it."""
+        """``gate * h + drive`` elementwise (``[batch, width]``): the product, then the sum, as the
+        rounding analysis bounds it (one step of a gated layer)."""
         arith = self.arith
-        gate_dims = [1] if self.ir.RankedTensorType(gate.type).rank == 1 else [0, 1]
-        return self.generic([(h, [0, 1]), (gate, gate_dims), (drive, [0, 1])], [self.batch, self.width(h)],
-                            ["parallel"] * 2, lambda h_i, a, v: arith.addf(arith.mulf(a, h_i), v), name=name)
+        return self.elementwise([h, gate, drive], lambda h_i, a, v: arith.addf(arith.mulf(a, h_i), v),
+                                [self.batch, self.width(h)], name)

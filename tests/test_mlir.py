@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lsrl.backends import Compiled, Options, get_target
-from lsrl.backends.codegen import import_generated
+from lsrl.backends.codegen import figures, import_generated
 from lsrl.backends.mlir_code import module_source, runner
 from lsrl.backends.mlir_module import ModelSpec, build_module
-from lsrl.backends.mlir_states import SCAN_BLOCK, SCAN_LEVELS
+from lsrl.backends.mlir_states import RECURRENCE_BLOCK, SCAN_BLOCK, SCAN_LEVELS
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
@@ -36,7 +36,7 @@ from lsrl.passes import lower
 
 from lsrl.cli import main
 from lsrl.corpus import as_fraction, case
-from lsrl.targets import compile_to
+from lsrl.targets import compile_to, lower_for_target
 from tests.standalone import run_alone
 from tests.state_layers import every_stage_kind, random_state_model, random_transition
 
@@ -94,6 +94,7 @@ def test_forward_and_step_compute_every_kind_of_stage(dtype: str) -> None:
     assert_close(stepped, forward, RTOL[dtype])
 
 
+@pytest.mark.slow
 def test_forward_computes_random_transitions() -> None:
     """40 random sparse transitions (weights 1, 2, -1, 1/2: cycles, chains, self-loops, mixed) as the
     blocks of one state layer, against the layered model's interpreter in float64: whatever the
@@ -141,7 +142,8 @@ def table_inputs(name: str) -> np.ndarray:
     return np.array([[[float(as_fraction(v)) for v in token] for token in r.inputs[:length]] for r in runs])
 
 
-@pytest.mark.parametrize("name", ["tok2tok_capitals_mul", "frac_prevs", "continuous_ua_2x1_mul", "moving_average"])
+@pytest.mark.parametrize("name", [pytest.param("tok2tok_capitals_mul", marks=pytest.mark.slow), "frac_prevs",
+                                  pytest.param("continuous_ua_2x1_mul", marks=pytest.mark.slow), "moving_average"])
 def test_step_gives_the_outputs_of_forward(name: str) -> None:
     inputs = table_inputs(name)
     for dtype in ("float64", "float32"):
@@ -200,19 +202,22 @@ def test_the_printed_module_parses_back_to_the_same_module(name: str, dtype: str
 
 
 def test_the_module_holds_the_functions_and_the_layers() -> None:
-    compiled = built("tok2tok_capitals_mul")
-    text = compiled.files["model.mlir"]
-    d_out = compiled.config["d_out"]
+    """tok2tok's module as lsrl ir --emit mlir prints it (the text compile writes, without IREE)."""
+    row = case("tok2tok_capitals_mul")
+    status, text, _ = run_cli("ir", str(row.source_path), "--emit", "mlir",
+                              *(f"-D{key}={value}" for key, value in row.params.items()))
+    model, _, _ = lower_for_target(row.program(), get_target("mlir"), row.options())
+    assert status == 0
     assert text.startswith("// A program compiled by lsrl (target mlir), in float32")
-    assert f"func.func public @forward(%arg0: tensor<?x?x1xf32>) -> tensor<?x?x{d_out}xf32>" in text
+    assert f"func.func public @forward(%arg0: tensor<?x?x1xf32>) -> tensor<?x?x{model.d_out}xf32>" in text
     assert "func.func public @step(%arg0: tensor<?x1xf32>" in text and "func.func public @init_state(%arg0: index)" in text
-    for i, layer in enumerate(compiled.config["layers"]):
-        assert f"// layer {i}: {layer['kind']}, {layer['width']} unit" in text
+    for i, layer in enumerate(model.layers):
+        assert f"// layer {i}: {layer.kind}, {layer.width} unit" in text
         assert f"dense_resource<layers.{i}.W" in text
-    assert text.count("linalg.matmul") >= len(compiled.config["layers"])
+    assert text.count("linalg.matmul") >= len(model.layers)
     assert "linalg.generic" in text and "%layer0" in text
     assert "scf.for" not in text  # every state layer of tok2tok without a loop over time
-    assert compiled.figures["sequential_loops"] == 0
+    assert figures(model)["sequential_loops"] == 0
 
 
 def test_the_weights_are_blobs_of_the_float64_weights_cast_to_the_dtype() -> None:
@@ -273,6 +278,21 @@ def test_a_gated_layer_is_a_loop_over_time_in_forward_and_one_product_in_step() 
     forward, stepped = forward_and_step(compiled, "float64", np.array([tokens], dtype=float))
     np.testing.assert_array_equal(forward[0, :, 0], held)
     np.testing.assert_array_equal(stepped[0, :, 0], held)
+
+
+def test_gated_blocks_give_the_recurrence_at_every_length() -> None:
+    """moving_average (a gated layer) in float64 against the layered model's interpreter, for
+    lengths around the blocks of the recurrence (one step, a block less one, a block, more), from
+    random decays and values: the blocked recurrence computes every step of the loop over time."""
+    row = case("moving_average")
+    model = lower(row.program(), row.input_range)
+    compiled = built("moving_average", "float64")
+    rng = np.random.default_rng(3)
+    for length in (1, RECURRENCE_BLOCK - 1, RECURRENCE_BLOCK, 3 * RECURRENCE_BLOCK + 5):
+        inputs = rng.integers(0, 9, (3, length, 2)) / 8
+        forward, stepped = forward_and_step(compiled, "float64", inputs)
+        assert_close(forward, model.run(inputs), RTOL["float64"])
+        assert_close(stepped, forward, RTOL["float64"])
 
 
 @pytest.mark.parametrize("name, kind", [("mesa", "solve"), ("induction", "delta_state")])

@@ -42,8 +42,8 @@ EXACT_ON_INTEGERS = ("mamba", "hawk")
 # IREE compiles each row's module for each dtype, a few seconds each: by default the mlir target
 # runs these rows (every kind of layer and of state-layer stage, and its refusals), the rest of the
 # table with the slow tests (pytest -m slow)
-MLIR_DEFAULT_ROWS = ("more_ones", "counters", "frac_prevs", "continuous_ua_2x1_mul", "shift_register", "parity",
-                     "hold_register", "moving_average", "mqar", "mqar_delta", "induction", "mesa")
+MLIR_DEFAULT_ROWS = ("more_ones", "counters", "frac_prevs", "shift_register", "parity", "hold_register", "moving_average",
+                     "mqar_delta", "induction", "mesa")
 
 
 def target_rows() -> list:

@@ -71,7 +71,7 @@ import iree.runtime
 D_IN = {d_in}
 D_OUT = {d_out}
 DTYPE = "{dtype}"
-STATE_WIDTHS = {state_widths}  # one [batch, width] array per state layer
+STATE_WIDTHS = {state_widths}  # one [batch, width] array per state or gated layer
 CHUNK_STEPS = 8192  # steps of the sequences forward passes to the module in one call
 
 
@@ -98,7 +98,7 @@ class Model:
         return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
     def init_state(self, batch=1):
-        """The state before the first token: one [batch, width] array per state layer."""
+        """The state before the first token: one [batch, width] array per state or gated layer."""
         return _results(self.functions["init_state"](batch)) if STATE_WIDTHS else []
 
     def step(self, x, state):

@@ -18,9 +18,9 @@ A state layer ``h_t = A h_{t-1} + u_t`` follows the plan of ``backends/codegen.p
 
 - a copy is its input term, and delay lines are ``depth`` rounds of ``h = v + N previous(h)``;
 - a running sum is a cumulative sum over time, as a blocked scan without a loop: sums within
-  blocks of ``SCAN_BLOCK`` steps, then the sums of the blocks before each block (a reduction over
-  the blocks, so its work grows with ``(time / SCAN_BLOCK)^2``: a few percent of the model's at
-  4096 steps);
+  blocks of ``SCAN_BLOCK`` steps, then the sums of the blocks before each block, the same way
+  ``SCAN_LEVELS`` times, then a masked sum over the blocks (its work grows with the square of
+  ``time / SCAN_BLOCK ** SCAN_LEVELS``);
 - a rotation is a running sum in the frame that turns with its permutation, between two gathers
   whose indices are computed from the step (``linalg.index``) and constant tables;
 - a scaled loop is a recurrence in blocks of steps (below); a matrix loop is an ``scf.for`` over

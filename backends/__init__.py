@@ -23,6 +23,7 @@ _MODULES = {
     "gru": "lsrl.backends.gated_rnn",
     "mamba": "lsrl.backends.mamba",
     "hawk": "lsrl.backends.hawk",
+    "mlir": "lsrl.backends.mlir_code",
 }
 
 TARGET_NAMES = tuple(_MODULES)

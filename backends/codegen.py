@@ -70,6 +70,27 @@ class Stage:
     depth: int = 0
     cycles: tuple[tuple[int, ...], ...] = ()
 
+    def to_json(self) -> dict[str, Any]:
+        """The stage as ``config.json``'s ``state_plans`` hold it."""
+        return {"method": self.method, "units": list(self.units), "reads": list(self.reads), "depth": self.depth,
+                "cycles": [list(c) for c in self.cycles]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Stage":
+        return cls(data["method"], tuple(data["units"]), tuple(data["reads"]), data["depth"],
+                   tuple(tuple(c) for c in data["cycles"]))
+
+
+def join_order(stages: Sequence[Stage]) -> tuple[list[int], list[int] | None]:
+    """How a state layer's output is made of its stages' parts: the stages in the order their parts
+    are joined (of their first units, which usually gives the units in order), and the position in
+    the joined parts of every unit, or None where that is the units in order."""
+    ordered = sorted(range(len(stages)), key=lambda k: stages[k].units[0])
+    units = [unit for k in ordered for unit in stages[k].units]
+    if units == list(range(len(units))):
+        return ordered, None
+    return ordered, [units.index(i) for i in range(len(units))]
+
 
 def plan_state_layer(transition: Matrix) -> list[Stage]:
     """The stages that compute a state layer with transition ``A``, in an order where every stage
@@ -328,12 +349,10 @@ def _state_forward_lines(layer: Layer, stages: list[Stage], syntax: Syntax) -> l
             driven = "v"
         lines.append(f"part{k} = {_stage_value(stage, driven, syntax, n)}")
         where.update((unit, (k, position)) for position, unit in enumerate(stage.units))
-    # concatenated in the order of their first units, the parts are usually the units in order
-    ordered = sorted(range(len(stages)), key=lambda k: stages[k].units[0])
+    ordered, positions = join_order(stages)
     joined = syntax.concat([f"part{k}" for k in ordered])
-    units = [unit for k in ordered for unit in stages[k].units]
-    if units != list(range(n)):
-        joined += f"[..., {syntax.index([units.index(i) for i in range(n)])}]"
+    if positions is not None:
+        joined += f"[..., {syntax.index(positions)}]"
     return lines + [f"x = {joined}"]
 
 
@@ -590,20 +609,23 @@ def figures(model: LayeredModel) -> dict[str, Any]:
     }
 
 
-def build_code_target(target: Target, model: LayeredModel, options: Options, source: str) -> Compiled:
-    """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py``, and the
-    config with each state layer's plan."""
+def code_config(target: Target, model: LayeredModel, options: Options) -> dict[str, Any]:
+    """The config of a code target: every target's entries, each state layer's plan and the
+    rounding bound of the layered model's arithmetic, which every code target computes."""
     config = base_config(target, model, options)
     config["state_plans"] = {
-        str(i): [
-            {"method": s.method, "units": list(s.units), "reads": list(s.reads), "depth": s.depth,
-             "cycles": [list(c) for c in s.cycles]}
-            for s in plan_state_layer(model.layers[i].attrs["A"])
-        ]
+        str(i): [stage.to_json() for stage in plan_state_layer(model.layers[i].attrs["A"])]
         for i in state_layer_indices(model) if model.layers[i].kind == "state"
     }
     config["error_bound"] = stated_rounding(model, options)
-    return Compiled(target.name, config, model.tensors(), {"model.py": source}, figures=figures(model))
+    return config
+
+
+def build_code_target(target: Target, model: LayeredModel, options: Options, source: str) -> Compiled:
+    """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py``, and the
+    config with each state layer's plan."""
+    return Compiled(target.name, code_config(target, model, options), model.tensors(), {"model.py": source},
+                    figures=figures(model))
 
 
 # --- running generated source -------------------------------------------------------------------------------

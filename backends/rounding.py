@@ -202,6 +202,7 @@ class _Analysis:
         return Values(magnitude, np.where(exact, 0.0, error), exact, bounds.lattices)
 
     # --- sums ---------------------------------------------------------------------------------
+    @np.errstate(over="ignore", invalid="ignore")  # an unbounded input gives inf and nan errors: no bound
     def _sum(self, weight: Matrix, bias: Sequence[Number], x: Values, values: Sequence[Interval],
              lattices: Sequence[Lattice | None]) -> Values:
         """``W x + b`` computed in the dtype: its magnitude, error and exactness per row."""

@@ -68,7 +68,7 @@ class Compiled:
     target: str
     config: dict[str, Any]
     tensors: dict[str, np.ndarray]
-    files: dict[str, str] = field(default_factory=dict)  # generated source, by file name
+    files: dict[str, str | bytes] = field(default_factory=dict)  # generated source and binaries, by file name
     warnings: list[CompileWarning] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)  # size figures for ``lsrl stats --target``
     checkpoint: dict[str, Any] | None = None  # --format hf: the transformers config (backends/hf.py)
@@ -89,8 +89,11 @@ class Compiled:
         if self.checkpoint is not None:
             config = {**self.checkpoint, CHECKPOINT_KEY: config}
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
-        for name, text in self.files.items():
-            (directory / name).write_text(text)
+        for name, content in self.files.items():
+            if isinstance(content, bytes):
+                (directory / name).write_bytes(content)
+            else:
+                (directory / name).write_text(content)
         return written
 
     @classmethod

@@ -107,8 +107,10 @@ examples:
   lsrl ir examples/more_ones.lsrl
   lsrl ir examples/more_ones.lsrl --after dce
   lsrl ir examples/more_ones.lsrl --after linearize
+  lsrl ir examples/more_ones.lsrl --emit mlir --dtype float64
 print the program graph in the IR's text form, as built or after the graph passes up to PASS;
---after linearize prints the layered model"""
+--after linearize prints the layered model, --emit mlir the layered model as the MLIR module of
+the mlir target (its model.mlir; needs IREE's Python bindings, pip install 'lsrl[mlir]')"""
 
 
 GROW_EPILOG = """\
@@ -201,6 +203,8 @@ def _parser() -> _ArgumentParser:
 
     ir = command("ir", "print a program's graph in the IR text form", IR_EPILOG, _ir)
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
+    ir.add_argument("--emit", choices=["mlir"], help="print the lowered program as an MLIR module (the mlir target's model.mlir)")
+    ir.add_argument("--dtype", choices=["float32", "float64"], help="with --emit mlir: the module's number type (default float32)")
 
     for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
@@ -517,6 +521,13 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
         print_graph,  # imported only when asked for, as are the passes
     )
 
+    if args.emit is None and args.dtype is not None:
+        raise UsageError("--dtype applies to lsrl ir with --emit mlir")
+    if args.emit == "mlir":
+        if args.after is not None:
+            raise UsageError("--emit mlir prints the whole lowered program, after every pass; drop --after")
+        _emit_mlir(_compile(args, sources), Options(args.input_range, dtype=args.dtype or "float32"))
+        return
     if args.after is None:
         graph = _compile(args, sources)
     elif args.after == "linearize":
@@ -531,6 +542,17 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
 
     text = print_graph(graph)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _emit_mlir(graph: Graph, options: Options) -> None:
+    """The mlir target's module of the program, lowered as ``lsrl compile --target mlir`` lowers it
+    (IREE's bindings imported only now)."""
+    from lsrl.backends.mlir_code import module_source
+    from lsrl.backends.mlir_module import ModelSpec
+    from lsrl.targets import lower_for_target
+
+    model, _, options = lower_for_target(graph, get_target("mlir"), options)
+    sys.stdout.write(module_source(ModelSpec.of_model(model), options.dtype))
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ def compile_to(
     given, replaces the layered model before the target builds it (``prepared``: the graph it was
     scheduled from; lsrl.bench's obfuscations, which keep the function)."""
     from lsrl.backends.verdict import judge, output_facts
-    from lsrl.passes import prepare
-    from lsrl.passes.linearize import linearize
 
     if target not in TARGET_NAMES:
         raise UsageError(f"unknown target '{target}' (targets: {', '.join(TARGET_NAMES)})")
@@ -53,19 +51,9 @@ def compile_to(
     if options.format is not None and options.format not in chosen.formats:
         known = f"its formats: {', '.join(chosen.formats)}" if chosen.formats else "it writes its own files only"
         raise UsageError(f"target '{target}' has no --format {options.format} ({known})")
-    input_range, integer_inputs = declared_promises(graph, options.input_range, options.integer_inputs)
-    options = replace(options, input_range=input_range, integer_inputs=integer_inputs, tokens=input_tokens(graph.input))
     if options.format is not None:
         _check_token_program(graph, options.format)
-    max_len = options.max_len if chosen.bounded_length else None
-    # the graph linearize schedules: the program's nodes (same ids) and those the passes added, every
-    # one with the source location it came from, which warnings and labels point at
-    prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs,
-                       "matrix" in chosen.layer_kinds)
-    model = linearize(prepared, options.input_range, max_len)
-    if transform is not None:
-        model = transform(model, prepared)
-    _check_layer_kinds(chosen, model, prepared)
+    model, prepared, options = lower_for_target(graph, chosen, options, transform)
     try:
         compiled = chosen.build(model, options)
     except LsrlError as e:
@@ -90,6 +78,27 @@ def compile_to(
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled
+
+
+def lower_for_target(graph: Graph, target, options: Options, transform: Optional[Callable] = None):
+    """The layered model ``target`` builds from (after ``transform``, as in ``compile_to``), the graph
+    linearize scheduled and the options with the program's declared promises; a layer the target
+    cannot compute is refused at its line."""
+    from lsrl.passes import prepare
+    from lsrl.passes.linearize import linearize
+
+    input_range, integer_inputs = declared_promises(graph, options.input_range, options.integer_inputs)
+    options = replace(options, input_range=input_range, integer_inputs=integer_inputs, tokens=input_tokens(graph.input))
+    max_len = options.max_len if target.bounded_length else None
+    # the graph linearize schedules: the program's nodes (same ids) and those the passes added, every
+    # one with the source location it came from, which warnings and labels point at
+    prepared = prepare(graph, options.input_range, max_len, not target.native_gates, options.integer_inputs,
+                       "matrix" in target.layer_kinds)
+    model = linearize(prepared, options.input_range, max_len)
+    if transform is not None:
+        model = transform(model, prepared)
+    _check_layer_kinds(target, model, prepared)
+    return model, prepared, options
 
 
 def _check_token_program(graph: Graph, format: str) -> None:

@@ -14,10 +14,7 @@ import contextlib
 import dataclasses
 import io
 import json
-import subprocess
-import sys
 from collections import Counter
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,15 +30,13 @@ from lsrl.backends.codegen import (
     Stage,
     plan_state_layer,
 )
-from lsrl.ir.graph import Label
 from lsrl.ir.interpret import run as interpret
-from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
-from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import number
 from lsrl.passes import lower
 
 from lsrl.cli import main
 from lsrl.corpus import Case, as_fraction, case
+from tests.standalone import run_alone
+from tests.state_layers import every_stage_kind, random_state_model, random_transition
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -51,33 +46,9 @@ from lsrl.backends.jax_code import JaxModel, functions  # noqa: E402
 from lsrl.backends.torch_code import module  # noqa: E402
 
 RTOL = {"float64": 1e-9, "float32": 1e-4}
-COMPILER_PACKAGES = ("lsrl", "ir", "passes", "backends", "tests")
 
 
 # --- a state layer with every kind of stage ----------------------------------------------------------------
-def every_stage_kind() -> LayeredModel:
-    """One state layer of 10 units whose transition needs every method of the plan, with reads
-    between stages: a delay line (1 <- 0), a running sum reading it (2), a 3-cycle (3, 4, 5), a
-    decay reading the cycle (6), a 2x2 rotation-and-decay block reading the sum (7, 8) and a copy
-    reading that block (9)."""
-    half, quarter = Fraction(1, 2), Fraction(1, 4)
-    transition = Matrix(10, 10, {
-        (1, 0): 1,
-        (2, 2): 1, (2, 1): 1,
-        (3, 4): 1, (4, 5): 1, (5, 3): 1,
-        (6, 6): half, (6, 3): 1,
-        (7, 7): half, (7, 8): quarter, (8, 7): -quarter, (8, 8): half, (7, 2): 1,
-        (9, 7): 2,
-    })
-    rng = np.random.default_rng(0)
-    weights = Matrix.from_rows([[int(v) for v in row] for row in rng.integers(-2, 3, (10, 2))])
-    bias = tuple(number(Fraction(int(v), 3)) for v in rng.integers(-3, 4, 10))
-    init = tuple(number(int(v)) for v in rng.integers(-2, 3, 10))
-    units = tuple(UnitLabel(Label("s", i)) for i in range(10))
-    layer = Layer("state", {"A": transition, "W": weights, "b": bias, "init": init}, units)
-    return LayeredModel(2, [layer], [Label("x", 0), Label("x", 1)], [u.source for u in units])
-
-
 def test_the_plan_uses_every_method_in_dependency_order() -> None:
     assert plan_state_layer(every_stage_kind().layers[0].attrs["A"]) == [
         Stage(COPY, (0, 1), depth=1),
@@ -116,21 +87,9 @@ def test_forward_computes_random_transitions() -> None:
     """Random sparse transitions (weights 1, 2, -1, 1/2; cycles, chains, self-loops, mixed) against
     the layered model's interpreter: whatever the plan, forward computes the recurrence."""
     rng = np.random.default_rng(5)
-    weights = [1, 1, 2, -1, Fraction(1, 2)]
     for trial in range(40):
         n = int(rng.integers(1, 12))
-        entries = {
-            (i, j): weights[int(rng.integers(len(weights)))] for i in range(n) for j in range(n) if rng.random() < 0.15
-        }
-        attrs = {
-            "A": Matrix(n, n, entries),
-            "W": Matrix.from_rows([[int(v) for v in row] for row in rng.integers(-1, 2, (n, 2))]),
-            "b": tuple(number(int(v)) for v in rng.integers(-1, 2, n)),
-            "init": tuple(number(int(v)) for v in rng.integers(-1, 2, n)),
-        }
-        units = tuple(UnitLabel(Label("s", i)) for i in range(n))
-        input_labels = [Label("x", 0), Label("x", 1)]
-        model = LayeredModel(2, [Layer("state", attrs, units)], input_labels, [u.source for u in units])
+        model = random_state_model(rng, n, random_transition(rng, n))
         inputs = rng.integers(-1, 2, (2, 6, 2)).astype(float)
         got = get_target("torch").run(get_target("torch").build(model, Options()), inputs, "float64")
         assert_close(got, model.run(inputs), RTOL["float64"])
@@ -276,24 +235,9 @@ def run_cli(*argv: str) -> tuple[int, str]:
 STANDALONE = ["counters", "frac_prevs"]  # rotations and running sums; delay lines, gates and relus
 TOKENS = 12
 
-# Run in a fresh interpreter, in each output directory: import model.py with the compiler's packages
-# made unimportable, then print the outputs of forward and of step on the given tokens (float64).
+# Run in a fresh interpreter (tests/standalone.py), in each output directory: import model.py, then
+# print the outputs of forward and of step on the given tokens (float64).
 STANDALONE_SCRIPT = '''
-import importlib.abc, json, os, sys
-
-class NoCompiler(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {packages!r}:
-            raise ImportError("the generated model imports " + name)
-        return None
-
-sys.meta_path.insert(0, NoCompiler())
-try:
-    import lsrl
-except ImportError:
-    pass
-else:
-    raise SystemExit("the compiler can still be imported")
 results = {{}}
 for directory, tokens in json.loads(sys.argv[1]).items():
     os.chdir(directory)
@@ -362,11 +306,8 @@ def test_generated_model_runs_alone_in_a_fresh_process(target: str, compiled_dir
         tokens = [[as_fraction(v) for v in token] for token in row.runs[0].inputs[:TOKENS]]
         jobs[str(compiled_dirs[target, name])] = [[float(v) for v in token] for token in tokens]
         expected[str(compiled_dirs[target, name])] = interpret(row.program(), [tokens], exact=True)[0].astype(float)
-    script = STANDALONE_SCRIPT.format(packages=COMPILER_PACKAGES, target=target)
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], capture_output=True, text=True,
-                          cwd=next(iter(jobs)), timeout=120)
-    assert done.returncode == 0, done.stderr
-    for directory, outputs in json.loads(done.stdout).items():
+    outputs_by_directory = run_alone(STANDALONE_SCRIPT.format(target=target), jobs, next(iter(jobs)))
+    for directory, outputs in outputs_by_directory.items():
         assert_close(np.array(outputs["forward"]), expected[directory], RTOL["float64"])
         assert_close(np.array(outputs["step"]), expected[directory], RTOL["float64"])
 

@@ -117,10 +117,12 @@ def compiled(target: str, kind: str):
         return e
 
 
-@pytest.mark.parametrize("target", TARGET_NAMES)
+# IREE compiles a module per sample, seconds each: the mlir target's cells run with the slow tests
+@pytest.mark.parametrize("target", [pytest.param(t, marks=pytest.mark.slow) if t == "mlir" else t for t in TARGET_NAMES])
 @pytest.mark.parametrize("kind", KIND_NAMES)
 def test_target_computes_or_refuses_at_the_line(kind: str, target: str) -> None:
-    pytest.importorskip("jax" if target == "jax" else "torch")
+    for package in {"jax": ["jax"], "mlir": ["iree.compiler", "iree.runtime"]}.get(target, ["torch"]):
+        pytest.importorskip(package)
     result = compiled(target, kind)
     if isinstance(result, LsrlError):
         lines = SAMPLE[kind].source.count("\n")

@@ -33,10 +33,31 @@ from lsrl.targets import compile_to, run_compiled
 REFERENCE_ROUNDING = 2.0**-52
 FLOAT64_INTERPRETER_RTOL = 1e-9
 
-# the package a target needs at run time: torch, except where named here
-REQUIRES = {"jax": "jax"}
+# the packages a target needs to build and run: torch, except where named here
+REQUIRES = {"jax": ("jax",), "mlir": ("iree.compiler", "iree.runtime")}
 # targets that compute every row of integer tokens and integer outputs exactly in float64
 EXACT_ON_INTEGERS = ("mamba", "hawk")
+
+
+# IREE compiles each row's module for each dtype, a few seconds each: by default the mlir target
+# runs these rows (every kind of layer and of state-layer stage, and its refusals), the rest of the
+# table with the slow tests (pytest -m slow)
+MLIR_DEFAULT_ROWS = ("more_ones", "counters", "frac_prevs", "shift_register", "parity", "hold_register", "moving_average",
+                     "mqar_delta", "induction", "mesa")
+
+
+def target_rows() -> list:
+    """Every (target, row) pair, the mlir target's outside ``MLIR_DEFAULT_ROWS`` marked slow."""
+    return [
+        pytest.param(target, case, id=f"{target}-{case.name}",
+                     marks=pytest.mark.slow if target == "mlir" and case.name not in MLIR_DEFAULT_ROWS else ())
+        for target in TARGET_NAMES for case in CASES
+    ]
+
+
+def skip_without_packages(target: str) -> None:
+    for package in REQUIRES.get(target, ("torch",)):
+        pytest.importorskip(package)
 
 
 @lru_cache(maxsize=None)
@@ -64,10 +85,9 @@ def references(name: str) -> list[tuple[list[list[float]], np.ndarray]]:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("target", TARGET_NAMES)
+@pytest.mark.parametrize("target, case", target_rows())
 def test_target_keeps_to_its_stated_bound(target: str, case: Case, dtype: str) -> None:
-    pytest.importorskip(REQUIRES.get(target, "torch"))
+    skip_without_packages(target)
     result = compiled(target, case.name, dtype)
     refusal = case.refused_by.get(target)
     if isinstance(result, LsrlError):
@@ -99,10 +119,9 @@ def _integer_row(case: Case, want: np.ndarray) -> bool:
     return case.integer_inputs and bool(np.all(want == np.round(want)))
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("target", TARGET_NAMES)
+@pytest.mark.parametrize("target, case", target_rows())
 def test_the_float32_verdict_is_the_one_the_row_states(target: str, case: Case) -> None:
-    pytest.importorskip(REQUIRES.get(target, "torch"))
+    skip_without_packages(target)
     result = compiled(target, case.name)
     got = "refused" if isinstance(result, LsrlError) else result.config["precision"]["float32"]
     assert got == case.float32_verdict(target), f"{target} {case.name}"
@@ -112,7 +131,7 @@ def test_the_float32_verdict_is_the_one_the_row_states(target: str, case: Case) 
 
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_weights_depend_on_the_dtype_only_where_the_target_says_so(target: str) -> None:
-    pytest.importorskip(REQUIRES.get(target, "torch"))
+    skip_without_packages(target)
     name = "more_ones"
     built = {dtype: _compiled(target, name, dtype) for dtype in DTYPES}
     assert [c.config["dtype"] for c in built.values()] == list(DTYPES)

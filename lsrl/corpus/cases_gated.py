@@ -3,7 +3,7 @@
 
 Each program is also an ``examples/*.lsrl`` file. Expected outputs are plain Python on the task's
 definition: a register holds what it was last told to write, a moving average moves, a recall
-finds the value bound to a key. Only the targets with gated state layers (torch and jax) compute a
+finds the value bound to a key. Only the targets with gated state layers (torch, jax and mlir) compute a
 runtime gate; the others refuse it at the state's line.
 """
 
@@ -24,6 +24,7 @@ NO_GATED_LAYERS = "cannot compute gated_state (a gated layer)"
 NO_DELTA_LAYERS = "cannot compute delta_state (a delta layer)"
 UNBOUNDED_FACTOR = "the second is not bounded"  # a read of a delta-rule state, which has no bound
 WITHOUT_GATED_LAYERS = ("linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk")
+WITHOUT_HEADS_LAYERS = ("lstm", "gru", "mamba", "hawk", "mlir")  # delta and solve layers
 
 
 def hold_register() -> Graph:
@@ -163,20 +164,20 @@ CASES: list[Case] = [
          [_mqar_run([(3, 5), (1, 2), (3, 4)], [1, 3, 7, 0]),
           _mqar_run([(_random.randint(1, 8), _random.randint(1, 8)) for _ in range(10)], [_random.randint(0, 8) for _ in range(12)])],
          params={"vocab": 8}, source="mqar_delta.lsrl", input_range=(0, 8), integer_inputs=True,
-         refused_by={**{target: NO_DELTA_LAYERS for target in ("lstm", "gru", "mamba", "hawk")},
+         refused_by={**{target: NO_DELTA_LAYERS for target in WITHOUT_HEADS_LAYERS},
                      "linear-rnn": UNBOUNDED_FACTOR, "rnn": UNBOUNDED_FACTOR},
          float32_default="unproven"),  # the range analysis does not bound a delta-rule state
     Case("induction", induction,
          [_induction_run([1, 2, 3, 1, 4, 1, 1, 2]), _induction_run([_random.randint(1, 8) for _ in range(40)])],
          params={"vocab": 8}, source="induction.lsrl", input_range=(1, 8), integer_inputs=True,
-         refused_by={**{target: NO_DELTA_LAYERS for target in ("lstm", "gru", "mamba", "hawk")},
+         refused_by={**{target: NO_DELTA_LAYERS for target in WITHOUT_HEADS_LAYERS},
                      "linear-rnn": UNBOUNDED_FACTOR, "rnn": UNBOUNDED_FACTOR},
          float32_default="unproven"),
     Case("mesa", mesa,
          [_mesa_run([(1, 0, 3, 1, 0), (0, 1, 5, 1, 1), (1, 1, 2, 2, 1)], 2, 1),
           _mesa_run([[_random.randint(-2, 2) for _ in range(5)] for _ in range(8)], 2, 1)],
          params={"keys": 2, "values": 1, "lambda_": 1}, source="mesa.lsrl", input_range=(-2, 2), integer_inputs=True,
-         refused_by={**{target: "cannot compute solve (a solve layer)" for target in ("lstm", "gru", "mamba", "hawk")},
+         refused_by={**{target: "cannot compute solve (a solve layer)" for target in WITHOUT_HEADS_LAYERS},
                      "linear-rnn": NOT_A_CONDITION, "rnn": NOT_A_CONDITION},
          float32_default="unproven"),  # the range analysis does not bound a solution
 ]

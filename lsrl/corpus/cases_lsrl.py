@@ -347,9 +347,9 @@ TOK2TOK_QUERIES = 4  # per random table: the first and last keys and two others
 # Prompts of at most 256 tokens (the capitals' is 153): the count of the step where a matching key
 # starts then stays below what float32 holds exactly once it is summed and compared.
 TOK2TOK_MAX_LEN = 256
-# torch and jax compute any length, so their ReLU conditionals keep big = 1e10 for the counts that
-# grow without end; the targets bound to --max-len get a big fitted to the counts.
-TOK2TOK_FLOAT32 = {"relu": {"torch": "unproven", "jax": "unproven"}, "mul": {}}
+# torch, jax and mlir compute any length, so their ReLU conditionals keep big = 1e10 for the counts
+# that grow without end; the targets bound to --max-len get a big fitted to the counts.
+TOK2TOK_FLOAT32 = {"relu": {"torch": "unproven", "jax": "unproven", "mlir": "unproven"}, "mul": {}}
 
 
 def _random_tok2tok_case(seq_len: int, conditional: str) -> Case:

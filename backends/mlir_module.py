@@ -1,0 +1,280 @@
+"""The layered model as an MLIR module, built with the upstream MLIR Python bindings (see
+docs/target-mlir.md).
+
+The bindings are the ones ``iree-base-compiler`` ships (``iree.compiler.ir`` and
+``iree.compiler.dialects``); every operation, type and attribute is made through them, and the
+module is verified before it is printed. It holds three public functions, in one element type
+(``f32`` or ``f64``), with the batch and the sequence length dynamic:
+
+- ``forward(x: [batch, time, d_in]) -> [batch, time, d_out]``: every layer over whole sequences;
+- ``step(x: [batch, d_in], state...) -> (y: [batch, d_out], state...)``: one token, with one
+  ``[batch, width]`` state per state or gated layer;
+- ``init_state(batch: index) -> state...``: the state before the first token.
+
+Affine, relu and gate layers are ``linalg.matmul`` with the weights transposed by its indexing
+maps, accumulating onto the broadcast bias, then ``linalg.generic`` for the ReLU or the product.
+A state layer ``h_t = A h_{t-1} + u_t`` follows the plan of ``backends/codegen.py``
+(``plan_state_layer``), stage by stage:
+
+- a copy is its input term, and delay lines are ``depth`` rounds of ``h = v + N previous(h)``;
+- a running sum is a cumulative sum over time, as a blocked scan without a loop: sums within
+  blocks of ``SCAN_BLOCK`` steps, then the sums of the blocks before each block, the same way
+  ``SCAN_LEVELS`` times, then a masked sum over the blocks (its work grows with the square of
+  ``time / SCAN_BLOCK ** SCAN_LEVELS``);
+- a rotation is a running sum in the frame that turns with its permutation, between two gathers
+  whose indices are computed from the step (``linalg.index``) and constant tables;
+- a scaled loop is a recurrence in blocks of steps (below); a matrix loop is an ``scf.for`` over
+  time carrying the outputs.
+
+A gated layer ``h_t = a_t * h_{t-1} + v_t`` computes ``a`` and ``v`` for every step, then the
+recurrence in blocks of steps, as a scaled loop (a constant decay) does (``blocked_recurrence``). Map, delta and solve layers are not built: the
+target's ``layer_kinds`` leave them out, so the driver refuses them at their source line. The
+recurrences are in ``backends/mlir_states.py``, the operations on tensors in
+``backends/mlir_ops.py``.
+
+Every sum is a sum of the layered model's terms, in some order, and nothing else: the rounding
+analysis (``backends/rounding.py``) bounds exactly this arithmetic. Terms a stage adds that the
+layered model does not have are exact zeros: the scans add ``0`` for the steps outside a block's
+prefix, and a stage reads whole earlier parts through columns of ``A`` that are zero except where
+it reads them.
+
+The weights are constants (``dense_resource`` blobs named after the safetensors names, with
+suffixes for the rows of one stage), not function arguments: see docs/target-mlir.md for why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from lsrl.backends.codegen import (
+    COPY,
+    MATRIX_LOOP,
+    ROTATION,
+    RUNNING_SUM,
+    SCALED_LOOP,
+    Stage,
+    join_order,
+    plan_state_layer,
+)
+from lsrl.backends.mlir_states import StateOps
+from lsrl.ir.layered import LAYER_KINDS, LayeredModel
+
+UNIT_MULTIPLE = 8  # every layer but the last padded to a multiple of this many units
+ELEMENT_TYPES = {"float32": "f32", "float64": "f64"}
+STATE_KINDS = ("state", "gated")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the module is built from: the layers' kinds and widths, the float64 weights
+    ``layers.{i}.{W,b,...}`` and each state layer's plan. It comes from a layered model, or from a
+    compiled model's config and weights (to build the module for the other dtype)."""
+
+    d_in: int
+    layers: tuple[tuple[str, int], ...]  # (kind, width)
+    tensors: dict[str, np.ndarray]
+    plans: dict[int, list[Stage]]
+
+    @classmethod
+    def of_model(cls, model: LayeredModel) -> "ModelSpec":
+        plans = {i: plan_state_layer(layer.attrs["A"]) for i, layer in enumerate(model.layers) if layer.kind == "state"}
+        return cls(model.d_in, tuple((layer.kind, layer.width) for layer in model.layers), model.tensors(), plans)
+
+    @classmethod
+    def of_config(cls, config: dict, tensors: dict[str, np.ndarray]) -> "ModelSpec":
+        layers = tuple((layer["kind"], layer["width"]) for layer in config["layers"])
+        plans = {int(i): [Stage.from_json(stage) for stage in plan] for i, plan in config["state_plans"].items()}
+        return cls(config["d_in"], layers, tensors, plans)
+
+    @property
+    def state_layers(self) -> list[int]:
+        """The layers whose state ``step`` takes and returns: linear and gated states."""
+        return [i for i, (kind, _) in enumerate(self.layers) if kind in STATE_KINDS]
+
+    def padded(self, multiple: int) -> "ModelSpec":
+        """The model with its input and every layer but the last widened to a multiple of
+        ``multiple`` units, by units whose weights and initial values are zero: they hold 0 at
+        every step (a state layer's are one more stage, a copy of their zero input term; the
+        input's are zeros the functions add), and the layers that read them add only exact zeros."""
+        widths = [-(-width // multiple) * multiple for width in [self.d_in, *(width for _, width in self.layers[:-1])]]
+        widths.append(self.layers[-1][1])
+        tensors, plans = {}, {}
+        for i, (kind, width) in enumerate(self.layers):
+            rows, cols = widths[i + 1], widths[i]
+            for name in LAYER_KINDS[kind]:
+                weight = self.tensors[f"layers.{i}.{name}"]
+                shape = (rows, rows) if name == "A" else (rows, cols) if weight.ndim == 2 else (rows,)
+                tensors[f"layers.{i}.{name}"] = np.pad(weight, [(0, full - size) for full, size in zip(shape, weight.shape)])
+            if kind == "state":
+                extra = tuple(range(width, rows))
+                plans[i] = self.plans[i] + ([Stage(COPY, extra)] if extra else [])
+        layers = tuple((kind, widths[i + 1]) for i, (kind, _) in enumerate(self.layers))
+        return ModelSpec(widths[0], layers, tensors, plans)
+
+
+def build_module(spec: ModelSpec, dtype: str):
+    """The verified module (an ``ir.Module``, which keeps its own ``ir.Context`` alive)."""
+    from iree.compiler import ir
+
+    context = ir.Context()
+    with context, ir.Location.unknown():
+        module = ir.Module.create()
+        _Builder(spec, dtype, module).build()
+        if not module.operation.verify():  # raises with the verifier's diagnostics where it fails
+            raise AssertionError("the MLIR verifier refused the module")
+    return module
+
+
+def module_text(module) -> str:
+    """The module's text: SSA values named after the layer and stage they compute."""
+    return module.operation.get_asm(use_name_loc_as_prefix=True, assume_verified=True)
+
+
+class _Builder(StateOps):
+    """Builds the three functions into ``module`` (inside its context and a location)."""
+
+    def __init__(self, spec: ModelSpec, dtype: str, module):
+        super().__init__(dtype)
+        self.spec, self.module = spec.padded(UNIT_MULTIPLE), module
+        # without the padding: what the functions read and write (the input, the states of step)
+        self.d_in, self.widths = spec.d_in, [width for _, width in spec.layers]
+
+    # --- functions ---------------------------------------------------------------------------------
+    def build(self) -> None:
+        spec = self.spec
+        d_out = spec.layers[-1][1]
+        states = [self.type([None, self.widths[i]]) for i in spec.state_layers]
+        with self.ir.InsertionPoint(self.module.body):
+            self.function("forward", [self.type([None, None, self.d_in])], [self.type([None, None, d_out])], self.forward)
+            self.function("step", [self.type([None, self.d_in]), *states], [self.type([None, d_out]), *states], self.step)
+            self.function("init_state", [self.index], states, self.init_state)
+
+    def function(self, name: str, inputs: list, results: list, body: Callable) -> None:
+        function = self.func.FuncOp(name, (inputs, results), visibility="public")
+        with self.ir.InsertionPoint(function.add_entry_block()):
+            self.func.ReturnOp(body(*function.arguments))
+
+    def forward(self, x):
+        self.batch, self.time = self.dim(x, 0), self.dim(x, 1)
+        h = self.collapse(self.pad(x, 2, self.spec.d_in - self.d_in), [[0, 1], [2]])
+        self.rows = self.dim(h, 0)  # (IREE then sees one size for every layer, as in step)
+        for i, (kind, width) in enumerate(self.spec.layers):
+            if kind == "state":
+                h = self.collapse(self.state_forward(i, h, width), [[0, 1], [2]], name=f"layer{i}")
+            elif kind == "gated":
+                h = self.collapse(self.gated_forward(i, h, width), [[0, 1], [2]], name=f"layer{i}")
+            else:
+                h = self.stateless(i, kind, h, width)
+        return [self.expand(h, [[0, 1], [2]], [self.batch, self.time, self.spec.layers[-1][1]], name="y")]
+
+    def step(self, x, *states):
+        """One token; the states are the layers' own units, without the padding (always zero)."""
+        self.batch = self.rows = self.dim(x, 0)
+        x = self.pad(x, 1, self.spec.d_in - self.d_in)
+        new_states = []
+        for i, (kind, width) in enumerate(self.spec.layers):
+            if kind in STATE_KINDS:
+                previous = self.pad(states[len(new_states)], 1, width - self.widths[i])
+                drive = self.linear(x, self.weight(i, "W"), self.weight(i, "b"))
+                if kind == "state":
+                    x = self.matmul(previous, self.weight(i, "A"), drive, name=f"layer{i}")
+                else:
+                    gate = self.linear(x, self.weight(i, "W2"), self.weight(i, "b2"))
+                    x = self.gated_step(previous, gate, drive, name=f"layer{i}")
+                new_states.append(self.slice(x, [0, 0], [self.batch, self.widths[i]]))
+            else:
+                x = self.stateless(i, kind, x, width)
+        return [x, *new_states]
+
+    def init_state(self, batch):
+        return [self.broadcast_rows(self.weight(i, "init", list(range(self.widths[i])), "unpadded"), [batch], name=f"layer{i}.init")
+                for i in self.spec.state_layers]
+
+    # --- layers --------------------------------------------------------------------------------------
+    def stateless(self, i: int, kind: str, x, width: int):
+        """An affine, relu or gate layer on ``x`` (``[rows, d_in]``)."""
+        first = self.linear(x, self.weight(i, "W"), self.weight(i, "b"))
+        if kind == "affine":
+            return first
+        if kind == "relu":
+            zero = self.arith.constant(self.element, 0.0)
+            return self.elementwise([first], lambda v: self.arith.maximumf(v, zero), [self.rows, width], f"layer{i}")
+        second = self.linear(x, self.weight(i, "W2"), self.weight(i, "b2"))
+        return self.elementwise([first, second], self.arith.mulf, [self.rows, width], f"layer{i}")
+
+    def state_forward(self, i: int, x, width: int):
+        """A state layer over whole sequences (``x``: ``[rows, d_in]``). A layer of copies, running
+        sums and rotations that read no other stage (every state layer of the shared table) is
+        computed whole (``sums``); any other, stage by stage."""
+        stages = self.spec.plans[i]
+        if all(stage.method in (COPY, RUNNING_SUM, ROTATION) and not stage.depth and not stage.reads for stage in stages):
+            drive = self.linear(x, self.weight(i, "W"), self.weight(i, "b"))
+            v = self.expand(drive, [[0, 1], [2]], [self.batch, self.time, width], name=f"layer{i}.v")
+            copies = {unit for stage in stages if stage.method == COPY for unit in stage.units}
+            cycles = [[stage.units[p] for p in cycle] for stage in stages for cycle in stage.cycles]
+            return v if len(copies) == width else self.sums(v, cycles, copies, self.spec.tensors[f"layers.{i}.init"], f"layers.{i}.init")
+        return self.stage_by_stage(i, x, width, stages)
+
+    def gated_forward(self, i: int, x, width: int):
+        """A gated layer ``h_t = a_t * h_{t-1} + v_t`` over whole sequences: both terms for every
+        step first, then the recurrence in blocks of steps (``blocked_recurrence``)."""
+        sizes = [self.batch, self.time, width]
+        v = self.expand(self.linear(x, self.weight(i, "W"), self.weight(i, "b")), [[0, 1], [2]], sizes, name=f"layer{i}.v")
+        a = self.expand(self.linear(x, self.weight(i, "W2"), self.weight(i, "b2")), [[0, 1], [2]], sizes, name=f"layer{i}.a")
+
+        return self.blocked_recurrence(v, a, self.weight(i, "init"), f"layer{i}.h")
+
+    def stage_by_stage(self, i: int, x, width: int, stages: list[Stage]):
+        """The layer's stages in the plan's order, each reading the earlier ones it needs. The input
+        terms of every unit are one product, its rows in the order the stages' parts are joined
+        in, so that each stage's are a slice of columns."""
+        ordered, positions = join_order(stages)
+        order = [unit for k in ordered for unit in stages[k].units]
+        start = dict(zip(ordered, np.cumsum([0] + [len(stages[k].units) for k in ordered])))
+        drives = self.linear(x, self.weight(i, "W", order), self.weight(i, "b", order))
+        parts, part_of = {}, {}
+        for k, stage in enumerate(stages):
+            units = list(stage.units)
+            name = f"layer{i}.part{k}"
+            drive = self.slice(drives, [0, int(start[k])], [self.rows, len(units)])
+            if stage.reads:  # v_t = u_t + A h_{t-1} on whole earlier parts (zero but where it reads)
+                read = sorted({part_of[unit] for unit in stage.reads})
+                earlier_units = [unit for j in read for unit in stages[j].units]
+                earlier = self.concat([parts[j] for j in read], 2, [self.batch, self.time, len(earlier_units)])
+                previous = self.previous(earlier, self.weight(i, "init", earlier_units, f"part{k}.reads"))
+                transition = self.constant(f"layers.{i}.A.part{k}.reads", self.spec.tensors[f"layers.{i}.A"][np.ix_(units, earlier_units)])
+                drive = self.matmul(self.collapse(previous, [[0, 1], [2]]), transition, drive)
+            v = self.expand(drive, [[0, 1], [2]], [self.batch, self.time, len(units)], name=f"{name}.v")
+            parts[k] = self.stage_value(stage, v, i, k, name)
+            part_of.update((unit, k) for unit in units)
+        joined = self.concat([parts[k] for k in ordered], 2, [self.batch, self.time, width])
+        return joined if positions is None else self.permute_units(joined, positions, width)
+
+    def stage_value(self, stage: Stage, v, i: int, k: int, name: str):
+        """A stage's units at every step (``[batch, time, units]``) from their input term ``v``."""
+        units = list(stage.units)
+        own = self.spec.tensors[f"layers.{i}.A"][np.ix_(units, units)]
+        if stage.method == COPY and stage.depth == 0:
+            return v
+        init = self.weight(i, "init", units, f"part{k}")
+        if stage.method == COPY:
+            return self.delay_lines(v, self.constant(f"layers.{i}.A.part{k}", own), init, stage.depth, name)
+        if stage.method in (RUNNING_SUM, ROTATION):
+            start = self.spec.tensors[f"layers.{i}.init"][units]
+            return self.sums(v, stage.cycles, set(), start, f"layers.{i}.init.part{k}", name)
+        if stage.method == SCALED_LOOP:
+            decay = self.constant(f"layers.{i}.A.part{k}.diagonal", np.diagonal(own).copy())
+            return self.blocked_recurrence(v, decay, init, name)
+        if stage.method == MATRIX_LOOP:
+            transition = self.constant(f"layers.{i}.A.part{k}", own)
+            return self.loop(v, init, name, lambda h, t, v_t: self.matmul(h, transition, v_t))
+        raise AssertionError(stage.method)
+
+    def weight(self, i: int, name: str, rows: list[int] | None = None, suffix: str = "reordered"):
+        """Layer ``i``'s weight ``name``, or its ``rows`` in that order (named with ``suffix``)."""
+        array = self.spec.tensors[f"layers.{i}.{name}"]
+        if rows is None or rows == list(range(len(array))):
+            return self.constant(f"layers.{i}.{name}", array)
+        return self.constant(f"layers.{i}.{name}.{suffix}", array[rows])

@@ -206,6 +206,11 @@ class Syntax(ABC):
     def bind_layer(self, index: int) -> str:
         """A statement binding ``layer`` to the weights of layer ``index``."""
 
+    def tap(self, index: int) -> str | None:
+        """A statement after layer ``index`` that lets the caller of ``forward`` see or replace the
+        layer's output ``x`` (interventions); None where ``forward`` offers none."""
+        return None
+
     @abstractmethod
     def weight(self, name: str) -> str:
         """Weight ``name`` (``W``, ``b``, ``A``, ...) of ``layer``."""
@@ -325,7 +330,8 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
-        lines.append("")
+        tap = syntax.tap(i)
+        lines += [tap, ""] if tap else [""]
         width = layer.width
     return lines[:-1]
 

@@ -138,6 +138,9 @@ class TorchSyntax(codegen.Syntax):
     def bind_layer(self, index: int) -> str:
         return f"layer = self.layers[{index}]"
 
+    def tap(self, index: int) -> str:
+        return f"x = x if tap is None else tap({index}, x)"
+
     def weight(self, name: str) -> str:
         return f"layer.{name}"
 
@@ -238,8 +241,10 @@ class Model(torch.nn.Module):
                 layer.register_parameter(name, torch.nn.Parameter(zeros, requires_grad=False))
             self.layers.append(layer)
 
-    def forward(self, x):
-        """[batch, time, D_IN] -> [batch, time, D_OUT]: every layer over the whole sequences."""
+    def forward(self, x, tap=None):
+        """[batch, time, D_IN] -> [batch, time, D_OUT]: every layer over the whole sequences.
+        ``tap(layer, x)``, where given, receives each layer's output [batch, time, width] (the unit
+        labels of config.json say what each unit holds) and returns what the next layer reads."""
         x = x.to(self.layers[0].W)
 {forward}
         return x

@@ -1,0 +1,196 @@
+"""The chunked and scanned forms of the recurrences of state layers, over numpy arrays: float64,
+or exact ``mpq`` in object arrays (docs/schedules.md). They are the reference the generated torch
+and jax code of each form follows, and, run exactly, the proof that a form computes the same
+rationals as the loop over time (``ir.recurrences``): none of them divides, so decays that are
+exactly 0 (the resets of hold-or-overwrite registers) are as good as any other.
+
+Arrays are ``[batch, time, ...]``. ``a`` and ``b`` of a gated recurrence ``h_t = a_t * h_{t-1} +
+b_t`` may broadcast (a constant diagonal ``a`` of shape ``[n]``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from lsrl.ir.numbers import ONE, ZERO
+
+Array = np.ndarray
+Elements = tuple[Array, ...]
+
+
+def _unit(like: Array, value: int) -> object:
+    """0 or 1 in the mode of ``like``."""
+    if like.dtype == object:
+        return ONE if value else ZERO
+    return like.dtype.type(value)
+
+
+def _chunked(x: Array, size: int, fill: int) -> Array:
+    """``[batch, time, ...]`` -> ``[batch, chunks, size, ...]``, the last chunk padded with ``fill``
+    (padding comes after every real step, so it changes none of them)."""
+    pad = -x.shape[1] % size
+    if pad:
+        tail = np.full((x.shape[0], pad, *x.shape[2:]), _unit(x, fill), dtype=x.dtype)
+        x = np.concatenate([x, tail], axis=1)
+    return x.reshape(x.shape[0], x.shape[1] // size, size, *x.shape[2:])
+
+
+# --- the loop over time, for constant matrices ----------------------------------------------------------
+def matrix_recurrent(transition: Array, v: Array, init: Array) -> Array:
+    """h_t = A h_{t-1} + v_t from h_0 = init, one step after the other."""
+    out = np.empty_like(v)
+    h = np.broadcast_to(init, v[:, 0].shape)
+    for t in range(v.shape[1]):
+        h = h @ transition.T + v[:, t]
+        out[:, t] = h
+    return out
+
+
+# --- chunk ----------------------------------------------------------------------------------------------
+def gated_chunk(a: Array, b: Array, init: Array, size: int) -> Array:
+    """h_t = a_t * h_{t-1} + b_t (elementwise) from h_0 = init, by chunks of ``size`` steps.
+
+    Inside every chunk at once: ``local_i`` (the state from 0 at the chunk's start) and ``decay_i``
+    (the product of the chunk's gates up to step i: the chunk's start is the reference point, so
+    nothing is ever divided by a product). Then the chunks' start states one after the other,
+    ``start_{c+1} = decay_last start_c + local_last``, and every step is ``local_i + decay_i start``.
+    """
+    a = np.broadcast_to(a, b.shape)
+    a_c, b_c = _chunked(a, size, 1), _chunked(b, size, 0)
+    local, decay = np.empty_like(b_c), np.empty_like(a_c)
+    local[:, :, 0], decay[:, :, 0] = b_c[:, :, 0], a_c[:, :, 0]
+    for i in range(1, size):
+        local[:, :, i] = a_c[:, :, i] * local[:, :, i - 1] + b_c[:, :, i]
+        decay[:, :, i] = a_c[:, :, i] * decay[:, :, i - 1]
+    starts = np.empty_like(local[:, :, 0])
+    h = np.broadcast_to(init, starts[:, 0].shape)
+    for c in range(starts.shape[1]):
+        starts[:, c] = h
+        h = decay[:, c, -1] * h + local[:, c, -1]
+    out = local + decay * starts[:, :, None]
+    return out.reshape(b.shape[0], -1, *b.shape[2:])[:, : b.shape[1]]
+
+
+def matrix_chunk(transition: Array, v: Array, init: Array, size: int) -> Array:
+    """h_t = A h_{t-1} + v_t from h_0 = init (A constant), by chunks: the same three parts as
+    :func:`gated_chunk`, with the decays the powers ``A^i`` (computed once)."""
+    v_c = _chunked(v, size, 0)
+    powers = [transition]
+    for _ in range(1, size):
+        powers.append(transition @ powers[-1])
+    local = np.empty_like(v_c)
+    local[:, :, 0] = v_c[:, :, 0]
+    for i in range(1, size):
+        local[:, :, i] = local[:, :, i - 1] @ transition.T + v_c[:, :, i]
+    starts = np.empty_like(local[:, :, 0])
+    h = np.broadcast_to(init, starts[:, 0].shape)
+    for c in range(starts.shape[1]):
+        starts[:, c] = h
+        h = h @ powers[-1].T + local[:, c, -1]
+    out = local + np.stack([starts @ p.T for p in powers], axis=2)
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, : v.shape[1]]
+
+
+def delta_chunk(alpha: Array, beta: Array, key: Array, value: Array, size: int) -> Array:
+    """S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T from S_0 = 0, flattened
+    row by row, by chunks through the WY / UT representation.
+
+    In a chunk (steps 1..C from the state S_0 at its start), with ``G[t, j]`` the product of the
+    alphas of steps j+1..t (a masked cumulative product: never a quotient) and ``g_t = G[t, 0]``,
+    the written vectors ``u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)`` solve the unit lower
+    triangular system ``(I + L) U = diag(beta) (V - diag(g) K S_0)``, ``L[t, j] = beta_t G[t, j]
+    k_t . k_j`` (j < t): ``U = T V - T diag(g) K S_0`` with ``T = (I + L)^-1 diag(beta)``, by
+    forward substitution (no division: the diagonal is 1). Then ``S_t = g_t S_0 + sum_{j <= t}
+    G[t, j] k_j u_j^T``; only the start states follow one another, one chunk after the other.
+    """
+    batch, time, keys = key.shape
+    values = value.shape[-1]
+    a_c, b_c = _chunked(alpha[..., 0], size, 1), _chunked(beta[..., 0], size, 0)
+    k_c, v_c = _chunked(key, size, 0), _chunked(value, size, 0)
+    one, zero = _unit(key, 1), _unit(key, 0)
+    steps = np.arange(size)
+    later = steps[:, None] > steps[None, :]  # [t, j]: j < t
+    # G[t, j] = prod_{j < l <= t} alpha_l: a cumulative product down each column j, masked to t >= j
+    factors = np.where(later, a_c[..., :, None], one)
+    gains = np.where(later | (steps[:, None] == steps[None, :]), np.cumprod(factors, axis=-2), zero)
+    g = np.cumprod(a_c, axis=-1)
+    lower = np.where(later, b_c[..., :, None] * gains * (k_c @ np.swapaxes(k_c, -1, -2)), zero)
+    solved = _unit_lower_solve(lower, np.einsum("...t,ts->...ts", b_c, np.eye(size, dtype=int).astype(key.dtype)))
+    written_v = solved @ v_c  # T V
+    written_k = solved @ (g[..., None] * k_c)  # T diag(g) K
+    starts = np.empty((batch, k_c.shape[1], keys, values), dtype=key.dtype)
+    s = np.full((batch, keys, values), zero, dtype=key.dtype)
+    for c in range(k_c.shape[1]):
+        starts[:, c] = s
+        u = written_v[:, c] - written_k[:, c] @ s
+        s = g[:, c, -1, None, None] * s + np.swapaxes(k_c[:, c], -1, -2) @ (gains[:, c, -1, :, None] * u)
+    u = written_v - written_k @ starts
+    states = g[..., None, None] * starts[:, :, None] + np.einsum("bctj,bcjk,bcjv->bctkv", gains, k_c, u)
+    return states.reshape(batch, -1, keys * values)[:, :time]
+
+
+def _unit_lower_solve(lower: Array, rhs: Array) -> Array:
+    """X with (I + lower) X = rhs, ``lower`` strictly lower triangular: forward substitution."""
+    x = np.empty_like(rhs)
+    for t in range(rhs.shape[-2]):
+        x[..., t, :] = rhs[..., t, :] - np.einsum("...j,...js->...s", lower[..., t, :t], x[..., :t, :])
+    return x
+
+
+# --- scan -----------------------------------------------------------------------------------------------
+def associative_scan(combine: Callable[[Elements, Elements], Elements], elements: Elements) -> Elements:
+    """The prefixes ``e_t o ... o e_1`` of every step (axis 1), ``combine(earlier, later)``
+    associative: pairs of neighbours combined, the pairs scanned, the rest filled in (odd-even
+    recursion, O(T) combines in 2 log T rounds)."""
+    time = elements[0].shape[1]
+    if time < 2:
+        return elements
+    pairs = time // 2
+    paired = combine(tuple(e[:, 0:2 * pairs:2] for e in elements), tuple(e[:, 1:2 * pairs:2] for e in elements))
+    odd = associative_scan(combine, paired)
+    even = combine(tuple(s[:, : (time - 1) // 2] for s in odd), tuple(e[:, 2::2] for e in elements))
+    out = []
+    for e, o, v in zip(elements, odd, even):
+        whole = np.empty_like(e)
+        whole[:, 0], whole[:, 1::2], whole[:, 2::2] = e[:, 0], o, v
+        out.append(whole)
+    return tuple(out)
+
+
+def _gated_combine(earlier: Elements, later: Elements) -> Elements:
+    return later[0] * earlier[0], later[0] * earlier[1] + later[1]
+
+
+def _matrix_combine(earlier: Elements, later: Elements) -> Elements:
+    return later[0] @ earlier[0], later[0] @ earlier[1] + later[1]
+
+
+def gated_scan(a: Array, b: Array, init: Array) -> Array:
+    """h_t = a_t * h_{t-1} + b_t from h_0 = init: the associative scan of ``(a_t, b_t)`` (the
+    first step's ``b`` taking ``a_1 init`` in)."""
+    a = np.broadcast_to(a, b.shape).copy()
+    b = b.copy()
+    b[:, 0] = a[:, 0] * init + b[:, 0]
+    return associative_scan(_gated_combine, (a, b))[1]
+
+
+def matrix_scan(transition: Array, v: Array, init: Array) -> Array:
+    """h_t = A h_{t-1} + v_t from h_0 = init: the scan of ``(A, v_t)`` (each combine a product of
+    n x n matrices: n^3)."""
+    batch, time, n = v.shape
+    a = np.broadcast_to(transition, (batch, time, n, n)).copy()
+    b = v[..., None].copy()
+    b[:, 0, :, 0] = init @ transition.T + v[:, 0]
+    return associative_scan(_matrix_combine, (a, b))[1][..., 0]
+
+
+def delta_scan(alpha: Array, beta: Array, key: Array, value: Array) -> Array:
+    """The delta rule from S_0 = 0 as the scan of ``(alpha_t (I - beta_t k_t k_t^T), beta_t k_t
+    v_t^T)``: each combine a product of keys x keys matrices (keys^3)."""
+    batch, time, keys = key.shape
+    identity = np.eye(keys, dtype=int).astype(key.dtype)
+    outer = key[..., :, None] * key[..., None, :]
+    a = alpha[..., None] * (identity - beta[..., None] * outer)
+    b = beta[..., None] * key[..., :, None] * value[..., None, :]
+    return associative_scan(_matrix_combine, (a, b))[1].reshape(batch, time, -1)

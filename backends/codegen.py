@@ -7,18 +7,11 @@ batch of whole sequences (``[batch, time, d_in] -> [batch, time, d_out]``), laye
 against a :class:`Syntax` that spells the few things that differ between PyTorch and JAX (how a
 weight is named, a matrix product, an index list, joining arrays).
 
-How ``forward`` computes a state layer ``h_t = A h_{t-1} + u_t`` (``u = W x + b``, ``h_0 = init``)
-without a loop over time where it can (:func:`plan_state_layer`): a unit reads the previous
-values of the units in its row of ``A``. The strongly connected groups of that "reads" relation
-are computed in dependency order, so a group finds the values of the groups it reads known at
-every step, and adds their previous values to its input term. A unit whose row of ``A`` has a zero
-diagonal copies its input term (units reading each other that way form delay lines: shift
-registers, ``delay``); one whose row is ``e_i`` (counters, accumulators) is a running sum, a
-cumulative sum over time; a cycle of units each taking the previous value of the next (the
-permutation of ``mod_counter``) is a running sum in the frame that turns with the permutation
-(exact: a permutation only moves values). Only what is left (other diagonal entries, other
-cycles) loops over time, elementwise where its part of ``A`` is diagonal. ``step`` needs none of
-this: it applies ``A`` to the state once per token.
+How ``forward`` computes each state layer over whole sequences is the schedule plan
+(``ir.schedule.Plan``, made by ``passes.schedule`` and handed over in ``Options.plan``): a
+constant state layer's stages (copies, delay lines, running sums and rotations need no loop over
+time; loop stages), and the form (recurrent, chunk or scan) of its loop stages, of a gated layer
+and of a delta layer. ``step`` needs none of this: it applies the recurrence once per token.
 """
 
 from __future__ import annotations
@@ -28,24 +21,28 @@ import importlib.util
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
-from lsrl.ir.matrix import Matrix
-
-# How a stage of a state layer is computed (see the module docstring).
-COPY = "copy"  # zero diagonal, no cycles: h_t = v_t, or chains of delays (shift registers)
-RUNNING_SUM = "running sum"  # rows e_i: h_t = h_{t-1} + v_t, a cumulative sum over time
-ROTATION = "rotation"  # cycles of a permutation: a running sum in the frame that turns with it
-SCALED_LOOP = "scaled loop"  # a diagonal part of A: a loop over time of elementwise products
-MATRIX_LOOP = "matrix loop"  # any other part of A: a loop over time of matrix products
-METHODS = (COPY, RUNNING_SUM, ROTATION, SCALED_LOOP, MATRIX_LOOP)  # the order of stages in one phase
-LOOPS = (SCALED_LOOP, MATRIX_LOOP)
+from lsrl.ir.schedule import (
+    CHUNK,
+    COPY,
+    LOOPS,
+    RECURRENT,
+    ROTATION,
+    RUNNING_SUM,
+    SCALED_LOOP,
+    SCAN,
+    LayerPlan,
+    Plan,
+    Stage,
+    plural,
+    plural_units,
+)
 
 LABEL_LIMIT = 110  # characters of unit labels in one comment line before "(+N more)"
 
@@ -139,23 +136,27 @@ def map_lines(layer: Layer, syntax: Syntax) -> list[str]:
     return lines + [f"x = {joined}"]
 
 
-def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
+def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
     """The body of ``forward``: from ``x`` (``[batch, time, d_in]``) to ``x`` (the output),
-    one commented block per layer."""
+    one commented block per layer, each state layer in the form of its plan."""
     lines: list[str] = []
     width = model.d_in
     for i, layer in enumerate(model.layers):
         lines += layer_comment(i, layer, width)
+        if layer.kind in ("state", "gated", "delta"):
+            lines.append(f"# {plan.of(i).describe()}")
         lines.append(syntax.bind_layer(i))
         if layer.kind == "state":
-            lines += _state_forward_lines(layer, plan_state_layer(layer.attrs["A"]), syntax)
+            lines += _state_forward_lines(layer, plan.of(i), syntax)
         elif layer.kind == "map":
             lines += map_lines(layer, syntax)
         elif layer.kind == "gated":
             w = syntax.weight
             lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
-            lines.append(f"x = gated_recurrence({syntax.linear('x', w('W'), w('b'))}, a, {w('init')})")
-        elif layer.kind in ("delta", "solve"):
+            lines.append(f"x = {_gated_call(plan.of(i), syntax.linear('x', w('W'), w('b')), 'a', w('init'))}")
+        elif layer.kind == "delta":
+            lines.append(f"x = {_heads_call(layer, syntax, form=plan.of(i))}")
+        elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
             lines.append(f"x = {layer_expression(layer, syntax)}")
@@ -164,24 +165,33 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     return lines[:-1]
 
 
-def _state_forward_lines(layer: Layer, stages: list[Stage], syntax: Syntax) -> list[str]:
+def _gated_call(plan: LayerPlan, driven: str, gate: str, init: str) -> str:
+    """``h_t = a_t * h_{t-1} + v_t`` (``a`` may be a constant vector) in the plan's form."""
+    if plan.form == CHUNK:
+        return f"gated_chunk({driven}, {gate}, {init}, {plan.chunk})"
+    if plan.form == SCAN:
+        return f"gated_scan({driven}, {gate}, {init})"
+    return f"gated_recurrence({driven}, {gate}, {init})"
+
+
+def _state_forward_lines(layer: Layer, plan: LayerPlan, syntax: Syntax) -> list[str]:
     """Each stage's units as an array ``part{k}``, then the layer's output as their concatenation
     (arrays are built whole rather than written unit by unit: XLA compiles scatters slowly)."""
-    w, n = syntax.weight, layer.width
+    w, n, stages = syntax.weight, layer.width, plan.stages
     lines = [f"u = {syntax.linear('x', w('W'), w('b'))}  # the input term W x_t + b of every step"]
     if len(stages) == 1:  # (a single stage reads no other)
-        lines.append(f"# all units: {describe_stage(stages[0])}")
-        return lines + [f"x = {_stage_value(stages[0], 'u', syntax, n)}"]
+        lines.append(f"# all units: {stages[0].describe()}")
+        return lines + [f"x = {_stage_value(stages[0], plan, 'u', syntax, n)}"]
     where: dict[int, tuple[int, int]] = {}  # unit -> (stage, position in its part)
     for k, stage in enumerate(stages):
-        lines.append(f"# {plural_units(stage.units)}: {describe_stage(stage)}")
+        lines.append(f"# {plural_units(stage.units)}: {stage.describe()}")
         driven = syntax.columns("u", stage.units, n)
         if stage.reads:
             earlier, order = _earlier_units(stage.reads, stages, where, syntax)
             previous = f"previous({earlier}, {syntax.entries(w('init'), order, n)})"
             lines.append(f"v = {driven} + {syntax.linear(previous, syntax.submatrix(w('A'), stage.units, order, n))}")
             driven = "v"
-        lines.append(f"part{k} = {_stage_value(stage, driven, syntax, n)}")
+        lines.append(f"part{k} = {_stage_value(stage, plan, driven, syntax, n)}")
         where.update((unit, (k, position)) for position, unit in enumerate(stage.units))
     # concatenated in the order of their first units, the parts are usually the units in order
     ordered = sorted(range(len(stages)), key=lambda k: stages[k].units[0])
@@ -204,8 +214,9 @@ def _earlier_units(
     return (pieces[0] if len(pieces) == 1 else syntax.concat(pieces)), order
 
 
-def _stage_value(stage: Stage, driven: str, syntax: Syntax, width: int) -> str:
-    """The stage's units at every step, from their input term ``driven``."""
+def _stage_value(stage: Stage, plan: LayerPlan, driven: str, syntax: Syntax, width: int) -> str:
+    """The stage's units at every step, from their input term ``driven`` (loop stages in the
+    plan's form)."""
     w = syntax.weight
     init = syntax.entries(w("init"), stage.units, width)
     if stage.method == COPY:
@@ -219,7 +230,13 @@ def _stage_value(stage: Stage, driven: str, syntax: Syntax, width: int) -> str:
         return f"rotation({driven}, {[list(c) for c in stage.cycles]}, {init})"
     transition = syntax.submatrix(w("A"), stage.units, stage.units, width)
     if stage.method == SCALED_LOOP:
-        return f"scaled_recurrence({driven}, {transition}.diagonal(), {init})"
+        if plan.form == RECURRENT:
+            return f"scaled_recurrence({driven}, {transition}.diagonal(), {init})"
+        return _gated_call(plan, driven, f"{transition}.diagonal()", init)
+    if plan.form == CHUNK:
+        return f"matrix_chunk({driven}, {transition}, {init}, {plan.chunk})"
+    if plan.form == SCAN:
+        return f"matrix_scan({driven}, {transition}, {init})"
     return f"matrix_recurrence({driven}, {transition}, {init})"
 
 
@@ -253,44 +270,59 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
-    "matrix_recurrence",
+    "matrix_recurrence", "chunks", "associative_scan", "gated_chunk", "gated_scan", "matrix_chunk", "matrix_scan",
+    "delta_forms",
 )
+# the helpers each helper calls
+_HELPER_NEEDS = {
+    "gated_chunk": ("chunks",), "matrix_chunk": ("chunks",), "gated_scan": ("associative_scan",),
+    "matrix_scan": ("associative_scan",), "delta_forms": ("chunks", "associative_scan"),
+}
 
 
-def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bool = False) -> str:
+def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bool = False,
+                form: LayerPlan | None = None) -> str:
     """A delta or solve layer through the generated ``heads_layer`` helper (in ``step``, one token:
-    a time axis of length 1 added and taken away)."""
+    a time axis of length 1 added and taken away; in ``forward``, a delta layer in its plan's form)."""
     w = syntax.weight
     u = syntax.linear("x", w("W"), w("b"))
     u = f"{u}[:, None]" if step else u
     extra = f", {w('shift')}, {layer.attrs['steps'][0]}" if layer.kind == "solve" else ""
     extra += f", state={state}" if state is not None else ""
+    if form is not None and form.form != RECURRENT:
+        extra += f", form={form.form!r}, size={form.chunk}"
     call = f"heads_layer({u}, {layer.kind!r}, {list(layer.attrs['heads'])}{extra})"
     return f"{call}[:, 0]" if step else call
 
 
-def helpers_used(model: LayeredModel) -> list[str]:
+def helpers_used(model: LayeredModel, plan: Plan) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
     kinds = {layer.kind for layer in model.layers}
-    used = {"gated_recurrence"} if "gated" in kinds else set()
-    if kinds & {"delta", "solve"}:
-        used.add("heads_layer")
-    for i in state_layer_indices(model):
-        if model.layers[i].kind != "state":
-            continue
-        for stage in plan_state_layer(model.layers[i].attrs["A"]):
-            if stage.method in _HELPER_OF:
+    used = {"heads_layer"} if kinds & {"delta", "solve"} else set()
+    for layer_plan in plan.layers:
+        if layer_plan.kind == "gated":
+            used.add(_GATED_HELPER[layer_plan.form])
+        if layer_plan.kind == "delta" and layer_plan.form != RECURRENT:
+            used.add("delta_forms")
+        for stage in layer_plan.stages:
+            if stage.method in LOOPS:
+                form = _FORM_HELPER[layer_plan.form]
+                used.add(form[0] if stage.method == SCALED_LOOP else form[1])
+            elif stage.method in _HELPER_OF:
                 used.add(_HELPER_OF[stage.method])
             if stage.depth:
                 used.add("delay_lines")
             if stage.depth or stage.reads:
                 used.add("previous")
+    used |= {needed for name in used for needed in _HELPER_NEEDS.get(name, ())}
     return [name for name in HELPERS if name in used]
 
 
-_HELPER_OF = {  # the helper each method calls; a copy calls delay_lines only for delay lines
-    RUNNING_SUM: "running_sum", ROTATION: "rotation",
-    SCALED_LOOP: "scaled_recurrence", MATRIX_LOOP: "matrix_recurrence",
+_HELPER_OF = {RUNNING_SUM: "running_sum", ROTATION: "rotation"}  # a copy calls delay_lines only for delay lines
+_GATED_HELPER = {RECURRENT: "gated_recurrence", CHUNK: "gated_chunk", SCAN: "gated_scan"}
+_FORM_HELPER = {  # the helpers of a constant diagonal and of a constant matrix recurrence in each form
+    RECURRENT: ("scaled_recurrence", "matrix_recurrence"), CHUNK: ("gated_chunk", "matrix_chunk"),
+    SCAN: ("gated_scan", "matrix_scan"),
 }
 
 
@@ -315,40 +347,6 @@ def layer_comment(index: int, layer: Layer, d_prev: int) -> list[str]:
     if layer.kind == "gated":
         lines.append("# h_t = (W2 x_t + b2) * h_{t-1} + W x_t + b from h_0 = init, elementwise")
     return lines
-
-
-def describe_stage(stage: Stage) -> str:
-    """What a stage computes, for the comment above its code (``v``: its input term)."""
-    text = {
-        COPY: "h_t = v_t (no recurrence)" if not stage.depth else
-        f"h_t = N h_{{t-1}} + v_t, N: delay lines, at most {stage.depth} long: "
-        f"{plural(stage.depth, 'round')}, no loop",
-        RUNNING_SUM: "h_t = h_{t-1} + v_t (rows e_i of A): a cumulative sum, no loop",
-        ROTATION: "h_t = P h_{t-1} + v_t (cycles of a permutation P): no loop",
-        SCALED_LOOP: "h_t = a * h_{t-1} + v_t (diagonal part of A): a loop over time",
-        MATRIX_LOOP: "h_t = A h_{t-1} + v_t: a loop over time",
-    }[stage.method]
-    if stage.reads:
-        return text + f"; v_t = u_t + A h_{{t-1}} on {plural_units(stage.reads)}"
-    return text.replace("v_t", "u_t")
-
-
-def plural_units(units: Sequence[int]) -> str:
-    return f"unit{'s' if len(units) > 1 else ''} {unit_ranges(units)}"
-
-
-def unit_ranges(units: Sequence[int]) -> str:
-    """``0-5, 9, 12-18``."""
-    parts: list[str] = []
-    start = previous = units[0]
-    for unit in list(units[1:]) + [None]:
-        if unit is not None and unit == previous + 1:
-            previous = unit
-            continue
-        parts.append(str(start) if start == previous else f"{start}-{previous}")
-        if unit is not None:
-            start = previous = unit
-    return ", ".join(parts)
 
 
 _INDEXED = re.compile(r"^(?P<base>.*)\[(?P<index>\d+)\]$")
@@ -393,10 +391,6 @@ def docstring(text: str) -> str:
     return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""'
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 LAYER_KINDS_TEXT = [  # for the header of a generated file
     "Every layer starts with an affine map of the previous layer's output x: affine W x + b,",
     "relu relu(W x + b), gate (W x + b) * (W2 x + b2), map f(W x + b) with a float function f",
@@ -410,9 +404,9 @@ def indent(lines: Sequence[str], spaces: int) -> str:
     return "\n".join((" " * spaces + line) if line else "" for line in lines)
 
 
-def model_summary(model: LayeredModel) -> list[str]:
+def model_summary(model: LayeredModel, plan: Plan) -> list[str]:
     """Lines for the header of a generated file: what the program reads and writes, its layers."""
-    s = figures(model)
+    s = figures(model, plan)
     kinds = ", ".join(f"{kind} {count}" for kind, count in s["layer_kinds"].items())
     inputs = summarize_labels([str(label) for label in model.input_labels], 60)
     outputs = summarize_labels([str(label) for label in model.output_labels], 60)
@@ -421,40 +415,40 @@ def model_summary(model: LayeredModel) -> list[str]:
         f"Writes {plural(model.d_out, 'number')} per step: {outputs}.",
         f"{plural(s['layers'], 'layer')} ({kinds}), at most {s['max_width']} units wide, "
         f"{plural(s['state_units'], 'state unit')}, {plural(s['parameters'], 'weight')} "
-        f"({s['sequential_loops']} loops over time in forward).",
+        f"({s['sequential_loops']} loops over time in forward; schedule {plan.requested}).",
     ]
 
 
 # --- what both targets build -------------------------------------------------------------------------------
-def figures(model: LayeredModel) -> dict[str, Any]:
+def figures(model: LayeredModel, plan: Plan) -> dict[str, Any]:
     """``lsrl stats --target``: layers, widths, state units, weights and loops over time."""
     stats = model.stats()
-    plans = [plan_state_layer(layer.attrs["A"]) for layer in model.layers if layer.kind == "state"]
-    gated = sum(1 for layer in model.layers if layer.kind == "gated")
     return {
         "layers": stats["layers"],
         "layer_kinds": stats["layer_kinds"],
         "max_width": stats["max_width"],
         "state_units": stats["state_dims"],
         "parameters": stats["dense_params"],
-        "sequential_loops": gated + sum(1 for plan in plans for stage in plan if stage.method in LOOPS),
+        "sequential_loops": sum(layer_plan.loops for layer_plan in plan.layers),
     }
 
 
-def build_code_target(target: Target, model: LayeredModel, options: Options, source: str) -> Compiled:
-    """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py``, and the
-    config with each state layer's plan."""
+def build_code_target(
+    target: Target, model: LayeredModel, options: Options, generate: Callable[[LayeredModel, Plan], str]
+) -> Compiled:
+    """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py`` (the text
+    ``generate`` writes for the model and its plan), and the config with the schedule plan and each
+    constant state layer's stages."""
+    plan = options.plan
+    if plan is None or [p.layer for p in plan.layers] != state_layer_indices(model):
+        raise ValueError(f"the {target.name} target needs the model's schedule plan in Options.plan "
+                         "(passes.schedule.schedule(model); lsrl.compile_to fills it in)")
     config = base_config(target, model, options)
-    config["state_plans"] = {
-        str(i): [
-            {"method": s.method, "units": list(s.units), "reads": list(s.reads), "depth": s.depth,
-             "cycles": [list(c) for c in s.cycles]}
-            for s in plan_state_layer(model.layers[i].attrs["A"])
-        ]
-        for i in state_layer_indices(model) if model.layers[i].kind == "state"
-    }
+    config["schedule"] = plan.to_json()
+    config["state_plans"] = {str(p.layer): [s.to_json() for s in p.stages] for p in plan.layers if p.kind == "state"}
     config["error_bound"] = stated_rounding(model, options)
-    return Compiled(target.name, config, model.tensors(), {"model.py": source}, figures=figures(model))
+    source = generate(model, plan)
+    return Compiled(target.name, config, model.tensors(), {"model.py": source}, figures=figures(model, plan))
 
 
 # --- running generated source -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 from lsrl.backends import codegen
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
+from lsrl.ir.schedule import SCHEDULES, Plan
 
 HELPERS = {
     "previous": '''
@@ -97,11 +98,12 @@ def gated_recurrence(v, a, init):
     return jnp.swapaxes(steps, 0, 1)
 ''',
     "heads_layer": '''
-def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
+def heads_layer(u, kind, heads, shift=None, steps=0, state=None, form="recurrent", size=0):
     """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
     a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
     S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
-    in state (the layer's last output; zeros before the first token), by a scan over time; a
+    in state (the layer's last output; zeros before the first token), in the given form
+    (recurrent: a scan over time, chunk of size steps, or associative scan: from zeros only); a
     solve head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
     conjugate-gradient steps."""
     x = u
@@ -109,6 +111,11 @@ def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
     for h in range(0, len(heads), size):
         if kind == "delta":
             alpha, beta, key, keys, value, values, out = heads[h:h + size]
+            if form != "recurrent":
+                operands = (u[..., alpha], u[..., beta], u[..., key:key + keys], u[..., value:value + values])
+                filled = delta_chunk(*operands, size) if form == "chunk" else delta_scan(*operands)
+                x = x.at[..., out:out + keys * values].set(filled)
+                continue
             start = (state[:, out:out + keys * values] if state is not None else jnp.zeros((u.shape[0], keys * values), u.dtype))
 
             def one_step(s, step):
@@ -143,6 +150,139 @@ def solve_system(a, q, steps):
         p = r + jnp.where(rr > 0, following / rr, 0.0)[..., None] * p
         rr = following
     return x
+''',
+    "chunks": '''
+def chunks(x, size, fill=0.0):
+    """[batch, time, ...] -> [batch, time / size, size, ...], the last chunk padded with fill
+    (padding follows every real step, so it changes none of them)."""
+    pad = -x.shape[1] % size
+    if pad:
+        x = jnp.concatenate([x, jnp.full((x.shape[0], pad, *x.shape[2:]), fill, x.dtype)], axis=1)
+    return x.reshape(x.shape[0], -1, size, *x.shape[2:])
+
+
+def over_axis(one_step, start, xs, axis):
+    """jax.lax.scan of one_step over the given axis of every array of xs, outputs stacked back there."""
+    _, ys = jax.lax.scan(one_step, start, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, axis, 0), xs))
+    return jnp.moveaxis(ys, 0, axis)
+''',
+    "gated_chunk": '''
+def gated_chunk(v, a, init, size):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps: every chunk
+    from 0 at once (a scan of size steps), its decays as products from the chunk's start (never a
+    quotient: gates may be 0), then the chunks' start states one after the other (time / size)."""
+    time = v.shape[1]
+    a = chunks(jnp.broadcast_to(a, v.shape), size, 1.0)
+    v = chunks(v, size)
+
+    def inside(h, step):
+        h = step[0] * h + step[1]
+        return h, h
+
+    local = over_axis(inside, jnp.zeros_like(v[:, :, 0]), (a, v), 2)
+    decay = jnp.cumprod(a, axis=2)
+
+    def across(h, chunk):
+        return chunk[0] * h + chunk[1], h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    starts = over_axis(across, start, (decay[:, :, -1], local[:, :, -1]), 1)
+    out = local + decay * starts[:, :, None]
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "matrix_chunk": '''
+def matrix_chunk(v, A, init, size):
+    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps, as gated_chunk with the
+    powers A^i as the decays."""
+    time = v.shape[1]
+    v = chunks(v, size)
+    powers = [A]
+    for _ in range(1, size):
+        powers.append(jnp.matmul(A, powers[-1], precision=HIGHEST))
+    powers = jnp.stack(powers)
+
+    def inside(h, v_i):
+        h = linear(h, A) + v_i
+        return h, h
+
+    local = over_axis(inside, jnp.zeros_like(v[:, :, 0]), v, 2)
+
+    def across(h, last):
+        return last + linear(h, powers[-1]), h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    starts = over_axis(across, start, local[:, :, -1], 1)
+    out = local + jnp.einsum("bcm,inm->bcin", starts, powers, precision=HIGHEST)
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "associative_scan": '''
+def gated_combine(earlier, later):
+    return later[0] * earlier[0], later[0] * earlier[1] + later[1]
+
+
+def matrix_combine(earlier, later):
+    return (jnp.matmul(later[0], earlier[0], precision=HIGHEST),
+            jnp.matmul(later[0], earlier[1], precision=HIGHEST) + later[1])
+''',
+    "gated_scan": '''
+def gated_scan(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: jax.lax.associative_scan of
+    (a_t, v_t), the first step taking a_1 init in."""
+    a = jnp.broadcast_to(a, v.shape)
+    v = v.at[:, 0].set(a[:, 0] * init + v[:, 0])
+    return jax.lax.associative_scan(gated_combine, (a, v), axis=1)[1]
+''',
+    "matrix_scan": '''
+def matrix_scan(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init: jax.lax.associative_scan of (A, v_t); each combine
+    is a product of n x n matrices (n^3)."""
+    batch, time, n = v.shape
+    v = v.at[:, 0].set(v[:, 0] + linear(init, A))
+    pairs = (jnp.broadcast_to(A, (batch, time, n, n)), v[..., None])
+    return jax.lax.associative_scan(matrix_combine, pairs, axis=1)[1][..., 0]
+''',
+    "delta_forms": '''
+def delta_chunk(alpha, beta, k, v, size):
+    """The delta rule from S_0 = 0 by chunks, through the WY / UT representation: in a chunk from
+    S_0, with G[t, j] the product of the alphas of steps j+1..t (a masked cumulative product, no
+    quotient) and g_t = G[t, 0], the written vectors u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)
+    are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta), L[t, j] = beta_t G[t, j] k_t.k_j
+    (j < t), and S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T. States [batch, time, keys * values]."""
+    batch, time, keys = k.shape
+    values = v.shape[-1]
+    mm = lambda x, y: jnp.matmul(x, y, precision=HIGHEST)
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)
+    k, v = chunks(k, size), chunks(v, size)
+    later = np.tri(size, k=-1, dtype=bool)
+    gains = jnp.tril(jnp.cumprod(jnp.where(later, a[..., :, None], 1.0), axis=-2))
+    g = jnp.cumprod(a, axis=-1)
+    lower = jnp.where(later, b[..., :, None] * gains * mm(k, jnp.swapaxes(k, -1, -2)), 0.0)
+    eye = jnp.eye(size, dtype=k.dtype)
+    t = jax.lax.linalg.triangular_solve(eye + lower, b[..., :, None] * eye, left_side=True, lower=True,
+                                        unit_diagonal=True)
+    written_v, written_k = mm(t, v), mm(t, g[..., None] * k)
+
+    def across(s, chunk):
+        w_v, w_k, k_c, g_c, last = chunk
+        u = w_v - mm(w_k, s)
+        return g_c[:, None, None] * s + mm(jnp.swapaxes(k_c, -1, -2), last[..., None] * u), s
+
+    xs = (written_v, written_k, k, g[:, :, -1], gains[:, :, -1])
+    starts = over_axis(across, jnp.zeros((batch, keys, values), k.dtype), xs, 1)
+    u = written_v - mm(written_k, starts)
+    states = g[..., None, None] * starts[:, :, None] + jnp.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u,
+                                                                  precision=HIGHEST)
+    return states.reshape(batch, -1, keys * values)[:, :time]
+
+
+def delta_scan(alpha, beta, k, v):
+    """The delta rule from S_0 = 0 as jax.lax.associative_scan of (alpha_t (I - beta_t k_t k_t^T),
+    beta_t k_t v_t^T); each combine is a product of keys x keys matrices (keys^3)."""
+    batch, time, keys = k.shape
+    eye = jnp.eye(keys, dtype=k.dtype)
+    transitions = alpha[..., None, None] * (eye - beta[..., None, None] * k[..., :, None] * k[..., None, :])
+    writes = beta[..., None, None] * k[..., :, None] * v[..., None, :]
+    return jax.lax.associative_scan(matrix_combine, (transitions, writes), axis=1)[1].reshape(batch, time, -1)
 ''',
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
@@ -188,14 +328,14 @@ class JaxSyntax(codegen.Syntax):
         return arrays[0] if len(arrays) == 1 else f"jnp.concatenate([{', '.join(arrays)}], axis=-1)"
 
 
-def generate_source(model: LayeredModel) -> str:
-    """The text of ``model.py`` for ``model``."""
+def generate_source(model: LayeredModel, plan: Plan) -> str:
+    """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``."""
     syntax = JaxSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
         "A program compiled by lsrl for JAX (target jax): a recurrent model, one token per step.",
         "",
-        *codegen.model_summary(model),
+        *codegen.model_summary(model, plan),
         "",
         "Usage, from this directory (needs jax and safetensors):",
         "",
@@ -216,9 +356,9 @@ def generate_source(model: LayeredModel) -> str:
         "(lsrl compile PROGRAM --target jax -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, syntax), 4)
+    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 4)
     step = codegen.indent(codegen.step_lines(model, syntax), 4)
-    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model))
+    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     # numpy builds index arrays (constants under jit); a model that needs none does not import it
     numpy = "import numpy as np\n" if re.search(r"\bnp\.", helpers + forward) else ""
     return f'''{codegen.docstring(header)}
@@ -304,9 +444,10 @@ class JaxTarget(Target):
     description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
+    schedules = SCHEDULES
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        return codegen.build_code_target(self, model, options, generate_source(model))
+        return codegen.build_code_target(self, model, options, generate_source)
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         # jit, as users run it: op by op, JAX compiles every operation for every new shape anyway,

@@ -20,6 +20,7 @@ import torch
 from lsrl.backends import codegen
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
+from lsrl.ir.schedule import SCHEDULES, Plan
 
 HELPERS = {
     "previous": '''
@@ -86,11 +87,12 @@ def gated_recurrence(v, a, init):
     return torch.stack(steps, dim=1)
 ''',
     "heads_layer": '''
-def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
+def heads_layer(u, kind, heads, shift=None, steps=0, state=None, form="recurrent", size=0):
     """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
     a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
     S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
-    in state (the layer's last output; zeros before the first token); a solve head (matrix, size,
+    in state (the layer's last output; zeros before the first token), in the given form
+    (recurrent, chunk of size steps, or scan: from zeros only); a solve head (matrix, size,
     query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps conjugate-gradient steps."""
     x = u.clone()
     size = 7 if kind == "delta" else 4
@@ -98,6 +100,12 @@ def heads_layer(u, kind, heads, shift=None, steps=0, state=None):
         if kind == "delta":
             alpha, beta, key, keys, value, values, out = heads[h:h + size]
             k, v = u[..., key:key + keys], u[..., value:value + values]
+            if form == "chunk":
+                x[..., out:out + keys * values] = delta_chunk(u[..., alpha], u[..., beta], k, v, size)
+                continue
+            if form == "scan":
+                x[..., out:out + keys * values] = delta_scan(u[..., alpha], u[..., beta], k, v)
+                continue
             s = (state[:, out:out + keys * values] if state is not None else u.new_zeros(u.shape[0], keys * values))
             s = s.reshape(u.shape[0], keys, values)
             filled = []
@@ -129,6 +137,138 @@ def solve_system(a, q, steps):
         p = r + torch.where(rr > 0, following / rr, torch.zeros_like(rr)).unsqueeze(-1) * p
         rr = following
     return x
+''',
+    "chunks": '''
+def chunks(x, size, fill=0.0):
+    """[batch, time, ...] -> [batch, time / size, size, ...], the last chunk padded with fill
+    (padding follows every real step, so it changes none of them)."""
+    pad = -x.shape[1] % size
+    if pad:
+        x = torch.cat([x, x.new_full((x.shape[0], pad, *x.shape[2:]), fill)], dim=1)
+    return x.reshape(x.shape[0], -1, size, *x.shape[2:])
+''',
+    "gated_chunk": '''
+def gated_chunk(v, a, init, size):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps: every chunk
+    from 0 at once (size steps), its decays as products from the chunk's start (never a quotient:
+    gates may be 0), then the chunks' start states one after the other (time / size steps)."""
+    time = v.shape[1]
+    a = chunks(a.expand(v.shape), size, 1.0)
+    v = chunks(v, size)
+    local = [v[:, :, 0]]
+    for i in range(1, size):
+        local.append(torch.addcmul(v[:, :, i], a[:, :, i], local[-1]))
+    local = torch.stack(local, dim=2)
+    decay = torch.cumprod(a, dim=2)
+    h, starts = init.expand(v.shape[0], -1), []
+    for c in range(v.shape[1]):
+        starts.append(h)
+        h = torch.addcmul(local[:, c, -1], decay[:, c, -1], h)
+    out = torch.addcmul(local, decay, torch.stack(starts, dim=1)[:, :, None])
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "matrix_chunk": '''
+def matrix_chunk(v, A, init, size):
+    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps, as gated_chunk with the
+    powers A^i as the decays."""
+    time = v.shape[1]
+    v = chunks(v, size)
+    powers = [A]
+    for _ in range(1, size):
+        powers.append(A @ powers[-1])
+    powers = torch.stack(powers)
+    local = [v[:, :, 0]]
+    for i in range(1, size):
+        local.append(v[:, :, i] + F.linear(local[-1], A))
+    local = torch.stack(local, dim=2)
+    h, starts = init.expand(v.shape[0], -1), []
+    for c in range(v.shape[1]):
+        starts.append(h)
+        h = local[:, c, -1] + F.linear(h, powers[-1])
+    out = local + torch.einsum("bcm,inm->bcin", torch.stack(starts, dim=1), powers)
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "associative_scan": '''
+def associative_scan(combine, elements):
+    """The prefixes e_t o ... o e_1 over axis 1 of a tuple of tensors, combine(earlier, later)
+    associative: neighbours paired, the pairs scanned, the rest filled in (work-efficient:
+    O(time) combines in 2 log(time) rounds)."""
+    time = elements[0].shape[1]
+    if time < 2:
+        return elements
+    pairs = time // 2
+    paired = combine(tuple(e[:, 0:2 * pairs:2] for e in elements), tuple(e[:, 1:2 * pairs:2] for e in elements))
+    odd = associative_scan(combine, paired)
+    even = combine(tuple(o[:, :(time - 1) // 2] for o in odd), tuple(e[:, 2::2] for e in elements))
+    out = []
+    for e, o, r in zip(elements, odd, even):
+        whole = torch.empty(e.shape, dtype=o.dtype, device=o.device)
+        whole[:, 0], whole[:, 1::2], whole[:, 2::2] = e[:, 0], o, r
+        out.append(whole)
+    return tuple(out)
+
+
+def gated_combine(earlier, later):
+    return later[0] * earlier[0], torch.addcmul(later[1], later[0], earlier[1])
+
+
+def matrix_combine(earlier, later):
+    return later[0] @ earlier[0], later[0] @ earlier[1] + later[1]
+''',
+    "gated_scan": '''
+def gated_scan(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: the associative scan of (a_t, v_t),
+    the first step taking a_1 init in."""
+    a = a.expand(v.shape)
+    first = torch.addcmul(v[:, :1], a[:, :1], init)
+    return associative_scan(gated_combine, (a, torch.cat([first, v[:, 1:]], dim=1)))[1]
+''',
+    "matrix_scan": '''
+def matrix_scan(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init: the associative scan of (A, v_t); each combine is a
+    product of n x n matrices (n^3)."""
+    batch, time, n = v.shape
+    first = v[:, :1] + F.linear(init, A)
+    b = torch.cat([first.expand(batch, 1, n), v[:, 1:]], dim=1)[..., None]
+    return associative_scan(matrix_combine, (A.expand(batch, time, n, n), b))[1][..., 0]
+''',
+    "delta_forms": '''
+def delta_chunk(alpha, beta, k, v, size):
+    """The delta rule from S_0 = 0 by chunks, through the WY / UT representation: in a chunk from
+    S_0, with G[t, j] the product of the alphas of steps j+1..t (a masked cumulative product, no
+    quotient) and g_t = G[t, 0], the written vectors u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)
+    are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta), L[t, j] = beta_t G[t, j] k_t.k_j
+    (j < t), and S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T. States [batch, time, keys * values]."""
+    batch, time, keys = k.shape
+    values = v.shape[-1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)
+    k, v = chunks(k, size), chunks(v, size)
+    later = torch.ones(size, size, dtype=torch.bool, device=k.device).tril(-1)
+    eye = torch.eye(size, dtype=k.dtype, device=k.device)
+    gains = torch.where(later, a[..., :, None], torch.ones_like(a)[..., None]).cumprod(dim=-2).tril()
+    g = a.cumprod(dim=-1)
+    lower = torch.where(later, b[..., :, None] * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
+    t = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(b), upper=False, unitriangular=True)
+    written_v, written_k = t @ v, t @ (g[..., None] * k)
+    s, starts = k.new_zeros(batch, keys, values), []
+    for c in range(k.shape[1]):
+        starts.append(s)
+        u = written_v[:, c] - written_k[:, c] @ s
+        s = g[:, c, -1, None, None] * s + k[:, c].transpose(-1, -2) @ (gains[:, c, -1, :, None] * u)
+    starts = torch.stack(starts, dim=1)
+    u = written_v - written_k @ starts
+    states = g[..., None, None] * starts[:, :, None] + torch.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u)
+    return states.reshape(batch, -1, keys * values)[:, :time]
+
+
+def delta_scan(alpha, beta, k, v):
+    """The delta rule from S_0 = 0 as the associative scan of (alpha_t (I - beta_t k_t k_t^T),
+    beta_t k_t v_t^T); each combine is a product of keys x keys matrices (keys^3)."""
+    batch, time, keys = k.shape
+    eye = torch.eye(keys, dtype=k.dtype, device=k.device)
+    transitions = alpha[..., None, None] * (eye - beta[..., None, None] * k[..., :, None] * k[..., None, :])
+    writes = beta[..., None, None] * k[..., :, None] * v[..., None, :]
+    return associative_scan(matrix_combine, (transitions, writes))[1].reshape(batch, time, -1)
 ''',
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
@@ -172,14 +312,14 @@ class TorchSyntax(codegen.Syntax):
         return arrays[0] if len(arrays) == 1 else f"torch.cat([{', '.join(arrays)}], dim=-1)"
 
 
-def generate_source(model: LayeredModel) -> str:
-    """The text of ``model.py`` for ``model``."""
+def generate_source(model: LayeredModel, plan: Plan) -> str:
+    """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``."""
     syntax = TorchSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
         "A program compiled by lsrl for PyTorch (target torch): a recurrent model, one token per step.",
         "",
-        *codegen.model_summary(model),
+        *codegen.model_summary(model, plan),
         "",
         "Usage, from this directory (needs torch and safetensors):",
         "",
@@ -196,9 +336,9 @@ def generate_source(model: LayeredModel) -> str:
         "compile it again (lsrl compile PROGRAM --target torch -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, syntax), 8)
+    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 8)
     step = codegen.indent(codegen.step_lines(model, syntax), 8)
-    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model))
+    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     return f'''{codegen.docstring(header)}
 
 from pathlib import Path
@@ -283,9 +423,10 @@ class TorchTarget(Target):
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
+    schedules = SCHEDULES
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        return codegen.build_code_target(self, model, options, generate_source(model))
+        return codegen.build_code_target(self, model, options, generate_source)
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         net = module(compiled, dtype)

@@ -60,6 +60,7 @@ def compile_to(
     prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs)
     model = linearize(prepared, options.input_range, max_len)
     _check_layer_kinds(chosen, model, prepared)
+    options = replace(options, plan=_schedule(chosen, model, options))
     try:
         compiled = chosen.build(model, options)
     except LsrlError as e:
@@ -84,6 +85,18 @@ def compile_to(
     compiled.config["params"] = {name: str(value) for name, value in (params or {}).items()}
     compiled.config["source_hash"] = source_hash(sources or {})
     return compiled
+
+
+def _schedule(target, model, options: Options):
+    """The model's schedule plan in the form the user asked for (``auto``: for ``--max-len`` steps)."""
+    from lsrl.passes.schedule import schedule
+
+    if options.schedule not in target.schedules:
+        raise UsageError(f"target '{target.name}' has no --schedule {options.schedule} (its schedules: "
+                         f"{', '.join(target.schedules)})")
+    if options.chunk < 1:
+        raise UsageError(f"--chunk must be at least 1, got {options.chunk}")
+    return schedule(model, options.schedule, options.chunk, options.max_len)
 
 
 def _check_token_program(graph: Graph, format: str) -> None:

@@ -98,6 +98,8 @@ class LayerPlan:
         return looping if self.form == RECURRENT else 0
 
     def describe(self) -> str:
+        if self.kind == "state" and not any(s.method in LOOPS for s in self.stages):
+            return f"layer {self.layer}: state, no loop stage (every form computes it the same way)"
         form = {RECURRENT: "recurrent (a loop over time)", CHUNK: f"chunk, C = {self.chunk}",
                 SCAN: "scan (associative, log T rounds)"}[self.form]
         return f"layer {self.layer}: {self.kind}, {form}"

@@ -25,8 +25,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
+from lsrl.backends import head_code
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
 from lsrl.ir.schedule import (
     CHUNK,
@@ -154,8 +156,9 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
             w = syntax.weight
             lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
             lines.append(f"x = {_gated_call(plan.of(i), syntax.linear('x', w('W'), w('b')), 'a', w('init'))}")
-        elif layer.kind == "delta":
-            lines.append(f"x = {_heads_call(layer, syntax, form=plan.of(i))}")
+        elif layer.kind in STATE_HEADS:
+            u = syntax.linear("x", syntax.weight("W"), syntax.weight("b"))
+            lines.append(f"x, _ = {head_code.call(layer, u, None, plan.of(i))}")
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
@@ -248,9 +251,10 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     for i, layer in enumerate(model.layers):
         lines.append(f"# layer {i}: {layer.kind}, {plural(layer.width, 'unit')}")
         lines.append(syntax.bind_layer(i))
-        if layer.kind == "delta":
-            lines.append(f"x = {_heads_call(layer, syntax, f'state[{state}]', step=True)}")
-            lines.append("new_state.append(x)")
+        if layer.kind in STATE_HEADS:
+            u = f"{syntax.linear('x', syntax.weight('W'), syntax.weight('b'))}[:, None]"
+            lines.append(f"x, s = {head_code.call(layer, u, f'state[{state}]')}")
+            lines += ["x = x[:, 0]", "new_state.append(s)"]
             state += 1
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax, step=True)}")
@@ -270,27 +274,23 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
-    "matrix_recurrence", "chunks", "associative_scan", "gated_chunk", "gated_scan", "matrix_chunk", "matrix_scan",
-    "delta_forms",
+    "matrix_recurrence", "state_heads", "chunks", "associative_scan", "gated_chunk", "gated_scan", "matrix_chunk",
+    "matrix_scan", "head_forms",
 )
 # the helpers each helper calls
 _HELPER_NEEDS = {
     "gated_chunk": ("chunks",), "matrix_chunk": ("chunks",), "gated_scan": ("associative_scan",),
-    "matrix_scan": ("associative_scan",), "delta_forms": ("chunks", "associative_scan"),
+    "matrix_scan": ("associative_scan",), "head_forms": ("chunks", "associative_scan"),
 }
 
 
-def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bool = False,
-                form: LayerPlan | None = None) -> str:
-    """A delta or solve layer through the generated ``heads_layer`` helper (in ``step``, one token:
-    a time axis of length 1 added and taken away; in ``forward``, a delta layer in its plan's form)."""
+def _heads_call(layer: Layer, syntax: Syntax, step: bool = False) -> str:
+    """A solve layer through the generated ``heads_layer`` helper (in ``step``, one token: a time
+    axis of length 1 added and taken away)."""
     w = syntax.weight
     u = syntax.linear("x", w("W"), w("b"))
     u = f"{u}[:, None]" if step else u
     extra = f", {w('shift')}, {layer.attrs['steps'][0]}" if layer.kind == "solve" else ""
-    extra += f", state={state}" if state is not None else ""
-    if form is not None and form.form != RECURRENT:
-        extra += f", form={form.form!r}, size={form.chunk}"
     call = f"heads_layer({u}, {layer.kind!r}, {list(layer.attrs['heads'])}{extra})"
     return f"{call}[:, 0]" if step else call
 
@@ -298,12 +298,14 @@ def _heads_call(layer: Layer, syntax: Syntax, state: str | None = None, step: bo
 def helpers_used(model: LayeredModel, plan: Plan) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
     kinds = {layer.kind for layer in model.layers}
-    used = {"heads_layer"} if kinds & {"delta", "solve"} else set()
+    used = {"heads_layer"} if "solve" in kinds else set()
+    if kinds & set(STATE_HEADS):
+        used.add("state_heads")
     for layer_plan in plan.layers:
         if layer_plan.kind == "gated":
             used.add(_GATED_HELPER[layer_plan.form])
-        if layer_plan.kind == "delta" and layer_plan.form != RECURRENT:
-            used.add("delta_forms")
+        if layer_plan.kind in STATE_HEADS and layer_plan.form != RECURRENT:
+            used.add("head_forms")
         for stage in layer_plan.stages:
             if stage.method in LOOPS:
                 form = _FORM_HELPER[layer_plan.form]
@@ -327,8 +329,8 @@ _FORM_HELPER = {  # the helpers of a constant diagonal and of a constant matrix 
 
 
 def state_layer_indices(model: LayeredModel) -> list[int]:
-    """The layers that keep a state from token to token (linear, gated and delta-rule states)."""
-    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", "delta")]
+    """The layers that keep a state from token to token (linear, gated, matrix and delta-rule states)."""
+    return [i for i, layer in enumerate(model.layers) if layer.kind in ("state", "gated", *STATE_HEADS)]
 
 
 def layer_table(model: LayeredModel) -> list[tuple[str, int, int]]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
-from lsrl.backends import codegen
+from lsrl.backends import codegen, head_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -98,41 +98,15 @@ def gated_recurrence(v, a, init):
     return jnp.swapaxes(steps, 0, 1)
 ''',
     "heads_layer": '''
-def heads_layer(u, kind, heads, shift=None, steps=0, state=None, form="recurrent", size=0):
-    """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
-    a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
-    S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
-    in state (the layer's last output; zeros before the first token), in the given form
-    (recurrent: a scan over time, chunk of size steps, or associative scan: from zeros only); a
-    solve head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
+def heads_layer(u, kind, heads, shift=None, steps=0):
+    """A solve layer: u = W x + b [batch, time, width], with each head's units filled: a solve
+    head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
     conjugate-gradient steps."""
     x = u
-    size = 7 if kind == "delta" else 4
-    for h in range(0, len(heads), size):
-        if kind == "delta":
-            alpha, beta, key, keys, value, values, out = heads[h:h + size]
-            if form != "recurrent":
-                operands = (u[..., alpha], u[..., beta], u[..., key:key + keys], u[..., value:value + values])
-                filled = delta_chunk(*operands, size) if form == "chunk" else delta_scan(*operands)
-                x = x.at[..., out:out + keys * values].set(filled)
-                continue
-            start = (state[:, out:out + keys * values] if state is not None else jnp.zeros((u.shape[0], keys * values), u.dtype))
-
-            def one_step(s, step):
-                a_t, b_t, k_t, v_t = step
-                kept = a_t[:, :, None] * s
-                written = b_t * (v_t - jnp.einsum("bi,bij->bj", k_t, kept, precision=HIGHEST))
-                s = kept + k_t[:, :, None] * written[:, None, :]
-                return s, s.reshape(s.shape[0], -1)
-
-            over_time = [jnp.swapaxes(part, 0, 1) for part in
-                         (u[..., alpha:alpha + 1], u[..., beta:beta + 1], u[..., key:key + keys], u[..., value:value + values])]
-            _, filled = jax.lax.scan(one_step, start.reshape(u.shape[0], keys, values), tuple(over_time))
-            x = x.at[..., out:out + keys * values].set(jnp.swapaxes(filled, 0, 1))
-        else:
-            matrix, n, query, out = heads[h:h + size]
-            a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + jnp.diag(shift[out:out + n])
-            x = x.at[..., out:out + n].set(solve_system(a, u[..., query:query + n], steps))
+    for h in range(0, len(heads), 4):
+        matrix, n, query, out = heads[h:h + 4]
+        a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + jnp.diag(shift[out:out + n])
+        x = x.at[..., out:out + n].set(solve_system(a, u[..., query:query + n], steps))
     return x
 
 
@@ -241,49 +215,129 @@ def matrix_scan(v, A, init):
     pairs = (jnp.broadcast_to(A, (batch, time, n, n)), v[..., None])
     return jax.lax.associative_scan(matrix_combine, pairs, axis=1)[1][..., 0]
 ''',
-    "delta_forms": '''
-def delta_chunk(alpha, beta, k, v, size):
-    """The delta rule from S_0 = 0 by chunks, through the WY / UT representation: in a chunk from
-    S_0, with G[t, j] the product of the alphas of steps j+1..t (a masked cumulative product, no
-    quotient) and g_t = G[t, 0], the written vectors u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)
-    are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta), L[t, j] = beta_t G[t, j] k_t.k_j
-    (j < t), and S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T. States [batch, time, keys * values]."""
-    batch, time, keys = k.shape
-    values = v.shape[-1]
-    mm = lambda x, y: jnp.matmul(x, y, precision=HIGHEST)
-    a, b = chunks(alpha, size, 1.0), chunks(beta, size)
+    "head_forms": '''
+def head_form(kind, parts, q, s, form, size):
+    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
+    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
+    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
+    batch, time, heads = parts[0].shape[:3]
+    flat = [None if p is None else jnp.swapaxes(p, 1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
+    s = s.reshape(batch * heads, *s.shape[2:])
+    if form == "chunk":
+        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
+    else:
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
+    return jnp.swapaxes(emitted.reshape(batch, heads, time, -1), 1, 2), s.reshape(batch, heads, *s.shape[1:])
+
+
+def mm(x, y):
+    return jnp.matmul(x, y, precision=HIGHEST)
+
+
+def masked_gains(d):
+    """For chunks of decays d [..., size, n]: G[t, j] the product of the decays of steps j+1..t
+    (1 on the diagonal, 0 above it), cumulative products down each column from the chunk's start
+    (never a quotient: decays may be 0), and g_t the product of those of steps 1..t."""
+    size = d.shape[-2]
+    later = np.tri(size, k=-1, dtype=bool)[..., None]
+    upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
+    gains = jnp.cumprod(jnp.where(later, d[..., :, None, :], 1.0), axis=-3)
+    return jnp.where(upper, 0.0, gains), jnp.cumprod(d, axis=-2)
+
+
+def matrix_head_chunk(d, k, v, q, s, size):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
+    S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
+    with P[t, j] = sum_i q_ti G[t, j, i] k_ji (P = (Q K^T) * G for a scalar decay), and the next
+    chunk starts from g_C S_0 + (G[C, :] K)^T V; a scan over the chunks. Emits q_t^T S_t (or S_t
+    row by row without q)."""
+    time = k.shape[1]
+    xs = [chunks(d, size, 1.0), chunks(k, size), chunks(v, size)] + ([] if q is None else [chunks(q, size)])
+
+    def one_chunk(s, chunk):
+        d_c, k_c, v_c = chunk[:3]
+        gains, g = masked_gains(d_c)
+        if q is None:
+            local = jnp.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c, precision=HIGHEST)
+            out = (g[..., None] * s[:, None] + local).reshape(*local.shape[:2], -1)
+        else:
+            q_c = chunk[3]
+            if d_c.shape[-1] == 1:
+                scores = mm(q_c, jnp.swapaxes(k_c, -1, -2)) * gains[..., 0]
+            else:
+                scores = (q_c[:, :, None, :] * gains * k_c[:, None, :, :]).sum(-1)
+            out = mm(scores, v_c) + mm(q_c * g, s)
+        s = g[:, -1, :, None] * s + jnp.einsum("bji,bjv->biv", gains[:, -1] * k_c, v_c, precision=HIGHEST)
+        return s, out
+
+    s, emitted = jax.lax.scan(one_chunk, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    emitted = jnp.moveaxis(emitted, 0, 1)
+    return emitted.reshape(emitted.shape[0], -1, emitted.shape[-1])[:, :time], s
+
+
+def delta_head_chunk(alpha, beta, k, v, q, s, size):
+    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
+    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
+    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
+    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U; a scan over the chunks. Emits q_t^T S_t (or S_t
+    row by row without q)."""
+    time = k.shape[1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
     k, v = chunks(k, size), chunks(v, size)
+    gains, g = masked_gains(a)
+    gains, g = gains[..., 0], g[..., 0]
     later = np.tri(size, k=-1, dtype=bool)
-    gains = jnp.tril(jnp.cumprod(jnp.where(later, a[..., :, None], 1.0), axis=-2))
-    g = jnp.cumprod(a, axis=-1)
     lower = jnp.where(later, b[..., :, None] * gains * mm(k, jnp.swapaxes(k, -1, -2)), 0.0)
     eye = jnp.eye(size, dtype=k.dtype)
     t = jax.lax.linalg.triangular_solve(eye + lower, b[..., :, None] * eye, left_side=True, lower=True,
                                         unit_diagonal=True)
-    written_v, written_k = mm(t, v), mm(t, g[..., None] * k)
+    xs = [mm(t, v), mm(t, g[..., None] * k), k, gains, g] + ([] if q is None else [chunks(q, size)])
 
-    def across(s, chunk):
-        w_v, w_k, k_c, g_c, last = chunk
-        u = w_v - mm(w_k, s)
-        return g_c[:, None, None] * s + mm(jnp.swapaxes(k_c, -1, -2), last[..., None] * u), s
+    def one_chunk(s, chunk):
+        written_v, written_k, k_c, weights, g_c = chunk[:5]
+        u = written_v - mm(written_k, s)
+        if q is None:
+            states = g_c[..., None, None] * s[:, None] + jnp.einsum("btj,bjk,bjv->btkv", weights, k_c, u,
+                                                                    precision=HIGHEST)
+            out = states.reshape(*states.shape[:2], -1)
+        else:
+            q_c = chunk[5]
+            out = mm(mm(q_c, jnp.swapaxes(k_c, -1, -2)) * weights, u) + g_c[..., None] * mm(q_c, s)
+        s = g_c[:, -1, None, None] * s + mm(jnp.swapaxes(k_c, -1, -2), weights[:, -1, :, None] * u)
+        return s, out
 
-    xs = (written_v, written_k, k, g[:, :, -1], gains[:, :, -1])
-    starts = over_axis(across, jnp.zeros((batch, keys, values), k.dtype), xs, 1)
-    u = written_v - mm(written_k, starts)
-    states = g[..., None, None] * starts[:, :, None] + jnp.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u,
-                                                                  precision=HIGHEST)
-    return states.reshape(batch, -1, keys * values)[:, :time]
+    s, emitted = jax.lax.scan(one_chunk, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    emitted = jnp.moveaxis(emitted, 0, 1)
+    return emitted.reshape(emitted.shape[0], -1, emitted.shape[-1])[:, :time], s
 
 
-def delta_scan(alpha, beta, k, v):
-    """The delta rule from S_0 = 0 as jax.lax.associative_scan of (alpha_t (I - beta_t k_t k_t^T),
+def matrix_head_scan(d, k, v, q, s):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: jax.lax.associative_scan of (d_t, k_t v_t^T),
+    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
+    a = jnp.broadcast_to(d[..., None], (*d.shape, v.shape[-1]))
+    b = k[..., :, None] * v[..., None, :]
+    b = b.at[:, 0].add(a[:, 0] * s)
+    states = jax.lax.associative_scan(gated_combine, (a, b), axis=1)[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def delta_head_scan(alpha, beta, k, v, q, s):
+    """The delta rule from s: jax.lax.associative_scan of (alpha_t (I - beta_t k_t k_t^T),
     beta_t k_t v_t^T); each combine is a product of keys x keys matrices (keys^3)."""
-    batch, time, keys = k.shape
-    eye = jnp.eye(keys, dtype=k.dtype)
-    transitions = alpha[..., None, None] * (eye - beta[..., None, None] * k[..., :, None] * k[..., None, :])
-    writes = beta[..., None, None] * k[..., :, None] * v[..., None, :]
-    return jax.lax.associative_scan(matrix_combine, (transitions, writes), axis=1)[1].reshape(batch, time, -1)
+    eye = jnp.eye(k.shape[-1], dtype=k.dtype)
+    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
+    b = beta[..., None] * k[..., :, None] * v[..., None, :]
+    b = b.at[:, 0].add(mm(a[:, 0], s))
+    states = jax.lax.associative_scan(matrix_combine, (a, b), axis=1)[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def read_or_flat(states, q):
+    """q_t^T S_t at every step, or S_t row by row where there is no query."""
+    return states.reshape(*states.shape[:2], -1) if q is None else mm(q[..., None, :], states)[..., 0, :]
 ''',
+    "state_heads": head_code.JAX_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a scan over time of batched matrix products."""
@@ -375,7 +429,8 @@ D_OUT = {d_out}
 LAYERS = [
 {layers},
 ]
-STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers whose units are the state passed from token to token
+STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers that pass a state from token to token
+HEAD_STATES = {head_code.head_states(model.layers)}  # per matrix or delta layer: its heads' state entries
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -409,8 +464,9 @@ def forward(params, x):
 
 
 def init_state(params, batch=1):
-    """The state before the first token: one [batch, width] array per state layer."""
-    return [jnp.zeros((batch, LAYERS[i][2]), params["layers"][i]["W"].dtype) if LAYERS[i][0] == "delta"
+    """The state before the first token: one [batch, n] array per state layer (n: its width, or
+    its heads' state entries)."""
+    return [jnp.zeros((batch, HEAD_STATES[i]), params["layers"][i]["W"].dtype) if i in HEAD_STATES
             else jnp.broadcast_to(params["layers"][i]["init"], (batch, LAYERS[i][2])) for i in STATE_LAYERS]
 
 
@@ -443,7 +499,7 @@ class JaxTarget(Target):
     name = "jax"
     description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
+    layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:

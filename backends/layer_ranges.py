@@ -52,7 +52,7 @@ def layer_bounds(model: LayeredModel, options: Options) -> list[LayerBounds]:
         operand_rows = {
             "relu": [("W", "b")], "map": [("W", "b")], "gate": [("W", "b"), ("W2", "b2")],
             "gated": [("W2", "b2"), ("W", "b")],  # the gate, then the drive
-            "delta": [("W", "b")], "solve": [("W", "b")],
+            "matrix": [("W", "b")], "delta": [("W", "b")], "solve": [("W", "b")],
         }.get(layer.kind, [])
         reads = tuple(
             g.add("affine", [previous], layer.width, {"weights": (a[w],), "bias": a[b]}).id for w, b in operand_rows

@@ -33,7 +33,7 @@ import numpy as np
 from gmpy2 import mpq
 from lsrl.backends.layer_ranges import LayerBounds, input_bounds, layer_bounds
 from lsrl.backends.target import Options, stated_bounds
-from lsrl.ir.heads import decode
+from lsrl.ir.heads import HEAD_OF_KIND, decode
 from lsrl.ir.layered import IDENTITY, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import Number, is_exact
@@ -87,7 +87,10 @@ class _Analysis:
         error = np.where(representable, 0.0, 2 * self.u * magnitude)
         x = Values(magnitude, error, representable, start.lattices)
         for layer, bounds in zip(self.model.layers, layer_bounds(self.model, self.options)):
-            x = getattr(self, f"_{layer.kind}")(layer.attrs, bounds, x)
+            if layer.kind in HEAD_OF_KIND:
+                x = self._heads(layer.kind, layer.attrs, bounds, x)
+            else:
+                x = getattr(self, f"_{layer.kind}")(layer.attrs, bounds, x)
         return [float(e) if np.isfinite(e) else INF for e in x.error]  # nan: from an unbounded value
 
     # --- layers ---------------------------------------------------------------------------
@@ -132,17 +135,15 @@ class _Analysis:
         error = _affine_recurrence(growth, constant, init_error, self.steps)
         return Values(magnitude, np.where(exact, 0.0, error), exact, bounds.lattices)
 
-    def _delta(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
-        """A delta or solve layer: its units that pass ``W x + b`` through are sums; the units its
-        heads fill (a runtime transition, an inverse) have no bound here."""
+    def _heads(self, kind: str, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
+        """A matrix, delta or solve layer: its units that pass ``W x + b`` through are sums; the
+        units its heads fill (products summed over time, a runtime transition, an inverse) have no
+        bound here."""
         pre = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])
-        kind = "delta" if "shift" not in attrs else "solve"
         filled = [u for head in decode(kind, attrs["heads"]) for u in head.outputs]
         error, exact = pre.error.copy(), pre.exact.copy()
         error[filled], exact[filled] = INF, False
         return Values(_magnitudes(bounds.values), error, exact, bounds.lattices)
-
-    _solve = _delta
 
     def _gate(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
         a = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])

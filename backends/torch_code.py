@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from lsrl.backends import codegen
+from lsrl.backends import codegen, head_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -87,39 +87,16 @@ def gated_recurrence(v, a, init):
     return torch.stack(steps, dim=1)
 ''',
     "heads_layer": '''
-def heads_layer(u, kind, heads, shift=None, steps=0, state=None, form="recurrent", size=0):
-    """A delta or solve layer: u = W x + b [batch, time, width], with each head's units filled:
-    a delta head (7 numbers: alpha, beta, key, keys, value, values, out) the state
-    S_t = alpha (S_{t-1} - beta k (k^T S_{t-1})) + beta k v^T, row by row, from the units it holds
-    in state (the layer's last output; zeros before the first token), in the given form
-    (recurrent, chunk of size steps, or scan: from zeros only); a solve head (matrix, size,
-    query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps conjugate-gradient steps."""
+def heads_layer(u, kind, heads, shift=None, steps=0):
+    """A solve layer: u = W x + b [batch, time, width], with each head's units filled: a solve
+    head (matrix, size, query, out) (M + diag(shift))^-1 q, directly (steps 0) or by steps
+    conjugate-gradient steps."""
     x = u.clone()
-    size = 7 if kind == "delta" else 4
-    for h in range(0, len(heads), size):
-        if kind == "delta":
-            alpha, beta, key, keys, value, values, out = heads[h:h + size]
-            k, v = u[..., key:key + keys], u[..., value:value + values]
-            if form == "chunk":
-                x[..., out:out + keys * values] = delta_chunk(u[..., alpha], u[..., beta], k, v, size)
-                continue
-            if form == "scan":
-                x[..., out:out + keys * values] = delta_scan(u[..., alpha], u[..., beta], k, v)
-                continue
-            s = (state[:, out:out + keys * values] if state is not None else u.new_zeros(u.shape[0], keys * values))
-            s = s.reshape(u.shape[0], keys, values)
-            filled = []
-            for t in range(u.shape[1]):
-                kept = u[:, t, alpha, None, None] * s
-                written = u[:, t, beta, None] * (v[:, t] - torch.einsum("bi,bij->bj", k[:, t], kept))
-                s = kept + k[:, t, :, None] * written[:, None, :]
-                filled.append(s.reshape(u.shape[0], -1))
-            x[..., out:out + keys * values] = torch.stack(filled, dim=1)
-        else:
-            matrix, n, query, out = heads[h:h + size]
-            a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + torch.diag(shift[out:out + n])
-            q = u[..., query:query + n]
-            x[..., out:out + n] = solve_system(a, q, steps)
+    for h in range(0, len(heads), 4):
+        matrix, n, query, out = heads[h:h + 4]
+        a = u[..., matrix:matrix + n * n].reshape(*u.shape[:-1], n, n) + torch.diag(shift[out:out + n])
+        q = u[..., query:query + n]
+        x[..., out:out + n] = solve_system(a, q, steps)
     return x
 
 
@@ -232,44 +209,115 @@ def matrix_scan(v, A, init):
     b = torch.cat([first.expand(batch, 1, n), v[:, 1:]], dim=1)[..., None]
     return associative_scan(matrix_combine, (A.expand(batch, time, n, n), b))[1][..., 0]
 ''',
-    "delta_forms": '''
-def delta_chunk(alpha, beta, k, v, size):
-    """The delta rule from S_0 = 0 by chunks, through the WY / UT representation: in a chunk from
-    S_0, with G[t, j] the product of the alphas of steps j+1..t (a masked cumulative product, no
-    quotient) and g_t = G[t, 0], the written vectors u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)
-    are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta), L[t, j] = beta_t G[t, j] k_t.k_j
-    (j < t), and S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T. States [batch, time, keys * values]."""
-    batch, time, keys = k.shape
-    values = v.shape[-1]
-    a, b = chunks(alpha, size, 1.0), chunks(beta, size)
+    "head_forms": '''
+def head_form(kind, parts, q, s, form, size):
+    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
+    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
+    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
+    batch, time, heads = parts[0].shape[:3]
+    flat = [None if p is None else p.transpose(1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
+    s = s.reshape(batch * heads, *s.shape[2:])
+    if form == "chunk":
+        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
+    else:
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
+    return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
+
+
+def masked_gains(d):
+    """For one chunk of decays d [batch, size, n]: G[t, j] the product of the decays of steps
+    j+1..t (1 on the diagonal, 0 above it), cumulative products down each column from the chunk's
+    start (never a quotient: decays may be 0), and g_t the product of those of steps 1..t."""
+    size = d.shape[1]
+    later = torch.ones(size, size, dtype=torch.bool, device=d.device).tril(-1)[..., None]
+    upper = torch.ones(size, size, dtype=torch.bool, device=d.device).triu(1)[..., None]
+    gains = torch.where(later, d[:, :, None, :], torch.ones_like(d)[:, :, None, :]).cumprod(dim=1)
+    return gains.masked_fill(upper, 0.0), d.cumprod(dim=1)
+
+
+def matrix_head_chunk(d, k, v, q, s, size):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
+    S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
+    with P[t, j] = sum_i q_ti G[t, j, i] k_ji (P = (Q K^T) * G for a scalar decay), and the next
+    chunk starts from g_C S_0 + (G[C, :] K)^T V. Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)
+    q = None if q is None else chunks(q, size)
+    emitted = []
+    for c in range(k.shape[1]):
+        gains, g = masked_gains(d[:, c])
+        k_c, v_c = k[:, c], v[:, c]
+        if q is None:
+            local = torch.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c)
+            emitted.append((g[..., None] * s[:, None] + local).flatten(-2))
+        else:
+            q_c = q[:, c]
+            if d.shape[-1] == 1:
+                scores = (q_c @ k_c.transpose(-1, -2)) * gains[..., 0]
+            else:
+                scores = (q_c[:, :, None, :] * gains * k_c[:, None, :, :]).sum(-1)
+            emitted.append(scores @ v_c + (q_c * g) @ s)
+        s = g[:, -1, :, None] * s + torch.einsum("bji,bjv->biv", gains[:, -1] * k_c, v_c)
+    return torch.cat(emitted, dim=1)[:, :time], s
+
+
+def delta_head_chunk(alpha, beta, k, v, q, s, size):
+    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
+    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
+    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
+    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
     k, v = chunks(k, size), chunks(v, size)
+    q = None if q is None else chunks(q, size)
+    gains, g = masked_gains(a.reshape(-1, size, 1))
+    gains, g = gains.reshape(*a.shape[:2], size, size), g.reshape(a.shape[:3])
     later = torch.ones(size, size, dtype=torch.bool, device=k.device).tril(-1)
-    eye = torch.eye(size, dtype=k.dtype, device=k.device)
-    gains = torch.where(later, a[..., :, None], torch.ones_like(a)[..., None]).cumprod(dim=-2).tril()
-    g = a.cumprod(dim=-1)
     lower = torch.where(later, b[..., :, None] * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
+    eye = torch.eye(size, dtype=k.dtype, device=k.device)
     t = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(b), upper=False, unitriangular=True)
     written_v, written_k = t @ v, t @ (g[..., None] * k)
-    s, starts = k.new_zeros(batch, keys, values), []
+    emitted = []
     for c in range(k.shape[1]):
-        starts.append(s)
         u = written_v[:, c] - written_k[:, c] @ s
-        s = g[:, c, -1, None, None] * s + k[:, c].transpose(-1, -2) @ (gains[:, c, -1, :, None] * u)
-    starts = torch.stack(starts, dim=1)
-    u = written_v - written_k @ starts
-    states = g[..., None, None] * starts[:, :, None] + torch.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u)
-    return states.reshape(batch, -1, keys * values)[:, :time]
+        k_c, weights = k[:, c], gains[:, c]
+        if q is None:
+            states = g[:, c, :, None, None] * s[:, None] + torch.einsum("btj,bjk,bjv->btkv", weights, k_c, u)
+            emitted.append(states.flatten(-2))
+        else:
+            q_c = q[:, c]
+            emitted.append(((q_c @ k_c.transpose(-1, -2)) * weights) @ u + g[:, c, :, None] * (q_c @ s))
+        s = g[:, c, -1, None, None] * s + k_c.transpose(-1, -2) @ (weights[:, -1, :, None] * u)
+    return torch.cat(emitted, dim=1)[:, :time], s
 
 
-def delta_scan(alpha, beta, k, v):
-    """The delta rule from S_0 = 0 as the associative scan of (alpha_t (I - beta_t k_t k_t^T),
-    beta_t k_t v_t^T); each combine is a product of keys x keys matrices (keys^3)."""
-    batch, time, keys = k.shape
-    eye = torch.eye(keys, dtype=k.dtype, device=k.device)
-    transitions = alpha[..., None, None] * (eye - beta[..., None, None] * k[..., :, None] * k[..., None, :])
-    writes = beta[..., None, None] * k[..., :, None] * v[..., None, :]
-    return associative_scan(matrix_combine, (transitions, writes))[1].reshape(batch, time, -1)
+def matrix_head_scan(d, k, v, q, s):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: the associative scan of (d_t, k_t v_t^T),
+    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
+    a = d[..., None].expand(*d.shape, v.shape[-1])
+    b = k[..., :, None] * v[..., None, :]
+    b = torch.cat([torch.addcmul(b[:, :1], a[:, :1], s[:, None]), b[:, 1:]], dim=1)
+    states = associative_scan(gated_combine, (a, b))[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def delta_head_scan(alpha, beta, k, v, q, s):
+    """The delta rule from s: the associative scan of (alpha_t (I - beta_t k_t k_t^T), beta_t k_t v_t^T);
+    each combine is a product of keys x keys matrices (keys^3)."""
+    eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
+    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
+    b = beta[..., None] * k[..., :, None] * v[..., None, :]
+    b = torch.cat([b[:, :1] + a[:, :1] @ s[:, None], b[:, 1:]], dim=1)
+    states = associative_scan(matrix_combine, (a, b))[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def read_or_flat(states, q):
+    """q_t^T S_t at every step, or S_t row by row where there is no query."""
+    return states.flatten(-2) if q is None else (q[..., None, :] @ states)[..., 0, :]
 ''',
+    "state_heads": head_code.TORCH_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a loop over time of batched matrix products."""
@@ -353,7 +401,8 @@ D_OUT = {d_out}
 LAYERS = [
 {layers},
 ]
-STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers whose units are the state passed from token to token
+STATE_LAYERS = {codegen.state_layer_indices(model)}  # the layers that pass a state from token to token
+HEAD_STATES = {head_code.head_states(model.layers)}  # per matrix or delta layer: its heads' state entries
 
 
 def load(directory=".", dtype=torch.float32, device="cpu"):
@@ -399,8 +448,9 @@ class Model(torch.nn.Module):
         return x
 
     def init_state(self, batch=1):
-        """The state before the first token: one [batch, width] tensor per state layer."""
-        return [self.layers[i].W.new_zeros(batch, LAYERS[i][2]) if LAYERS[i][0] == "delta"
+        """The state before the first token: one [batch, n] tensor per state layer (n: its width, or
+        its heads' state entries)."""
+        return [self.layers[i].W.new_zeros(batch, HEAD_STATES[i]) if i in HEAD_STATES
                 else self.layers[i].init.expand(batch, -1).clone() for i in STATE_LAYERS]
 
     def step(self, x, state):
@@ -422,7 +472,7 @@ class TorchTarget(Target):
     name = "torch"
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
+    layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:

@@ -92,42 +92,82 @@ def matrix_chunk(transition: Array, v: Array, init: Array, size: int) -> Array:
     return out.reshape(v.shape[0], -1, v.shape[-1])[:, : v.shape[1]]
 
 
-def delta_chunk(alpha: Array, beta: Array, key: Array, value: Array, size: int) -> Array:
-    """S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T from S_0 = 0, flattened
-    row by row, by chunks through the WY / UT representation.
+def matrix_head_chunk(decay: Array, key: Array, value: Array, query: Array | None, size: int) -> Array:
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0 (``d`` one number or one per row), by
+    chunks, emitting ``q_t^T S_t`` (with a query) or ``S_t`` row by row (GLA / SSD's chunk form).
 
-    In a chunk (steps 1..C from the state S_0 at its start), with ``G[t, j]`` the product of the
-    alphas of steps j+1..t (a masked cumulative product: never a quotient) and ``g_t = G[t, 0]``,
-    the written vectors ``u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)`` solve the unit lower
-    triangular system ``(I + L) U = diag(beta) (V - diag(g) K S_0)``, ``L[t, j] = beta_t G[t, j]
-    k_t . k_j`` (j < t): ``U = T V - T diag(g) K S_0`` with ``T = (I + L)^-1 diag(beta)``, by
-    forward substitution (no division: the diagonal is 1). Then ``S_t = g_t S_0 + sum_{j <= t}
-    G[t, j] k_j u_j^T``; only the start states follow one another, one chunk after the other.
+    In a chunk from the state S_0 at its start, with ``G[t, j]`` the products of the decays of
+    steps j+1..t (a masked cumulative product per row: never a quotient) and ``g_t = G[t, 0]``:
+    ``S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T``, so ``q_t^T S_t = (q_t g_t)^T S_0 + sum_j
+    P[t, j] v_j`` with ``P[t, j] = sum_i q_ti G[t, j, i] k_ji`` (``P = (Q K^T) * G`` for a scalar
+    decay), and the next chunk starts from ``g_C S_0 + (G[C, :] K)^T V``.
+    """
+    k_c, v_c, d_c = _chunked(key, size, 0), _chunked(value, size, 0), _chunked(decay, size, 1)
+    q_c = None if query is None else _chunked(query, size, 0)
+    s = np.full((key.shape[0], key.shape[2], value.shape[2]), _unit(key, 0), dtype=key.dtype)
+    emitted = []
+    for c in range(k_c.shape[1]):
+        gains, g = _gains(d_c[:, c])  # [batch, t, j, d], [batch, t, d]
+        k, v = k_c[:, c], v_c[:, c]
+        if q_c is None:
+            local = np.einsum("btji,bjv->btiv", gains * k[:, None], v)
+            emitted.append((g[..., None] * s[:, None] + local).reshape(*local.shape[:2], -1))
+        else:
+            q = q_c[:, c]
+            scores = (q[:, :, None, :] * gains * k[:, None, :, :]).sum(axis=-1)  # P [batch, t, j]
+            emitted.append(scores @ v + (q * g) @ s)
+        s = g[:, -1, :, None] * s + np.einsum("bji,bjv->biv", gains[:, -1] * k, v)
+    return np.concatenate(emitted, axis=1)[:, : key.shape[1]]
+
+
+def _gains(decay: Array) -> tuple[Array, Array]:
+    """``G[t, j] = prod_{j < l <= t} d_l`` (0 above the diagonal, 1 on it) and ``g_t = prod_{l <= t} d_l``
+    for one chunk of decays ``[batch, size, n]``: cumulative products down each column, no quotient."""
+    steps = np.arange(decay.shape[1])
+    later = (steps[:, None] > steps[None, :])[..., None]  # [t, j, 1]: j < t
+    factors = np.where(later, decay[:, :, None, :], _unit(decay, 1))
+    gains = np.where(later | (steps[:, None] == steps[None, :])[..., None], np.cumprod(factors, axis=1), _unit(decay, 0))
+    return gains, np.cumprod(decay, axis=1)
+
+
+def delta_head_chunk(alpha: Array, beta: Array, key: Array, value: Array, query: Array | None, size: int) -> Array:
+    """S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T from S_0 = 0, by chunks
+    through the WY / UT representation, emitting ``q_t^T S_t`` (with a query) or ``S_t`` row by row.
+
+    In a chunk from S_0, with ``G[t, j]`` the product of the alphas of steps j+1..t (a masked
+    cumulative product: never a quotient) and ``g_t = G[t, 0]``, the written vectors
+    ``u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t)`` solve the unit lower triangular system
+    ``(I + L) U = diag(beta) (V - diag(g) K S_0)``, ``L[t, j] = beta_t G[t, j] k_t . k_j`` (j < t):
+    ``U = T V - T diag(g) K S_0`` with ``T = (I + L)^-1 diag(beta)`` (forward substitution; the
+    diagonal is 1, nothing is divided). Then ``S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T``,
+    ``q_t^T S_t = g_t q_t^T S_0 + sum_j ((Q K^T) * G)[t, j] u_j``, and the next chunk starts from
+    ``g_C S_0 + K^T (G[C, :] U)``. ``T V`` and ``T diag(g) K`` are computed for all chunks at once.
     """
     batch, time, keys = key.shape
-    values = value.shape[-1]
-    a_c, b_c = _chunked(alpha[..., 0], size, 1), _chunked(beta[..., 0], size, 0)
+    a_c, b_c = _chunked(alpha, size, 1), _chunked(beta, size, 0)[..., 0]
     k_c, v_c = _chunked(key, size, 0), _chunked(value, size, 0)
-    one, zero = _unit(key, 1), _unit(key, 0)
+    q_c = None if query is None else _chunked(query, size, 0)
+    gains, g = _gains(a_c.reshape(-1, size, 1))
+    gains = gains.reshape(*a_c.shape[:2], size, size)
+    g = g.reshape(a_c.shape[:3])
     steps = np.arange(size)
-    later = steps[:, None] > steps[None, :]  # [t, j]: j < t
-    # G[t, j] = prod_{j < l <= t} alpha_l: a cumulative product down each column j, masked to t >= j
-    factors = np.where(later, a_c[..., :, None], one)
-    gains = np.where(later | (steps[:, None] == steps[None, :]), np.cumprod(factors, axis=-2), zero)
-    g = np.cumprod(a_c, axis=-1)
-    lower = np.where(later, b_c[..., :, None] * gains * (k_c @ np.swapaxes(k_c, -1, -2)), zero)
-    solved = _unit_lower_solve(lower, np.einsum("...t,ts->...ts", b_c, np.eye(size, dtype=int).astype(key.dtype)))
-    written_v = solved @ v_c  # T V
-    written_k = solved @ (g[..., None] * k_c)  # T diag(g) K
-    starts = np.empty((batch, k_c.shape[1], keys, values), dtype=key.dtype)
-    s = np.full((batch, keys, values), zero, dtype=key.dtype)
+    lower = np.where(steps[:, None] > steps[None, :], b_c[..., :, None] * gains * (k_c @ np.swapaxes(k_c, -1, -2)),
+                     _unit(key, 0))
+    solved = _unit_lower_solve(lower, b_c[..., :, None] * np.eye(size, dtype=int).astype(key.dtype))
+    written_v, written_k = solved @ v_c, solved @ (g[..., None] * k_c)  # T V, T diag(g) K
+    s = np.full((batch, keys, value.shape[2]), _unit(key, 0), dtype=key.dtype)
+    emitted = []
     for c in range(k_c.shape[1]):
-        starts[:, c] = s
         u = written_v[:, c] - written_k[:, c] @ s
-        s = g[:, c, -1, None, None] * s + np.swapaxes(k_c[:, c], -1, -2) @ (gains[:, c, -1, :, None] * u)
-    u = written_v - written_k @ starts
-    states = g[..., None, None] * starts[:, :, None] + np.einsum("bctj,bcjk,bcjv->bctkv", gains, k_c, u)
-    return states.reshape(batch, -1, keys * values)[:, :time]
+        k, weights = k_c[:, c], gains[:, c]
+        if q_c is None:
+            states = g[:, c, :, None, None] * s[:, None] + np.einsum("btj,bjk,bjv->btkv", weights, k, u)
+            emitted.append(states.reshape(batch, size, -1))
+        else:
+            q = q_c[:, c]
+            emitted.append(((q @ np.swapaxes(k, -1, -2)) * weights) @ u + g[:, c, :, None] * (q @ s))
+        s = g[:, c, -1, None, None] * s + np.swapaxes(k, -1, -2) @ (weights[:, -1, :, None] * u)
+    return np.concatenate(emitted, axis=1)[:, :time]
 
 
 def _unit_lower_solve(lower: Array, rhs: Array) -> Array:
@@ -183,6 +223,15 @@ def matrix_scan(transition: Array, v: Array, init: Array) -> Array:
     b = v[..., None].copy()
     b[:, 0, :, 0] = init @ transition.T + v[:, 0]
     return associative_scan(_matrix_combine, (a, b))[1][..., 0]
+
+
+def matrix_head_scan(decay: Array, key: Array, value: Array) -> Array:
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0, flattened: the scan of ``(d_t, k_t v_t^T)``,
+    elementwise (a decay scales its row)."""
+    batch, time, keys = key.shape
+    a = np.broadcast_to(decay[..., None], (batch, time, decay.shape[2], value.shape[2])).copy()
+    b = key[..., :, None] * value[..., None, :]
+    return associative_scan(_gated_combine, (a, b))[1].reshape(batch, time, -1)
 
 
 def delta_scan(alpha: Array, beta: Array, key: Array, value: Array) -> Array:

@@ -188,6 +188,13 @@ def _delta_state_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     return keys * values
 
 
+def _read_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
+    state, query = dims
+    if state % query:
+        return f"a query of length {query} cannot read a state of {state} units (not a multiple)"
+    return state // query
+
+
 def _solve_dim(dims: Sequence[int], attrs: dict[str, Any]) -> int | str:
     matrix, vector = dims
     if matrix != vector * vector:
@@ -226,6 +233,9 @@ KINDS: dict[str, Kind] = {
         # S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T from S_0 = 0, for operands
         # (alpha, beta, k, v): the delta rule (DeltaNet with alpha = 1, gated DeltaNet), flattened
         Kind("delta_state", 4, {"keys": INT}, _delta_state_dim),
+        # q_t^T S_t = sum_i q_i S[i, :] for operands (S, q), S read as len(q) rows: the read of a
+        # matrix state, which a head of a matrix or delta layer computes without emitting S
+        Kind("read", 2, {}, _read_dim),
         # (H + diag(shift))^-1 q for operands (H, q), H a len(q) x len(q) matrix row by row: exactly,
         # or in float64 by ``steps`` conjugate-gradient steps (0: a direct solve): Mesa's readout
         Kind("solve", 2, {"shift": VECTOR, "steps": INT}, _solve_dim),

@@ -1,15 +1,22 @@
-"""The heads of the layers that hold structured states: ``delta`` (the delta rule) and ``solve``
-(Mesa's readout).
+"""The heads of the layers that hold structured states: ``matrix`` (``S_t = diag(d_t) S_{t-1} +
+k_t v_t^T``), ``delta`` (the delta rule) and ``solve`` (Mesa's readout).
 
 Such a layer computes ``pre = W x + b`` for every unit. Most units pass ``pre`` through: the
-operands of its heads (a delta head's alpha, beta, key and value; a solve head's matrix and
+operands of its heads (a state head's decay, key, value and query; a solve head's matrix and
 vector) and the values carried past the layer. Each head then fills its own output units, whose
-rows of ``W`` are zero: a delta head the ``keys * values`` entries of its state
-``S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T`` (row by row), a solve head the
-``size`` units of ``(M + diag(shift))^-1 q``.
+rows of ``W`` are zero:
 
-A layer keeps its heads as one tuple of integers (``heads``), each head a run of
-``len(fields)`` unit positions and sizes.
+- a matrix head (``MatrixHead``) keeps ``S_t = diag(d_t) S_{t-1} + k_t v_t^T`` from 0, ``keys x
+  values``, its decay one unit (a scalar) or ``keys`` (one per row);
+- a delta head (``DeltaHead``) keeps ``S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t
+  v_t^T`` from 0;
+- a matrix or delta head with a query (``query >= 0``) emits its read ``q_t^T S_t`` (``values``
+  units), the state staying inside the layer; without one (``query == NO_QUERY``) it emits
+  ``S_t`` row by row (``keys * values`` units: unit ``i * values + j`` is ``S[i, j]``);
+- a solve head (``SolveHead``) emits the ``size`` units of ``(M + diag(shift))^-1 q``.
+
+Positions are units of ``pre`` (the layer's own units). A layer keeps its heads as one tuple of
+integers (``heads``), each head a run of ``len(fields)`` numbers in field order.
 """
 
 from __future__ import annotations
@@ -21,7 +28,30 @@ import numpy as np
 from lsrl.ir.graph import Graph, Label
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO
-from lsrl.ir.recurrences import delta, solve
+from lsrl.ir.recurrences import delta, matrix, read, solve
+
+NO_QUERY = -1  # a state head without a query emits its state
+
+
+def _emitted(head: "MatrixHead | DeltaHead") -> range:
+    count = head.values if head.query != NO_QUERY else head.keys * head.values
+    return range(head.out, head.out + count)
+
+
+@dataclass(frozen=True)
+class MatrixHead:
+    decay: int  # the first of ``decays`` units holding d_t
+    decays: int  # 1 (one decay for the whole state) or ``keys`` (one per row)
+    key: int  # the first of ``keys`` units holding k_t
+    keys: int
+    value: int  # the first of ``values`` units holding v_t
+    values: int
+    query: int  # the first of ``keys`` units holding q_t, or NO_QUERY
+    out: int  # the first of the units the head fills
+
+    @property
+    def outputs(self) -> range:
+        return _emitted(self)
 
 
 @dataclass(frozen=True)
@@ -32,11 +62,12 @@ class DeltaHead:
     keys: int
     value: int  # the first of ``values`` units holding v_t
     values: int
-    out: int  # the first of the ``keys * values`` units the head fills
+    query: int  # the first of ``keys`` units holding q_t, or NO_QUERY
+    out: int  # the first of the units the head fills
 
     @property
     def outputs(self) -> range:
-        return range(self.out, self.out + self.keys * self.values)
+        return _emitted(self)
 
 
 @dataclass(frozen=True)
@@ -51,8 +82,9 @@ class SolveHead:
         return range(self.out, self.out + self.size)
 
 
-Head = Union[DeltaHead, SolveHead]
-HEAD_OF_KIND = {"delta": DeltaHead, "solve": SolveHead}
+Head = Union[MatrixHead, DeltaHead, SolveHead]
+HEAD_OF_KIND = {"matrix": MatrixHead, "delta": DeltaHead, "solve": SolveHead}
+STATE_HEADS = ("matrix", "delta")  # the layer kinds whose heads keep a state from token to token
 
 
 def decode(kind: str, flat: Sequence[int]) -> list[Head]:
@@ -65,6 +97,13 @@ def decode(kind: str, flat: Sequence[int]) -> list[Head]:
 
 def encode(heads: Sequence[Head]) -> tuple[int, ...]:
     return tuple(v for head in heads for v in astuple(head))
+
+
+def state_size(kind: str, flat: Sequence[int]) -> int:
+    """The number of state entries the heads of a matrix or delta layer keep (0 for others)."""
+    if kind not in STATE_HEADS:
+        return 0
+    return sum(head.keys * head.values for head in decode(kind, flat))
 
 
 def head_nodes(g: Graph, pre: int, kind: str, flat: Sequence[int], width: int, shift: Sequence = (), steps: int = 0,
@@ -88,13 +127,19 @@ def head_nodes(g: Graph, pre: int, kind: str, flat: Sequence[int], width: int, s
         picked = Matrix.selection(len(passed), width, enumerate(passed))
         place(g.add("affine", [pre], len(passed), {"weights": (picked,), "bias": (ZERO,) * len(passed)}, f"{name}/pass").id, passed)
     for head in heads:
-        if isinstance(head, DeltaHead):
-            operands = [units(head.alpha, 1), units(head.beta, 1), units(head.key, head.keys), units(head.value, head.values)]
-            node = g.add("delta_state", operands, head.keys * head.values, {"keys": head.keys}, f"{name}/delta").id
-        else:
+        if isinstance(head, SolveHead):
             attrs = {"shift": tuple(shift[u] for u in head.outputs), "steps": steps}
             node = g.add("solve", [units(head.matrix, head.size * head.size), units(head.query, head.size)], head.size,
                          attrs, f"{name}/solve").id
+        else:
+            if isinstance(head, MatrixHead):
+                operands = [units(head.decay, head.decays), units(head.key, head.keys), units(head.value, head.values)]
+                node = g.add("matrix_state", operands, head.keys * head.values, {"keys": head.keys}, f"{name}/matrix").id
+            else:
+                operands = [units(head.alpha, 1), units(head.beta, 1), units(head.key, head.keys), units(head.value, head.values)]
+                node = g.add("delta_state", operands, head.keys * head.values, {"keys": head.keys}, f"{name}/delta").id
+            if head.query != NO_QUERY:
+                node = g.add("read", [node, units(head.query, head.keys)], head.values, {}, f"{name}/read").id
         place(node, list(head.outputs))
     return g.add("affine", parts, width, {"weights": tuple(placements), "bias": (ZERO,) * width}, name, labels=labels).id
 
@@ -105,11 +150,16 @@ def fill(kind: str, attrs: dict[str, Any], pre: np.ndarray) -> np.ndarray:
     out = pre.copy()
     shift = np.array([float(v) for v in attrs.get("shift", ())], dtype=pre.dtype)
     for head in decode(kind, attrs["heads"]):
-        if isinstance(head, DeltaHead):
-            values = delta(pre[..., head.alpha:head.alpha + 1], pre[..., head.beta:head.beta + 1],
-                           pre[..., head.key:head.key + head.keys], pre[..., head.value:head.value + head.values])
-        else:
+        if isinstance(head, SolveHead):
             values = solve(pre[..., head.matrix:head.matrix + head.size * head.size],
                            pre[..., head.query:head.query + head.size], tuple(shift[list(head.outputs)]), attrs["steps"][0])
+        else:
+            key, value = pre[..., head.key:head.key + head.keys], pre[..., head.value:head.value + head.values]
+            if isinstance(head, MatrixHead):
+                values = matrix(pre[..., head.decay:head.decay + head.decays], key, value)
+            else:
+                values = delta(pre[..., head.alpha:head.alpha + 1], pre[..., head.beta:head.beta + 1], key, value)
+            if head.query != NO_QUERY:
+                values = read(values, pre[..., head.query:head.query + head.keys])
         out[..., head.outputs.start:head.outputs.stop] = values
     return out

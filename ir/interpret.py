@@ -151,6 +151,8 @@ def _evaluate(graph: Graph, x: Array, exact_mode: bool) -> dict[int, Array]:
             v = recurrences.matrix(*ops)
         elif kind == "delta_state":
             v = recurrences.delta(*ops)
+        elif kind == "read":
+            v = recurrences.read(*ops)
         elif kind == "solve":
             if exact_mode:
                 _require_exact(node, vectors=[attrs["shift"]])

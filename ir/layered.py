@@ -59,8 +59,10 @@ LAYER_KINDS: dict[str, dict[str, str]] = {
     "map": {"W": MATRIX, "b": VECTOR, "functions": FUNCTIONS},
     # h_t = (W2 x_t + b2) * h_{t-1} + W x_t + b elementwise, from h_0 = init: gated diagonal states
     "gated": {"W": MATRIX, "b": VECTOR, "W2": MATRIX, "b2": VECTOR, "init": VECTOR},
-    # W x + b, with heads (ir.heads) filling their units: delta-rule states, and solutions
+    # W x + b, with heads (ir.heads) filling their units: matrix states S_t = diag(d_t) S_{t-1} +
+    # k_t v_t^T and delta-rule states (their reads q_t^T S_t, or the states), and solutions
     # (M + diag(shift))^-1 q by a direct solve (steps 0) or conjugate-gradient steps
+    "matrix": {"W": MATRIX, "b": VECTOR, "heads": INTEGERS},
     "delta": {"W": MATRIX, "b": VECTOR, "heads": INTEGERS},
     "solve": {"W": MATRIX, "b": VECTOR, "heads": INTEGERS, "shift": VECTOR, "steps": INTEGERS},
 }
@@ -194,7 +196,7 @@ class LayeredModel:
     def stats(self) -> dict[str, Any]:
         """Size figures (`lsrl stats`, docs/cli.md): layers, state units, widths, parameters."""
         state_layers = [l for l in self.layers if l.kind in ("state", "gated")]
-        head_states = sum(len(h.outputs) for l in self.layers if l.kind == "delta" for h in heads.decode("delta", l.attrs["heads"]))
+        head_states = sum(heads.state_size(l.kind, l.attrs["heads"]) for l in self.layers if l.kind in heads.STATE_HEADS)
         return {
             "layers": len(self.layers),
             "layer_kinds": dict(Counter(l.kind for l in self.layers)),
@@ -437,7 +439,9 @@ def _unit_text(layer: Layer, unit: int) -> str:
         for h, head in enumerate(heads.decode(layer.kind, a["heads"])):
             if unit in head.outputs:
                 k = unit - head.out
-                return f"head {h}: S[{k // head.values}, {k % head.values}]" if layer.kind == "delta" else f"head {h}: z[{k}]"
+                if layer.kind == "solve":
+                    return f"head {h}: z[{k}]"
+                return f"head {h}: (q^T S)[{k}]" if head.query != heads.NO_QUERY else f"head {h}: S[{k // head.values}, {k % head.values}]"
     if layer.kind == "state":
         terms = [(f"h{j}", w) for j, w in a["A"].row_items()[unit]]
         terms += [(f"x{j}", w) for j, w in a["W"].row_items()[unit]]

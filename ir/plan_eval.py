@@ -16,7 +16,7 @@ from lsrl.ir import forms, heads
 from lsrl.ir.graph import Label
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.recurrences import delta, gated
+from lsrl.ir.recurrences import delta, gated, matrix, read
 from lsrl.ir.schedule import CHUNK, LOOPS, RECURRENT, SCALED_LOOP, SCAN, LayerPlan, Plan
 
 Array = np.ndarray
@@ -31,8 +31,8 @@ def run_plan(model: LayeredModel, plan: Plan, inputs: object, exact: bool = Fals
             x = _single(layer, width).run(x, exact)
         elif layer.kind == "gated":
             x = _gated_layer(layer, width, planned[i], x, exact)
-        elif layer.kind == "delta":
-            x = _delta_layer(layer, width, planned[i], x, exact)
+        elif layer.kind in heads.STATE_HEADS:
+            x = _head_layer(layer, width, planned[i], x, exact)
         else:
             x = _state_layer(layer, width, planned[i], x, exact)
         width = layer.width
@@ -93,17 +93,23 @@ def _state_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bo
     return h
 
 
-def _delta_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bool) -> Array:
+def _head_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bool) -> Array:
+    """A matrix or delta layer: ``pre = W x + b``, each head's units filled in the plan's form."""
     pre = _affine(layer, width, "W", "b", x, exact)
     out = pre.copy()
-    for head in heads.decode("delta", layer.attrs["heads"]):
-        operands = (pre[..., head.alpha:head.alpha + 1], pre[..., head.beta:head.beta + 1],
-                    pre[..., head.key:head.key + head.keys], pre[..., head.value:head.value + head.values])
-        if plan.form == CHUNK:
-            values = forms.delta_chunk(*operands, plan.chunk)
-        elif plan.form == SCAN:
-            values = forms.delta_scan(*operands)
+    for head in heads.decode(layer.kind, layer.attrs["heads"]):
+        key, value = pre[..., head.key:head.key + head.keys], pre[..., head.value:head.value + head.values]
+        query = pre[..., head.query:head.query + head.keys] if head.query != heads.NO_QUERY else None
+        if isinstance(head, heads.MatrixHead):
+            operands = (pre[..., head.decay:head.decay + head.decays], key, value)
+            chunked, scanned, recurrent = forms.matrix_head_chunk, forms.matrix_head_scan, matrix
         else:
-            values = delta(*operands)
+            operands = (pre[..., head.alpha:head.alpha + 1], pre[..., head.beta:head.beta + 1], key, value)
+            chunked, scanned, recurrent = forms.delta_head_chunk, forms.delta_scan, delta
+        if plan.form == CHUNK:
+            values = chunked(*operands, query, plan.chunk)
+        else:
+            values = (scanned if plan.form == SCAN else recurrent)(*operands)
+            values = values if query is None else read(values, query)
         out[..., head.outputs.start:head.outputs.stop] = values
     return out

@@ -7,6 +7,7 @@ arrays) and keeps their mode: the interpreter evaluates nodes with them.
 - ``matrix_state``: ``S_t = diag(d_t) S_{t-1} + k_t v_t^T`` from 0;
 - ``delta_state``: ``S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T`` from 0,
   computed as DeltaNet writes it: ``S' = alpha S``, ``u = beta (v - S'^T k)``, ``S_t = S' + k u^T``;
+- ``read``: ``q_t^T S_t``, a matrix state's read;
 - ``solve``: ``(H + diag(shift))^-1 q``, exactly by Gaussian elimination, in float64 directly or by
   a stated number of conjugate-gradient steps.
 
@@ -59,6 +60,13 @@ def delta(alpha: Array, beta: Array, key: Array, value: Array) -> Array:
         s = kept + k[:, :, None] * written[:, None, :]
         out[:, t] = s.reshape(batch, -1)
     return out
+
+
+def read(state: Array, query: Array) -> Array:
+    """q_t^T S_t at every step: ``sum_i q_i S[i, :]``, S read as ``len(q)`` rows."""
+    batch, time, keys = query.shape
+    rows = state.reshape(batch, time, keys, state.shape[2] // keys)
+    return np.einsum("btk,btkv->btv", query, rows) if query.dtype != object else (query[..., None] * rows).sum(axis=2)
 
 
 def solve(h: Array, q: Array, shift: tuple, steps: int) -> Array:

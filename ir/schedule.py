@@ -40,7 +40,7 @@ MATRIX_LOOP = "matrix loop"  # any other part of A: matrix products over time
 METHODS = (COPY, RUNNING_SUM, ROTATION, SCALED_LOOP, MATRIX_LOOP)  # the order of stages in one phase
 LOOPS = (SCALED_LOOP, MATRIX_LOOP)  # the stages a form applies to
 
-SCHEDULED_KINDS = ("state", "gated", "delta")  # layer kinds with a state passed from step to step
+SCHEDULED_KINDS = ("state", "gated", "matrix", "delta")  # layer kinds with a state passed from step to step
 
 
 @dataclass(frozen=True)

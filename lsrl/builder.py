@@ -506,6 +506,21 @@ def float_function(name: str, x: Value) -> Value:
     return x.program.node(name, [x], x.dim, {})
 
 
+L2NORM_EPS = Fraction(1, 10**6)  # fla's l2norm default
+
+
+def l2norm(x: Value, eps: object = L2NORM_EPS) -> Value:
+    """``x / sqrt(sum_i x_i^2 + eps)``, as flash-linear-attention's ``l2norm`` computes it (eps
+    inside the root, default 1e-6): the products ``x_i x_i``, their sum, ``rsqrt`` and the product
+    with x, so float64 only (``rsqrt`` has no exact value; exact mode refuses it at the call)."""
+    if not isinstance(x, Value):
+        raise TypeError("l2norm of a compile-time value: compute it at compile time")
+    p = x.program
+    with p.scope("l2norm"):
+        total = p.affine([(Matrix.ones(1, x.dim), x * x)], to_vector(eps))
+        return x * float_function("rsqrt", total)
+
+
 def ramp(x: Value, low: object, high: object) -> Value:
     """0 where x <= low, 1 where x >= high, linear in between, unit by unit (the ``step`` node;
     numbers broadcast)."""
@@ -532,17 +547,11 @@ def select(condition: Value, value: object, big: object) -> Value:
 
 def read(state: Value, query: Value) -> Value:
     """``S^T q`` of a matrix state ``S`` (``Program.matrix_state``, or any value of
-    ``len(query) * n`` units read as ``len(query)`` rows of ``n``): ``sum_i q_i S[i, :]``."""
+    ``len(query) * n`` units read as ``len(query)`` rows of ``n``): ``sum_i q_i S[i, :]`` (the
+    ``read`` node: a head of the state's layer computes it without emitting S)."""
     p = state.program
-    keys = query.dim
-    if state.dim % keys:
-        raise p.error(f"a query of length {keys} cannot read a state of {state.dim} units (not a multiple)")
-    width = state.dim // keys
-    spread = Matrix.selection(state.dim, keys, ((i * width + j, i) for i in range(keys) for j in range(width)))
-    summed = Matrix.selection(width, state.dim, ((j, i * width + j) for i in range(keys) for j in range(width)))
-    with p.scope("read"):
-        products = p.affine([(spread, query)], (ZERO,) * state.dim) * state
-        return p.affine([(summed, products)], (ZERO,) * width)
+    p._check([state, query], "read", {})
+    return p.node("read", [state, query], state.dim // query.dim, {})
 
 
 def solve(matrix: Value, query: Value, shift: object = 0, steps: int = 0) -> Value:

@@ -16,7 +16,7 @@ from gmpy2 import mpq
 
 from lsrl import compiletime as ct
 from lsrl import stdlib
-from lsrl.builder import Value, float_function, read, solve
+from lsrl.builder import L2NORM_EPS, Value, float_function, l2norm, read, solve
 from lsrl.builder import relu as runtime_relu
 from lsrl.errors import LsrlError
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Loc
@@ -308,6 +308,16 @@ def _read(elab: "Elaborator", args: Sequence[Arg]) -> object:
         raise LsrlError(e.message, query.loc) from None
 
 
+def _l2norm(elab: "Elaborator", args: Sequence[Arg]) -> object:
+    """``l2norm(x, eps)``: ``x / sqrt(sum x_i^2 + eps)`` (``lsrl.builder.l2norm``), float64 only."""
+    x, eps = args
+    v = elab.runtime(x.value, "the argument of l2norm", x.loc)
+    rate = _compile_time(eps, "l2norm")
+    if not ct.is_number(rate) or rate < 0:
+        raise LsrlError(f"l2norm's eps must be a number >= 0, got {ct.describe(rate)}", eps.loc)
+    return l2norm(v, rate)
+
+
 def _load(elab: "Elaborator", args: Sequence[Arg]) -> object:
     """A tensor of a safetensors file (``lsrl.tensors``), exactly."""
     path, name = args
@@ -343,6 +353,7 @@ def prelude() -> Scope:
         Builtin("load", ("path", "name"), {}, _load),
         Builtin("matrix_state", ("decay", "k", "v"), {}, _matrix_state),
         Builtin("read", ("state", "q"), {}, _read),
+        Builtin("l2norm", ("x", "eps"), {"eps": mpq(L2NORM_EPS.numerator, L2NORM_EPS.denominator)}, _l2norm),
         Builtin("delta_state", ("alpha", "beta", "k", "v"), {}, _delta_state),
         Builtin("solve", ("matrix", "q", "shift", "steps"), {"shift": mpq(0), "steps": mpq(0)}, _solve),
     ]

@@ -57,7 +57,8 @@ def compile_to(
     max_len = options.max_len if chosen.bounded_length else None
     # the graph linearize schedules: the program's nodes (same ids) and those the passes added, every
     # one with the source location it came from, which warnings and labels point at
-    prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs)
+    prepared = prepare(graph, options.input_range, max_len, not chosen.native_gates, options.integer_inputs,
+                       "matrix" in chosen.layer_kinds)
     model = linearize(prepared, options.input_range, max_len)
     _check_layer_kinds(chosen, model, prepared)
     options = replace(options, plan=_schedule(chosen, model, options))

@@ -43,9 +43,11 @@ def prepare(
     max_len: int | None = None,
     rebuild_gates: bool = False,
     integer_inputs: bool = False,
+    matrix_heads: bool = True,
 ) -> Graph:
-    """The graph ``linearize`` schedules: canonical, its matrix states expanded into gated states
-    (``passes.expand``), its comparisons and conditionals fitted to
+    """The graph ``linearize`` schedules: canonical, its reads of matrix states kept for the
+    states' heads or expanded into products, and (without ``matrix_heads``) its matrix states
+    expanded into gated states (``passes.expand``), its comparisons and conditionals fitted to
     the lattices the range analysis proves and expanded into ReLUs, and (``rebuild_gates``) its
     products rebuilt from ReLUs (raises ``LsrlError`` where the range analysis cannot show that
     this is exact).
@@ -55,7 +57,7 @@ def prepare(
     input declares (``declared_promises``); the default assumes nothing more.
     """
     input_range, integer_inputs = declared_promises(graph, input_range, integer_inputs)
-    canonical = canonicalize(expand_matrix_states(run_pipeline(graph)))
+    canonical = canonicalize(expand_matrix_states(run_pipeline(graph), matrix_heads))
     facts = analyze(canonical, input_range, max_len, integer_inputs)
     canonical = canonicalize(expand_pointwise(fit_constants(canonical, facts)))
     if rebuild_gates:
@@ -69,10 +71,11 @@ def lower(
     max_len: int | None = None,
     rebuild_gates: bool = False,
     integer_inputs: bool = False,
+    matrix_heads: bool = True,
 ) -> LayeredModel:
     """The layered model of ``graph``: ``prepare`` (same arguments), then ``linearize``."""
     input_range, integer_inputs = declared_promises(graph, input_range, integer_inputs)
-    prepared = prepare(graph, input_range, max_len, rebuild_gates, integer_inputs)
+    prepared = prepare(graph, input_range, max_len, rebuild_gates, integer_inputs, matrix_heads)
     return _linearize(prepared, input_range, max_len)
 
 

@@ -1,21 +1,25 @@
 """The structured kinds become the kinds every later stage knows.
 
-``expand_matrix_states``: a ``matrix_state`` (``S_t = diag(d_t) S_{t-1} + k_t v_t^T``) becomes a
-gated state over its ``keys * len(v)`` units, entry ``(i, j)`` gated by ``d_i`` and driven by the
-product ``k_i v_j``. The kind stays whole until then so that passes that know its structure (the
-chunked and scan forms to come) can act on it.
+``expand_matrix_states``: for targets whose layered model has matrix heads (``matrix_heads``:
+``matrix`` and ``delta`` layers, ``ir.heads``), a ``read`` of a ``matrix_state`` or
+``delta_state`` that nothing else uses stays whole, and becomes part of the state's head, which
+then emits the read (``len(v)`` units) instead of the state (``keys * len(v)``); every other read
+becomes the ``mul`` and ``affine`` nodes that compute it. For the other targets every read is
+expanded so, and a ``matrix_state`` becomes a gated state over its ``keys * len(v)`` units, entry
+``(i, j)`` gated by ``d_i`` and driven by the product ``k_i v_j``.
 
 ``expand_pointwise``: ``step`` and ``select`` nodes become the ReLUs that compute them.
 
 After this pass the graph holds only the kinds every later stage knows (``degate``,
-``linearize`` and the targets build from ReLUs, products and states):
+``linearize`` and the targets build from ReLUs, products, states and heads):
 
 - ``step(x; low, high) = relu((x - low) / w) - relu((x - high) / w)``, ``w = high - low``: the two
   halves differ by exactly 1 where the step saturates;
 - ``select(c, v; big) = relu(v - big c) - relu(-v - big c)``.
 
 The expanded node keeps its id, name, location and labels and becomes the ``affine`` difference of
-its two ReLUs; the inner nodes are named after it (``larger/step/relu``).
+its two ReLUs (a read: the ``affine`` sum of its products); the inner nodes are named after it
+(``larger/step/relu``).
 """
 
 from __future__ import annotations
@@ -24,13 +28,36 @@ from lsrl.ir.graph import Graph, Node
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ZERO, inverse, mul
 
+HEADED_STATES = ("matrix_state", "delta_state")  # the kinds whose layers' heads can emit a read
 
-def expand_matrix_states(graph: Graph) -> Graph:
+
+def expand_matrix_states(graph: Graph, matrix_heads: bool = True) -> Graph:
     out = graph.copy()
+    users = out.users()
+    outputs = {o.node for o in out.outputs}
     for node in list(out):
-        if node.kind == "matrix_state":
+        if node.kind == "read":
+            state = out[node.operands[0]]
+            fused = state.kind in HEADED_STATES and users[state.id] == [node.id] and state.id not in outputs
+            if not (matrix_heads and fused):
+                _expand_read(out, node)
+    for node in list(out):
+        if node.kind == "matrix_state" and not matrix_heads:
             _expand_matrix_state(out, node)
     return out
+
+
+def _expand_read(graph: Graph, node: Node) -> None:
+    """``sum_i q_i S[i, :]`` as the products ``q_i S[i, j]`` and their sums over i."""
+    state, query = node.operands
+    keys, width = graph[query].dim, node.dim
+    size = keys * width
+    spread = Matrix.selection(size, keys, ((i * width + j, i) for i in range(keys) for j in range(width)))
+    summed = Matrix.selection(width, size, ((j, i * width + j) for i in range(keys) for j in range(width)))
+    spread_query = graph.add("affine", [query], size, {"weights": (spread,), "bias": (ZERO,) * size},
+                             f"{node.name}/query", node.loc).id
+    products = graph.add("mul", [spread_query, state], size, {}, f"{node.name}/products", node.loc).id
+    node.kind, node.operands, node.attrs = "affine", (products,), {"weights": (summed,), "bias": (ZERO,) * width}
 
 
 def _spread(graph: Graph, node: Node, operand: int, pick, part: str) -> int:

@@ -50,10 +50,10 @@ from lsrl.passes import ranges
 from lsrl.passes.linear_forms import Form, LinearForms, UnitKey, is_linear, weighted_sum
 
 LAYER_KIND = {
-    "relu": "relu", "mul": "gate", "state": "state", "gated_state": "gated", "delta_state": "delta", "solve": "solve",
-    **{name: "map" for name in FLOAT_FUNCTIONS},
-}
-HEADED = ("delta", "solve")  # layers whose atoms read whole operands and fill units of their own (ir.heads)
+    "relu": "relu", "mul": "gate", "state": "state", "gated_state": "gated", "matrix_state": "matrix",
+    "delta_state": "delta", "solve": "solve", **{name: "map" for name in FLOAT_FUNCTIONS},
+}  # (a read goes to the layer of the state it reads, whose head computes it: _atoms)
+HEADED = ("matrix", "delta", "solve")  # layers whose atoms read whole operands and fill units of their own (ir.heads)
 ANY = "any"  # the kind of a scaled-up linear value: any layer's affine map computes it
 
 Terms = dict[UnitKey, Number]  # a linear combination of atom units
@@ -111,15 +111,19 @@ def _atoms(graph: Graph, forms: LinearForms) -> dict[int, _Atom]:
             continue
         if node.kind == "input" or is_linear(node):
             continue
-        if node.kind not in LAYER_KIND:
+        kind, operand_ids = LAYER_KIND.get(node.kind), node.operands
+        if node.kind == "read":  # a head of the state's layer, reading the state's operands and the query
+            state, query = (graph[o] for o in node.operands)
+            kind, operand_ids = LAYER_KIND[state.kind], (*state.operands, query.id)
+        if kind is None:
             raise ValueError(f"linearize has no layer for %{node.id} ({node.kind})")
-        operands = [forms[o] for o in node.operands]
+        operands = [forms[o] for o in operand_ids]
         if node.kind == "state":
             drive = weighted_sum(node.attrs["B"], operands, node.attrs["bias"])
             reads = [_rows(drive, _value_labels(node, PART))]
         else:
-            reads = [_rows(f, _value_labels(graph[o])) for f, o in zip(operands, node.operands)]
-        atoms[node.id] = _Atom(node, LAYER_KIND[node.kind], reads)
+            reads = [_rows(f, _value_labels(graph[o])) for f, o in zip(operands, operand_ids)]
+        atoms[node.id] = _Atom(node, kind, reads)
     return atoms
 
 
@@ -308,7 +312,7 @@ class _LayerRows:
         self.memory: list[Weights] = []  # a state layer's transition
         self.init: list[Number] = []
         self.functions: list[str] = []  # a map layer's function of each unit
-        self.heads: list = []  # a delta or solve layer's heads (ir.heads)
+        self.heads: list = []  # a matrix, delta or solve layer's heads (ir.heads)
         self.shift: dict[int, Number] = {}  # a solve head's shift, by unit
         self.steps = 0  # a solve layer's conjugate-gradient steps (0: a direct solve)
 
@@ -456,7 +460,8 @@ class _Builder:
         return rows.layer(kind, self.widths[l - 1])
 
     def _head(self, rows: _LayerRows, atom: _Atom, l: int) -> dict[UnitKey, Holding]:
-        """A delta or solve atom: units passing its operands through, then the units it fills."""
+        """A matrix, delta or solve atom (or the read of a matrix or delta state, its head carrying
+        the read): units passing its operands through, then the units it fills."""
         starts = []
         for operand_rows in atom.reads:
             starts.append(len(rows.units))
@@ -464,13 +469,20 @@ class _Builder:
                 rows.add(replace(row.label, role=PART), self.read(row.terms, row.const, l - 1))
         out = len(rows.units)
         node = atom.node
-        if node.kind == "delta_state":
-            keys = node.attrs["keys"]
-            head = heads.DeltaHead(starts[0], starts[1], starts[2], keys, starts[3], node.dim // keys, out)
-        else:
+        if node.kind == "solve":
             head = heads.SolveHead(starts[0], node.dim, starts[1], out)
             rows.shift.update({out + u: v for u, v in enumerate(node.attrs["shift"])})
             rows.steps = node.attrs["steps"]
+        else:
+            state = self.graph[node.operands[0]] if node.kind == "read" else node
+            query = starts[-1] if node.kind == "read" else heads.NO_QUERY
+            keys = state.attrs["keys"]
+            values = state.dim // keys
+            if state.kind == "matrix_state":
+                decays = len(atom.reads[0])
+                head = heads.MatrixHead(starts[0], decays, starts[1], keys, starts[2], values, query, out)
+            else:
+                head = heads.DeltaHead(starts[0], starts[1], starts[2], keys, starts[3], values, query, out)
         rows.heads.append(head)
         holding = {}
         for j in range(node.dim):

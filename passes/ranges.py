@@ -349,6 +349,19 @@ def _matrix_entries(decay: Sequence, key: Sequence, value: Sequence) -> list[tup
     return [(decay[0] if len(decay) == 1 else decay[i], key[i], value[j]) for i in range(len(key)) for j in range(len(value))]
 
 
+def _read_terms(state: Sequence, query: Sequence) -> list[list[tuple]]:
+    """Per unit j of a read ``sum_i q_i S[i, j]``: the pairs (what of q_i, of S[i, j])."""
+    width = len(state) // len(query)
+    return [[(query[i], state[i * width + j]) for i in range(len(query))] for j in range(width)]
+
+
+def _sum_intervals(intervals) -> Interval:
+    total = Interval.point(ZERO)
+    for interval in intervals:
+        total = total + interval
+    return total
+
+
 def _gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
     """The fixed point of joining a_t h + b_t into h's lattice, from init (None if it does not settle)."""
     current = Lattice.point(init)
@@ -479,6 +492,8 @@ class Ranges(Mapping[int, Box]):
             return tuple(_gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
         if kind == "matrix_state":  # entry (i, j): gated by d_i, driven by k_i v_j
             return tuple(_gated_interval(d, k * v, ZERO, max_len) for d, k, v in _matrix_entries(*operands))
+        if kind == "read":  # sum_i q_i S[i, j]
+            return tuple(_sum_intervals(q * e for q, e in row) for row in _read_terms(*operands))
         if kind in ("delta_state", "solve"):  # (not bounded: a transition or inverse of runtime values)
             return (Interval.unbounded(),) * node.dim
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")
@@ -537,6 +552,8 @@ class Ranges(Mapping[int, Box]):
             return tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
         if kind == "matrix_state":
             return tuple(_gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands))
+        if kind == "read":
+            return tuple(lat.combination(((ONE, lat.product(q, e)) for q, e in row), ZERO) for row in _read_terms(*operands))
         if kind in ("delta_state", "solve"):
             return (None,) * node.dim
         raise ValueError(f"range analysis has no rule for node kind {kind!r}")

@@ -184,8 +184,8 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float) -> None:
 
 
 TORCH_ROWS = ["tok2tok_capitals_mul", "counters", "frac_prevs", "shift_register_5", "continuous_ua_2x1_mul", "dyck1",
-              "majority", "hold_register", "moving_average"]
-JAX_ROWS = ["counters", "frac_prevs", "dyck1", "moving_average"]  # few and small: each compiles forward and a scan of step
+              "majority", "hold_register", "moving_average", "mqar", "mqar_delta", "mesa"]
+JAX_ROWS = ["counters", "frac_prevs", "dyck1", "moving_average", "mqar", "induction"]  # few and small: each compiles forward and a scan of step
 
 
 @pytest.mark.parametrize("name", TORCH_ROWS)

@@ -103,6 +103,7 @@ def every_kind_graph() -> Graph:
     g.add("slice", [0], 1, {"start": 0, "stop": 1}, name="rate", node_id=27)
     g.add("delta_state", [27, 27, 0, 20], 6, {"keys": 3}, name="delta", node_id=26)
     g.add("matrix_state", [27, 0, 0], 9, {"keys": 3}, name="keys", node_id=25)
+    g.add("read", [26, 0], 2, name="recall", node_id=23)
     g.add("solve", [25, 0], 3, {"shift": (mpq(1), 0.5, mpq(0)), "steps": 2}, name="mesa", node_id=24)
     for k, name in enumerate(FLOAT_FUNCTIONS):  # one node of each float function, side by side
         g.add(name, [20], 2, name=f"{name}/x", node_id=30 + k)
@@ -195,6 +196,12 @@ def _solve(draw, dims):
     return [m, q], dims[q], {"shift": draw(vectors(dims[q])), "steps": draw(st.integers(0, 3))}
 
 
+def _read(draw, dims):
+    divisible = [(s, q) for s in dims for q in dims if dims[s] % dims[q] == 0]
+    state, query = draw(st.sampled_from(sorted(divisible)))
+    return [state, query], dims[state] // dims[query], {}
+
+
 def _mul(draw, dims):
     a = draw(st.sampled_from(sorted(dims)))
     b = draw(st.sampled_from(sorted(i for i in dims if dims[i] == dims[a])))
@@ -227,7 +234,7 @@ def _state(draw, dims):
 
 NODE_MAKERS = {"const": _const, "affine": _affine, "relu": _relu, "step": _step, "select": _select, "mul": _mul,
                "concat": _concat, "slice": _slice, "state": _state, "gated_state": _gated_state, "matrix_state": _matrix_state,
-               "delta_state": _delta_state, "solve": _solve,
+               "delta_state": _delta_state, "read": _read, "solve": _solve,
                **{name: _relu for name in FLOAT_FUNCTIONS}}
 
 

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsrl.ir.graph import Label
+from lsrl.ir.heads import NO_QUERY
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import exact
@@ -63,7 +64,7 @@ def identical(got: np.ndarray, want: np.ndarray) -> bool:
 def test_the_table_has_rows_of_every_scheduled_kind() -> None:
     kinds = {(p.kind, s.method if p.kind == "state" else "") for c in SCHEDULED_ROWS
              for p in schedule(model(c.name), CHUNK).layers for s in (p.stages or [None]) if p.kind != "state" or s.method in LOOPS}
-    assert {("gated", ""), ("delta", ""), ("state", "scaled loop"), ("state", "matrix loop")} <= kinds
+    assert {("gated", ""), ("matrix", ""), ("delta", ""), ("state", "scaled loop"), ("state", "matrix loop")} <= kinds
 
 
 @pytest.mark.parametrize("case", EXACT_ROWS, ids=lambda c: c.name)
@@ -108,25 +109,32 @@ def _vector(rng: np.random.Generator, n: int, values=SMALL) -> tuple:
 
 
 def random_model(seed: int) -> LayeredModel:
-    """Input 2 -> gated layer (3 units) -> delta layer (one head, 2 keys, 2 values) -> constant
-    state layer (4 units, random sparse transition): every kind a form rewrites, with exact zero
-    gates and decays."""
+    """Input 2 -> gated layer (3 units) -> matrix layer (one head, a decay per row, 2 keys, 2
+    values, emitting its state) -> delta layer (one head, 2 keys, 2 values, emitting its read
+    q^T S) -> constant state layer (4 units, random sparse transition): every kind a form
+    rewrites, with exact zero gates and decays."""
     rng = np.random.default_rng(seed)
 
     def labels(name: str, n: int) -> tuple:
         return tuple(UnitLabel(Label(name, i)) for i in range(n))
 
+    def head_layer(kind: str, heads: tuple, operands: int, first: tuple, reads: int) -> Layer:
+        """10 units: the head's operands (``first`` their biases' choices, then random), then the
+        units it fills (zero rows: the head writes them)."""
+        weights = Matrix(10, reads, dict(_matrix(rng, operands, reads, density=0.3).entries))
+        bias = (*first, *_vector(rng, operands - len(first)), *(exact(0),) * (10 - operands))
+        return Layer(kind, {"W": weights, "b": bias, "heads": heads}, labels(kind, 10))
+
     gated = Layer("gated", {"W": _matrix(rng, 3, 2), "b": _vector(rng, 3), "W2": _matrix(rng, 3, 2, GATES, 0.3),
                             "b2": _vector(rng, 3, GATES), "init": _vector(rng, 3)}, labels("g", 3))
-    # pre units: alpha 0, beta 1, key 2-3, value 4-5, the state 6-9 (zero rows: the head fills them)
-    operands = _matrix(rng, 6, 3)
-    delta_w = Matrix(10, 3, {k: v for k, v in operands.entries.items()})
-    delta_b = (exact(GATES[int(rng.integers(len(GATES)))]), exact([0, Fraction(1, 2), 1][int(rng.integers(3))]),
-               *_vector(rng, 4), *(exact(0),) * 4)
-    delta = Layer("delta", {"W": delta_w, "b": delta_b, "heads": (0, 1, 2, 2, 4, 2, 6)}, labels("d", 10))
+    # decays 0-1, key 2-3, value 4-5, no query, the state 6-9
+    matrix = head_layer("matrix", (0, 2, 2, 2, 4, 2, NO_QUERY, 6), 6, _vector(rng, 2, GATES), 3)
+    # alpha 0, beta 1, key 2-3, value 4-5, query 6-7, the read 8-9
+    beta = exact([0, Fraction(1, 2), 1][int(rng.integers(3))])
+    delta = head_layer("delta", (0, 1, 2, 2, 4, 2, 6, 8), 8, (*_vector(rng, 1, GATES), beta), 10)
     state = Layer("state", {"A": _matrix(rng, 4, 4, [1, 1, Fraction(1, 2), -1, 0], 0.3), "W": _matrix(rng, 4, 10, density=0.3),
                             "b": _vector(rng, 4), "init": _vector(rng, 4)}, labels("s", 4))
-    return LayeredModel(2, [gated, delta, state], [Label("x", 0), Label("x", 1)], [Label("s", i) for i in range(4)])
+    return LayeredModel(2, [gated, matrix, delta, state], [Label("x", 0), Label("x", 1)], [Label("s", i) for i in range(4)])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,159 @@
+"""The generated code of the layers whose heads keep matrix states (``matrix`` and ``delta``
+layers, ``ir.heads``), shared by the ``torch`` and ``jax`` targets.
+
+A layer's heads are grouped by shape (kind, decay width, keys, values, whether they read): the
+heads of one group run together, as one loop over time on ``[batch, heads, keys, values]``
+states, with one batched product per step for the update and one for the read. The generated
+call passes each group as index lists into the layer's units ``u = W x + b``:
+
+    (operands, query, out, state)
+
+``operands``: per operand of the head (a matrix head's decay, key and value; a delta head's alpha,
+beta, key and value), a ``[heads][n]`` list of unit positions; ``query``: a ``[heads][keys]``
+list, or None where the heads emit their states; ``out``: the ``[heads][n]`` units the heads
+fill; ``state``: the ``[heads][keys * values]`` positions of each head's state in the layer's
+state (the heads' states one after the other, row by row), which ``step`` passes between tokens.
+
+The generated helper ``state_heads(u, kind, groups, state)`` (one per target, in
+``torch_code``/``jax_code``) returns the layer's output and its last state.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from lsrl.ir import heads
+from lsrl.ir.layered import Layer
+from lsrl.ir.schedule import RECURRENT, LayerPlan
+
+Group = tuple[list[list[list[int]]], list[list[int]] | None, list[list[int]], list[list[int]]]
+
+
+def _operand_runs(head: heads.MatrixHead | heads.DeltaHead) -> list[tuple[int, int]]:
+    """(first unit, count) of each operand the head reads, in the order the helpers take them."""
+    if isinstance(head, heads.MatrixHead):
+        return [(head.decay, head.decays), (head.key, head.keys), (head.value, head.values)]
+    return [(head.alpha, 1), (head.beta, 1), (head.key, head.keys), (head.value, head.values)]
+
+
+def head_groups(layer: Layer) -> list[Group]:
+    """The layer's heads grouped by shape, as index lists (see the module's docstring)."""
+    groups: dict[tuple, list[tuple[heads.Head, int]]] = {}
+    offset = 0
+    for head in heads.decode(layer.kind, layer.attrs["heads"]):
+        shape = (tuple(n for _, n in _operand_runs(head)), head.query == heads.NO_QUERY)
+        groups.setdefault(shape, []).append((head, offset))
+        offset += head.keys * head.values
+    planned = []
+    for members in groups.values():
+        runs = [_operand_runs(head) for head, _ in members]
+        operands = [[list(range(run[k][0], run[k][0] + run[k][1])) for run in runs] for k in range(len(runs[0]))]
+        reads = members[0][0].query != heads.NO_QUERY
+        query = [list(range(h.query, h.query + h.keys)) for h, _ in members] if reads else None
+        out = [list(h.outputs) for h, _ in members]
+        state = [list(range(start, start + h.keys * h.values)) for h, start in members]
+        planned.append((operands, query, out, state))
+    return planned
+
+
+def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None) -> str:
+    """The generated call of ``state_heads`` for the layer, on its units ``u``; it gives
+    ``(output, last state)``, in the form of the layer's ``plan`` (``forward``; the recurrent form
+    without one)."""
+    form = f", {plan.form!r}, {plan.chunk}" if plan is not None and plan.form != RECURRENT else ""
+    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'}{form})"
+
+
+def head_states(layers: Sequence[Layer]) -> dict[int, int]:
+    """Per matrix or delta layer (by index): how many state entries its heads keep."""
+    return {i: heads.state_size(layer.kind, layer.attrs["heads"]) for i, layer in enumerate(layers)
+            if layer.kind in heads.STATE_HEADS}
+
+
+TORCH_HELPER = '''
+def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
+    """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
+    Each group of heads of one shape (operands, query, out, state: index lists into u and the
+    layer's state) runs as one loop over time (or in the chunk form of size steps, or the scan
+    form: head_form) on S [batch, heads, keys, values], from the
+    group's part of state (zeros before the first token): a matrix head
+    S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
+    S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
+    where the heads have a query, else S_t row by row. Returns the output and the last state."""
+    x = u.clone()
+    batch, time = u.shape[:2]
+    last = u.new_zeros(batch, sum(len(entries) for group in groups for entries in group[3]))
+    for operands, query, out, entries in groups:
+        parts = [u[..., torch.tensor(index, device=u.device)] for index in operands]  # [batch, time, heads, n]
+        keys, values = len(operands[-2][0]), len(operands[-1][0])
+        where = torch.tensor(entries, device=u.device).reshape(-1)
+        s = (state[:, where] if state is not None else u.new_zeros(batch, where.numel())).reshape(batch, -1, keys, values)
+        q = u[..., torch.tensor(query, device=u.device)] if query is not None else None
+        if form != "recurrent":
+            emitted, s = head_form(kind, parts, q, s, form, size)
+            x[..., torch.tensor(out, device=u.device).reshape(-1)] = emitted.flatten(-2)
+            last[:, where] = s.reshape(batch, -1)
+            continue
+        emitted = []
+        for t in range(time):
+            if kind == "matrix":
+                d, k, v = (part[:, t] for part in parts)
+                s = torch.addcmul(d.unsqueeze(-1) * s, k.unsqueeze(-1), v.unsqueeze(-2))
+            else:
+                alpha, beta, k, v = (part[:, t] for part in parts)
+                kept = alpha.unsqueeze(-1) * s
+                written = beta * (v - torch.matmul(k.unsqueeze(-2), kept).squeeze(-2))
+                s = torch.addcmul(kept, k.unsqueeze(-1), written.unsqueeze(-2))
+            emitted.append(torch.matmul(q[:, t].unsqueeze(-2), s).squeeze(-2) if q is not None else s.flatten(-2))
+        x[..., torch.tensor(out, device=u.device).reshape(-1)] = torch.stack(emitted, dim=1).flatten(-2)
+        last[:, where] = s.reshape(batch, -1)
+    return x, last
+'''
+
+JAX_HELPER = '''
+def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
+    """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
+    Each group of heads of one shape (operands, query, out, state: index lists into u and the
+    layer's state) runs as one scan over time (or in the chunk form of size steps, or the
+    associative scan form: head_form) on S [batch, heads, keys, values], from the
+    group's part of state (zeros before the first token): a matrix head
+    S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
+    S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
+    where the heads have a query, else S_t row by row. Returns the output and the last state."""
+    x = u
+    batch = u.shape[0]
+    last = jnp.zeros((batch, sum(len(entries) for group in groups for entries in group[3])), u.dtype)
+    for operands, query, out, entries in groups:
+        over_time = [jnp.swapaxes(u[..., np.array(index)], 0, 1) for index in operands]  # [time, batch, heads, n]
+        if query is not None:
+            over_time.append(jnp.swapaxes(u[..., np.array(query)], 0, 1))
+        keys, values = len(operands[-2][0]), len(operands[-1][0])
+        where = np.array(entries).reshape(-1)
+        start = (state[:, where] if state is not None else jnp.zeros((batch, where.size), u.dtype))
+        if form != "recurrent":
+            parts = [u[..., np.array(index)] for index in operands]
+            q = u[..., np.array(query)] if query is not None else None
+            emitted, s = head_form(kind, parts, q, start.reshape(batch, -1, keys, values), form, size)
+            x = x.at[..., np.array(out).reshape(-1)].set(emitted.reshape(*emitted.shape[:2], -1))
+            last = last.at[:, where].set(s.reshape(batch, -1))
+            continue
+
+        def one_step(s, step):
+            if kind == "matrix":
+                d, k, v = step[:3]
+                s = d[..., None] * s + k[..., :, None] * v[..., None, :]
+            else:
+                alpha, beta, k, v = step[:4]
+                kept = alpha[..., None] * s
+                written = beta * (v - jnp.einsum("bhk,bhkv->bhv", k, kept, precision=HIGHEST))
+                s = kept + k[..., :, None] * written[..., None, :]
+            if query is None:
+                return s, s.reshape(*s.shape[:2], -1)
+            return s, jnp.einsum("bhk,bhkv->bhv", step[-1], s, precision=HIGHEST)
+
+        s, emitted = jax.lax.scan(one_step, start.reshape(batch, -1, keys, values), tuple(over_time))
+        emitted = jnp.swapaxes(emitted, 0, 1)
+        x = x.at[..., np.array(out).reshape(-1)].set(emitted.reshape(*emitted.shape[:2], -1))
+        last = last.at[:, where].set(s.reshape(batch, -1))
+    return x, last
+'''

@@ -1,0 +1,186 @@
+"""The real float layers of examples/layers/ against implementations nobody here wrote:
+flash-linear-attention's naive recurrences (GLA, DeltaNet), transformers' MambaMixer (its PyTorch
+path) and RecurrentGemma's recurrent block (docs/references.md says what each computes).
+
+The references cast to float32 inside (``.float()``; RG-LRU's scan accumulates in float32): for the
+float64 comparison those casts are made no-ops (``float64_references``) and RG-LRU's scan is asked
+for float64, so that both sides compute the same float64 function, to within 1e-10 relative. The
+float32 comparison runs the generated models in float32 against the float64 reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from lsrl.ir.interpret import NotExactError, run  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+import lsrl  # noqa: E402
+from lsrl.load import compile_file  # noqa: E402
+
+LAYERS = Path(__file__).resolve().parents[1] / "examples" / "layers"
+BATCH, TIME = 2, 12
+FLOAT64_RTOL = 1e-10
+FLOAT32_RTOL = 1e-4  # measured worst: docs/target-torch-jax.md (real layers)
+
+
+@functools.lru_cache(maxsize=None)
+def program(name: str):
+    return compile_file(LAYERS / f"{name}.lsrl")
+
+
+def weights(name: str) -> dict:
+    return load_file(str(LAYERS / f"{name}.safetensors"))
+
+
+def inputs(width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((BATCH, TIME, width))
+
+
+@pytest.fixture
+def float64_references(monkeypatch):
+    """The references' float32 casts (``tensor.float()``) made no-ops while they run."""
+    monkeypatch.setattr(torch.Tensor, "float", lambda self, *args, **kwargs: self)
+
+
+def fla_naive(package: str):
+    """``fla/ops/<package>/naive.py``, loaded by path: importing ``fla.ops`` would import triton."""
+    spec = importlib.util.find_spec("fla")
+    if spec is None:
+        pytest.skip("fla-core is not installed (pip install fla-core)")
+    path = Path(spec.submodule_search_locations[0]) / "ops" / package / "naive.py"
+    module_spec = importlib.util.spec_from_file_location(f"fla_naive_{package}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def heads_of(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.reshape(*x.shape[:2], heads, -1)
+
+
+def gla_reference(x: np.ndarray) -> np.ndarray:
+    w = {k: v.double() for k, v in weights("gla").items()}
+    h = torch.from_numpy(x)
+    q, k, v = (heads_of(h @ w[f"{p}_proj.weight"].T, 2) for p in "qkv")
+    gk = heads_of(torch.nn.functional.logsigmoid(h @ w["gk_proj.weight"].T + w["gk_proj.bias"]) / 16, 2)
+    o, _ = fla_naive("gla").naive_recurrent_gla(q, k, v, gk)
+    return (o.reshape(*x.shape[:2], -1) @ w["o_proj.weight"].T).numpy()
+
+
+def deltanet_reference(x: np.ndarray) -> np.ndarray:
+    w = {k: v.double() for k, v in weights("deltanet").items()}
+    h = torch.from_numpy(x)
+
+    def normalized(t: torch.Tensor) -> torch.Tensor:  # fla's l2norm: t / sqrt(sum t^2 + 1e-6)
+        return t / torch.sqrt((t * t).sum(-1, keepdim=True) + 1e-6)
+
+    q, k = (normalized(heads_of(h @ w[f"{p}_proj.weight"].T, 2)).transpose(1, 2) for p in "qk")
+    v = heads_of(h @ w["v_proj.weight"].T, 2).transpose(1, 2)
+    beta = torch.sigmoid(h @ w["b_proj.weight"].T).transpose(1, 2)  # [B, H, T]
+    o, _ = fla_naive("delta_rule").delta_rule_recurrence(q, k, v, beta)  # [B, H, T, V]
+    return (o.transpose(1, 2).reshape(*x.shape[:2], -1) @ w["o_proj.weight"].T).numpy()
+
+
+def mamba_reference(x: np.ndarray) -> np.ndarray:
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.mamba.modeling_mamba import MambaMixer
+
+    w = weights("mamba")
+    inner, state = w["A_log"].shape
+    config = transformers.MambaConfig(hidden_size=x.shape[-1], state_size=state, expand=inner // x.shape[-1],
+                                      conv_kernel=w["conv1d.weight"].shape[1], time_step_rank=w["dt_proj.weight"].shape[1],
+                                      use_bias=False, use_conv_bias=True, hidden_act="silu")
+    mixer = MambaMixer(config, layer_idx=0).double().eval()
+    mixer.load_state_dict({k: (v[:, None, :] if k == "conv1d.weight" else v).double() for k, v in w.items()})
+    with torch.no_grad():
+        return mixer(torch.from_numpy(x)).numpy()
+
+
+def rglru_reference(x: np.ndarray) -> np.ndarray:
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.recurrent_gemma import (
+        modeling_recurrent_gemma as reference,
+    )
+
+    w = weights("rglru")
+    width, heads = w["rg_lru.recurrent_param"].shape[0], 2
+    block = width // heads
+    config = transformers.RecurrentGemmaConfig(hidden_size=x.shape[-1], lru_width=width, num_attention_heads=heads,
+                                               conv1d_width=w["conv_1d.weight"].shape[1], num_hidden_layers=1,
+                                               block_types=["recurrent"], hidden_activation="gelu_pytorch_tanh")
+    module = reference.RecurrentGemmaRecurrentBlock(config, layer_idx=0).double().eval()
+    shaped = {"conv_1d.weight": (width, 1, -1), "rg_lru.input_gate_weight": (heads, block, block),
+              "rg_lru.recurrent_gate_weight": (heads, block, block), "rg_lru.input_gate_bias": (heads, block),
+              "rg_lru.recurrent_gate_bias": (heads, block)}
+    module.load_state_dict({k: v.reshape(shaped[k]).double() if k in shaped else v.double() for k, v in w.items()})
+    lru = module.rg_lru
+    lru._rnn_scan = functools.partial(type(lru)._rnn_scan, lru, acc_dtype=torch.float64)  # (float32 by default)
+    positions = torch.arange(x.shape[1])[None].expand(x.shape[0], -1)
+    with torch.no_grad():
+        return module(torch.from_numpy(x), positions, None, use_cache=False)[0].numpy()
+
+
+REFERENCES = {"gla": gla_reference, "deltanet": deltanet_reference, "mamba": mamba_reference, "rglru": rglru_reference}
+NAMES = sorted(REFERENCES)
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    assert got.shape == want.shape
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(name: str, target: str):
+    built = lsrl.compile_to(program(name), target)
+    # the rounding analysis proves nothing of float functions: it says so rather than staying silent
+    assert built.config["precision"]["float32"] == "unproven" and built.warnings
+    return built
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_interpreter_computes_the_reference_layer(name: str, float64_references) -> None:
+    x = inputs(program(name).input.dim, seed=len(name))
+    assert relative_error(run(program(name), x), REFERENCES[name](x)) < FLOAT64_RTOL
+
+
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("name", NAMES)
+def test_generated_code_computes_the_reference_layer(name: str, target: str, float64_references) -> None:
+    if target == "jax":
+        pytest.importorskip("jax")
+    x = inputs(program(name).input.dim, seed=len(name))
+    want = REFERENCES[name](x)
+    built = compiled(name, target)
+    assert relative_error(lsrl.run_compiled(built, x, "float64"), want) < FLOAT64_RTOL
+    assert relative_error(lsrl.run_compiled(built, x, "float32"), want) < FLOAT32_RTOL
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exact_mode_refuses_a_float_layer_at_its_first_float_function(name: str) -> None:
+    x = inputs(program(name).input.dim, seed=0)[:1, :2]
+    with pytest.raises(NotExactError) as e:
+        run(program(name), x.tolist(), exact=True)
+    line = (LAYERS / f"{name}.lsrl").read_text().splitlines()[e.value.loc.line - 1]
+    assert e.value.loc.file.endswith(f"{name}.lsrl")
+    # at a float function, or (rglru) the irrational constant sqrt(2 / pi) of the tanh GELU beside one
+    assert any(f"{f}(" in line for f in ("exp", "sigmoid", "softplus", "silu", "tanh", "sqrt", "l2norm"))
+
+
+def test_the_weight_files_are_the_generator_output(tmp_path, monkeypatch) -> None:
+    """The committed weights are what make_weights.py writes (deterministic)."""
+    spec = importlib.util.spec_from_file_location("make_weights", LAYERS / "make_weights.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    monkeypatch.setattr(generator, "HERE", tmp_path)
+    generator.main()
+    for name in NAMES:
+        fresh, committed = load_file(str(tmp_path / f"{name}.safetensors")), weights(name)
+        assert fresh.keys() == committed.keys()
+        assert all(torch.equal(fresh[k], committed[k]) for k in fresh)

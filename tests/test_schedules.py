@@ -276,3 +276,23 @@ def test_schedules_are_refused_where_they_do_not_apply() -> None:
     assert status == 1 and "--schedule applies to" in err
     status, _, err = run_cli("run", "examples/more_ones.lsrl", "--input", "1 0", "--backend", "rnn", "--schedule", "scan")
     assert status == 1 and "target 'rnn' has no --schedule scan" in err
+
+
+@pytest.mark.parametrize("name", ["gla", "deltanet", "mamba", "rglru"])
+def test_the_real_layers_agree_in_every_form(name: str) -> None:
+    """examples/layers (float weights, no exact reference): the chunked and scanned torch code
+    against the float64 interpreter, within 1e-12 of max(1, |y|)."""
+    from pathlib import Path
+
+    from lsrl.backends import Options
+    from lsrl.ir.interpret import run
+    from lsrl.load import compile_file
+    from lsrl.targets import compile_to, run_compiled
+
+    graph = compile_file(Path(__file__).resolve().parents[1] / "examples" / "layers" / f"{name}.lsrl")
+    x = np.random.default_rng(0).standard_normal((2, 37, graph.input.dim))
+    want = run(graph, x)
+    for form, size in [(CHUNK, 5), (SCAN, 0)]:
+        got = run_compiled(compile_to(graph, "torch", Options(schedule=form, chunk=size or 64, dtype="float64")), x,
+                           "float64")
+        assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) < 1e-12, (name, form)

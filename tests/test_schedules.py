@@ -234,7 +234,7 @@ def gated_decays() -> tuple[LayeredModel, np.ndarray, np.ndarray]:
 def test_decays_of_a_thousandth_per_step_keep_float32_accurate(form: str) -> None:
     """Products of 64 decays of 1e-3 underflow float32 (1e-192): no form divides by them, so the
     float32 result stays within a few float32 roundings of float64 (a log-decay form taking
-    exp(-sum log a) from the chunk's start would overflow at the fourteenth step)."""
+    exp(-sum log a) from the chunk's start would overflow at the thirteenth step)."""
     from dataclasses import replace
 
     from lsrl.backends import Options, get_target

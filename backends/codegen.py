@@ -10,8 +10,9 @@ weight is named, a matrix product, an index list, joining arrays).
 How ``forward`` computes each state layer over whole sequences is the schedule plan
 (``ir.schedule.Plan``, made by ``passes.schedule`` and handed over in ``Options.plan``): a
 constant state layer's stages (copies, delay lines, running sums and rotations need no loop over
-time; loop stages), and the form (recurrent, chunk or scan) of its loop stages, of a gated layer
-and of a delta layer. ``step`` needs none of this: it applies the recurrence once per token.
+time; loop stages), and the form (recurrent, chunk or scan) of its loop stages and of gated,
+matrix and delta layers (docs/schedules.md). ``step`` needs none of this: it applies the
+recurrence once per token.
 """
 
 from __future__ import annotations

@@ -531,6 +531,9 @@ class JaxTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
+    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked GLA-shaped layer
+    # is faster from 4096 steps; gated and delta layers were faster recurrent up to 16384
+    crossovers = {"matrix": 4096}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source)

@@ -7,18 +7,12 @@ batch of whole sequences (``[batch, time, d_in] -> [batch, time, d_out]``), laye
 against a :class:`Syntax` that spells the few things that differ between PyTorch and JAX (how a
 weight is named, a matrix product, an index list, joining arrays).
 
-How ``forward`` computes a state layer ``h_t = A h_{t-1} + u_t`` (``u = W x + b``, ``h_0 = init``)
-without a loop over time where it can (:func:`plan_state_layer`): a unit reads the previous
-values of the units in its row of ``A``. The strongly connected groups of that "reads" relation
-are computed in dependency order, so a group finds the values of the groups it reads known at
-every step, and adds their previous values to its input term. A unit whose row of ``A`` has a zero
-diagonal copies its input term (units reading each other that way form delay lines: shift
-registers, ``delay``); one whose row is ``e_i`` (counters, accumulators) is a running sum, a
-cumulative sum over time; a cycle of units each taking the previous value of the next (the
-permutation of ``mod_counter``) is a running sum in the frame that turns with the permutation
-(exact: a permutation only moves values). Only what is left (other diagonal entries, other
-cycles) loops over time, elementwise where its part of ``A`` is diagonal. ``step`` needs none of
-this: it applies ``A`` to the state once per token.
+How ``forward`` computes each state layer over whole sequences is the schedule plan
+(``ir.schedule.Plan``, made by ``passes.schedule`` and handed over in ``Options.plan``): a
+constant state layer's stages (copies, delay lines, running sums and rotations need no loop over
+time; loop stages), and the form (recurrent, chunk or scan) of its loop stages and of gated,
+matrix and delta layers (docs/schedules.md). ``step`` needs none of this: it applies the
+recurrence once per token.
 """
 
 from __future__ import annotations
@@ -28,173 +22,33 @@ import importlib.util
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from lsrl.backends import head_code
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
-from lsrl.ir.matrix import Matrix
-
-# How a stage of a state layer is computed (see the module docstring).
-COPY = "copy"  # zero diagonal, no cycles: h_t = v_t, or chains of delays (shift registers)
-RUNNING_SUM = "running sum"  # rows e_i: h_t = h_{t-1} + v_t, a cumulative sum over time
-ROTATION = "rotation"  # cycles of a permutation: a running sum in the frame that turns with it
-SCALED_LOOP = "scaled loop"  # a diagonal part of A: a loop over time of elementwise products
-MATRIX_LOOP = "matrix loop"  # any other part of A: a loop over time of matrix products
-METHODS = (COPY, RUNNING_SUM, ROTATION, SCALED_LOOP, MATRIX_LOOP)  # the order of stages in one phase
-LOOPS = (SCALED_LOOP, MATRIX_LOOP)
+from lsrl.ir.schedule import (
+    CHUNK,
+    COPY,
+    LOOPS,
+    RECURRENT,
+    ROTATION,
+    RUNNING_SUM,
+    SCALED_LOOP,
+    SCAN,
+    LayerPlan,
+    Plan,
+    Stage,
+    join_order,
+    plural,
+    plural_units,
+)
 
 LABEL_LIMIT = 110  # characters of unit labels in one comment line before "(+N more)"
-
-
-# --- the plan of a state layer ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Stage:
-    """Some units of a state layer computed together over the whole sequence.
-
-    ``reads``: units of earlier stages whose previous values these units read through ``A``.
-    ``depth`` (copy only): the longest chain of reads among the stage's own units (a unit reading
-    the previous value of a unit that reads ...: a delay line); 0 when they read none of each other.
-    ``cycles`` (rotation only): positions in ``units``; the unit at ``cycle[k]`` takes the previous
-    value of the unit at ``cycle[k + 1]``, and the last that of the first.
-    """
-
-    method: str
-    units: tuple[int, ...]
-    reads: tuple[int, ...] = ()
-    depth: int = 0
-    cycles: tuple[tuple[int, ...], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The stage as ``config.json``'s ``state_plans`` hold it."""
-        return {"method": self.method, "units": list(self.units), "reads": list(self.reads), "depth": self.depth,
-                "cycles": [list(c) for c in self.cycles]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Stage":
-        return cls(data["method"], tuple(data["units"]), tuple(data["reads"]), data["depth"],
-                   tuple(tuple(c) for c in data["cycles"]))
-
-
-def join_order(stages: Sequence[Stage]) -> tuple[list[int], list[int] | None]:
-    """How a state layer's output is made of its stages' parts: the stages in the order their parts
-    are joined (of their first units, which usually gives the units in order), and the position in
-    the joined parts of every unit, or None where that is the units in order."""
-    ordered = sorted(range(len(stages)), key=lambda k: stages[k].units[0])
-    units = [unit for k in ordered for unit in stages[k].units]
-    if units == list(range(len(units))):
-        return ordered, None
-    return ordered, [units.index(i) for i in range(len(units))]
-
-
-def plan_state_layer(transition: Matrix) -> list[Stage]:
-    """The stages that compute a state layer with transition ``A``, in an order where every stage
-    reads only units of its own (see ``Stage.depth``) or of the stages before it."""
-    n = transition.rows
-    rows = [dict(items) for items in transition.row_items()]
-    reads = [{j for j in rows[i] if j != i} for i in range(n)]
-    groups = _strongly_connected_groups(reads)
-    group_of = {unit: g for g, group in enumerate(groups) for unit in group}
-    methods = [_group_method(group, rows, reads) for group in groups]
-
-    # phase: 0 for a group that reads no other group, else after the phases of the groups it reads,
-    # except that copies reading copies share a phase: a delay line is one stage, whose ``depth``
-    # is its longest chain of links. Groups are listed dependencies first, so what they read is known.
-    phases: list[int] = []
-    links: list[int] = []
-    for g, group in enumerate(groups):
-        below = {group_of[j] for i in group for j in reads[i]} - {g}
-        chained = [d for d in below if methods[g] == methods[d] == COPY]
-        phases.append(max([phases[d] for d in chained] + [phases[d] + 1 for d in below - set(chained)], default=0))
-        links.append(max((links[d] + 1 for d in chained if phases[d] == phases[g]), default=0))
-
-    by_stage: dict[tuple[int, str], list[int]] = {}
-    for g, (method, phase) in enumerate(zip(methods, phases)):
-        by_stage.setdefault((phase, MATRIX_LOOP if method in LOOPS else method), []).append(g)
-
-    stages = []
-    for (phase, method), members in sorted(by_stage.items(), key=lambda item: (item[0][0], METHODS.index(item[0][1]))):
-        units = tuple(sorted(u for g in members for u in groups[g]))
-        if method in LOOPS:
-            # one loop for every looping group of the phase; elementwise when all are single units
-            method = SCALED_LOOP if all(len(groups[g]) == 1 for g in members) else MATRIX_LOOP
-        outside = tuple(sorted({j for i in units for j in reads[i]} - set(units)))
-        depth = max(links[g] for g in members) if method == COPY else 0
-        cycles = tuple(_cycle(groups[g], rows, units) for g in members) if method == ROTATION else ()
-        stages.append(Stage(method, units, outside, depth, cycles))
-    return stages
-
-
-def _strongly_connected_groups(reads: list[set[int]]) -> list[list[int]]:
-    """The strongly connected groups of the relation "unit i reads unit j", each sorted, listed so
-    that every group comes after the groups it reads (Kosaraju's algorithm, without recursion:
-    widths can be in the thousands)."""
-    n = len(reads)
-    finished: list[int] = []  # units in the order a depth-first search along "reads" leaves them
-    visited = [False] * n
-    for root in range(n):
-        if visited[root]:
-            continue
-        visited[root] = True
-        path = [(root, iter(sorted(reads[root])))]
-        while path:
-            unit, pending = path[-1]
-            following = next((j for j in pending if not visited[j]), None)
-            if following is None:
-                path.pop()
-                finished.append(unit)
-            else:
-                visited[following] = True
-                path.append((following, iter(sorted(reads[following]))))
-    readers: list[list[int]] = [[] for _ in range(n)]
-    for i, row in enumerate(reads):
-        for j in row:
-            readers[j].append(i)
-    # searching backwards from the last unit left finds its group first: a group no other group
-    # reads; each later search finds a group read only by groups already found
-    grouped = [False] * n
-    groups = []
-    for root in reversed(finished):
-        if grouped[root]:
-            continue
-        grouped[root] = True
-        group, todo = [], [root]
-        while todo:
-            unit = todo.pop()
-            group.append(unit)
-            for reader in readers[unit]:
-                if not grouped[reader]:
-                    grouped[reader] = True
-                    todo.append(reader)
-        groups.append(sorted(group))
-    return groups[::-1]
-
-
-def _group_method(group: list[int], rows: list[dict], reads: list[set[int]]) -> str:
-    if len(group) == 1:
-        weight = rows[group[0]].get(group[0], 0)
-        return COPY if weight == 0 else RUNNING_SUM if weight == 1 else SCALED_LOOP
-    inside = set(group)
-    # each unit takes the previous value of exactly one other unit of the group, with weight 1:
-    # a strongly connected group of such units is one cycle of a permutation
-    one_each = all(
-        i not in rows[i] and len(reads[i] & inside) == 1 and rows[i][next(iter(reads[i] & inside))] == 1 for i in group
-    )
-    return ROTATION if one_each else MATRIX_LOOP
-
-
-def _cycle(group: list[int], rows: list[dict], units: tuple[int, ...]) -> tuple[int, ...]:
-    """The group's cycle from its first unit, as positions in ``units``."""
-    inside = set(group)
-    cycle = [group[0]]
-    while len(cycle) < len(group):
-        cycle.append(next(j for j in rows[cycle[-1]] if j in inside))
-    return tuple(units.index(u) for u in cycle)
 
 
 # --- the spellings that differ between targets -----------------------------------------------------------
@@ -308,24 +162,26 @@ def map_lines(layer: Layer, syntax: Syntax) -> list[str]:
     return lines + [f"x = {joined}"]
 
 
-def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
+def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
     """The body of ``forward``: from ``x`` (``[batch, time, d_in]``) to ``x`` (the output),
-    one commented block per layer."""
+    one commented block per layer, each state layer in the form of its plan."""
     lines: list[str] = []
     width = model.d_in
     for i, layer in enumerate(model.layers):
         lines += layer_comment(i, layer, width)
+        if layer.kind in ("state", "gated", "delta"):
+            lines.append(f"# {plan.of(i).describe()}")
         lines.append(syntax.bind_layer(i))
         if layer.kind == "state":
-            lines += _state_forward_lines(layer, plan_state_layer(layer.attrs["A"]), syntax)
+            lines += _state_forward_lines(layer, plan.of(i), syntax)
         elif layer.kind == "map":
             lines += map_lines(layer, syntax)
         elif layer.kind == "gated":
             w = syntax.weight
             lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
-            lines.append(f"x = gated_recurrence({affine_of(layer, syntax)}, a, {w('init')})")
+            lines.append(f"x = {_gated_call(plan.of(i), affine_of(layer, syntax), 'a', w('init'))}")
         elif layer.kind in STATE_HEADS:
-            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None)}")
+            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(i))}")
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
@@ -336,24 +192,33 @@ def forward_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
     return lines[:-1]
 
 
-def _state_forward_lines(layer: Layer, stages: list[Stage], syntax: Syntax) -> list[str]:
+def _gated_call(plan: LayerPlan, driven: str, gate: str, init: str) -> str:
+    """``h_t = a_t * h_{t-1} + v_t`` (``a`` may be a constant vector) in the plan's form."""
+    if plan.form == CHUNK:
+        return f"gated_chunk({driven}, {gate}, {init}, {plan.chunk})"
+    if plan.form == SCAN:
+        return f"gated_scan({driven}, {gate}, {init})"
+    return f"gated_recurrence({driven}, {gate}, {init})"
+
+
+def _state_forward_lines(layer: Layer, plan: LayerPlan, syntax: Syntax) -> list[str]:
     """Each stage's units as an array ``part{k}``, then the layer's output as their concatenation
     (arrays are built whole rather than written unit by unit: XLA compiles scatters slowly)."""
-    w, n = syntax.weight, layer.width
+    w, n, stages = syntax.weight, layer.width, plan.stages
     lines = [f"u = {affine_of(layer, syntax)}  # the input term W x_t + b of every step"]
     if len(stages) == 1:  # (a single stage reads no other)
-        lines.append(f"# all units: {describe_stage(stages[0])}")
-        return lines + [f"x = {_stage_value(stages[0], 'u', syntax, n)}"]
+        lines.append(f"# all units: {stages[0].describe()}")
+        return lines + [f"x = {_stage_value(stages[0], plan, 'u', syntax, n)}"]
     where: dict[int, tuple[int, int]] = {}  # unit -> (stage, position in its part)
     for k, stage in enumerate(stages):
-        lines.append(f"# {plural_units(stage.units)}: {describe_stage(stage)}")
+        lines.append(f"# {plural_units(stage.units)}: {stage.describe()}")
         driven = syntax.columns("u", stage.units, n)
         if stage.reads:
             earlier, order = _earlier_units(stage.reads, stages, where, syntax)
             previous = f"previous({earlier}, {syntax.entries(w('init'), order, n)})"
             lines.append(f"v = {driven} + {syntax.linear(previous, syntax.submatrix(w('A'), stage.units, order, n))}")
             driven = "v"
-        lines.append(f"part{k} = {_stage_value(stage, driven, syntax, n)}")
+        lines.append(f"part{k} = {_stage_value(stage, plan, driven, syntax, n)}")
         where.update((unit, (k, position)) for position, unit in enumerate(stage.units))
     ordered, positions = join_order(stages)
     joined = syntax.concat([f"part{k}" for k in ordered])
@@ -374,8 +239,9 @@ def _earlier_units(
     return (pieces[0] if len(pieces) == 1 else syntax.concat(pieces)), order
 
 
-def _stage_value(stage: Stage, driven: str, syntax: Syntax, width: int) -> str:
-    """The stage's units at every step, from their input term ``driven``."""
+def _stage_value(stage: Stage, plan: LayerPlan, driven: str, syntax: Syntax, width: int) -> str:
+    """The stage's units at every step, from their input term ``driven`` (loop stages in the
+    plan's form)."""
     w = syntax.weight
     init = syntax.entries(w("init"), stage.units, width)
     if stage.method == COPY:
@@ -389,7 +255,13 @@ def _stage_value(stage: Stage, driven: str, syntax: Syntax, width: int) -> str:
         return f"rotation({driven}, {[list(c) for c in stage.cycles]}, {init})"
     transition = syntax.submatrix(w("A"), stage.units, stage.units, width)
     if stage.method == SCALED_LOOP:
-        return f"scaled_recurrence({driven}, {transition}.diagonal(), {init})"
+        if plan.form == RECURRENT:
+            return f"scaled_recurrence({driven}, {transition}.diagonal(), {init})"
+        return _gated_call(plan, driven, f"{transition}.diagonal()", init)
+    if plan.form == CHUNK:
+        return f"matrix_chunk({driven}, {transition}, {init}, {plan.chunk})"
+    if plan.form == SCAN:
+        return f"matrix_scan({driven}, {transition}, {init})"
     return f"matrix_recurrence({driven}, {transition}, {init})"
 
 
@@ -424,8 +296,14 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
-    "matrix_recurrence", "state_heads",
+    "matrix_recurrence", "state_heads", "chunks", "associative_scan", "gated_chunk", "gated_scan", "matrix_chunk",
+    "matrix_scan", "head_forms",
 )
+# the helpers each helper calls
+_HELPER_NEEDS = {
+    "gated_chunk": ("chunks",), "matrix_chunk": ("chunks",), "gated_scan": ("associative_scan",),
+    "matrix_scan": ("associative_scan",), "head_forms": ("chunks", "associative_scan"),
+}
 
 
 def _heads_call(layer: Layer, syntax: Syntax, step: bool = False) -> str:
@@ -439,30 +317,36 @@ def _heads_call(layer: Layer, syntax: Syntax, step: bool = False) -> str:
     return f"{call}[:, 0]" if step else call
 
 
-def helpers_used(model: LayeredModel) -> list[str]:
+def helpers_used(model: LayeredModel, plan: Plan) -> list[str]:
     """The helper functions ``forward`` calls, in the order of :data:`HELPERS`."""
     kinds = {layer.kind for layer in model.layers}
-    used = {"gated_recurrence"} if "gated" in kinds else set()
-    if "solve" in kinds:
-        used.add("heads_layer")
+    used = {"heads_layer"} if "solve" in kinds else set()
     if kinds & set(STATE_HEADS):
         used.add("state_heads")
-    for i in state_layer_indices(model):
-        if model.layers[i].kind != "state":
-            continue
-        for stage in plan_state_layer(model.layers[i].attrs["A"]):
-            if stage.method in _HELPER_OF:
+    for layer_plan in plan.layers:
+        if layer_plan.kind == "gated":
+            used.add(_GATED_HELPER[layer_plan.form])
+        if layer_plan.kind in STATE_HEADS and layer_plan.form != RECURRENT:
+            used.add("head_forms")
+        for stage in layer_plan.stages:
+            if stage.method in LOOPS:
+                form = _FORM_HELPER[layer_plan.form]
+                used.add(form[0] if stage.method == SCALED_LOOP else form[1])
+            elif stage.method in _HELPER_OF:
                 used.add(_HELPER_OF[stage.method])
             if stage.depth:
                 used.add("delay_lines")
             if stage.depth or stage.reads:
                 used.add("previous")
+    used |= {needed for name in used for needed in _HELPER_NEEDS.get(name, ())}
     return [name for name in HELPERS if name in used]
 
 
-_HELPER_OF = {  # the helper each method calls; a copy calls delay_lines only for delay lines
-    RUNNING_SUM: "running_sum", ROTATION: "rotation",
-    SCALED_LOOP: "scaled_recurrence", MATRIX_LOOP: "matrix_recurrence",
+_HELPER_OF = {RUNNING_SUM: "running_sum", ROTATION: "rotation"}  # a copy calls delay_lines only for delay lines
+_GATED_HELPER = {RECURRENT: "gated_recurrence", CHUNK: "gated_chunk", SCAN: "gated_scan"}
+_FORM_HELPER = {  # the helpers of a constant diagonal and of a constant matrix recurrence in each form
+    RECURRENT: ("scaled_recurrence", "matrix_recurrence"), CHUNK: ("gated_chunk", "matrix_chunk"),
+    SCAN: ("gated_scan", "matrix_scan"),
 }
 
 
@@ -487,40 +371,6 @@ def layer_comment(index: int, layer: Layer, d_prev: int) -> list[str]:
     if layer.kind == "gated":
         lines.append("# h_t = (W2 x_t + b2) * h_{t-1} + W x_t + b from h_0 = init, elementwise")
     return lines
-
-
-def describe_stage(stage: Stage) -> str:
-    """What a stage computes, for the comment above its code (``v``: its input term)."""
-    text = {
-        COPY: "h_t = v_t (no recurrence)" if not stage.depth else
-        f"h_t = N h_{{t-1}} + v_t, N: delay lines, at most {stage.depth} long: "
-        f"{plural(stage.depth, 'round')}, no loop",
-        RUNNING_SUM: "h_t = h_{t-1} + v_t (rows e_i of A): a cumulative sum, no loop",
-        ROTATION: "h_t = P h_{t-1} + v_t (cycles of a permutation P): no loop",
-        SCALED_LOOP: "h_t = a * h_{t-1} + v_t (diagonal part of A): a loop over time",
-        MATRIX_LOOP: "h_t = A h_{t-1} + v_t: a loop over time",
-    }[stage.method]
-    if stage.reads:
-        return text + f"; v_t = u_t + A h_{{t-1}} on {plural_units(stage.reads)}"
-    return text.replace("v_t", "u_t")
-
-
-def plural_units(units: Sequence[int]) -> str:
-    return f"unit{'s' if len(units) > 1 else ''} {unit_ranges(units)}"
-
-
-def unit_ranges(units: Sequence[int]) -> str:
-    """``0-5, 9, 12-18``."""
-    parts: list[str] = []
-    start = previous = units[0]
-    for unit in list(units[1:]) + [None]:
-        if unit is not None and unit == previous + 1:
-            previous = unit
-            continue
-        parts.append(str(start) if start == previous else f"{start}-{previous}")
-        if unit is not None:
-            start = previous = unit
-    return ", ".join(parts)
 
 
 _INDEXED = re.compile(r"^(?P<base>.*)\[(?P<index>\d+)\]$")
@@ -565,10 +415,6 @@ def docstring(text: str) -> str:
     return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""'
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 LAYER_KINDS_TEXT = [  # for the header of a generated file
     "Every layer starts with an affine map of the previous layer's output x: affine W x + b,",
     "relu relu(W x + b), gate (W x + b) * (W2 x + b2), map f(W x + b) with a float function f",
@@ -582,9 +428,9 @@ def indent(lines: Sequence[str], spaces: int) -> str:
     return "\n".join((" " * spaces + line) if line else "" for line in lines)
 
 
-def model_summary(model: LayeredModel) -> list[str]:
+def model_summary(model: LayeredModel, plan: Plan) -> list[str]:
     """Lines for the header of a generated file: what the program reads and writes, its layers."""
-    s = figures(model)
+    s = figures(model, plan)
     kinds = ", ".join(f"{kind} {count}" for kind, count in s["layer_kinds"].items())
     inputs = summarize_labels([str(label) for label in model.input_labels], 60)
     outputs = summarize_labels([str(label) for label in model.output_labels], 60)
@@ -593,45 +439,49 @@ def model_summary(model: LayeredModel) -> list[str]:
         f"Writes {plural(model.d_out, 'number')} per step: {outputs}.",
         f"{plural(s['layers'], 'layer')} ({kinds}), at most {s['max_width']} units wide, "
         f"{plural(s['state_units'], 'state unit')}, {plural(s['parameters'], 'weight')} "
-        f"({s['sequential_loops']} loops over time in forward).",
+        f"({s['sequential_loops']} loops over time in forward; schedule {plan.requested}).",
     ]
 
 
 # --- what both targets build -------------------------------------------------------------------------------
-def figures(model: LayeredModel) -> dict[str, Any]:
+def figures(model: LayeredModel, plan: Plan) -> dict[str, Any]:
     """``lsrl stats --target``: layers, widths, state units, weights and loops over time."""
     stats = model.stats()
-    plans = [plan_state_layer(layer.attrs["A"]) for layer in model.layers if layer.kind == "state"]
-    gated = sum(1 for layer in model.layers if layer.kind == "gated")
     # a matrix or delta layer loops once per group of heads of one shape (backends/head_code.py)
-    gated += sum(len(head_code.head_groups(layer)) for layer in model.layers if layer.kind in STATE_HEADS)
+    groups = {p.layer: len(head_code.head_groups(model.layers[p.layer])) for p in plan.layers if p.kind in STATE_HEADS}
     return {
         "layers": stats["layers"],
         "layer_kinds": stats["layer_kinds"],
         "max_width": stats["max_width"],
         "state_units": stats["state_dims"],
         "parameters": stats["dense_params"],
-        "sequential_loops": gated + sum(1 for plan in plans for stage in plan if stage.method in LOOPS),
+        "sequential_loops": sum(layer_plan.loops * groups.get(layer_plan.layer, 1) for layer_plan in plan.layers),
     }
 
 
 def code_config(target: Target, model: LayeredModel, options: Options) -> dict[str, Any]:
-    """The config of a code target: every target's entries, each state layer's plan and the
-    rounding bound of the layered model's arithmetic, which every code target computes."""
+    """The config of a code target: every target's entries, the schedule plan, each constant state
+    layer's stages and the rounding bound of the layered model's arithmetic, which every code
+    target computes."""
+    plan = options.plan
+    if plan is None or [p.layer for p in plan.layers] != state_layer_indices(model):
+        raise ValueError(f"the {target.name} target needs the model's schedule plan in Options.plan "
+                         "(passes.schedule.schedule(model); lsrl.compile_to fills it in)")
     config = base_config(target, model, options)
-    config["state_plans"] = {
-        str(i): [stage.to_json() for stage in plan_state_layer(model.layers[i].attrs["A"])]
-        for i in state_layer_indices(model) if model.layers[i].kind == "state"
-    }
+    config["schedule"] = plan.to_json()
+    config["state_plans"] = {str(p.layer): [s.to_json() for s in p.stages] for p in plan.layers if p.kind == "state"}
     config["error_bound"] = stated_rounding(model, options)
     return config
 
 
-def build_code_target(target: Target, model: LayeredModel, options: Options, source: str) -> Compiled:
-    """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py``, and the
-    config with each state layer's plan."""
-    return Compiled(target.name, code_config(target, model, options), model.tensors(), {"model.py": source},
-                    figures=figures(model))
+def build_code_target(
+    target: Target, model: LayeredModel, options: Options, generate: Callable[[LayeredModel, Plan], str]
+) -> Compiled:
+    """The compiled code target: float64 weights ``layers.{i}.{W,b,...}``, ``model.py`` (the text
+    ``generate`` writes for the model and its plan), and the config (``code_config``)."""
+    config = code_config(target, model, options)
+    source = generate(model, options.plan)
+    return Compiled(target.name, config, model.tensors(), {"model.py": source}, figures=figures(model, options.plan))
 
 
 # --- running generated source -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from lsrl.ir import heads
 from lsrl.ir.layered import Layer
+from lsrl.ir.schedule import RECURRENT, LayerPlan
 
 Group = tuple[list[list[list[int]]], list[list[int]] | None, list[list[int]], list[list[int]]]
 
@@ -55,10 +56,12 @@ def head_groups(layer: Layer) -> list[Group]:
     return planned
 
 
-def call(layer: Layer, u: str, state: str | None) -> str:
+def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None) -> str:
     """The generated call of ``state_heads`` for the layer, on its units ``u``; it gives
-    ``(output, last state)``."""
-    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'})"
+    ``(output, last state)``, in the form of the layer's ``plan`` (``forward``; the recurrent form
+    without one)."""
+    form = f", {plan.form!r}, {plan.chunk}" if plan is not None and plan.form != RECURRENT else ""
+    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'}{form})"
 
 
 def head_states(layers: Sequence[Layer]) -> dict[int, int]:
@@ -68,10 +71,11 @@ def head_states(layers: Sequence[Layer]) -> dict[int, int]:
 
 
 TORCH_HELPER = '''
-def state_heads(u, kind, groups, state=None):
+def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
     """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
     Each group of heads of one shape (operands, query, out, state: index lists into u and the
-    layer's state) runs as one loop over time on S [batch, heads, keys, values], from the
+    layer's state) runs as one loop over time (or in the chunk form of size steps, or the scan
+    form: head_form) on S [batch, heads, keys, values], from the
     group's part of state (zeros before the first token): a matrix head
     S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
     S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
@@ -85,6 +89,11 @@ def state_heads(u, kind, groups, state=None):
         where = torch.tensor(entries, device=u.device).reshape(-1)
         s = (state[:, where] if state is not None else u.new_zeros(batch, where.numel())).reshape(batch, -1, keys, values)
         q = u[..., torch.tensor(query, device=u.device)] if query is not None else None
+        if form != "recurrent":
+            emitted, s = head_form(kind, parts, q, s, form, size)
+            x[..., torch.tensor(out, device=u.device).reshape(-1)] = emitted.flatten(-2)
+            last[:, where] = s.reshape(batch, -1)
+            continue
         emitted = []
         for t in range(time):
             if kind == "matrix":
@@ -102,10 +111,11 @@ def state_heads(u, kind, groups, state=None):
 '''
 
 JAX_HELPER = '''
-def state_heads(u, kind, groups, state=None):
+def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
     """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
     Each group of heads of one shape (operands, query, out, state: index lists into u and the
-    layer's state) runs as one scan over time on S [batch, heads, keys, values], from the
+    layer's state) runs as one scan over time (or in the chunk form of size steps, or the
+    associative scan form: head_form) on S [batch, heads, keys, values], from the
     group's part of state (zeros before the first token): a matrix head
     S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
     S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
@@ -120,6 +130,13 @@ def state_heads(u, kind, groups, state=None):
         keys, values = len(operands[-2][0]), len(operands[-1][0])
         where = np.array(entries).reshape(-1)
         start = (state[:, where] if state is not None else jnp.zeros((batch, where.size), u.dtype))
+        if form != "recurrent":
+            parts = [u[..., np.array(index)] for index in operands]
+            q = u[..., np.array(query)] if query is not None else None
+            emitted, s = head_form(kind, parts, q, start.reshape(batch, -1, keys, values), form, size)
+            x = x.at[..., np.array(out).reshape(-1)].set(emitted.reshape(*emitted.shape[:2], -1))
+            last = last.at[:, where].set(s.reshape(batch, -1))
+            continue
 
         def one_step(s, step):
             if kind == "matrix":

@@ -24,6 +24,7 @@ import numpy as np
 from lsrl.backends import codegen, head_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
+from lsrl.ir.schedule import SCHEDULES, Plan
 
 HELPERS = {
     "previous": '''
@@ -124,6 +125,248 @@ def solve_system(a, q, steps):
         rr = following
     return x
 ''',
+    "chunks": '''
+def chunks(x, size, fill=0.0):
+    """[batch, time, ...] -> [batch, time / size, size, ...], the last chunk padded with fill
+    (padding follows every real step, so it changes none of them)."""
+    pad = -x.shape[1] % size
+    if pad:
+        x = jnp.concatenate([x, jnp.full((x.shape[0], pad, *x.shape[2:]), fill, x.dtype)], axis=1)
+    return x.reshape(x.shape[0], -1, size, *x.shape[2:])
+
+
+def running_product(x, axis):
+    """Cumulative products along axis by a scan (jnp.cumprod is several times slower on XLA's CPU)."""
+    moved = jnp.moveaxis(x, axis, 0)
+    _, out = jax.lax.scan(lambda p, x_t: (p * x_t, p * x_t), jnp.ones_like(moved[0]), moved)
+    return jnp.moveaxis(out, 0, axis % x.ndim)
+
+
+def over_axis(one_step, start, xs, axis):
+    """jax.lax.scan of one_step over the given axis of every array of xs, outputs stacked back there."""
+    _, ys = jax.lax.scan(one_step, start, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, axis, 0), xs))
+    return jnp.moveaxis(ys, 0, axis)
+''',
+    "gated_chunk": '''
+def gated_chunk(v, a, init, size):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps: every chunk
+    from 0 at once (a scan of size steps), its decays as products from the chunk's start (never a
+    quotient: gates may be 0), then the chunks' start states one after the other (time / size)."""
+    time = v.shape[1]
+    a = chunks(jnp.broadcast_to(a, v.shape), size, 1.0)
+    v = chunks(v, size)
+
+    def inside(h, step):
+        h = step[0] * h + step[1]
+        return h, h
+
+    local = over_axis(inside, jnp.zeros_like(v[:, :, 0]), (a, v), 2)
+    decay = running_product(a, axis=2)
+
+    def across(h, chunk):
+        return chunk[0] * h + chunk[1], h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    starts = over_axis(across, start, (decay[:, :, -1], local[:, :, -1]), 1)
+    out = local + decay * starts[:, :, None]
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "matrix_chunk": '''
+def matrix_chunk(v, A, init, size):
+    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps, as gated_chunk with the
+    powers A^i as the decays."""
+    time = v.shape[1]
+    v = chunks(v, size)
+    powers = [A]
+    for _ in range(1, size):
+        powers.append(jnp.matmul(A, powers[-1], precision=HIGHEST))
+    powers = jnp.stack(powers)
+
+    def inside(h, v_i):
+        h = linear(h, A) + v_i
+        return h, h
+
+    local = over_axis(inside, jnp.zeros_like(v[:, :, 0]), v, 2)
+
+    def across(h, last):
+        return last + linear(h, powers[-1]), h
+
+    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
+    starts = over_axis(across, start, local[:, :, -1], 1)
+    out = local + jnp.einsum("bcm,inm->bcin", starts, powers, precision=HIGHEST)
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "associative_scan": '''
+def gated_combine(earlier, later):
+    return later[0] * earlier[0], later[0] * earlier[1] + later[1]
+
+
+def matrix_combine(earlier, later):
+    return (jnp.matmul(later[0], earlier[0], precision=HIGHEST),
+            jnp.matmul(later[0], earlier[1], precision=HIGHEST) + later[1])
+''',
+    "gated_scan": '''
+def gated_scan(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: jax.lax.associative_scan of
+    (a_t, v_t), the first step taking a_1 init in."""
+    a = jnp.broadcast_to(a, v.shape)
+    v = v.at[:, 0].set(a[:, 0] * init + v[:, 0])
+    return jax.lax.associative_scan(gated_combine, (a, v), axis=1)[1]
+''',
+    "matrix_scan": '''
+def matrix_scan(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init: jax.lax.associative_scan of (A, v_t); each combine
+    is a product of n x n matrices (n^3)."""
+    batch, time, n = v.shape
+    v = v.at[:, 0].set(v[:, 0] + linear(init, A))
+    pairs = (jnp.broadcast_to(A, (batch, time, n, n)), v[..., None])
+    return jax.lax.associative_scan(matrix_combine, pairs, axis=1)[1][..., 0]
+''',
+    "head_forms": '''
+def head_form(kind, parts, q, s, form, size):
+    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
+    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
+    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
+    batch, time, heads = parts[0].shape[:3]
+    flat = [None if p is None else jnp.swapaxes(p, 1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
+    s = s.reshape(batch * heads, *s.shape[2:])
+    if form == "chunk":
+        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
+    else:
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
+    return jnp.swapaxes(emitted.reshape(batch, heads, time, -1), 1, 2), s.reshape(batch, heads, *s.shape[1:])
+
+
+def mm(x, y):
+    return jnp.matmul(x, y, precision=HIGHEST)
+
+
+def masked_gains(d):
+    """For chunks of decays d [..., size, n]: G[t, j] the product of the decays of steps j+1..t
+    (1 on the diagonal, 0 above it), cumulative products down each column from the chunk's start
+    (never a quotient: decays may be 0), and g_t the product of those of steps 1..t."""
+    size = d.shape[-2]
+    later = np.tri(size, k=-1, dtype=bool)[..., None]
+    upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
+    gains = running_product(jnp.where(later, d[..., :, None, :], 1.0), axis=-3)
+    return jnp.where(upper, 0.0, gains), running_product(d, axis=-2)
+
+
+def matrix_head_chunk(d, k, v, q, s, size):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
+    S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
+    (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j) v_j^T; a scan over
+    the chunks. Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    xs = [chunks(d, size, 1.0), chunks(k, size), chunks(v, size)] + ([] if q is None else [chunks(q, size)])
+
+    def one_chunk(s, chunk):
+        d_c, k_c, v_c = chunk[:3]
+        g = running_product(d_c, axis=1)
+        if q is None:
+            gains, _ = masked_gains(d_c)
+            local = jnp.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c, precision=HIGHEST)
+            out = (g[..., None] * s[:, None] + local).reshape(*local.shape[:2], -1)
+        else:
+            out = mm(chunk_scores(chunk[3], k_c, d_c), v_c) + mm(chunk[3] * g, s)
+        s = g[:, -1, :, None] * s + jnp.einsum("bji,bjv->biv", after(d_c) * k_c, v_c, precision=HIGHEST)
+        return s, out
+
+    s, emitted = jax.lax.scan(one_chunk, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    emitted = jnp.moveaxis(emitted, 0, 1)
+    return emitted.reshape(emitted.shape[0], -1, emitted.shape[-1])[:, :time], s
+
+
+def chunk_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for one chunk ([batch, size, n]; 0 for j > t), G[t, j]
+    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
+    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
+    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
+    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
+    batch, size, rows = d.shape
+    if rows == 1:
+        gains, _ = masked_gains(d)
+        return mm(q, jnp.swapaxes(k, -1, -2)) * gains[..., 0]
+    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
+    inner, ahead = masked_gains(d)
+    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
+    middle = jnp.concatenate([jnp.zeros_like(between[:, :1]), between[:, :-1]], axis=1)  # J+1..I-1
+    across = jnp.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d), precision=HIGHEST)
+    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
+    eye = np.eye(m, dtype=bool)[None, :, None, :, None]
+    return (across + jnp.where(eye, within[:, :, :, None, :], 0.0)).reshape(batch, size, size)
+
+
+def after(d):
+    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
+    behind = jnp.flip(running_product(jnp.flip(d, -2), axis=-2), -2)
+    return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
+
+
+def delta_head_chunk(alpha, beta, k, v, q, s, size):
+    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
+    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
+    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
+    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U; a scan over the chunks. Emits q_t^T S_t (or S_t
+    row by row without q)."""
+    time = k.shape[1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
+    k, v = chunks(k, size), chunks(v, size)
+    gains, g = masked_gains(a)
+    gains, g = gains[..., 0], g[..., 0]
+    later = np.tri(size, k=-1, dtype=bool)
+    lower = jnp.where(later, b[..., :, None] * gains * mm(k, jnp.swapaxes(k, -1, -2)), 0.0)
+    eye = jnp.eye(size, dtype=k.dtype)
+    t = jax.lax.linalg.triangular_solve(eye + lower, b[..., :, None] * eye, left_side=True, lower=True,
+                                        unit_diagonal=True)
+    xs = [mm(t, v), mm(t, g[..., None] * k), k, gains, g] + ([] if q is None else [chunks(q, size)])
+
+    def one_chunk(s, chunk):
+        written_v, written_k, k_c, weights, g_c = chunk[:5]
+        u = written_v - mm(written_k, s)
+        if q is None:
+            states = g_c[..., None, None] * s[:, None] + jnp.einsum("btj,bjk,bjv->btkv", weights, k_c, u,
+                                                                    precision=HIGHEST)
+            out = states.reshape(*states.shape[:2], -1)
+        else:
+            q_c = chunk[5]
+            out = mm(mm(q_c, jnp.swapaxes(k_c, -1, -2)) * weights, u) + g_c[..., None] * mm(q_c, s)
+        s = g_c[:, -1, None, None] * s + mm(jnp.swapaxes(k_c, -1, -2), weights[:, -1, :, None] * u)
+        return s, out
+
+    s, emitted = jax.lax.scan(one_chunk, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    emitted = jnp.moveaxis(emitted, 0, 1)
+    return emitted.reshape(emitted.shape[0], -1, emitted.shape[-1])[:, :time], s
+
+
+def matrix_head_scan(d, k, v, q, s):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: jax.lax.associative_scan of (d_t, k_t v_t^T),
+    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
+    a = jnp.broadcast_to(d[..., None], (*d.shape, v.shape[-1]))
+    b = k[..., :, None] * v[..., None, :]
+    b = b.at[:, 0].add(a[:, 0] * s)
+    states = jax.lax.associative_scan(gated_combine, (a, b), axis=1)[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def delta_head_scan(alpha, beta, k, v, q, s):
+    """The delta rule from s: jax.lax.associative_scan of (alpha_t (I - beta_t k_t k_t^T),
+    beta_t k_t v_t^T); each combine is a product of keys x keys matrices (keys^3)."""
+    eye = jnp.eye(k.shape[-1], dtype=k.dtype)
+    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
+    b = beta[..., None] * k[..., :, None] * v[..., None, :]
+    b = b.at[:, 0].add(mm(a[:, 0], s))
+    states = jax.lax.associative_scan(matrix_combine, (a, b), axis=1)[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def read_or_flat(states, q):
+    """q_t^T S_t at every step, or S_t row by row where there is no query."""
+    return states.reshape(*states.shape[:2], -1) if q is None else mm(q[..., None, :], states)[..., 0, :]
+''',
     "state_heads": head_code.JAX_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
@@ -169,14 +412,14 @@ class JaxSyntax(codegen.Syntax):
         return arrays[0] if len(arrays) == 1 else f"jnp.concatenate([{', '.join(arrays)}], axis=-1)"
 
 
-def generate_source(model: LayeredModel) -> str:
-    """The text of ``model.py`` for ``model``."""
+def generate_source(model: LayeredModel, plan: Plan) -> str:
+    """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``."""
     syntax = JaxSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
         "A program compiled by lsrl for JAX (target jax): a recurrent model, one token per step.",
         "",
-        *codegen.model_summary(model),
+        *codegen.model_summary(model, plan),
         "",
         "Usage, from this directory (needs jax and safetensors):",
         "",
@@ -197,9 +440,9 @@ def generate_source(model: LayeredModel) -> str:
         "(lsrl compile PROGRAM --target jax -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, syntax), 4)
+    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 4)
     step = codegen.indent(codegen.step_lines(model, syntax), 4)
-    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model))
+    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     # numpy builds index arrays (constants under jit); a model that needs none does not import it
     numpy = "import numpy as np\n" if re.search(r"\bnp\.", helpers + forward) else ""
     return f'''{codegen.docstring(header)}
@@ -287,9 +530,13 @@ class JaxTarget(Target):
     description = "generated JAX functions (model.py): forward over whole sequences, step token by token"
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
+    schedules = SCHEDULES
+    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked GLA-shaped layer
+    # is faster from 4096 steps; gated and delta layers were faster recurrent up to 16384
+    crossovers = {"matrix": 4096}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        return codegen.build_code_target(self, model, options, generate_source(model))
+        return codegen.build_code_target(self, model, options, generate_source)
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         # jit, as users run it: op by op, JAX compiles every operation for every new shape anyway,

@@ -215,7 +215,7 @@ class MlirTarget(Target):
             "model.vmfb": compile_vmfb(source),
             "model.py": runner_source(spec, options.dtype, "\n".join(codegen.model_summary(model))),
         }
-        return Compiled(self.name, config, tensors, files, figures=codegen.figures(model))
+        return Compiled(self.name, config, tensors, files, figures=codegen.figures(model, options.plan))
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         return runner(compiled, dtype).forward(inputs).astype(np.float64)

@@ -13,8 +13,8 @@ module is verified before it is printed. It holds three public functions, in one
 
 Affine, relu and gate layers are ``linalg.matmul`` with the weights transposed by its indexing
 maps, accumulating onto the broadcast bias, then ``linalg.generic`` for the ReLU or the product.
-A state layer ``h_t = A h_{t-1} + u_t`` follows the plan of ``backends/codegen.py``
-(``plan_state_layer``), stage by stage:
+A state layer ``h_t = A h_{t-1} + u_t`` follows the stages of its schedule plan
+(``passes.schedule``), stage by stage:
 
 - a copy is its input term, and delay lines are ``depth`` rounds of ``h = v + N previous(h)``;
 - a running sum is a cumulative sum over time, as a blocked scan without a loop: sums within
@@ -48,18 +48,18 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from lsrl.backends.codegen import (
+from lsrl.backends.mlir_states import StateOps
+from lsrl.ir.layered import LAYER_KINDS, LayeredModel
+from lsrl.ir.schedule import (
     COPY,
     MATRIX_LOOP,
     ROTATION,
     RUNNING_SUM,
     SCALED_LOOP,
+    Plan,
     Stage,
     join_order,
-    plan_state_layer,
 )
-from lsrl.backends.mlir_states import StateOps
-from lsrl.ir.layered import LAYER_KINDS, LayeredModel
 
 UNIT_MULTIPLE = 8  # every layer but the last padded to a multiple of this many units
 ELEMENT_TYPES = {"float32": "f32", "float64": "f64"}
@@ -78,8 +78,8 @@ class ModelSpec:
     plans: dict[int, list[Stage]]
 
     @classmethod
-    def of_model(cls, model: LayeredModel) -> "ModelSpec":
-        plans = {i: plan_state_layer(layer.attrs["A"]) for i, layer in enumerate(model.layers) if layer.kind == "state"}
+    def of_model(cls, model: LayeredModel, plan: Plan) -> "ModelSpec":
+        plans = {p.layer: list(p.stages) for p in plan.layers if p.kind == "state"}
         return cls(model.d_in, tuple((layer.kind, layer.width) for layer in model.layers), model.tensors(), plans)
 
     @classmethod

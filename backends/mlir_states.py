@@ -1,6 +1,6 @@
 """The recurrences of the mlir target's state layers over whole sequences, as MLIR operations on
-tensors (``backends/mlir_module.py`` picks them by each state layer's plan, ``plan_state_layer``
-of ``backends/codegen.py``): delay lines, running sums and rotations without a loop over time
+tensors (``backends/mlir_module.py`` picks them by the stages of each state layer in the schedule
+plan, ``passes.schedule``): delay lines, running sums and rotations without a loop over time
 (blocked scans), decays and gated states in blocks of steps, matrix transitions as an ``scf.for``
 over time.
 """

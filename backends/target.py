@@ -25,6 +25,7 @@ from typing import Any, Optional
 import numpy as np
 from lsrl.ir.errors import CompileWarning, LsrlError
 from lsrl.ir.layered import LayeredModel, UnitLabel
+from lsrl.ir.schedule import DEFAULT_CHUNK, RECURRENT, Plan
 from lsrl.passes.ranges import INF
 
 DTYPES = ("float32", "float64")
@@ -49,7 +50,10 @@ class Options:
     documented construction variants (None: its default), ``dtype``: the dtype the model is built
     for (targets whose weights depend on it compute the program in that dtype only), ``format``:
     one of the target's ``formats`` (None: its own files), ``tokens``: the ``(lo, hi)`` token ids
-    the program's input declares (the driver fills it in from the graph).
+    the program's input declares (the driver fills it in from the graph). ``schedule``: the form of
+    the state layers' recurrences over a sequence (``ir.schedule.SCHEDULES``; one of the target's
+    ``schedules``), ``chunk``: the chunk size of the chunked form, ``plan``: the schedule plan of
+    the model (``passes.schedule``; the driver fills it in).
     """
 
     input_range: Optional[tuple] = None
@@ -59,6 +63,9 @@ class Options:
     dtype: str = "float32"
     format: Optional[str] = None
     tokens: Optional[tuple[int, int]] = None
+    schedule: str = RECURRENT
+    chunk: int = DEFAULT_CHUNK
+    plan: Optional[Plan] = None
 
 
 @dataclass
@@ -157,6 +164,9 @@ class Target(ABC):
     name: str
     description: str
     native_gates: bool = True  # computes gate layers itself; if not, the driver rebuilds them from ReLUs
+    schedules: tuple[str, ...] = (RECURRENT,)  # the forms (ir.schedule) it computes state layers in
+    # layer kind -> the shortest sequence from which --schedule auto chunks it (docs/schedules.md)
+    crossovers: dict[str, int] = {}
     # The model may rely on sequences being at most ``Options.max_len`` long (the range analysis
     # assumes it); targets without this flag compute the program for every length.
     bounded_length: bool = False

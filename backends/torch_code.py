@@ -20,6 +20,7 @@ import torch
 from lsrl.backends import codegen, head_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
+from lsrl.ir.schedule import SCHEDULES, Plan
 
 HELPERS = {
     "previous": '''
@@ -114,6 +115,233 @@ def solve_system(a, q, steps):
         rr = following
     return x
 ''',
+    "chunks": '''
+def chunks(x, size, fill=0.0):
+    """[batch, time, ...] -> [batch, time / size, size, ...], the last chunk padded with fill
+    (padding follows every real step, so it changes none of them)."""
+    pad = -x.shape[1] % size
+    if pad:
+        x = torch.cat([x, x.new_full((x.shape[0], pad, *x.shape[2:]), fill)], dim=1)
+    return x.reshape(x.shape[0], -1, size, *x.shape[2:])
+''',
+    "gated_chunk": '''
+def gated_chunk(v, a, init, size):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps: every chunk
+    from 0 at once (size steps), its decays as products from the chunk's start (never a quotient:
+    gates may be 0), then the chunks' start states one after the other (time / size steps)."""
+    time = v.shape[1]
+    a = chunks(a.expand(v.shape), size, 1.0)
+    v = chunks(v, size)
+    local = [v[:, :, 0]]
+    for i in range(1, size):
+        local.append(torch.addcmul(v[:, :, i], a[:, :, i], local[-1]))
+    local = torch.stack(local, dim=2)
+    decay = torch.cumprod(a, dim=2)
+    h, starts = init.expand(v.shape[0], -1), []
+    for c in range(v.shape[1]):
+        starts.append(h)
+        h = torch.addcmul(local[:, c, -1], decay[:, c, -1], h)
+    out = torch.addcmul(local, decay, torch.stack(starts, dim=1)[:, :, None])
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "matrix_chunk": '''
+def matrix_chunk(v, A, init, size):
+    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps, as gated_chunk with the
+    powers A^i as the decays."""
+    time = v.shape[1]
+    v = chunks(v, size)
+    powers = [A]
+    for _ in range(1, size):
+        powers.append(A @ powers[-1])
+    powers = torch.stack(powers)
+    local = [v[:, :, 0]]
+    for i in range(1, size):
+        local.append(v[:, :, i] + F.linear(local[-1], A))
+    local = torch.stack(local, dim=2)
+    h, starts = init.expand(v.shape[0], -1), []
+    for c in range(v.shape[1]):
+        starts.append(h)
+        h = local[:, c, -1] + F.linear(h, powers[-1])
+    out = local + torch.einsum("bcm,inm->bcin", torch.stack(starts, dim=1), powers)
+    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+''',
+    "associative_scan": '''
+def associative_scan(combine, elements):
+    """The prefixes e_t o ... o e_1 over axis 1 of a tuple of tensors, combine(earlier, later)
+    associative: neighbours paired, the pairs scanned, the rest filled in (work-efficient:
+    O(time) combines in 2 log(time) rounds)."""
+    time = elements[0].shape[1]
+    if time < 2:
+        return elements
+    pairs = time // 2
+    paired = combine(tuple(e[:, 0:2 * pairs:2] for e in elements), tuple(e[:, 1:2 * pairs:2] for e in elements))
+    odd = associative_scan(combine, paired)
+    even = combine(tuple(o[:, :(time - 1) // 2] for o in odd), tuple(e[:, 2::2] for e in elements))
+    out = []
+    for e, o, r in zip(elements, odd, even):
+        whole = torch.empty(e.shape, dtype=o.dtype, device=o.device)
+        whole[:, 0], whole[:, 1::2], whole[:, 2::2] = e[:, 0], o, r
+        out.append(whole)
+    return tuple(out)
+
+
+def gated_combine(earlier, later):
+    return later[0] * earlier[0], torch.addcmul(later[1], later[0], earlier[1])
+
+
+def matrix_combine(earlier, later):
+    return later[0] @ earlier[0], later[0] @ earlier[1] + later[1]
+''',
+    "gated_scan": '''
+def gated_scan(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: the associative scan of (a_t, v_t),
+    the first step taking a_1 init in."""
+    a = a.expand(v.shape)
+    first = torch.addcmul(v[:, :1], a[:, :1], init)
+    return associative_scan(gated_combine, (a, torch.cat([first, v[:, 1:]], dim=1)))[1]
+''',
+    "matrix_scan": '''
+def matrix_scan(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init: the associative scan of (A, v_t); each combine is a
+    product of n x n matrices (n^3)."""
+    batch, time, n = v.shape
+    first = v[:, :1] + F.linear(init, A)
+    b = torch.cat([first.expand(batch, 1, n), v[:, 1:]], dim=1)[..., None]
+    return associative_scan(matrix_combine, (A.expand(batch, time, n, n), b))[1][..., 0]
+''',
+    "head_forms": '''
+def head_form(kind, parts, q, s, form, size):
+    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
+    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
+    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
+    batch, time, heads = parts[0].shape[:3]
+    flat = [None if p is None else p.transpose(1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
+    s = s.reshape(batch * heads, *s.shape[2:])
+    if form == "chunk":
+        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
+    else:
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
+    return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
+
+
+def masked_gains(d):
+    """For one chunk of decays d [batch, size, n]: G[t, j] the product of the decays of steps
+    j+1..t (1 on the diagonal, 0 above it), cumulative products down each column from the chunk's
+    start (never a quotient: decays may be 0), and g_t the product of those of steps 1..t."""
+    size = d.shape[1]
+    later = torch.ones(size, size, dtype=torch.bool, device=d.device).tril(-1)[..., None]
+    upper = torch.ones(size, size, dtype=torch.bool, device=d.device).triu(1)[..., None]
+    gains = torch.where(later, d[:, :, None, :], torch.ones_like(d)[:, :, None, :]).cumprod(dim=1)
+    return gains.masked_fill(upper, 0.0), d.cumprod(dim=1)
+
+
+def matrix_head_chunk(d, k, v, q, s, size):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
+    S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
+    (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j) v_j^T. Emits
+    q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)
+    q = None if q is None else chunks(q, size)
+    emitted = []
+    for c in range(k.shape[1]):
+        d_c, k_c, v_c = d[:, c], k[:, c], v[:, c]
+        g = d_c.cumprod(dim=1)
+        if q is None:
+            gains, _ = masked_gains(d_c)
+            local = torch.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c)
+            emitted.append((g[..., None] * s[:, None] + local).flatten(-2))
+        else:
+            emitted.append(chunk_scores(q[:, c], k_c, d_c) @ v_c + (q[:, c] * g) @ s)
+        s = g[:, -1, :, None] * s + torch.einsum("bji,bjv->biv", after(d_c) * k_c, v_c)
+    return torch.cat(emitted, dim=1)[:, :time], s
+
+
+def chunk_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for one chunk ([batch, size, n]; 0 for j > t), G[t, j]
+    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
+    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
+    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
+    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
+    batch, size, rows = d.shape
+    if rows == 1:
+        gains, _ = masked_gains(d)
+        return (q @ k.transpose(-1, -2)) * gains[..., 0]
+    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
+    inner, ahead = masked_gains(d.reshape(batch * m, sub, rows))
+    inner, ahead = inner.reshape(batch, m, sub, sub, rows), ahead.reshape(batch, m, sub, rows)
+    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
+    middle = torch.cat([torch.zeros_like(between[:, :1]), between[:, :-1]], dim=1)  # J+1..I-1
+    across = torch.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d))
+    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
+    eye = torch.eye(m, dtype=q.dtype, device=q.device)
+    return (across + within[:, :, :, None, :] * eye[None, :, None, :, None]).reshape(batch, size, size)
+
+
+def after(d):
+    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
+    behind = d.flip(-2).cumprod(dim=-2).flip(-2)
+    return torch.cat([behind[..., 1:, :], torch.ones_like(behind[..., :1, :])], dim=-2)
+
+
+def delta_head_chunk(alpha, beta, k, v, q, s, size):
+    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
+    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
+    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
+    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
+    k, v = chunks(k, size), chunks(v, size)
+    q = None if q is None else chunks(q, size)
+    gains, g = masked_gains(a.reshape(-1, size, 1))
+    gains, g = gains.reshape(*a.shape[:2], size, size), g.reshape(a.shape[:3])
+    later = torch.ones(size, size, dtype=torch.bool, device=k.device).tril(-1)
+    lower = torch.where(later, b[..., :, None] * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
+    eye = torch.eye(size, dtype=k.dtype, device=k.device)
+    t = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(b), upper=False, unitriangular=True)
+    written_v, written_k = t @ v, t @ (g[..., None] * k)
+    emitted = []
+    for c in range(k.shape[1]):
+        u = written_v[:, c] - written_k[:, c] @ s
+        k_c, weights = k[:, c], gains[:, c]
+        if q is None:
+            states = g[:, c, :, None, None] * s[:, None] + torch.einsum("btj,bjk,bjv->btkv", weights, k_c, u)
+            emitted.append(states.flatten(-2))
+        else:
+            q_c = q[:, c]
+            emitted.append(((q_c @ k_c.transpose(-1, -2)) * weights) @ u + g[:, c, :, None] * (q_c @ s))
+        s = g[:, c, -1, None, None] * s + k_c.transpose(-1, -2) @ (weights[:, -1, :, None] * u)
+    return torch.cat(emitted, dim=1)[:, :time], s
+
+
+def matrix_head_scan(d, k, v, q, s):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: the associative scan of (d_t, k_t v_t^T),
+    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
+    a = d[..., None].expand(*d.shape, v.shape[-1])
+    b = k[..., :, None] * v[..., None, :]
+    b = torch.cat([torch.addcmul(b[:, :1], a[:, :1], s[:, None]), b[:, 1:]], dim=1)
+    states = associative_scan(gated_combine, (a, b))[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def delta_head_scan(alpha, beta, k, v, q, s):
+    """The delta rule from s: the associative scan of (alpha_t (I - beta_t k_t k_t^T), beta_t k_t v_t^T);
+    each combine is a product of keys x keys matrices (keys^3)."""
+    eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
+    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
+    b = beta[..., None] * k[..., :, None] * v[..., None, :]
+    b = torch.cat([b[:, :1] + a[:, :1] @ s[:, None], b[:, 1:]], dim=1)
+    states = associative_scan(matrix_combine, (a, b))[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def read_or_flat(states, q):
+    """q_t^T S_t at every step, or S_t row by row where there is no query."""
+    return states.flatten(-2) if q is None else (q[..., None, :] @ states)[..., 0, :]
+''',
     "state_heads": head_code.TORCH_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
@@ -160,14 +388,14 @@ class TorchSyntax(codegen.Syntax):
         return arrays[0] if len(arrays) == 1 else f"torch.cat([{', '.join(arrays)}], dim=-1)"
 
 
-def generate_source(model: LayeredModel) -> str:
-    """The text of ``model.py`` for ``model``."""
+def generate_source(model: LayeredModel, plan: Plan) -> str:
+    """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``."""
     syntax = TorchSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
         "A program compiled by lsrl for PyTorch (target torch): a recurrent model, one token per step.",
         "",
-        *codegen.model_summary(model),
+        *codegen.model_summary(model, plan),
         "",
         "Usage, from this directory (needs torch and safetensors):",
         "",
@@ -184,9 +412,9 @@ def generate_source(model: LayeredModel) -> str:
         "compile it again (lsrl compile PROGRAM --target torch -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, syntax), 8)
+    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 8)
     step = codegen.indent(codegen.step_lines(model, syntax), 8)
-    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model))
+    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     return f'''{codegen.docstring(header)}
 
 from pathlib import Path
@@ -275,9 +503,13 @@ class TorchTarget(Target):
     description = "a generated PyTorch module (model.py): forward over whole sequences, step token by token"
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
+    schedules = SCHEDULES
+    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked delta rule is
+    # faster from 64 steps; gated and GLA-shaped layers were faster recurrent up to 16384
+    crossovers = {"delta": 64}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        return codegen.build_code_target(self, model, options, generate_source(model))
+        return codegen.build_code_target(self, model, options, generate_source)
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         net = module(compiled, dtype)

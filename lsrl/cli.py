@@ -29,6 +29,7 @@ from lsrl.ir.graph import Graph, input_tokens
 from lsrl.ir.interpret import NotExactError
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.numbers import exact
+from lsrl.ir.schedule import CHUNK, DEFAULT_CHUNK, RECURRENT, SCAN, SCHEDULES
 from lsrl.load import compile_file
 
 EXACT_BACKENDS = ["interp", "layers"]
@@ -108,9 +109,11 @@ examples:
   lsrl ir examples/more_ones.lsrl --after dce
   lsrl ir examples/more_ones.lsrl --after linearize
   lsrl ir examples/more_ones.lsrl --emit mlir --dtype float64
+  lsrl ir examples/mqar_delta.lsrl --after chunk --chunk 16
 print the program graph in the IR's text form, as built or after the graph passes up to PASS;
---after linearize prints the layered model, --emit mlir the layered model as the MLIR module of
-the mlir target (its model.mlir; needs IREE's Python bindings, pip install 'lsrl[mlir]')"""
+--after linearize prints the layered model, --after chunk and --after scan its schedule plan in
+that form (docs/schedules.md), --emit mlir the layered model as the MLIR module of the mlir
+target (its model.mlir; needs IREE's Python bindings, pip install 'lsrl[mlir]')"""
 
 
 GROW_EPILOG = """\
@@ -205,6 +208,15 @@ def _parser() -> _ArgumentParser:
     ir.add_argument("--after", metavar="PASS", help="print the graph after this pass")
     ir.add_argument("--emit", choices=["mlir"], help="print the lowered program as an MLIR module (the mlir target's model.mlir)")
     ir.add_argument("--dtype", choices=["float32", "float64"], help="with --emit mlir: the module's number type (default float32)")
+
+    for sub in (run, compile_):
+        sub.add_argument("--schedule", choices=SCHEDULES, default=RECURRENT,
+                         help="the form of the state layers' recurrences in forward (targets torch and jax; backend "
+                         "layers runs the plan exactly with --exact): recurrent, chunk, scan, or auto (from "
+                         f"--max-len; docs/schedules.md); default {RECURRENT}")
+    for sub in (run, compile_, ir):
+        sub.add_argument("--chunk", type=_positive_int, default=DEFAULT_CHUNK, metavar="C",
+                         help=f"the chunk size of the chunked form (default {DEFAULT_CHUNK})")
 
     for sub in (run, compile_, stats, ir):
         sub.add_argument("--input-range", metavar="LO,HI", type=_input_range,
@@ -311,6 +323,9 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
         raise UsageError(f"--dtype applies to compiled targets; '{args.backend}' runs in float64, or exactly with --exact")
     if args.format and args.backend in EXACT_BACKENDS:
         raise UsageError(f"--format applies to compiled targets, not '{args.backend}'")
+    if args.schedule != RECURRENT and args.backend == "interp":
+        raise UsageError("--schedule applies to the layered model (backend layers) and the targets torch and jax, "
+                         "not 'interp'")
     graph = _compile(args, sources)
     tokens = read_tokens(args.input)
     check_length(tokens, graph.input.dim, graph.input.name)
@@ -319,6 +334,8 @@ def _run(args: argparse.Namespace, sources: dict[str, str]) -> None:
     try:
         if args.backend == "interp":
             outputs = interpret(graph, inputs, exact=args.exact)[0]
+        elif args.backend == "layers" and args.schedule != RECURRENT:
+            outputs = _scheduled_layers(args, graph, inputs)
         elif args.backend == "layers":
             outputs = _layered(graph, args.input_range).run(inputs, exact=args.exact)[0]
         else:
@@ -342,7 +359,7 @@ def _options(args: argparse.Namespace) -> Options:
     max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
     # run: the dtype it runs in (its default float32); stats: float32
     return Options(args.input_range, args.integer_inputs, max_len, args.variant, getattr(args, "dtype", None) or "float32",
-                   args.format)
+                   args.format, schedule=getattr(args, "schedule", RECURRENT), chunk=getattr(args, "chunk", DEFAULT_CHUNK))
 
 
 def _compile_target(args: argparse.Namespace, sources: dict[str, str], graph: Graph, target: str,
@@ -441,6 +458,16 @@ def _layered(graph: Graph, input_range: object = None):
     return lower(graph, input_range=input_range)
 
 
+def _scheduled_layers(args: argparse.Namespace, graph: Graph, inputs):
+    """The layered model's outputs with its state layers in the forms of the schedule plan."""
+    from lsrl.ir.plan_eval import run_plan
+    from lsrl.passes.schedule import schedule
+
+    model = _layered(graph, args.input_range)
+    length = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
+    return run_plan(model, schedule(model, args.schedule, args.chunk, length), [inputs], exact=args.exact)[0]
+
+
 def _stats(args: argparse.Namespace, sources: dict[str, str]) -> None:
     if args.input is not None and args.target is None:
         raise UsageError("--input applies to stats with --target (it measures the target's error)")
@@ -533,11 +560,17 @@ def _ir(args: argparse.Namespace, sources: dict[str, str]) -> None:
     elif args.after == "linearize":
         sys.stdout.write(_layered(_compile(args, sources), args.input_range).format().rstrip("\n") + "\n")
         return
+    elif args.after in (CHUNK, SCAN):
+        from lsrl.passes.schedule import schedule
+
+        print(schedule(_layered(_compile(args, sources), args.input_range), args.after, args.chunk).format())
+        return
     else:
         from lsrl.passes import PASS_NAMES, run_pipeline
 
         if args.after not in PASS_NAMES:
-            raise UsageError(f"unknown pass '{args.after}' (the passes, in order: {', '.join(PASS_NAMES)}, linearize)")
+            raise UsageError(f"unknown pass '{args.after}' (the passes, in order: {', '.join(PASS_NAMES)}, linearize; "
+                             f"the schedules: {CHUNK}, {SCAN})")
         graph = run_pipeline(_compile(args, sources), until=args.after)
 
     text = print_graph(graph)
@@ -552,7 +585,7 @@ def _emit_mlir(graph: Graph, options: Options) -> None:
     from lsrl.targets import lower_for_target
 
     model, _, options = lower_for_target(graph, get_target("mlir"), options)
-    sys.stdout.write(module_source(ModelSpec.of_model(model), options.dtype))
+    sys.stdout.write(module_source(ModelSpec.of_model(model, options.plan), options.dtype))
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ def compile_to(
 
 def lower_for_target(graph: Graph, target, options: Options, transform: Optional[Callable] = None):
     """The layered model ``target`` builds from (after ``transform``, as in ``compile_to``), the graph
-    linearize scheduled and the options with the program's declared promises; a layer the target
-    cannot compute is refused at its line."""
+    linearize scheduled and the options with the program's declared promises and the model's
+    schedule plan; a layer the target cannot compute is refused at its line."""
     from lsrl.passes import prepare
     from lsrl.passes.linearize import linearize
 
@@ -98,7 +98,19 @@ def lower_for_target(graph: Graph, target, options: Options, transform: Optional
     if transform is not None:
         model = transform(model, prepared)
     _check_layer_kinds(target, model, prepared)
-    return model, prepared, options
+    return model, prepared, replace(options, plan=_schedule(target, model, options))
+
+
+def _schedule(target, model, options: Options):
+    """The model's schedule plan in the form the user asked for (``auto``: for ``--max-len`` steps)."""
+    from lsrl.passes.schedule import schedule
+
+    if options.schedule not in target.schedules:
+        raise UsageError(f"target '{target.name}' has no --schedule {options.schedule} (its schedules: "
+                         f"{', '.join(target.schedules)})")
+    if options.chunk < 1:
+        raise UsageError(f"--chunk must be at least 1, got {options.chunk}")
+    return schedule(model, options.schedule, options.chunk, options.max_len, target.crossovers)
 
 
 def _check_token_program(graph: Graph, format: str) -> None:

@@ -21,17 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lsrl.backends import Compiled, Options, get_target
-from lsrl.backends.codegen import (
+from lsrl.ir.interpret import run as interpret
+from lsrl.ir.layered import LayeredModel
+from lsrl.ir.schedule import (
     COPY,
+    FORMS,
     MATRIX_LOOP,
     ROTATION,
     RUNNING_SUM,
     SCALED_LOOP,
     Stage,
-    plan_state_layer,
 )
-from lsrl.ir.interpret import run as interpret
 from lsrl.passes import lower
+from lsrl.passes.schedule import plan_state_layer, schedule
 
 from lsrl.cli import main
 from lsrl.corpus import Case, as_fraction, case
@@ -71,19 +73,27 @@ def test_the_table_programs_need_no_loop_over_time() -> None:
     assert any(stage.depth == 3 for plan in plans for stage in plan)  # the key's shift register
 
 
+def build(target: str, model: LayeredModel, options: Options = Options(), form: str = "recurrent",
+          chunk: int = 4) -> Compiled:
+    """The target's build with the model's schedule plan, as the driver hands it over."""
+    return get_target(target).build(model, dataclasses.replace(options, plan=schedule(model, form, chunk)))
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("target", ["torch", "jax"])
-def test_forward_and_step_compute_every_kind_of_stage(target: str, dtype: str) -> None:
+def test_forward_and_step_compute_every_kind_of_stage(target: str, dtype: str, form: str) -> None:
     model = every_stage_kind()
     inputs = np.random.default_rng(1).integers(-3, 4, (3, 20, 2)).astype(float)
     want = model.run(inputs)
-    compiled = get_target(target).build(model, Options())
+    compiled = build(target, model, form=form, chunk=6)
     forward, stepped = forward_and_step(compiled, dtype, inputs)
     assert_close(forward, want, RTOL[dtype])
     assert_close(stepped, forward, RTOL[dtype])
 
 
-def test_forward_computes_random_transitions() -> None:
+@pytest.mark.parametrize("form", FORMS)
+def test_forward_computes_random_transitions(form: str) -> None:
     """Random sparse transitions (weights 1, 2, -1, 1/2; cycles, chains, self-loops, mixed) against
     the layered model's interpreter: whatever the plan, forward computes the recurrence."""
     rng = np.random.default_rng(5)
@@ -91,7 +101,7 @@ def test_forward_computes_random_transitions() -> None:
         n = int(rng.integers(1, 12))
         model = random_state_model(rng, n, random_transition(rng, n))
         inputs = rng.integers(-1, 2, (2, 6, 2)).astype(float)
-        got = get_target("torch").run(get_target("torch").build(model, Options()), inputs, "float64")
+        got = get_target("torch").run(build("torch", model, form=form, chunk=int(rng.integers(1, 8))), inputs, "float64")
         assert_close(got, model.run(inputs), RTOL["float64"])
 
 
@@ -99,7 +109,7 @@ def test_forward_computes_random_transitions() -> None:
 @lru_cache(maxsize=None)
 def built(target: str, name: str) -> Compiled:
     row = case(name)
-    return get_target(target).build(lower(row.graph(), row.input_range), row.options())
+    return build(target, lower(row.graph(), row.input_range), row.options())
 
 
 def table_inputs(row: Case, runs: int = 2) -> np.ndarray:

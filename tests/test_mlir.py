@@ -33,6 +33,7 @@ from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import number
 from lsrl.passes import lower
+from lsrl.passes.schedule import schedule
 
 from lsrl.cli import main
 from lsrl.corpus import as_fraction, case
@@ -79,7 +80,7 @@ def with_readout(model: LayeredModel) -> LayeredModel:
 @lru_cache(maxsize=None)
 def every_stage_compiled() -> tuple[LayeredModel, Compiled]:
     model = with_readout(every_stage_kind())
-    return model, get_target("mlir").build(model, Options())
+    return model, get_target("mlir").build(model, Options(plan=schedule(model)))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -107,7 +108,7 @@ def test_forward_computes_random_transitions() -> None:
         units += n
     model = with_readout(random_state_model(rng, units, entries))
     inputs = rng.integers(-1, 2, (2, 6, 2)).astype(float)
-    got = get_target("mlir").run(get_target("mlir").build(model, Options(dtype="float64")), inputs, "float64")
+    got = get_target("mlir").run(get_target("mlir").build(model, Options(dtype="float64", plan=schedule(model))), inputs, "float64")
     assert_close(got, model.run(inputs), RTOL["float64"])
 
 
@@ -120,7 +121,7 @@ def test_long_sequences_use_every_level_of_the_scan() -> None:
     model = with_readout(random_state_model(rng, 3, transition.entries))
     steps = 3 * SCAN_BLOCK**SCAN_LEVELS + 5
     inputs = rng.integers(-2, 3, (4, steps, 2)).astype(float)
-    compiled = get_target("mlir").build(model, Options(dtype="float64"))
+    compiled = get_target("mlir").build(model, Options(dtype="float64", plan=schedule(model)))
     chunk = import_generated(compiled.files["model.py"]).CHUNK_STEPS
     assert inputs.shape[0] > chunk // steps  # more than one call
     assert_close(get_target("mlir").run(compiled, inputs, "float64"), model.run(inputs), RTOL["float64"])
@@ -192,7 +193,7 @@ def test_the_printed_module_parses_back_to_the_same_module(name: str, dtype: str
     dense_resource blobs) parses with the bindings, in a fresh context, into a module the verifier
     accepts and that prints as the module built."""
     model = every_stage_kind() if name == "every stage" else lower(case(name).graph(), case(name).input_range)
-    spec = ModelSpec.of_model(model)
+    spec = ModelSpec.of_model(model, schedule(model))
     text = module_source(spec, dtype)
     built_module = build_module(spec, dtype)
     with ir.Context():
@@ -217,7 +218,7 @@ def test_the_module_holds_the_functions_and_the_layers() -> None:
     assert text.count("linalg.matmul") >= len(model.layers)
     assert "linalg.generic" in text and "%layer0" in text
     assert "scf.for" not in text  # every state layer of tok2tok without a loop over time
-    assert figures(model)["sequential_loops"] == 0
+    assert figures(model, schedule(model))["sequential_loops"] == 0
 
 
 def test_the_weights_are_blobs_of_the_float64_weights_cast_to_the_dtype() -> None:

@@ -16,9 +16,16 @@ __all__ = ["CASES", "Case", "Run", "as_fraction", "case", "tokens"]
 
 def _collect() -> list[Case]:
     """Rows live in topic modules (``lsrl/corpus/cases_*.py``), each exporting ``CASES``."""
-    from lsrl.corpus import cases_gated, cases_lsrl, cases_precision, cases_tracr
+    from lsrl.corpus import (
+        cases_gated,
+        cases_lsrl,
+        cases_precision,
+        cases_schedules,
+        cases_tracr,
+    )
 
-    return [*cases_lsrl.CASES, *cases_tracr.CASES, *cases_precision.CASES, *cases_gated.CASES]
+    return [*cases_lsrl.CASES, *cases_tracr.CASES, *cases_precision.CASES, *cases_gated.CASES,
+            *cases_schedules.CASES]
 
 
 CASES: list[Case] = _collect()

@@ -23,6 +23,7 @@ _MODULES = {
     "gru": "lsrl.backends.gated_rnn",
     "mamba": "lsrl.backends.mamba",
     "hawk": "lsrl.backends.hawk",
+    "triton": "lsrl.backends.triton_code",
 }
 
 TARGET_NAMES = tuple(_MODULES)

@@ -27,7 +27,16 @@ from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import LayeredModel
-from lsrl.ir.schedule import AUTO, CHUNK, MATRIX_LOOP, RECURRENT, SCALED_LOOP, LayerPlan, Plan, plural
+from lsrl.ir.schedule import (
+    AUTO,
+    CHUNK,
+    MATRIX_LOOP,
+    RECURRENT,
+    SCALED_LOOP,
+    LayerPlan,
+    Plan,
+    plural,
+)
 
 PREAMBLE = '''
 

@@ -45,8 +45,12 @@ def load_kernels():
     interpreter runs the kernels on the CPU (slowly: for checking, not for speed)."""
     import importlib.util
     import os
+    import sys
 
     if not torch.cuda.is_available():
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("no CUDA device, and triton was imported without its interpreter: set "
+                               "TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU")
         os.environ.setdefault("TRITON_INTERPRET", "1")
     spec = importlib.util.spec_from_file_location(f"{__name__}_kernels", Path(__file__).with_name("kernels.py"))
     loaded = importlib.util.module_from_spec(spec)

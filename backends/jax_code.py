@@ -248,31 +248,54 @@ def masked_gains(d):
 def matrix_head_chunk(d, k, v, q, s, size):
     """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
     S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
-    with P[t, j] = sum_i q_ti G[t, j, i] k_ji (P = (Q K^T) * G for a scalar decay), and the next
-    chunk starts from g_C S_0 + (G[C, :] K)^T V; a scan over the chunks. Emits q_t^T S_t (or S_t
-    row by row without q)."""
+    (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j) v_j^T; a scan over
+    the chunks. Emits q_t^T S_t (or S_t row by row without q)."""
     time = k.shape[1]
     xs = [chunks(d, size, 1.0), chunks(k, size), chunks(v, size)] + ([] if q is None else [chunks(q, size)])
 
     def one_chunk(s, chunk):
         d_c, k_c, v_c = chunk[:3]
-        gains, g = masked_gains(d_c)
+        g = jnp.cumprod(d_c, axis=1)
         if q is None:
+            gains, _ = masked_gains(d_c)
             local = jnp.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c, precision=HIGHEST)
             out = (g[..., None] * s[:, None] + local).reshape(*local.shape[:2], -1)
         else:
-            q_c = chunk[3]
-            if d_c.shape[-1] == 1:
-                scores = mm(q_c, jnp.swapaxes(k_c, -1, -2)) * gains[..., 0]
-            else:
-                scores = (q_c[:, :, None, :] * gains * k_c[:, None, :, :]).sum(-1)
-            out = mm(scores, v_c) + mm(q_c * g, s)
-        s = g[:, -1, :, None] * s + jnp.einsum("bji,bjv->biv", gains[:, -1] * k_c, v_c, precision=HIGHEST)
+            out = mm(chunk_scores(chunk[3], k_c, d_c), v_c) + mm(chunk[3] * g, s)
+        s = g[:, -1, :, None] * s + jnp.einsum("bji,bjv->biv", after(d_c) * k_c, v_c, precision=HIGHEST)
         return s, out
 
     s, emitted = jax.lax.scan(one_chunk, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
     emitted = jnp.moveaxis(emitted, 0, 1)
     return emitted.reshape(emitted.shape[0], -1, emitted.shape[-1])[:, :time], s
+
+
+def chunk_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for one chunk ([batch, size, n]; 0 for j > t), G[t, j]
+    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
+    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
+    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
+    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
+    batch, size, rows = d.shape
+    if rows == 1:
+        gains, _ = masked_gains(d)
+        return mm(q, jnp.swapaxes(k, -1, -2)) * gains[..., 0]
+    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
+    inner, ahead = masked_gains(d)
+    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
+    middle = jnp.concatenate([jnp.zeros_like(between[:, :1]), between[:, :-1]], axis=1)  # J+1..I-1
+    across = jnp.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d), precision=HIGHEST)
+    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
+    eye = np.eye(m, dtype=bool)[None, :, None, :, None]
+    return (across + jnp.where(eye, within[:, :, :, None, :], 0.0)).reshape(batch, size, size)
+
+
+def after(d):
+    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
+    behind = jnp.flip(jnp.cumprod(jnp.flip(d, -2), axis=-2), -2)
+    return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
 
 
 def delta_head_chunk(alpha, beta, k, v, q, s, size):

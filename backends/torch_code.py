@@ -238,27 +238,52 @@ def masked_gains(d):
 def matrix_head_chunk(d, k, v, q, s, size):
     """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
     S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
-    with P[t, j] = sum_i q_ti G[t, j, i] k_ji (P = (Q K^T) * G for a scalar decay), and the next
-    chunk starts from g_C S_0 + (G[C, :] K)^T V. Emits q_t^T S_t (or S_t row by row without q)."""
+    (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j) v_j^T. Emits
+    q_t^T S_t (or S_t row by row without q)."""
     time = k.shape[1]
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)
     q = None if q is None else chunks(q, size)
     emitted = []
     for c in range(k.shape[1]):
-        gains, g = masked_gains(d[:, c])
-        k_c, v_c = k[:, c], v[:, c]
+        d_c, k_c, v_c = d[:, c], k[:, c], v[:, c]
+        g = d_c.cumprod(dim=1)
         if q is None:
+            gains, _ = masked_gains(d_c)
             local = torch.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c)
             emitted.append((g[..., None] * s[:, None] + local).flatten(-2))
         else:
-            q_c = q[:, c]
-            if d.shape[-1] == 1:
-                scores = (q_c @ k_c.transpose(-1, -2)) * gains[..., 0]
-            else:
-                scores = (q_c[:, :, None, :] * gains * k_c[:, None, :, :]).sum(-1)
-            emitted.append(scores @ v_c + (q_c * g) @ s)
-        s = g[:, -1, :, None] * s + torch.einsum("bji,bjv->biv", gains[:, -1] * k_c, v_c)
+            emitted.append(chunk_scores(q[:, c], k_c, d_c) @ v_c + (q[:, c] * g) @ s)
+        s = g[:, -1, :, None] * s + torch.einsum("bji,bjv->biv", after(d_c) * k_c, v_c)
     return torch.cat(emitted, dim=1)[:, :time], s
+
+
+def chunk_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for one chunk ([batch, size, n]; 0 for j > t), G[t, j]
+    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
+    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
+    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
+    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
+    batch, size, rows = d.shape
+    if rows == 1:
+        gains, _ = masked_gains(d)
+        return (q @ k.transpose(-1, -2)) * gains[..., 0]
+    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
+    inner, ahead = masked_gains(d.reshape(batch * m, sub, rows))
+    inner, ahead = inner.reshape(batch, m, sub, sub, rows), ahead.reshape(batch, m, sub, rows)
+    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
+    middle = torch.cat([torch.zeros_like(between[:, :1]), between[:, :-1]], dim=1)  # J+1..I-1
+    across = torch.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d))
+    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
+    eye = torch.eye(m, dtype=q.dtype, device=q.device)
+    return (across + within[:, :, :, None, :] * eye[None, :, None, :, None]).reshape(batch, size, size)
+
+
+def after(d):
+    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
+    behind = d.flip(-2).cumprod(dim=-2).flip(-2)
+    return torch.cat([behind[..., 1:, :], torch.ones_like(behind[..., :1, :])], dim=-2)
 
 
 def delta_head_chunk(alpha, beta, k, v, q, s, size):

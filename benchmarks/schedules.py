@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scan-limit", type=int, default=1024, help="the longest sequence the matrix layers' scans run")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared machine more only wait for each other)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lengths = args.lengths or (FULL if args.full else QUICK)

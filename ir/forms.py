@@ -92,32 +92,72 @@ def matrix_chunk(transition: Array, v: Array, init: Array, size: int) -> Array:
     return out.reshape(v.shape[0], -1, v.shape[-1])[:, : v.shape[1]]
 
 
-def matrix_head_chunk(decay: Array, key: Array, value: Array, query: Array | None, size: int) -> Array:
+def matrix_head_chunk(decay: Array, key: Array, value: Array, query: Array | None, size: int,
+                      sub: int | None = None) -> Array:
     """S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0 (``d`` one number or one per row), by
     chunks, emitting ``q_t^T S_t`` (with a query) or ``S_t`` row by row (GLA / SSD's chunk form).
 
     In a chunk from the state S_0 at its start, with ``G[t, j]`` the products of the decays of
-    steps j+1..t (a masked cumulative product per row: never a quotient) and ``g_t = G[t, 0]``:
-    ``S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T``, so ``q_t^T S_t = (q_t g_t)^T S_0 + sum_j
-    P[t, j] v_j`` with ``P[t, j] = sum_i q_ti G[t, j, i] k_ji`` (``P = (Q K^T) * G`` for a scalar
-    decay), and the next chunk starts from ``g_C S_0 + (G[C, :] K)^T V``.
+    steps j+1..t (per row) and ``g_t`` those of steps 1..t: ``S_t = g_t S_0 + sum_{j <= t} G[t, j]
+    k_j v_j^T``, so ``q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j`` with ``P[t, j] = sum_i q_ti
+    G[t, j, i] k_ji`` (:func:`chunk_scores`), and the next chunk starts from ``g_C S_0 + sum_j
+    (G[C, j] k_j) v_j^T``. Every product starts at its own step (cumulative products, never a
+    quotient), so decays that are 0 or tiny are as good as any.
     """
     k_c, v_c, d_c = _chunked(key, size, 0), _chunked(value, size, 0), _chunked(decay, size, 1)
     q_c = None if query is None else _chunked(query, size, 0)
     s = np.full((key.shape[0], key.shape[2], value.shape[2]), _unit(key, 0), dtype=key.dtype)
     emitted = []
     for c in range(k_c.shape[1]):
-        gains, g = _gains(d_c[:, c])  # [batch, t, j, d], [batch, t, d]
-        k, v = k_c[:, c], v_c[:, c]
+        d, k, v = d_c[:, c], k_c[:, c], v_c[:, c]
+        g = np.cumprod(d, axis=1)
         if q_c is None:
+            gains, _ = _gains(d)  # the states themselves: every G[t, j] is needed
             local = np.einsum("btji,bjv->btiv", gains * k[:, None], v)
             emitted.append((g[..., None] * s[:, None] + local).reshape(*local.shape[:2], -1))
         else:
             q = q_c[:, c]
-            scores = (q[:, :, None, :] * gains * k[:, None, :, :]).sum(axis=-1)  # P [batch, t, j]
-            emitted.append(scores @ v + (q * g) @ s)
-        s = g[:, -1, :, None] * s + np.einsum("bji,bjv->biv", gains[:, -1] * k, v)
+            emitted.append(chunk_scores(q, k, d, sub) @ v + (q * g) @ s)
+        s = g[:, -1, :, None] * s + np.einsum("bji,bjv->biv", _after(d) * k, v)
     return np.concatenate(emitted, axis=1)[:, : key.shape[1]]
+
+
+def chunk_scores(query: Array, key: Array, decay: Array, sub: int | None = None) -> Array:
+    """``P[t, j] = sum_i q_ti G[t, j, i] k_ji`` for one chunk (``[batch, size, n]`` each; 0 for
+    j > t), ``G[t, j]`` the products of the decays of steps j+1..t.
+
+    A scalar decay gives ``P = (Q K^T) * G``. A decay per row would need ``G`` as ``size x size x
+    keys`` numbers; instead (GLA's secondary chunking, with products only) the chunk is cut into
+    sub-chunks of ``sub`` steps: inside one, ``G`` is formed; across two, it factors into ``A[t]``
+    (the decays from t's sub-chunk's start to t), ``M`` (those of the whole sub-chunks between) and
+    ``B[j]`` (those after j to the end of j's sub-chunk), so each pair of sub-chunks is one product
+    ``((Q A) M) (K B)^T``.
+    """
+    batch, size, rows = decay.shape
+    if rows == 1:
+        gains, _ = _gains(decay)
+        return (query @ np.swapaxes(key, -1, -2)) * gains[..., 0]
+    sub = sub or sub_chunk(size)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (decay, query, key))
+    inner, ahead = _gains(d.reshape(batch * m, sub, rows))
+    inner, ahead = inner.reshape(batch, m, sub, sub, rows), ahead.reshape(batch, m, sub, rows)
+    between, _ = _gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
+    middle = np.concatenate([np.full_like(between[:, :1], _unit(decay, 0)), between[:, :-1]], axis=1)  # J+1..I-1
+    across = np.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * _after(d))
+    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(axis=-1)
+    return (across + within[:, :, :, None, :] * np.eye(m, dtype=int)[None, :, None, :, None]).reshape(batch, size, size)
+
+
+def sub_chunk(size: int) -> int:
+    """The sub-chunk of :func:`chunk_scores`: the largest divisor of the chunk size up to 16."""
+    return next(s for s in range(min(16, size), 0, -1) if size % s == 0)
+
+
+def _after(decay: Array) -> Array:
+    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
+    behind = np.cumprod(decay[..., ::-1, :], axis=-2)[..., ::-1, :]
+    return np.concatenate([behind[..., 1:, :], np.full_like(behind[..., :1, :], _unit(decay, 1))], axis=-2)
 
 
 def _gains(decay: Array) -> tuple[Array, Array]:

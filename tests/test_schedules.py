@@ -234,7 +234,7 @@ def gated_decays() -> tuple[LayeredModel, np.ndarray, np.ndarray]:
 def test_decays_of_a_thousandth_per_step_keep_float32_accurate(form: str) -> None:
     """Products of 64 decays of 1e-3 underflow float32 (1e-192): no form divides by them, so the
     float32 result stays within a few float32 roundings of float64 (a log-decay form taking
-    exp(-sum log a) from the chunk's start would overflow at the fourteenth step)."""
+    exp(-sum log a) from the chunk's start would overflow at the thirteenth step)."""
     from dataclasses import replace
 
     from lsrl.backends import Options, get_target
@@ -286,6 +286,7 @@ def test_the_real_layers_agree_in_every_form(name: str) -> None:
 
     from lsrl.backends import Options
     from lsrl.ir.interpret import run
+
     from lsrl.load import compile_file
     from lsrl.targets import compile_to, run_compiled
 
@@ -296,3 +297,25 @@ def test_the_real_layers_agree_in_every_form(name: str) -> None:
         got = run_compiled(compile_to(graph, "torch", Options(schedule=form, chunk=size or 64, dtype="float64")), x,
                            "float64")
         assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) < 1e-12, (name, form)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 20), sub=st.integers(1, 4), subs=st.integers(1, 3),
+       rows=st.sampled_from([1, 3]))
+def test_secondary_chunks_give_identical_rationals(seed: int, length: int, sub: int, subs: int, rows: int) -> None:
+    """The GLA chunk form with its sub-chunk factorization (``chunk_scores``) against the loop over
+    time, exactly: decays per row or one per head, exact zeros among them."""
+    from lsrl.ir import forms
+    from lsrl.ir.recurrences import matrix, read
+
+    rng = np.random.default_rng(seed)
+
+    def values(shape: tuple, choices=SMALL) -> np.ndarray:
+        out = np.empty(shape, dtype=object)
+        for index in np.ndindex(shape):
+            out[index] = exact(choices[int(rng.integers(len(choices)))])
+        return out
+
+    decay, key, value, query = values((2, length, rows), GATES), values((2, length, 3)), values((2, length, 2)), values((2, length, 3))
+    want = read(matrix(decay, key, value), query)
+    assert identical(forms.matrix_head_chunk(decay, key, value, query, sub * subs, sub), want)

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from lsrl.backends import codegen, torch_code, triton_kernels
 from lsrl.backends.target import Compiled, Options, Target
+from lsrl.ir import heads
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
-from lsrl.ir.layered import LayeredModel
+from lsrl.ir.layered import LayeredModel, UnitLabel
 from lsrl.ir.schedule import (
     AUTO,
     CHUNK,
@@ -109,13 +110,22 @@ def kernel_plan(model: LayeredModel, plan: Plan) -> tuple[Plan, list[CompileWarn
         looped = layer_plan.kind == "delta" or any(s.method == MATRIX_LOOP for s in layer_plan.stages)
         if layer_plan.form == CHUNK and looped:
             if plan.requested != AUTO:
-                label = model.layers[layer_plan.layer].units[0]
                 warnings.append(CompileWarning(
                     f"layer {layer_plan.layer} ({layer_plan.kind}) has no chunked Triton kernel: it runs its "
-                    f"recurrent kernel (the same numbers; docs/target-triton.md)", node=label.node))
+                    f"recurrent kernel (the same numbers; docs/target-triton.md)",
+                    node=_looping_unit(model, layer_plan).node))
             layer_plan = replace(layer_plan, form=RECURRENT, chunk=0)
         layers.append(layer_plan)
     return replace(plan, layers=tuple(layers)), warnings
+
+
+def _looping_unit(model: LayeredModel, layer_plan: LayerPlan) -> UnitLabel:
+    """A unit the layer's loop computes (a delta head's first output, a matrix loop's first unit):
+    its node is the program's state the warning points at."""
+    layer = model.layers[layer_plan.layer]
+    if layer_plan.kind == "delta":
+        return layer.units[heads.decode("delta", layer.attrs["heads"])[0].outputs.start]
+    return layer.units[next(s for s in layer_plan.stages if s.method == MATRIX_LOOP).units[0]]
 
 
 def kernels_used(model: LayeredModel, plan: Plan) -> list[str]:

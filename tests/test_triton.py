@@ -151,7 +151,7 @@ def test_a_chunk_plan_without_a_chunked_kernel_runs_recurrent_and_says_so_at_the
     assert (delta["form"], delta["chunk"]) == ("recurrent", 0)
     warning = next(w for w in compiled.warnings if "no chunked Triton kernel" in w.message)
     assert warning.loc is not None and warning.loc.file.endswith("mqar_delta.lsrl")
-    assert "delta_state" in (ROOT / "examples" / "mqar_delta.lsrl").read_text().splitlines()[warning.loc.line - 1]
+    assert "memory" in (ROOT / "examples" / "mqar_delta.lsrl").read_text().splitlines()[warning.loc.line - 1]  # the state
     chosen = compile_to(row.program(), "triton", row.options(schedule="auto", max_len=4096))  # auto chose: no warning
     assert not any("no chunked Triton kernel" in w.message for w in chosen.warnings)
 

@@ -9,10 +9,10 @@ state layers (copies, running sums, rotations) stay torch operations. ``kernels.
 kernels the model needs (``backends/triton_kernels.py``) under a header that says which state
 layer runs which kernel, with the layer's unit labels. Neither file imports lsrl.
 
-The kernels compute the ``recurrent`` form and, for gated layers, diagonal loops and matrix heads
-with a query, the ``chunk`` form. A state layer planned in the chunk form that has no chunked
-kernel (delta heads, constant matrix transitions) runs its recurrent kernel, with a warning, and
-the config's plan records the form that runs. Without CUDA, ``model.py`` runs the kernels in
+The kernels compute the ``recurrent`` form and, for gated layers, diagonal loops and matrix and
+delta heads with a query, the ``chunk`` form. A constant state layer with a matrix loop planned in
+the chunk form (no chunked kernel) runs its recurrent kernel, with a warning, and the config's plan
+records the form that runs. Without CUDA, ``model.py`` runs the kernels in
 Triton's interpreter (``TRITON_INTERPRET=1``) on the CPU.
 """
 
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from lsrl.backends import codegen, torch_code, triton_kernels
 from lsrl.backends.target import Compiled, Options, Target
-from lsrl.ir import heads
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import LayeredModel, UnitLabel
@@ -67,9 +66,9 @@ def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
     """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
     Each group of heads of one shape (operands, query, out, state: index lists into u and the
     layer's state) runs as one Triton kernel from the group's part of state (zeros before the
-    first token): kernels.heads_recurrence, or in the chunk form kernels.matrix_heads_chunk for
-    matrix heads with a query (heads that emit their states keep the recurrent kernel: every
-    step's state is written anyway). Returns the output and the last state."""
+    first token): kernels.heads_recurrence, or in the chunk form kernels.matrix_heads_chunk or
+    kernels.delta_heads_chunk for heads with a query (heads that emit their states keep the
+    recurrent kernel: every step's state is written anyway). Returns the output and the last state."""
     x = u.clone()
     batch = u.shape[0]
     last = u.new_zeros(batch, sum(len(entries) for group in groups for entries in group[3]))
@@ -79,8 +78,8 @@ def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
         where = torch.tensor(entries, device=u.device).reshape(-1)
         s = (state[:, where] if state is not None else u.new_zeros(batch, where.numel())).reshape(batch, -1, keys, values)
         q = u[..., torch.tensor(query, device=u.device)] if query is not None else None
-        if form == "chunk" and kind == "matrix" and q is not None:
-            emitted, s = kernels.matrix_heads_chunk(parts, q, s, size)
+        if form == "chunk" and q is not None:
+            emitted, s = (kernels.matrix_heads_chunk if kind == "matrix" else kernels.delta_heads_chunk)(parts, q, s, size)
         else:
             emitted, s = kernels.heads_recurrence(kind, parts, q, s)
         x[..., torch.tensor(out, device=u.device).reshape(-1)] = emitted.flatten(-2)
@@ -102,30 +101,25 @@ HELPERS = {
 
 
 def kernel_plan(model: LayeredModel, plan: Plan) -> tuple[Plan, list[CompileWarning]]:
-    """The plan the kernels compute: a layer planned in the chunk form that has no chunked kernel
-    (a delta layer, a constant state layer with a matrix loop) in the recurrent form, with a
-    warning unless ``auto`` chose its form."""
+    """The plan the kernels compute: a constant state layer with a matrix loop planned in the
+    chunk form (no chunked kernel) in the recurrent form, with a warning unless ``auto`` chose its
+    form."""
     layers, warnings = [], []
     for layer_plan in plan.layers:
-        looped = layer_plan.kind == "delta" or any(s.method == MATRIX_LOOP for s in layer_plan.stages)
-        if layer_plan.form == CHUNK and looped:
+        if layer_plan.form == CHUNK and any(s.method == MATRIX_LOOP for s in layer_plan.stages):
             if plan.requested != AUTO:
                 warnings.append(CompileWarning(
                     f"layer {layer_plan.layer} ({layer_plan.kind}) has no chunked Triton kernel: it runs its "
                     f"recurrent kernel (the same numbers; docs/target-triton.md)",
-                    node=_looping_unit(model, layer_plan).node))
+                    node=_matrix_loop_unit(model, layer_plan).node))
             layer_plan = replace(layer_plan, form=RECURRENT, chunk=0)
         layers.append(layer_plan)
     return replace(plan, layers=tuple(layers)), warnings
 
 
-def _looping_unit(model: LayeredModel, layer_plan: LayerPlan) -> UnitLabel:
-    """A unit the layer's loop computes (a delta head's first output, a matrix loop's first unit):
-    its node is the program's state the warning points at."""
-    layer = model.layers[layer_plan.layer]
-    if layer_plan.kind == "delta":
-        return layer.units[heads.decode("delta", layer.attrs["heads"])[0].outputs.start]
-    return layer.units[next(s for s in layer_plan.stages if s.method == MATRIX_LOOP).units[0]]
+def _matrix_loop_unit(model: LayeredModel, layer_plan: LayerPlan) -> UnitLabel:
+    """The first unit of the layer's matrix loop: its node is the program's state the warning points at."""
+    return model.layers[layer_plan.layer].units[next(s for s in layer_plan.stages if s.method == MATRIX_LOOP).units[0]]
 
 
 def kernels_used(model: LayeredModel, plan: Plan) -> list[str]:
@@ -135,7 +129,7 @@ def kernels_used(model: LayeredModel, plan: Plan) -> list[str]:
         if layer_plan.kind in STATE_HEADS:
             used.add("heads_recurrence")  # step, and heads without a query, in every form
             if layer_plan.form == CHUNK:
-                used.add("matrix_heads_chunk")
+                used.add(f"{layer_plan.kind}_heads_chunk")
     return [name for name in triton_kernels.KERNELS if name in used]
 
 
@@ -166,7 +160,7 @@ def _layer_kernels(layer_plan: LayerPlan) -> str:
         return f"gated_chunk (C = {layer_plan.chunk})" if chunked else "gated_recurrence"
     if layer_plan.kind in STATE_HEADS:
         if chunked:
-            return f"matrix_heads_chunk (C = {layer_plan.chunk}; heads without a query: heads_recurrence)"
+            return f"{layer_plan.kind}_heads_chunk (C = {layer_plan.chunk}; heads without a query: heads_recurrence)"
         return "heads_recurrence"
     methods = {s.method for s in layer_plan.stages}
     kernels = [f"gated_chunk (C = {layer_plan.chunk})" if chunked else "scaled_recurrence"] if SCALED_LOOP in methods else []

@@ -272,6 +272,76 @@ def matrix_heads_chunk(parts, q, s, size):
     return emitted, last
 '''
 
+DELTA_HEADS_CHUNK = '''
+@triton.jit
+def delta_heads_chunk_kernel(alpha_ptr, beta_ptr, k_ptr, v_ptr, q_ptr, s_ptr, out_ptr, last_ptr, time, heads,
+                             CHUNK: tl.constexpr, STEPS: tl.constexpr, KEYS: tl.constexpr, VALUES: tl.constexpr,
+                             BK: tl.constexpr, BV: tl.constexpr):
+    """Delta heads with a query by chunks of CHUNK steps, through the WY / UT representation: in a
+    chunk from S_0, with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the
+    written vectors u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0 with
+    T = (I + L)^-1 diag(beta), L[t, j] = beta_t G[t, j] k_t.k_j (j < t), by forward substitution
+    (I + L is unit lower triangular: no division); then q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U
+    and the next chunk starts from g_C S_0 + (G[C, :] K)^T U. STEPS: CHUNK as a power of two, at
+    least 16 (the rows past the chunk have alpha = 1 and beta = k = v = q = 0). One program per
+    batch element, head and BV values."""
+    bh = tl.program_id(0).to(tl.int64)
+    b, h = bh // heads, bh % heads
+    keys = tl.arange(0, BK)
+    values = tl.program_id(1) * BV + tl.arange(0, BV)
+    key_in, value_in = keys < KEYS, values < VALUES
+    square = keys[:, None] * VALUES + values[None, :]
+    cells = key_in[:, None] & value_in[None, :]
+    S = tl.load(s_ptr + bh * KEYS * VALUES + square, mask=cells, other=0.0)
+    steps = tl.arange(0, STEPS)
+    later = steps[:, None] > steps[None, :]
+    lower = steps[:, None] >= steps[None, :]
+    last_step = steps == STEPS - 1
+    for start in range(0, time, CHUNK):
+        t = start + steps
+        rows = (b * time + t) * heads + h
+        real = (steps < CHUNK) & (t < time)
+        by_key = real[:, None] & key_in[None, :]
+        by_value = real[:, None] & value_in[None, :]
+        k = tl.load(k_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=0.0)
+        q = tl.load(q_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=0.0)
+        v = tl.load(v_ptr + rows[:, None] * VALUES + values[None, :], mask=by_value, other=0.0)
+        alpha = tl.load(alpha_ptr + rows, mask=real, other=1.0)
+        beta = tl.load(beta_ptr + rows, mask=real, other=0.0)
+        G = tl.where(lower, tl.cumprod(tl.where(later, alpha[:, None], 1.0), axis=0), 0.0)
+        g = tl.cumprod(alpha, axis=0)
+        L = tl.where(later, beta[:, None] * G * tl.dot(k, tl.trans(k), input_precision="ieee"), 0.0)
+        T = tl.where(steps[:, None] == steps[None, :], beta[:, None], 0.0)
+        for i in range(1, STEPS):  # row i of T from the rows above it, already final
+            this = steps == i
+            row = tl.sum(tl.where(this[:, None], L, 0.0), axis=0)
+            T = tl.where(this[:, None], T - tl.sum(row[:, None] * T, axis=0)[None, :], T)
+        U = tl.dot(T, v, input_precision="ieee") - tl.dot(
+            tl.dot(T, k * g[:, None], input_precision="ieee"), S, input_precision="ieee")
+        scores = tl.dot(q, tl.trans(k), input_precision="ieee") * G
+        out = tl.dot(scores, U, input_precision="ieee") + g[:, None] * tl.dot(q, S, input_precision="ieee")
+        tl.store(out_ptr + rows[:, None] * VALUES + values[None, :], out, mask=by_value)
+        G_last = tl.sum(tl.where(last_step[:, None], G, 0.0), axis=0)
+        S = tl.sum(tl.where(last_step, g, 0.0), axis=0) * S + tl.dot(
+            tl.trans(k), G_last[:, None] * U, input_precision="ieee")
+    tl.store(last_ptr + bh * KEYS * VALUES + square, S, mask=cells)
+
+
+def delta_heads_chunk(parts, q, s, size):
+    """heads_recurrence of delta heads with a query, by chunks of size steps."""
+    alpha, beta, k, v = (part.contiguous() for part in parts)
+    batch, time, heads, keys = k.shape
+    values = v.shape[-1]
+    emitted = v.new_empty(batch, time, heads, values)
+    last = torch.empty_like(s)
+    width = block(values, 64, 16)
+    grid = (batch * heads, triton.cdiv(values, width))
+    delta_heads_chunk_kernel[grid](
+        alpha, beta, k, v, q.contiguous(), s.contiguous(), emitted, last, time, heads, CHUNK=size,
+        STEPS=block(size, 1 << 16, 16), KEYS=keys, VALUES=values, BK=block(keys, 1 << 16, 16), BV=width)
+    return emitted, last
+'''
+
 # kernel name -> source (kernel and launcher), in the order kernels.py lists them
 KERNELS = {
     "gated_recurrence": GATED_RECURRENT,
@@ -279,4 +349,5 @@ KERNELS = {
     "matrix_recurrence": MATRIX_RECURRENT,
     "heads_recurrence": HEADS_RECURRENT,
     "matrix_heads_chunk": MATRIX_HEADS_CHUNK,
+    "delta_heads_chunk": DELTA_HEADS_CHUNK,
 }

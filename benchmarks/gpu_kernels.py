@@ -17,8 +17,7 @@ this script, not to time anything). Batch 1, 16 heads, dk = dv = 128, float32, e
 Columns: the generated kernel alone (``kernels.py``'s launcher on contiguous operands) and the
 generated ``model.py``'s ``state_heads`` (which gathers the operands from the layer's units), in
 the recurrent and the chunked form (chunk 16 for GLA's per-key decays, whose chunk kernel holds a
-C x C x dk block, 64 otherwise; DeltaNet has no chunked kernel: its chunk plan runs the recurrent
-kernel); fla's ``fused_recurrent_*`` and ``chunk_*``; the torch and jax targets' generated code in
+C x C x dk block, 64 otherwise); fla's ``fused_recurrent_*`` and ``chunk_*``; the torch and jax targets' generated code in
 the recurrent and chunk forms. Each figure is the best of ``--repeat`` runs after a warm-up
 (CUDA synchronized); the ratios are against fla's faster kernel of the same form.
 """
@@ -129,9 +128,9 @@ def runs(layer: str, length: int, check: bool, device: str) -> dict[str, Callabl
     out: dict[str, Callable[[], object]] = {}
     for form in ("recurrent", "chunk"):
         code = generated(model, "triton", form, chunk)
-        kernel_form = form == "chunk" and kind == "matrix"
-        if kernel_form:
-            out[f"triton kernel {form}"] = lambda code=code: code.kernels.matrix_heads_chunk(parts, q, s0, chunk)
+        if form == "chunk":
+            chunked = code.kernels.matrix_heads_chunk if kind == "matrix" else code.kernels.delta_heads_chunk
+            out[f"triton kernel {form}"] = lambda chunked=chunked: chunked(parts, q, s0, chunk)
         else:
             out[f"triton kernel {form}"] = lambda code=code: code.kernels.heads_recurrence(kind, parts, q, s0)
         out[f"triton model.py {form}"] = lambda code=code, form=form: code.state_heads(u, kind, groups, None, form, chunk)

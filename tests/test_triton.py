@@ -137,23 +137,26 @@ def test_kernels_compute_the_reference_layer(name: str, schedule: str) -> None:
     x = inputs(program(name).input.dim, seed=len(name))
     want = REFERENCES[name](x)
     built = lsrl.compile_to(program(name), "triton", Options(schedule=schedule, chunk=4))
-    # the chunk plan as the kernels run it: GLA's matrix heads and Mamba's gated layer chunked
+    # the plan as the kernels run it: GLA's matrix heads, DeltaNet's delta heads, Mamba's gated layer
     forms = {layer["kind"]: layer["form"] for layer in built.config["schedule"]["layers"]}
-    assert forms.get("matrix", forms.get("gated", schedule)) == schedule
+    assert [form for kind, form in forms.items() if kind != "state"] == [schedule]
     assert relative_error(lsrl.run_compiled(built, x, "float64"), want) < 1e-10
     assert relative_error(lsrl.run_compiled(built, x, "float32"), want) < 1e-4
 
 
 def test_a_chunk_plan_without_a_chunked_kernel_runs_recurrent_and_says_so_at_the_source_line() -> None:
-    row = case("mqar_delta")
+    row = case("decay_and_turn")  # a constant state layer: a decay (diagonal) and a turn (a matrix loop)
     compiled = compile_to(row.program(), "triton", row.options(schedule="chunk", chunk=4))
-    delta = next(layer for layer in compiled.config["schedule"]["layers"] if layer["kind"] == "delta")
-    assert (delta["form"], delta["chunk"]) == ("recurrent", 0)
+    assert [(layer["form"], layer["chunk"]) for layer in compiled.config["schedule"]["layers"]] == [("recurrent", 0)]
     warning = next(w for w in compiled.warnings if "no chunked Triton kernel" in w.message)
-    assert warning.loc is not None and warning.loc.file.endswith("mqar_delta.lsrl")
-    assert "memory" in (ROOT / "examples" / "mqar_delta.lsrl").read_text().splitlines()[warning.loc.line - 1]  # the state
+    assert warning.loc is not None and warning.loc.file.endswith("decay_and_turn.lsrl")
+    line = (ROOT / "examples" / "schedules" / "decay_and_turn.lsrl").read_text().splitlines()[warning.loc.line - 1]
+    assert line.startswith("state r")  # the turning state
     chosen = compile_to(row.program(), "triton", row.options(schedule="auto", max_len=4096))  # auto chose: no warning
     assert not any("no chunked Triton kernel" in w.message for w in chosen.warnings)
+    delta = compile_to(case("mqar_delta").program(), "triton", case("mqar_delta").options(schedule="chunk", chunk=4))
+    assert [layer["form"] for layer in delta.config["schedule"]["layers"] if layer["kind"] == "delta"] == ["chunk"]
+    assert not any("no chunked Triton kernel" in w.message for w in delta.warnings)
 
 
 def test_kernels_file_names_each_state_layer_and_its_kernel() -> None:
@@ -237,6 +240,44 @@ def test_matrix_head_kernels_are_exact_on_dyadic_numbers(data, time, heads, keys
     parts = tuple(torch.from_numpy(x) for x in (d, k, v))
     for got, last in (kernels().heads_recurrence("matrix", parts, torch.from_numpy(q), torch.from_numpy(s)),
                       kernels().matrix_heads_chunk(parts, torch.from_numpy(q), torch.from_numpy(s), chunk)):
+        assert np.array_equal(got.numpy(), want) and np.array_equal(last.numpy(), want_last)
+
+
+def exact_delta_heads(alpha, beta, k, v, q, s):
+    """q_t^T S_t of the delta rule S' = alpha_t S_{t-1}, S_t = S' + k_t (beta_t (v_t - S'^T k_t))^T, over fractions."""
+    batch, time, heads, keys = k.shape
+    out, last = np.zeros((batch, time, heads, v.shape[-1])), np.zeros(s.shape)
+    for b in range(batch):
+        for h in range(heads):
+            S = [[Fraction(x) for x in row] for row in s[b, h]]
+            columns = range(len(S[0]))
+            for t in range(time):
+                key = [Fraction(x) for x in k[b, t, h]]
+                S = [[Fraction(alpha[b, t, h, 0]) * x for x in row] for row in S]
+                written = [Fraction(beta[b, t, h, 0]) * (Fraction(v[b, t, h, j]) - sum(key[i] * S[i][j] for i in range(keys)))
+                           for j in columns]
+                S = [[S[i][j] + key[i] * written[j] for j in columns] for i in range(keys)]
+                out[b, t, h] = [float(sum(Fraction(q[b, t, h, i]) * S[i][j] for i in range(keys))) for j in columns]
+            last[b, h] = [[float(x) for x in row] for row in S]
+    return out, last
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.data(), st.integers(1, 5), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4))
+def test_delta_head_kernels_are_exact_on_dyadic_numbers(data, time, heads, keys, values, chunk) -> None:
+    def draw(values_from, *shape):
+        count = int(np.prod(shape))
+        return np.array(data.draw(st.lists(values_from, min_size=count, max_size=count))).reshape(shape)
+
+    # few bits per step (a half at most), few steps: every value and partial sum within float64's 53 bits
+    halves = st.sampled_from([0.0, 0.5, 1.0])
+    alpha, beta = draw(halves, 1, time, heads, 1), draw(halves, 1, time, heads, 1)
+    k, q = draw(st.sampled_from([-1.0, 0.0, 1.0]), 1, time, heads, keys), draw(SMALL, 1, time, heads, keys)
+    v, s = draw(SMALL, 1, time, heads, values), draw(SMALL, 1, heads, keys, values)
+    want, want_last = exact_delta_heads(alpha, beta, k, v, q, s)
+    parts = tuple(torch.from_numpy(x) for x in (alpha, beta, k, v))
+    for got, last in (kernels().heads_recurrence("delta", parts, torch.from_numpy(q), torch.from_numpy(s)),
+                      kernels().delta_heads_chunk(parts, torch.from_numpy(q), torch.from_numpy(s), chunk)):
         assert np.array_equal(got.numpy(), want) and np.array_equal(last.numpy(), want_last)
 
 

@@ -10,8 +10,9 @@ weight is named, a matrix product, an index list, joining arrays).
 How ``forward`` computes each state layer over whole sequences is the schedule plan
 (``ir.schedule.Plan``, made by ``passes.schedule`` and handed over in ``Options.plan``): a
 constant state layer's stages (copies, delay lines, running sums and rotations need no loop over
-time; loop stages), and the form (recurrent, chunk or scan) of its loop stages, of a gated layer
-and of a delta layer. ``step`` needs none of this: it applies the recurrence once per token.
+time; loop stages), and the form (recurrent, chunk or scan) of its loop stages and of gated,
+matrix and delta layers (docs/schedules.md). ``step`` needs none of this: it applies the
+recurrence once per token.
 """
 
 from __future__ import annotations
@@ -107,16 +108,34 @@ class Syntax(ABC):
 
 
 # --- the code of each layer ------------------------------------------------------------------------------
+def affine_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> str:
+    """``W x + b`` of the layer on ``x``: a matrix product, except where every row of W has at
+    most one non-zero entry (units passed on, picked or scaled, as most rows of head and map
+    layers are): then the picked columns of x times those entries (read from W), the same
+    numbers without the product's work."""
+    w, matrix = syntax.weight, layer.attrs[weight]
+    rows = matrix.row_items()
+    if any(len(row) > 1 for row in rows):
+        return syntax.linear("x", w(weight), w(bias))
+    columns = [row[0][0] if row else 0 for row in rows]
+    value = syntax.columns("x", columns, matrix.cols)
+    if not all(len(row) == 1 and row[0][1] == 1 for row in rows):
+        value += f" * {w(weight)}[{syntax.index_list(range(len(rows)))}, {syntax.index_list(columns)}]"
+    if any(v != 0 for v in layer.attrs[bias]):
+        value += f" + {w(bias)}"
+    return value
+
+
 def layer_expression(layer: Layer, syntax: Syntax) -> str:
     """The output of an affine, relu or gate layer on ``x`` (after ``bind_layer``), one expression."""
     w = syntax.weight
-    first = syntax.linear("x", w("W"), w("b"))
+    first = affine_of(layer, syntax)
     if layer.kind == "affine":
         return first
     if layer.kind == "relu":
         return syntax.relu(first)
     if layer.kind == "gate":
-        return f"{first} * {syntax.linear('x', w('W2'), w('b2'))}"
+        return f"({first}) * ({affine_of(layer, syntax, 'W2', 'b2')})"
     raise ValueError(f"no single expression for a {layer.kind} layer")
 
 
@@ -125,7 +144,7 @@ def map_lines(layer: Layer, syntax: Syntax) -> list[str]:
     results joined in the layer's order."""
     w, n = syntax.weight, layer.width
     functions = layer.attrs["functions"]
-    lines = [f"u = {syntax.linear('x', w('W'), w('b'))}"]
+    lines = [f"u = {affine_of(layer, syntax)}"]
     groups = {f: [u for u, g in enumerate(functions) if g == f] for f in dict.fromkeys(functions)}
     parts = [
         syntax.columns("u", units, n) if f == IDENTITY else syntax.function(f, syntax.columns("u", units, n))
@@ -154,11 +173,10 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
             lines += map_lines(layer, syntax)
         elif layer.kind == "gated":
             w = syntax.weight
-            lines.append(f"a = {syntax.linear('x', w('W2'), w('b2'))}  # the gate a_t of every step")
-            lines.append(f"x = {_gated_call(plan.of(i), syntax.linear('x', w('W'), w('b')), 'a', w('init'))}")
+            lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
+            lines.append(f"x = {_gated_call(plan.of(i), affine_of(layer, syntax), 'a', w('init'))}")
         elif layer.kind in STATE_HEADS:
-            u = syntax.linear("x", syntax.weight("W"), syntax.weight("b"))
-            lines.append(f"x, _ = {head_code.call(layer, u, None, plan.of(i))}")
+            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(i))}")
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
@@ -181,7 +199,7 @@ def _state_forward_lines(layer: Layer, plan: LayerPlan, syntax: Syntax) -> list[
     """Each stage's units as an array ``part{k}``, then the layer's output as their concatenation
     (arrays are built whole rather than written unit by unit: XLA compiles scatters slowly)."""
     w, n, stages = syntax.weight, layer.width, plan.stages
-    lines = [f"u = {syntax.linear('x', w('W'), w('b'))}  # the input term W x_t + b of every step"]
+    lines = [f"u = {affine_of(layer, syntax)}  # the input term W x_t + b of every step"]
     if len(stages) == 1:  # (a single stage reads no other)
         lines.append(f"# all units: {stages[0].describe()}")
         return lines + [f"x = {_stage_value(stages[0], plan, 'u', syntax, n)}"]
@@ -252,7 +270,7 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
         lines.append(f"# layer {i}: {layer.kind}, {plural(layer.width, 'unit')}")
         lines.append(syntax.bind_layer(i))
         if layer.kind in STATE_HEADS:
-            u = f"{syntax.linear('x', syntax.weight('W'), syntax.weight('b'))}[:, None]"
+            u = f"({affine_of(layer, syntax)})[:, None]"
             lines.append(f"x, s = {head_code.call(layer, u, f'state[{state}]')}")
             lines += ["x = x[:, 0]", "new_state.append(s)"]
             state += 1
@@ -261,8 +279,8 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
         elif layer.kind in ("state", "gated"):
             w = syntax.weight
             previous = (syntax.linear(f"state[{state}]", w("A")) if layer.kind == "state"
-                        else f"{syntax.linear('x', w('W2'), w('b2'))} * state[{state}]")
-            lines.append(f"x = {previous} + {syntax.linear('x', w('W'), w('b'))}")
+                        else f"({affine_of(layer, syntax, 'W2', 'b2')}) * state[{state}]")
+            lines.append(f"x = {previous} + {affine_of(layer, syntax)}")
             lines.append("new_state.append(x)")
             state += 1
         elif layer.kind == "map":
@@ -288,8 +306,8 @@ def _heads_call(layer: Layer, syntax: Syntax, step: bool = False) -> str:
     """A solve layer through the generated ``heads_layer`` helper (in ``step``, one token: a time
     axis of length 1 added and taken away)."""
     w = syntax.weight
-    u = syntax.linear("x", w("W"), w("b"))
-    u = f"{u}[:, None]" if step else u
+    u = affine_of(layer, syntax)
+    u = f"({u})[:, None]" if step else u
     extra = f", {w('shift')}, {layer.attrs['steps'][0]}" if layer.kind == "solve" else ""
     call = f"heads_layer({u}, {layer.kind!r}, {list(layer.attrs['heads'])}{extra})"
     return f"{call}[:, 0]" if step else call
@@ -425,13 +443,15 @@ def model_summary(model: LayeredModel, plan: Plan) -> list[str]:
 def figures(model: LayeredModel, plan: Plan) -> dict[str, Any]:
     """``lsrl stats --target``: layers, widths, state units, weights and loops over time."""
     stats = model.stats()
+    # a matrix or delta layer loops once per group of heads of one shape (backends/head_code.py)
+    groups = {p.layer: len(head_code.head_groups(model.layers[p.layer])) for p in plan.layers if p.kind in STATE_HEADS}
     return {
         "layers": stats["layers"],
         "layer_kinds": stats["layer_kinds"],
         "max_width": stats["max_width"],
         "state_units": stats["state_dims"],
         "parameters": stats["dense_params"],
-        "sequential_loops": sum(layer_plan.loops for layer_plan in plan.layers),
+        "sequential_loops": sum(layer_plan.loops * groups.get(layer_plan.layer, 1) for layer_plan in plan.layers),
     }
 
 

@@ -153,7 +153,10 @@ def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
 
         s, emitted = jax.lax.scan(one_step, start.reshape(batch, -1, keys, values), tuple(over_time))
         emitted = jnp.swapaxes(emitted, 0, 1)
-        x = x.at[..., np.array(out).reshape(-1)].set(emitted.reshape(*emitted.shape[:2], -1))
+        # the emitted units put in place by a gather (XLA runs a scatter into x many times slower)
+        order = np.arange(x.shape[-1])
+        order[np.array(out).reshape(-1)] = x.shape[-1] + np.arange(np.size(out))
+        x = jnp.concatenate([x, emitted.reshape(*emitted.shape[:2], -1)], axis=-1)[..., order]
         last = last.at[:, where].set(s.reshape(batch, -1))
     return x, last
 '''

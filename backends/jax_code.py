@@ -135,6 +135,13 @@ def chunks(x, size, fill=0.0):
     return x.reshape(x.shape[0], -1, size, *x.shape[2:])
 
 
+def running_product(x, axis):
+    """Cumulative products along axis by a scan (jnp.cumprod is several times slower on XLA's CPU)."""
+    moved = jnp.moveaxis(x, axis, 0)
+    _, out = jax.lax.scan(lambda p, x_t: (p * x_t, p * x_t), jnp.ones_like(moved[0]), moved)
+    return jnp.moveaxis(out, 0, axis % x.ndim)
+
+
 def over_axis(one_step, start, xs, axis):
     """jax.lax.scan of one_step over the given axis of every array of xs, outputs stacked back there."""
     _, ys = jax.lax.scan(one_step, start, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, axis, 0), xs))
@@ -154,7 +161,7 @@ def gated_chunk(v, a, init, size):
         return h, h
 
     local = over_axis(inside, jnp.zeros_like(v[:, :, 0]), (a, v), 2)
-    decay = jnp.cumprod(a, axis=2)
+    decay = running_product(a, axis=2)
 
     def across(h, chunk):
         return chunk[0] * h + chunk[1], h
@@ -241,8 +248,8 @@ def masked_gains(d):
     size = d.shape[-2]
     later = np.tri(size, k=-1, dtype=bool)[..., None]
     upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
-    gains = jnp.cumprod(jnp.where(later, d[..., :, None, :], 1.0), axis=-3)
-    return jnp.where(upper, 0.0, gains), jnp.cumprod(d, axis=-2)
+    gains = running_product(jnp.where(later, d[..., :, None, :], 1.0), axis=-3)
+    return jnp.where(upper, 0.0, gains), running_product(d, axis=-2)
 
 
 def matrix_head_chunk(d, k, v, q, s, size):
@@ -255,7 +262,7 @@ def matrix_head_chunk(d, k, v, q, s, size):
 
     def one_chunk(s, chunk):
         d_c, k_c, v_c = chunk[:3]
-        g = jnp.cumprod(d_c, axis=1)
+        g = running_product(d_c, axis=1)
         if q is None:
             gains, _ = masked_gains(d_c)
             local = jnp.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c, precision=HIGHEST)
@@ -294,7 +301,7 @@ def chunk_scores(q, k, d):
 
 def after(d):
     """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
-    behind = jnp.flip(jnp.cumprod(jnp.flip(d, -2), axis=-2), -2)
+    behind = jnp.flip(running_product(jnp.flip(d, -2), axis=-2), -2)
     return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
 
 
@@ -524,6 +531,9 @@ class JaxTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
+    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked GLA-shaped layer
+    # is faster from 4096 steps; gated and delta layers were faster recurrent up to 16384
+    crossovers = {"matrix": 4096}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source)

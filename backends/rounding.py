@@ -33,12 +33,12 @@ import numpy as np
 from gmpy2 import mpq
 from lsrl.backends.layer_ranges import LayerBounds, input_bounds, layer_bounds
 from lsrl.backends.target import Options, stated_bounds
-from lsrl.ir.heads import HEAD_OF_KIND, decode
+from lsrl.ir.heads import HEAD_OF_KIND, NO_QUERY, MatrixHead, decode
 from lsrl.ir.layered import IDENTITY, LayeredModel
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.numbers import Number, is_exact
+from lsrl.ir.numbers import ZERO, Number, is_exact
 from lsrl.passes.lattice import Lattice, product
-from lsrl.passes.ranges import INF, Interval
+from lsrl.passes.ranges import INF, Interval, gated_interval, gated_lattice
 
 SIGNIFICANT_BITS = {"float32": 24, "float64": 53}
 TINY = {"float32": 2.0**-126, "float64": 2.0**-1022}  # the smallest normal number: what flushing to zero loses
@@ -137,13 +137,40 @@ class _Analysis:
 
     def _heads(self, kind: str, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
         """A matrix, delta or solve layer: its units that pass ``W x + b`` through are sums; the
-        units its heads fill (products summed over time, a runtime transition, an inverse) have no
-        bound here."""
+        units its heads fill are exact where ``_matrix_head_exact`` proves it, and have no bound
+        otherwise (products summed over time, a runtime transition, an inverse)."""
         pre = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])
-        filled = [u for head in decode(kind, attrs["heads"]) for u in head.outputs]
         error, exact = pre.error.copy(), pre.exact.copy()
-        error[filled], exact[filled] = INF, False
+        for head in decode(kind, attrs["heads"]):
+            proven = isinstance(head, MatrixHead) and self._matrix_head_exact(head, pre, bounds.operands[0])
+            error[list(head.outputs)], exact[list(head.outputs)] = (0.0, True) if proven else (INF, False)
         return Values(_magnitudes(bounds.values), error, exact, bounds.lattices)
+
+    def _matrix_head_exact(self, head: MatrixHead, pre: Values, intervals: Sequence[Interval]) -> bool:
+        """Whether the dtype computes a matrix head exactly: its operands exact, and every step's
+        ``d_i S_ij + k_i v_j`` and every read ``sum_i q_i S_ij`` a sum of numbers on lattices
+        that it adds exactly (``_exact_terms``), with the entries' bounds and lattices those of
+        the range analysis's rule for a matrix state."""
+        decays = [head.decay + (0 if head.decays == 1 else i) for i in range(head.keys)]
+        keys = [head.key + i for i in range(head.keys)]
+        values = [head.value + j for j in range(head.values)]
+        queries = [head.query + i for i in range(head.keys)] if head.query != NO_QUERY else []
+        if not all(pre.exact[u] for u in decays + keys + values + queries):
+            return False
+        lattices, magnitude = pre.lattices, _magnitudes(intervals)
+        reads = [[] for _ in values]  # per column j: (lattice, magnitude) of each q_i S_ij
+        for d, k in zip(decays, keys):
+            for j, v in enumerate(values):
+                written = product(lattices[k], lattices[v])
+                entry = gated_lattice(lattices[d], written, ZERO)
+                bound = _magnitudes([gated_interval(intervals[d], intervals[k] * intervals[v], ZERO, self.steps)])[0]
+                if not self._exact_terms([product(lattices[d], entry), written],
+                                         magnitude[d] * bound + magnitude[k] * magnitude[v]):
+                    return False
+                if queries:
+                    q = queries[keys.index(k)]
+                    reads[j].append((product(lattices[q], entry), magnitude[q] * bound))
+        return all(self._exact_terms([l for l, _ in terms], sum(m for _, m in terms)) for terms in reads if terms)
 
     def _gate(self, attrs: dict, bounds: LayerBounds, x: Values) -> Values:
         a = self._sum(attrs["W"], attrs["b"], x, bounds.operands[0], bounds.operand_lattices[0])

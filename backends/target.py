@@ -135,6 +135,8 @@ class Target(ABC):
     description: str
     native_gates: bool = True  # computes gate layers itself; if not, the driver rebuilds them from ReLUs
     schedules: tuple[str, ...] = (RECURRENT,)  # the forms (ir.schedule) it computes state layers in
+    # layer kind -> the shortest sequence from which --schedule auto chunks it (docs/schedules.md)
+    crossovers: dict[str, int] = {}
     # The model may rely on sequences being at most ``Options.max_len`` long (the range analysis
     # assumes it); targets without this flag compute the program for every length.
     bounded_length: bool = False

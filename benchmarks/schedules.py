@@ -22,8 +22,8 @@ The scan forms keep every step's state (``T * dk * dv`` numbers per head; the de
 ``dk x dk`` transition per step), so for the matrix layers they run only up to ``--scan-limit``
 steps. Each figure is the best of ``--repeat`` runs after a warm-up (jax: the warm-up compiles).
 The last table gives, per layer and target, the shortest measured length from which the chunk form
-is faster than the recurrent one: the crossovers ``--schedule auto`` uses
-(``passes.schedule.CROSSOVER``).
+stays faster than the recurrent one: the crossovers ``--schedule auto`` uses (each target's
+``crossovers``).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def _schedule(target, model, options: Options):
                          f"{', '.join(target.schedules)})")
     if options.chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {options.chunk}")
-    return schedule(model, options.schedule, options.chunk, options.max_len)
+    return schedule(model, options.schedule, options.chunk, options.max_len, target.crossovers)
 
 
 def _check_token_program(graph: Graph, format: str) -> None:

@@ -319,7 +319,7 @@ def select_lattice(
     return lat.join(value_lattice, doubled, Lattice.point(ZERO))
 
 
-def _gated_interval(a: Interval, b: Interval, init: Number, max_len: int | None) -> Interval:
+def gated_interval(a: Interval, b: Interval, init: Number, max_len: int | None) -> Interval:
     """Bounds over t >= 1 of h_t = a_t h_{t-1} + b_t from init: the interval recurrence until it
     repeats or ends at max_len; otherwise, where |a| <= 1, ``|h_t| <= |init| + t max|b|`` over
     max_len steps, or ``max|b| / (1 - max|a|)`` where |a| stays below 1."""
@@ -362,7 +362,7 @@ def _sum_intervals(intervals) -> Interval:
     return total
 
 
-def _gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
+def gated_lattice(a: Lattice | None, b: Lattice | None, init: Number) -> Lattice | None:
     """The fixed point of joining a_t h + b_t into h's lattice, from init (None if it does not settle)."""
     current = Lattice.point(init)
     for _ in range(LATTICE_ROUNDS):
@@ -489,9 +489,9 @@ class Ranges(Mapping[int, Box]):
             drive = weighted_sum(node.attrs["B"], [self.forms[o] for o in node.operands], node.attrs["bias"])
             return _state_box(node, tuple(self.combination(t, c) for t, c in drive.rows()), max_len)
         if kind == "gated_state":
-            return tuple(_gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
+            return tuple(gated_interval(a, b, h0, max_len) for a, b, h0 in zip(*operands, node.attrs["init"]))
         if kind == "matrix_state":  # entry (i, j): gated by d_i, driven by k_i v_j
-            return tuple(_gated_interval(d, k * v, ZERO, max_len) for d, k, v in _matrix_entries(*operands))
+            return tuple(gated_interval(d, k * v, ZERO, max_len) for d, k, v in _matrix_entries(*operands))
         if kind == "read":  # sum_i q_i S[i, j]
             return tuple(_sum_intervals(q * e for q, e in row) for row in _read_terms(*operands))
         if kind in ("delta_state", "solve"):  # (not bounded: a transition or inverse of runtime values)
@@ -549,9 +549,9 @@ class Ranges(Mapping[int, Box]):
             drive = weighted_sum(attrs["B"], [self.forms[o] for o in node.operands], attrs["bias"])
             return _state_lattices(attrs["A"], tuple(self.combination_lattice(t, c) for t, c in drive.rows()), attrs["init"])
         if kind == "gated_state":
-            return tuple(_gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
+            return tuple(gated_lattice(a, b, h0) for a, b, h0 in zip(*operands, attrs["init"]))
         if kind == "matrix_state":
-            return tuple(_gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands))
+            return tuple(gated_lattice(d, lat.product(k, v), ZERO) for d, k, v in _matrix_entries(*operands))
         if kind == "read":
             return tuple(lat.combination(((ONE, lat.product(q, e)) for q, e in row), ZERO) for row in _read_terms(*operands))
         if kind in ("delta_state", "solve"):

@@ -13,12 +13,14 @@ in the frame that turns with the permutation (exact: a permutation only moves va
 left (other diagonal entries, other cycles) is a loop stage, computed in the layer's form:
 elementwise where its part of ``A`` is diagonal.
 
-``auto`` picks the form per layer from the sequence length: the recurrent form up to the
-crossover measured for the layer's kind (``benchmarks/schedules.py``, the table in
-docs/schedules.md), the chunked form beyond.
+``auto`` picks the form per layer from the sequence length: the chunked form from the crossover
+length given for the layer's kind (the driver passes the target's, measured by
+``benchmarks/schedules.py``: docs/schedules.md), the recurrent form below it or where none is given.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.matrix import Matrix
@@ -42,14 +44,13 @@ from lsrl.ir.schedule import (
     Stage,
 )
 
-# The longest sequence for which ``auto`` keeps a layer's loop over time, by layer kind: beyond
-# it the chunked form was faster in benchmarks/schedules.py (docs/schedules.md).
-CROSSOVER = {"state": 64, "gated": 64, "delta": 64}
+Crossovers = Mapping[str, int]  # layer kind -> the shortest sequence from which ``auto`` chunks it
 
 
-def schedule(model: LayeredModel, requested: str = RECURRENT, chunk: int = DEFAULT_CHUNK, length: int = 0) -> Plan:
+def schedule(model: LayeredModel, requested: str = RECURRENT, chunk: int = DEFAULT_CHUNK, length: int = 0,
+             crossovers: Crossovers | None = None) -> Plan:
     """The plan of every state layer of ``model`` in the form ``requested`` (``auto``: per layer,
-    from the sequence ``length``; 0 means unknown, which keeps the recurrent form)."""
+    the chunked form where the sequence ``length`` reaches the ``crossovers`` length of its kind)."""
     if requested not in SCHEDULES:
         raise ValueError(f"unknown schedule {requested!r}; the schedules are {', '.join(SCHEDULES)}")
     if chunk < 1:
@@ -59,18 +60,18 @@ def schedule(model: LayeredModel, requested: str = RECURRENT, chunk: int = DEFAU
         if layer.kind not in SCHEDULED_KINDS:
             continue
         stages = tuple(plan_state_layer(layer.attrs["A"])) if layer.kind == "state" else ()
-        form = _auto_form(layer.kind, length) if requested == AUTO else requested
+        form = _auto_form(layer.kind, length, crossovers or {}) if requested == AUTO else requested
         if layer.kind == "state" and not any(s.method in LOOPS for s in stages):
             form = RECURRENT  # nothing loops: the stages are already parallel over time
         layers.append(LayerPlan(i, layer.kind, form, chunk if form == CHUNK else 0, stages))
     return Plan(requested, tuple(layers), length if requested == AUTO else 0)
 
 
-def _auto_form(kind: str, length: int) -> str:
-    return CHUNK if length > CROSSOVER[kind] else RECURRENT
+def _auto_form(kind: str, length: int, crossovers: Crossovers) -> str:
+    return CHUNK if kind in crossovers and length >= crossovers[kind] else RECURRENT
 
 
-__all__ = ["FORMS", "SCHEDULES", "CROSSOVER", "plan_state_layer", "schedule"]
+__all__ = ["FORMS", "SCHEDULES", "Crossovers", "plan_state_layer", "schedule"]
 
 
 def plan_state_layer(transition: Matrix) -> list[Stage]:

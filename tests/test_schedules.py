@@ -29,7 +29,7 @@ from lsrl.ir.numbers import exact
 from lsrl.ir.plan_eval import run_plan
 from lsrl.ir.schedule import CHUNK, LOOPS, RECURRENT, SCAN
 from lsrl.passes import lower
-from lsrl.passes.schedule import CROSSOVER, schedule
+from lsrl.passes.schedule import schedule
 
 from lsrl.cli import main
 from lsrl.corpus import CASES, Case
@@ -148,10 +148,14 @@ def test_random_state_layers_give_identical_rationals(seed: int, length: int, si
 
 
 # --- the plan -----------------------------------------------------------------------------------------------
-def test_auto_keeps_the_loop_up_to_the_crossover() -> None:
+def test_auto_chunks_from_the_crossover() -> None:
+    from lsrl.backends import get_target
+
     m = model("mqar_delta")
-    assert [p.form for p in schedule(m, "auto", 16, CROSSOVER["delta"]).layers if p.kind == "delta"] == [RECURRENT]
-    assert [p.form for p in schedule(m, "auto", 16, CROSSOVER["delta"] + 1).layers if p.kind == "delta"] == [CHUNK]
+    crossovers = get_target("torch").crossovers
+    assert [p.form for p in schedule(m, "auto", 16, crossovers["delta"] - 1, crossovers).layers if p.kind == "delta"] == [RECURRENT]
+    assert [p.form for p in schedule(m, "auto", 16, crossovers["delta"], crossovers).layers if p.kind == "delta"] == [CHUNK]
+    assert all(p.form == RECURRENT for p in schedule(m, "auto", 16, 10**6, {}).layers)
 
 
 def test_the_plan_prints_every_state_layer() -> None:

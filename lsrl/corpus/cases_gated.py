@@ -158,10 +158,7 @@ CASES: list[Case] = [
     Case("mqar", mqar,
          [_mqar_run([(3, 5), (1, 2), (7, 4)], [1, 3, 7, 8, 3, 0]),
           _mqar_run([(k, _random.randint(1, 8)) for k in _keys], [_random.randint(0, 8) for _ in range(12)])],
-         params={"vocab": 8}, source="mqar.lsrl", input_range=(0, 8), integer_inputs=True,
-         # the rounding analysis bounds no matrix head yet (backends/rounding.py): torch and jax
-         # read the state in a head, the other targets compute the expanded products
-         float32={"torch": "unproven", "jax": "unproven"}),
+         params={"vocab": 8}, source="mqar.lsrl", input_range=(0, 8), integer_inputs=True),
     Case("mqar_delta", mqar_delta,
          [_mqar_run([(3, 5), (1, 2), (3, 4)], [1, 3, 7, 0]),
           _mqar_run([(_random.randint(1, 8), _random.randint(1, 8)) for _ in range(10)], [_random.randint(0, 8) for _ in range(12)])],

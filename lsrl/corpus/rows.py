@@ -45,6 +45,8 @@ class Case:
     # "unproven" (it then warns); targets not named here get float32_default.
     float32: Mapping[str, str] = field(default_factory=dict)
     float32_default: str = "exact"
+    # A float row (lsrl/corpus/cases_layers.py): the line of its source where exact mode refuses it
+    exact_refusal: Optional[int] = None
 
     def options(self, **overrides: Any):
         """The compile options of what the row states about its inputs (``overrides`` on top)."""

@@ -1,0 +1,158 @@
+"""Forward time of the generated torch and jax code of matrix-state layers against hand-written
+loops of the same recurrences, in one run, with the ratios.
+
+    python benchmarks/gated_layers.py [--batch 4] [--heads 4] [--keys 64] [--steps 2048] [--threads N]
+
+Two layers, each the recurrence alone, its per-token operands the program's input (so no
+projection is timed on either side): GLA (``S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T``,
+``o_t = S_t^T q_t / sqrt(dk)`` per head, inputs q, k, v, g) and DeltaNet (the delta rule with
+``beta_t``, ``o_t = S_t^T q_t / sqrt(dk)``, inputs q, k, v, beta). The programs are built with the
+builder and compiled with ``lsrl.compile_to``; the generated ``model.py`` is imported and run in
+float32 on the CPU (torch's ``forward``, jax's jitted ``forward``). The hand-written loops:
+flash-linear-attention's naive recurrences for torch (``naive_recurrent_gla``,
+``delta_rule_recurrence``, loaded by file path: fla's package imports triton), and a
+``jax.lax.scan`` written here for jax. Each figure is the best of ``--repeat`` runs after a
+warm-up (which, for jax, compiles). Goal: generated / hand-written <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from lsrl.backends.jax_code import functions
+from lsrl.backends.torch_code import module
+
+from lsrl.builder import Program, concat, float_function, read
+from lsrl.targets import compile_to
+
+
+def recurrence_program(kind: str, heads: int, keys: int):
+    """The input per token: per head q, k, v (keys each) and the gate (g: keys units; beta: one)."""
+    gate = keys if kind == "gla" else 1
+    per_head = 3 * keys + gate
+    p = Program()
+    x = p.input(heads * per_head)
+    outputs = []
+    for h in range(heads):
+        base = h * per_head
+        q, k, v = (x[base + i * keys:base + (i + 1) * keys] for i in range(3))
+        g = x[base + 3 * keys:base + per_head]
+        if kind == "gla":
+            state = p.matrix_state(float_function("exp", g), k, v)
+        else:
+            state = p.delta_state(1, g, k, v)
+        outputs.append(read(state, q * (1 / keys**0.5)))
+    p.output(concat(outputs))
+    return p.finish()
+
+
+def fla_naive(package: str):
+    spec = importlib.util.find_spec("fla")
+    path = Path(spec.submodule_search_locations[0]) / "ops" / package / "naive.py"
+    loaded = importlib.util.spec_from_file_location(f"fla_naive_{package}", path)
+    naive = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(naive)
+    return naive
+
+
+def split(x: np.ndarray, kind: str, heads: int, keys: int) -> tuple[np.ndarray, ...]:
+    """q, k, v [B, T, H, K] and the gate ([B, T, H, K] or [B, T, H]) from the program's input."""
+    per_head = x.reshape(*x.shape[:2], heads, -1)
+    q, k, v, g = (per_head[..., i * keys:(i + 1) * keys] for i in range(4)) if kind == "gla" else (
+        *(per_head[..., i * keys:(i + 1) * keys] for i in range(3)), per_head[..., 3 * keys])
+    return q, k, v, g
+
+
+def jax_loop(kind: str, keys: int) -> Callable:
+    """The recurrence written by hand as a jax.lax.scan over time on [B, H, K, V] states."""
+    scale = 1 / keys**0.5
+
+    def run(q, k, v, g):
+        def one_step(s, step):
+            q_t, k_t, v_t, g_t = step
+            if kind == "gla":
+                s = jnp.exp(g_t)[..., None] * s + k_t[..., None] * v_t[..., None, :]
+            else:
+                u = g_t[..., None] * (v_t - jnp.einsum("bhk,bhkv->bhv", k_t, s))
+                s = s + k_t[..., None] * u[..., None, :]
+            return s, jnp.einsum("bhk,bhkv->bhv", q_t * scale, s)
+
+        batch, _, heads, _ = q.shape
+        start = jnp.zeros((batch, heads, keys, v.shape[-1]), q.dtype)
+        _, out = jax.lax.scan(one_step, start, tuple(jnp.swapaxes(a, 0, 1) for a in (q, k, v, g)))
+        return jnp.swapaxes(out, 0, 1)
+
+    return jax.jit(run)
+
+
+def best_time(call: Callable[[], object], repeat: int) -> float:
+    call()  # warm-up (jax: compiles)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--keys", type=int, default=64, help="dk = dv")
+    parser.add_argument("--steps", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    B, H, K, T = args.batch, args.heads, args.keys, args.steps
+    rng = np.random.default_rng(0)
+    print(f"batch {B}, heads {H}, dk = dv = {K}, {T} steps, float32, torch threads {torch.get_num_threads()}")
+    print(f"{'layer':9} {'target':6} {'generated s':>12} {'hand-written s':>15} {'ratio':>6}")
+    for kind in ("gla", "deltanet"):
+        graph = recurrence_program(kind, H, K)
+        x = rng.standard_normal((B, T, graph.input.dim)).astype(np.float32)
+        if kind == "gla":  # log decays below 0, as GLA's logsigmoid gates are
+            gates = x.reshape(B, T, H, -1)[..., 3 * K:]
+            gates[:] = -np.abs(gates) / 16
+        else:  # beta in (0, 1) and unit keys, as DeltaNet's sigmoid and l2norm give them
+            per_head = x.reshape(B, T, H, -1)
+            per_head[..., 3 * K] = 1 / (1 + np.exp(-per_head[..., 3 * K]))
+            keys = per_head[..., K:2 * K]
+            keys /= np.linalg.norm(keys, axis=-1, keepdims=True)
+        q, k, v, g = (torch.from_numpy(np.ascontiguousarray(a)) for a in split(x, kind, H, K))
+
+        net = module(compile_to(graph, "torch"), "float32")
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            ours = best_time(lambda: net(xt), args.repeat)
+            if kind == "gla":
+                naive = fla_naive("gla").naive_recurrent_gla
+                theirs = best_time(lambda: naive(q, k, v, g), args.repeat)
+            else:
+                naive = fla_naive("delta_rule").delta_rule_recurrence
+                heads_first = [a.transpose(1, 2).contiguous() for a in (q, k, v, g)]
+                theirs = best_time(lambda: naive(*heads_first), args.repeat)
+        print(f"{kind:9} {'torch':6} {ours:12.3f} {theirs:15.3f} {ours / theirs:6.2f}")
+
+        model = functions(compile_to(graph, "jax"), "float32")
+        forward = jax.jit(model.forward)
+        xj = jnp.asarray(x)
+        ours = best_time(lambda: forward(model.params, xj).block_until_ready(), args.repeat)
+        loop = jax_loop(kind, K)
+        qj, kj, vj, gj = (jnp.asarray(np.ascontiguousarray(a)) for a in split(x, kind, H, K))
+        theirs = best_time(lambda: loop(qj, kj, vj, gj).block_until_ready(), args.repeat)
+        print(f"{kind:9} {'jax':6} {ours:12.3f} {theirs:15.3f} {ours / theirs:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

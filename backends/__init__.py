@@ -24,6 +24,7 @@ _MODULES = {
     "mamba": "lsrl.backends.mamba",
     "hawk": "lsrl.backends.hawk",
     "mlir": "lsrl.backends.mlir_code",
+    "triton": "lsrl.backends.triton_code",
 }
 
 TARGET_NAMES = tuple(_MODULES)

@@ -488,12 +488,16 @@ def build_code_target(
 _GENERATED: dict[str, tuple[ModuleType, tempfile.TemporaryDirectory]] = {}
 
 
-def import_generated(source: str) -> ModuleType:
+def import_generated(source: str, beside: dict[str, str] | None = None) -> ModuleType:
     """The generated ``model.py`` imported as a module from a temporary directory (once per source
-    text per process; the directory lives as long as the process, so tracebacks show the code)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    text per process; the directory lives as long as the process, so tracebacks show the code),
+    with the files ``beside`` it that it loads (the ``triton`` target's ``kernels.py``)."""
+    beside = beside or {}
+    digest = hashlib.sha256("\0".join([source, *beside.values()]).encode()).hexdigest()[:16]
     if digest not in _GENERATED:
         directory = tempfile.TemporaryDirectory(prefix="lsrl-generated-")
+        for name, text in beside.items():
+            (Path(directory.name) / name).write_text(text)
         path = Path(directory.name) / "model.py"
         path.write_text(source)
         spec = importlib.util.spec_from_file_location(f"lsrl_generated_{digest}", path)

@@ -213,7 +213,7 @@ class MlirTarget(Target):
         files = {
             "model.mlir": source,
             "model.vmfb": compile_vmfb(source),
-            "model.py": runner_source(spec, options.dtype, "\n".join(codegen.model_summary(model))),
+            "model.py": runner_source(spec, options.dtype, "\n".join(codegen.model_summary(model, options.plan))),
         }
         return Compiled(self.name, config, tensors, files, figures=codegen.figures(model, options.plan))
 

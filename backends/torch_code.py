@@ -13,7 +13,7 @@ source and returns the module with the compiled weights.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -388,16 +388,21 @@ class TorchSyntax(codegen.Syntax):
         return arrays[0] if len(arrays) == 1 else f"torch.cat([{', '.join(arrays)}], dim=-1)"
 
 
-def generate_source(model: LayeredModel, plan: Plan) -> str:
-    """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``."""
+def generate_source(
+    model: LayeredModel, plan: Plan, helpers: Mapping[str, str] = HELPERS, target: str = "torch",
+    needs: str = "torch and safetensors", preamble: str = "",
+) -> str:
+    """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``: the
+    ``torch`` target's, or (``target``, ``helpers``, ``preamble``: code after the imports) a
+    target that replaces some helpers by its own (``triton``)."""
     syntax = TorchSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
-        "A program compiled by lsrl for PyTorch (target torch): a recurrent model, one token per step.",
+        f"A program compiled by lsrl for PyTorch (target {target}): a recurrent model, one token per step.",
         "",
         *codegen.model_summary(model, plan),
         "",
-        "Usage, from this directory (needs torch and safetensors):",
+        f"Usage, from this directory (needs {needs}):",
         "",
         "    import torch, model",
         "    net = model.load(\".\", dtype=torch.float32)  # or torch.float64; device=\"cuda\"",
@@ -409,12 +414,13 @@ def generate_source(model: LayeredModel, plan: Plan) -> str:
         "The weights (float64 in model.safetensors, cast to dtype when loaded) are parameters",
         "named layers.{i}.{W,b,...}, with requires_grad off. config.json holds the program's",
         "parameters and the labels of every unit. This file is generated: edit the program and",
-        "compile it again (lsrl compile PROGRAM --target torch -o DIR).",
+        f"compile it again (lsrl compile PROGRAM --target {target} -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
     forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 8)
     step = codegen.indent(codegen.step_lines(model, syntax), 8)
-    helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
+    used = [name for name in codegen.helpers_used(model, plan) if name in helpers]
+    helpers_text = "".join(f"\n\n{helpers[name].strip()}\n" for name in used)
     return f'''{codegen.docstring(header)}
 
 from pathlib import Path
@@ -422,7 +428,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-
+{preamble}
 D_IN = {d_in}
 D_OUT = {d_out}
 # (kind, input width, width) of every layer, in order
@@ -456,7 +462,7 @@ def weight_shapes(kind, d_in, width):
     if kind == "solve":
         shapes.update(shift=(width,))
     return shapes
-{helpers}
+{helpers_text}
 
 class Model(torch.nn.Module):
     def __init__(self):

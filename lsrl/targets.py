@@ -159,9 +159,9 @@ def _check_layer_kinds(target, model, graph: Graph) -> None:
         needs = next((u.node for u in layer.units if u.role == "value" and u.node in graph.nodes), None)
         what = graph.nodes[needs].kind if needs is not None else layer.kind
         able = [name for name in TARGET_NAMES if layer.kind in get_target(name).layer_kinds]
+        named = ", ".join(able[:-1]) + " and " + able[-1] if len(able) > 1 else "".join(able) or "no target"
         raise LsrlError(
-            f"the {target.name} target cannot compute {what} (a {layer.kind} layer); "
-            f"{' and '.join(able) if able else 'no target'} can",
+            f"the {target.name} target cannot compute {what} (a {layer.kind} layer); {named} can",
             loc=_node_loc(graph, needs),
         )
 

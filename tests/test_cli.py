@@ -318,7 +318,7 @@ def test_stats_text_is_for_people(target: str | None) -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["run", "--input", "1", "--backend", "triton"], ["compile", "--target", "wasm", "-o", "unused"], ["stats", "--target", "tpu"],
+    ["run", "--input", "1", "--backend", "cuda"], ["compile", "--target", "wasm", "-o", "unused"], ["stats", "--target", "tpu"],
 ])
 def test_only_existing_targets_are_offered(argv: list[str]) -> None:
     from lsrl.backends import TARGET_NAMES
@@ -329,7 +329,7 @@ def test_only_existing_targets_are_offered(argv: list[str]) -> None:
     assert (status, out) == (1, "")
     assert err.startswith(f"lsrl: error: argument {option}: invalid choice: '{name}'") and err.endswith(f"(see 'lsrl {command} --help')\n")
     _, usage, _ = run_cli(command, "--help")
-    assert "triton" not in usage and "wasm" not in usage and all(target in usage for target in TARGET_NAMES)
+    assert "cuda" not in usage and "wasm" not in usage and all(target in usage for target in TARGET_NAMES)
 
 
 @pytest.mark.parametrize("target", ["torch", "rnn"])

@@ -79,7 +79,7 @@ def test_map_layers_compute_the_functions_and_carry_values_past_them() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("target", ["torch", "jax", "triton"])
 def test_code_targets_run_them_within_their_stated_bounds(target: str, dtype: str) -> None:
     pytest.importorskip(target)
     graph = compile_source(PROGRAM, "f.lsrl")
@@ -93,11 +93,11 @@ def test_code_targets_run_them_within_their_stated_bounds(target: str, dtype: st
         assert np.all(bound < 1e-12)
 
 
-@pytest.mark.parametrize("target", [t for t in TARGET_NAMES if t not in ("torch", "jax")])
+@pytest.mark.parametrize("target", [t for t in TARGET_NAMES if t not in ("torch", "jax", "triton")])
 def test_other_targets_refuse_them_at_the_call(target: str) -> None:
     pytest.importorskip("torch")
     graph = compile_source("input x[1]\ny = x + 1\noutput tanh(y) * 2\n", "f.lsrl")
     with pytest.raises(LsrlError) as e:
         compile_to(graph, target, Options((-1, 1)))
-    assert f"the {target} target cannot compute tanh (a map layer); torch and jax can" in e.value.message
+    assert f"the {target} target cannot compute tanh (a map layer); torch, jax and triton can" in e.value.message
     assert (e.value.loc.line, e.value.loc.col) == (3, 8)

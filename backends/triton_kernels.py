@@ -1,0 +1,353 @@
+"""The Triton kernels the ``triton`` target writes into ``kernels.py``, as source text, and the
+launchers that call them (docs/target-triton.md).
+
+Every kernel keeps a state layer's state in registers and runs time in its own loop: one program
+per batch element and block of channels (a gated or diagonal layer), per batch element (a constant
+matrix transition couples all its units), or per batch element, head and block of values (a
+matrix or delta head: the columns of ``S`` are independent, the keys are all in one program since
+a read sums over them). The chunked kernels (``*_chunk``) follow the chunk plan: a chunk's steps
+at once (an associative scan of the gates, or ``tl.dot`` products of the chunk's keys, queries and
+values), the state passed from chunk to chunk in the kernel's loop; no form divides by a product
+of decays, which can be 0.
+
+Block sizes come from the layer's sizes (a power of two at least as large, capped; ``tl.dot``
+needs blocks of at least 16). ``tl.dot`` runs in IEEE precision: TF32 would break the bounds the
+compiler states for float32.
+
+The launchers take contiguous tensors ``[batch, time, n]`` (heads: ``[batch, time, heads, n]``)
+in the model's dtype and return new tensors; ``model.py`` gathers the operands and scatters the
+results. Each entry of :data:`KERNELS` is one kernel with its launcher; :data:`PRELUDE` comes
+first.
+"""
+
+from __future__ import annotations
+
+PRELUDE = '''
+import torch
+import triton
+import triton.language as tl
+
+
+def block(n, cap, least=1):
+    """The block size for n channels: the power of two at least n (and least), at most cap."""
+    return max(least, min(triton.next_power_of_2(max(n, 1)), cap))
+
+
+def broadcast_rows(a, batch, time, width):
+    """(tensor, batch stride, time stride) of a gate a_t [batch, time, width] or a constant a [width]."""
+    if a.dim() == 1:
+        return a.contiguous(), 0, 0
+    a = a.expand(batch, time, width).contiguous()
+    return a, time * width, width
+'''
+
+GATED_RECURRENT = '''
+@triton.jit
+def gated_recurrent_kernel(v_ptr, a_ptr, init_ptr, out_ptr, time, width, a_batch, a_time, BLOCK: tl.constexpr):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: one program per batch element and
+    BLOCK channels, h in registers, time in the loop (a_time 0: a constant a)."""
+    b = tl.program_id(0).to(tl.int64)
+    channels = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = channels < width
+    h = tl.load(init_ptr + channels, mask=inside, other=0.0)
+    rows = b * time * width + channels
+    gates = a_ptr + b * a_batch + channels
+    for t in range(time):
+        a = tl.load(gates + t * a_time, mask=inside, other=0.0)
+        h = a * h + tl.load(v_ptr + rows + t * width, mask=inside, other=0.0)
+        tl.store(out_ptr + rows + t * width, h, mask=inside)
+
+
+def gated_recurrence(v, a, init):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init (a [batch, time, n] or a constant [n]), v [batch, time, n]."""
+    batch, time, width = v.shape
+    v = v.contiguous()
+    a, a_batch, a_time = broadcast_rows(a, batch, time, width)
+    out = torch.empty_like(v)
+    size = block(width, 1024)
+    grid = (batch, triton.cdiv(width, size))
+    gated_recurrent_kernel[grid](v, a, init.contiguous(), out, time, width, a_batch, a_time, BLOCK=size)
+    return out
+
+
+scaled_recurrence = gated_recurrence  # a constant diagonal transition: the same kernel, a_time 0
+'''
+
+GATED_CHUNK = '''
+@triton.jit
+def gated_combine(a_first, b_first, a_then, b_then):
+    """(a_then, b_then) after (a_first, b_first): h -> a_then (a_first h + b_first) + b_then."""
+    return a_then * a_first, a_then * b_first + b_then
+
+
+@triton.jit
+def gated_chunk_kernel(v_ptr, a_ptr, init_ptr, out_ptr, time, width, a_batch, a_time,
+                       CHUNK: tl.constexpr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init by chunks of CHUNK steps: in a chunk, the decays
+    since its start and the states from zero by one associative scan of (a_t, v_t) (STEPS: CHUNK
+    as a power of two, the rows past it a_t = 1, v_t = 0), then h_t = local_t + decay_t h_start;
+    the chunk's last state starts the next one."""
+    b = tl.program_id(0).to(tl.int64)
+    channels = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = channels < width
+    steps = tl.arange(0, STEPS)
+    h = tl.load(init_ptr + channels, mask=inside, other=0.0)
+    for start in range(0, time, CHUNK):
+        t = start + steps
+        cells = ((steps < CHUNK) & (t < time))[:, None] & inside[None, :]
+        a = tl.load(a_ptr + b * a_batch + t[:, None] * a_time + channels[None, :], mask=cells, other=1.0)
+        offsets = b * time * width + t[:, None] * width + channels[None, :]
+        v = tl.load(v_ptr + offsets, mask=cells, other=0.0)
+        decay, local = tl.associative_scan((a, v), 0, gated_combine)
+        out = local + decay * h[None, :]
+        tl.store(out_ptr + offsets, out, mask=cells)
+        h = tl.sum(tl.where((steps == STEPS - 1)[:, None], out, 0.0), axis=0)
+
+
+def gated_chunk(v, a, init, size):
+    """gated_recurrence by chunks of size steps."""
+    batch, time, width = v.shape
+    v = v.contiguous()
+    a, a_batch, a_time = broadcast_rows(a, batch, time, width)
+    out = torch.empty_like(v)
+    channels = block(width, 128)
+    grid = (batch, triton.cdiv(width, channels))
+    gated_chunk_kernel[grid](v, a, init.contiguous(), out, time, width, a_batch, a_time,
+                             CHUNK=size, STEPS=block(size, 1 << 16), BLOCK=channels)
+    return out
+'''
+
+MATRIX_RECURRENT = '''
+@triton.jit
+def matrix_recurrent_kernel(v_ptr, A_ptr, init_ptr, out_ptr, time, width, BLOCK: tl.constexpr):
+    """h_t = A h_{t-1} + v_t from h_0 = init: one program per batch element (A couples every unit),
+    A and h in registers, time in the loop."""
+    b = tl.program_id(0).to(tl.int64)
+    units = tl.arange(0, BLOCK)
+    inside = units < width
+    A = tl.load(A_ptr + units[:, None] * width + units[None, :], mask=inside[:, None] & inside[None, :], other=0.0)
+    h = tl.load(init_ptr + units, mask=inside, other=0.0)
+    rows = b * time * width + units
+    for t in range(time):
+        h = tl.sum(A * h[None, :], axis=1) + tl.load(v_ptr + rows + t * width, mask=inside, other=0.0)
+        tl.store(out_ptr + rows + t * width, h, mask=inside)
+
+
+def matrix_recurrence(v, A, init):
+    """h_t = A h_{t-1} + v_t from h_0 = init, v [batch, time, n], A [n, n]."""
+    batch, time, width = v.shape
+    v = v.contiguous()
+    out = torch.empty_like(v)
+    matrix_recurrent_kernel[(batch,)](v, A.contiguous(), init.contiguous(), out, time, width,
+                                      BLOCK=block(width, 1 << 16))
+    return out
+'''
+
+HEADS_RECURRENT = '''
+@triton.jit
+def heads_recurrent_kernel(d_ptr, beta_ptr, k_ptr, v_ptr, q_ptr, s_ptr, out_ptr, last_ptr, time, heads,
+                           DELTA: tl.constexpr, DECAYS: tl.constexpr, KEYS: tl.constexpr, VALUES: tl.constexpr,
+                           READS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Matrix heads S_t = diag(d_t) S_{t-1} + k_t v_t^T (DECAYS 1: one decay, else one per key) or,
+    with DELTA, delta heads S_t = S' + k_t (beta_t (v_t - S'^T k_t))^T, S' = d_t S_{t-1}. One
+    program per batch element, head and BV values (the columns of S are independent), S [BK, BV]
+    in registers from s, time in the loop; each step emits q_t^T S_t (READS) or S_t row by row.
+    Operands [batch, time, heads, n], states [batch, heads, KEYS, VALUES]."""
+    bh = tl.program_id(0).to(tl.int64)
+    b, h = bh // heads, bh % heads
+    keys = tl.arange(0, BK)
+    values = tl.program_id(1) * BV + tl.arange(0, BV)
+    key_in, value_in = keys < KEYS, values < VALUES
+    cells = key_in[:, None] & value_in[None, :]
+    square = keys[:, None] * VALUES + values[None, :]
+    S = tl.load(s_ptr + bh * KEYS * VALUES + square, mask=cells, other=0.0)
+    for t in range(time):
+        row = (b * time + t) * heads + h
+        if DECAYS == 1:
+            S = tl.load(d_ptr + row) * S
+        else:
+            S = tl.load(d_ptr + row * KEYS + keys, mask=key_in, other=0.0)[:, None] * S
+        k = tl.load(k_ptr + row * KEYS + keys, mask=key_in, other=0.0)
+        v = tl.load(v_ptr + row * VALUES + values, mask=value_in, other=0.0)
+        if DELTA:
+            v = tl.load(beta_ptr + row) * (v - tl.sum(k[:, None] * S, axis=0))
+        S = S + k[:, None] * v[None, :]
+        if READS:
+            q = tl.load(q_ptr + row * KEYS + keys, mask=key_in, other=0.0)
+            tl.store(out_ptr + row * VALUES + values, tl.sum(q[:, None] * S, axis=0), mask=value_in)
+        else:
+            tl.store(out_ptr + row * KEYS * VALUES + square, S, mask=cells)
+    tl.store(last_ptr + bh * KEYS * VALUES + square, S, mask=cells)
+
+
+def heads_recurrence(kind, parts, q, s):
+    """A group of matrix or delta heads (parts: the operands [batch, time, heads, n]: d, k, v or
+    alpha, beta, k, v; q the queries or None; s the start state [batch, heads, keys, values]):
+    (what they emit [batch, time, heads, n], the last state)."""
+    delta = kind == "delta"
+    d, beta, k, v = parts if delta else (parts[0], None, *parts[1:])
+    batch, time, heads, keys = k.shape
+    values = v.shape[-1]
+    d, k, v = d.contiguous(), k.contiguous(), v.contiguous()
+    emitted = v.new_empty(batch, time, heads, values if q is not None else keys * values)
+    last = torch.empty_like(s)
+    size = block(values, 64)
+    grid = (batch * heads, triton.cdiv(values, size))
+    heads_recurrent_kernel[grid](
+        d, beta.contiguous() if delta else d, k, v, q.contiguous() if q is not None else k, s.contiguous(), emitted,
+        last, time, heads, DELTA=delta, DECAYS=d.shape[-1], KEYS=keys, VALUES=values, READS=q is not None,
+        BK=block(keys, 1 << 16), BV=size)
+    return emitted, last
+'''
+
+MATRIX_HEADS_CHUNK = '''
+@triton.jit
+def matrix_heads_chunk_kernel(d_ptr, k_ptr, v_ptr, q_ptr, s_ptr, out_ptr, last_ptr, time, heads,
+                              CHUNK: tl.constexpr, STEPS: tl.constexpr, DECAYS: tl.constexpr, KEYS: tl.constexpr,
+                              VALUES: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Matrix heads with a query by chunks of CHUNK steps (GLA / SSD's chunk form): in a chunk from
+    S_0, with G[t, j] the product of the decays of steps j+1..t (0 above the diagonal) and g_t that
+    of steps 1..t, q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j, P[t, j] = sum_i q_ti G[t, j, i] k_ji
+    (P = (Q K^T) * G for one decay), and the next chunk starts from g_C S_0 + (G[C, :] K)^T V.
+    G is a cumulative product down each column from the chunk's start, never a quotient (decays
+    may be 0). STEPS: CHUNK as a power of two, at least 16 for tl.dot; the rows past the chunk
+    have d = 1 and k = v = q = 0, so they change nothing. One program per batch element, head and
+    BV values."""
+    bh = tl.program_id(0).to(tl.int64)
+    b, h = bh // heads, bh % heads
+    keys = tl.arange(0, BK)
+    values = tl.program_id(1) * BV + tl.arange(0, BV)
+    key_in, value_in = keys < KEYS, values < VALUES
+    square = keys[:, None] * VALUES + values[None, :]
+    cells = key_in[:, None] & value_in[None, :]
+    S = tl.load(s_ptr + bh * KEYS * VALUES + square, mask=cells, other=0.0)
+    steps = tl.arange(0, STEPS)
+    later = steps[:, None] > steps[None, :]
+    lower = steps[:, None] >= steps[None, :]
+    last_step = steps == STEPS - 1
+    for start in range(0, time, CHUNK):
+        t = start + steps
+        rows = (b * time + t) * heads + h
+        real = (steps < CHUNK) & (t < time)
+        by_key = real[:, None] & key_in[None, :]
+        k = tl.load(k_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=0.0)
+        q = tl.load(q_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=0.0)
+        v = tl.load(v_ptr + rows[:, None] * VALUES + values[None, :], mask=real[:, None] & value_in[None, :], other=0.0)
+        if DECAYS == 1:
+            d = tl.load(d_ptr + rows, mask=real, other=1.0)
+            G = tl.where(lower, tl.cumprod(tl.where(later, d[:, None], 1.0), axis=0), 0.0)
+            g = tl.cumprod(d, axis=0)
+            scores = tl.dot(q, tl.trans(k), input_precision="ieee") * G
+            from_start = tl.dot(q * g[:, None], S, input_precision="ieee")
+            G_last = tl.sum(tl.where(last_step[:, None], G, 0.0), axis=0)
+            S = tl.sum(tl.where(last_step, g, 0.0), axis=0) * S + tl.dot(
+                tl.trans(k * G_last[:, None]), v, input_precision="ieee")
+        else:
+            d = tl.load(d_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=1.0)
+            G = tl.where(lower[:, :, None], tl.cumprod(tl.where(later[:, :, None], d[:, None, :], 1.0), axis=0), 0.0)
+            g = tl.cumprod(d, axis=0)
+            scores = tl.sum(q[:, None, :] * G * k[None, :, :], axis=2)
+            from_start = tl.dot(q * g, S, input_precision="ieee")
+            G_last = tl.sum(tl.where(last_step[:, None, None], G, 0.0), axis=0)
+            g_last = tl.sum(tl.where(last_step[:, None], g, 0.0), axis=0)
+            S = g_last[:, None] * S + tl.dot(tl.trans(k * G_last), v, input_precision="ieee")
+        out = tl.dot(scores, v, input_precision="ieee") + from_start
+        tl.store(out_ptr + rows[:, None] * VALUES + values[None, :], out, mask=real[:, None] & value_in[None, :])
+    tl.store(last_ptr + bh * KEYS * VALUES + square, S, mask=cells)
+
+
+def matrix_heads_chunk(parts, q, s, size):
+    """heads_recurrence of matrix heads with a query, by chunks of size steps."""
+    d, k, v = (part.contiguous() for part in parts)
+    batch, time, heads, keys = k.shape
+    values = v.shape[-1]
+    emitted = v.new_empty(batch, time, heads, values)
+    last = torch.empty_like(s)
+    width = block(values, 64, 16)
+    grid = (batch * heads, triton.cdiv(values, width))
+    matrix_heads_chunk_kernel[grid](
+        d, k, v, q.contiguous(), s.contiguous(), emitted, last, time, heads, CHUNK=size,
+        STEPS=block(size, 1 << 16, 16), DECAYS=d.shape[-1], KEYS=keys, VALUES=values,
+        BK=block(keys, 1 << 16, 16), BV=width)
+    return emitted, last
+'''
+
+DELTA_HEADS_CHUNK = '''
+@triton.jit
+def delta_heads_chunk_kernel(alpha_ptr, beta_ptr, k_ptr, v_ptr, q_ptr, s_ptr, out_ptr, last_ptr, time, heads,
+                             CHUNK: tl.constexpr, STEPS: tl.constexpr, KEYS: tl.constexpr, VALUES: tl.constexpr,
+                             BK: tl.constexpr, BV: tl.constexpr):
+    """Delta heads with a query by chunks of CHUNK steps, through the WY / UT representation: in a
+    chunk from S_0, with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the
+    written vectors u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0 with
+    T = (I + L)^-1 diag(beta), L[t, j] = beta_t G[t, j] k_t.k_j (j < t), by forward substitution
+    (I + L is unit lower triangular: no division); then q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U
+    and the next chunk starts from g_C S_0 + (G[C, :] K)^T U. STEPS: CHUNK as a power of two, at
+    least 16 (the rows past the chunk have alpha = 1 and beta = k = v = q = 0). One program per
+    batch element, head and BV values."""
+    bh = tl.program_id(0).to(tl.int64)
+    b, h = bh // heads, bh % heads
+    keys = tl.arange(0, BK)
+    values = tl.program_id(1) * BV + tl.arange(0, BV)
+    key_in, value_in = keys < KEYS, values < VALUES
+    square = keys[:, None] * VALUES + values[None, :]
+    cells = key_in[:, None] & value_in[None, :]
+    S = tl.load(s_ptr + bh * KEYS * VALUES + square, mask=cells, other=0.0)
+    steps = tl.arange(0, STEPS)
+    later = steps[:, None] > steps[None, :]
+    lower = steps[:, None] >= steps[None, :]
+    last_step = steps == STEPS - 1
+    for start in range(0, time, CHUNK):
+        t = start + steps
+        rows = (b * time + t) * heads + h
+        real = (steps < CHUNK) & (t < time)
+        by_key = real[:, None] & key_in[None, :]
+        by_value = real[:, None] & value_in[None, :]
+        k = tl.load(k_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=0.0)
+        q = tl.load(q_ptr + rows[:, None] * KEYS + keys[None, :], mask=by_key, other=0.0)
+        v = tl.load(v_ptr + rows[:, None] * VALUES + values[None, :], mask=by_value, other=0.0)
+        alpha = tl.load(alpha_ptr + rows, mask=real, other=1.0)
+        beta = tl.load(beta_ptr + rows, mask=real, other=0.0)
+        G = tl.where(lower, tl.cumprod(tl.where(later, alpha[:, None], 1.0), axis=0), 0.0)
+        g = tl.cumprod(alpha, axis=0)
+        L = tl.where(later, beta[:, None] * G * tl.dot(k, tl.trans(k), input_precision="ieee"), 0.0)
+        T = tl.where(steps[:, None] == steps[None, :], beta[:, None], 0.0)
+        for i in range(1, STEPS):  # row i of T from the rows above it, already final
+            this = steps == i
+            row = tl.sum(tl.where(this[:, None], L, 0.0), axis=0)
+            T = tl.where(this[:, None], T - tl.sum(row[:, None] * T, axis=0)[None, :], T)
+        U = tl.dot(T, v, input_precision="ieee") - tl.dot(
+            tl.dot(T, k * g[:, None], input_precision="ieee"), S, input_precision="ieee")
+        scores = tl.dot(q, tl.trans(k), input_precision="ieee") * G
+        out = tl.dot(scores, U, input_precision="ieee") + g[:, None] * tl.dot(q, S, input_precision="ieee")
+        tl.store(out_ptr + rows[:, None] * VALUES + values[None, :], out, mask=by_value)
+        G_last = tl.sum(tl.where(last_step[:, None], G, 0.0), axis=0)
+        S = tl.sum(tl.where(last_step, g, 0.0), axis=0) * S + tl.dot(
+            tl.trans(k), G_last[:, None] * U, input_precision="ieee")
+    tl.store(last_ptr + bh * KEYS * VALUES + square, S, mask=cells)
+
+
+def delta_heads_chunk(parts, q, s, size):
+    """heads_recurrence of delta heads with a query, by chunks of size steps."""
+    alpha, beta, k, v = (part.contiguous() for part in parts)
+    batch, time, heads, keys = k.shape
+    values = v.shape[-1]
+    emitted = v.new_empty(batch, time, heads, values)
+    last = torch.empty_like(s)
+    width = block(values, 64, 16)
+    grid = (batch * heads, triton.cdiv(values, width))
+    delta_heads_chunk_kernel[grid](
+        alpha, beta, k, v, q.contiguous(), s.contiguous(), emitted, last, time, heads, CHUNK=size,
+        STEPS=block(size, 1 << 16, 16), KEYS=keys, VALUES=values, BK=block(keys, 1 << 16, 16), BV=width)
+    return emitted, last
+'''
+
+# kernel name -> source (kernel and launcher), in the order kernels.py lists them
+KERNELS = {
+    "gated_recurrence": GATED_RECURRENT,
+    "gated_chunk": GATED_CHUNK,
+    "matrix_recurrence": MATRIX_RECURRENT,
+    "heads_recurrence": HEADS_RECURRENT,
+    "matrix_heads_chunk": MATRIX_HEADS_CHUNK,
+    "delta_heads_chunk": DELTA_HEADS_CHUNK,
+}

@@ -285,7 +285,7 @@ def test_a_recorded_file_outside_the_directory_is_never_removed(tmp_path: Path) 
     directory = tmp_path / "out"
     directory.mkdir()
     (tmp_path / "outside.txt").write_text("kept")
-    (directory / "config.json").write_text(json.dumps({"format": "lsrl.compiled", "files": ["../outside.txt", str(tmp_path / "outside.txt")]}))
+    (directory / "config.json").write_text(json.dumps({"format": "lsrl.compiled", "files": [str(Path(os.pardir) / "outside.txt"), str(tmp_path / "outside.txt")]}))
     compile_into(directory, "rnn")
     assert (tmp_path / "outside.txt").read_text() == "kept"
 

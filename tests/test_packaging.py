@@ -3,6 +3,7 @@ repository stands alone (nothing reads or cites a folder beside the checkout).""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -36,13 +37,17 @@ def test_the_wheel_installs_everything_under_the_lsrl_namespace(tmp_path: Path) 
         assert module in names
 
 
+PARENT_PATH = re.compile(r"(?:\.\./)+[\w.-]+")  # a relative path that climbs out of its folder
+
+
 def test_no_file_of_the_project_reads_a_folder_beside_the_checkout() -> None:
+    """No relative path in a tracked file leaves the checkout, whether it is read from the
+    repository's root (commands, CI) or from the file's own folder (links, __file__ paths)."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    # a folder beside the checkout, and a specification users do not have; each spelled in two
-    # parts so that this file does not match itself
-    outside = ("../" + "shared", "SPEC" + " section", "SPEC" + ".md")
     offenders = [
-        name for name in tracked
-        if (ROOT / name).is_file() and any(word in (ROOT / name).read_text(errors="replace") for word in outside)
+        (name, path)
+        for name in tracked if (ROOT / name).is_file()
+        for path in PARENT_PATH.findall((ROOT / name).read_text(errors="replace"))
+        if any(not (base / path).resolve().is_relative_to(ROOT) for base in (ROOT, (ROOT / name).parent))
     ]
     assert offenders == []

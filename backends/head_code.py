@@ -70,18 +70,17 @@ def head_states(layers: Sequence[Layer]) -> dict[int, int]:
             if layer.kind in heads.STATE_HEADS}
 
 
-TORCH_HELPER = '''
+# The torch-family helper in two parts: ``state_heads`` gathers each group's operands from the
+# layer's units and puts back what ``group_heads`` computes; the triton target keeps the first part
+# and runs its kernels in its own ``group_heads``.
+STATE_HEADS_TORCH = '''
 def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
     """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
     Each group of heads of one shape (operands, query, out, state: index lists into u and the
-    layer's state) runs as one loop over time (or in the chunk form of size steps, or the scan
-    form: head_form) on S [batch, heads, keys, values], from the
-    group's part of state (zeros before the first token): a matrix head
-    S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
-    S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
-    where the heads have a query, else S_t row by row. Returns the output and the last state."""
+    layer's state) runs through group_heads on S [batch, heads, keys, values], from the group's
+    part of state (zeros before the first token). Returns the output and the last state."""
     x = u.clone()
-    batch, time = u.shape[:2]
+    batch = u.shape[0]
     last = u.new_zeros(batch, sum(len(entries) for group in groups for entries in group[3]))
     for operands, query, out, entries in groups:
         parts = [u[..., torch.tensor(index, device=u.device)] for index in operands]  # [batch, time, heads, n]
@@ -89,25 +88,34 @@ def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
         where = torch.tensor(entries, device=u.device).reshape(-1)
         s = (state[:, where] if state is not None else u.new_zeros(batch, where.numel())).reshape(batch, -1, keys, values)
         q = u[..., torch.tensor(query, device=u.device)] if query is not None else None
-        if form != "recurrent":
-            emitted, s = head_form(kind, parts, q, s, form, size)
-            x[..., torch.tensor(out, device=u.device).reshape(-1)] = emitted.flatten(-2)
-            last[:, where] = s.reshape(batch, -1)
-            continue
-        emitted = []
-        for t in range(time):
-            if kind == "matrix":
-                d, k, v = (part[:, t] for part in parts)
-                s = torch.addcmul(d.unsqueeze(-1) * s, k.unsqueeze(-1), v.unsqueeze(-2))
-            else:
-                alpha, beta, k, v = (part[:, t] for part in parts)
-                kept = alpha.unsqueeze(-1) * s
-                written = beta * (v - torch.matmul(k.unsqueeze(-2), kept).squeeze(-2))
-                s = torch.addcmul(kept, k.unsqueeze(-1), written.unsqueeze(-2))
-            emitted.append(torch.matmul(q[:, t].unsqueeze(-2), s).squeeze(-2) if q is not None else s.flatten(-2))
-        x[..., torch.tensor(out, device=u.device).reshape(-1)] = torch.stack(emitted, dim=1).flatten(-2)
+        emitted, s = group_heads(kind, parts, q, s, form, size)
+        x[..., torch.tensor(out, device=u.device).reshape(-1)] = emitted.flatten(-2)
         last[:, where] = s.reshape(batch, -1)
     return x, last
+'''
+
+TORCH_HELPER = STATE_HEADS_TORCH + '''
+def group_heads(kind, parts, q, s, form, size):
+    """Heads of one shape over the whole sequence: one loop over time (or in the chunk form of
+    size steps, or the scan form: head_form) from S = s: a matrix head
+    S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
+    S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
+    where the heads have a query, else S_t row by row. Returns [batch, time, heads, n] and the
+    last S."""
+    if form != "recurrent":
+        return head_form(kind, parts, q, s, form, size)
+    emitted = []
+    for t in range(parts[0].shape[1]):
+        if kind == "matrix":
+            d, k, v = (part[:, t] for part in parts)
+            s = torch.addcmul(d.unsqueeze(-1) * s, k.unsqueeze(-1), v.unsqueeze(-2))
+        else:
+            alpha, beta, k, v = (part[:, t] for part in parts)
+            kept = alpha.unsqueeze(-1) * s
+            written = beta * (v - torch.matmul(k.unsqueeze(-2), kept).squeeze(-2))
+            s = torch.addcmul(kept, k.unsqueeze(-1), written.unsqueeze(-2))
+        emitted.append(torch.matmul(q[:, t].unsqueeze(-2), s).squeeze(-2) if q is not None else s.flatten(-2))
+    return torch.stack(emitted, dim=1), s
 '''
 
 JAX_HELPER = '''

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from lsrl.backends import codegen, torch_code, triton_kernels
+from lsrl.backends import codegen, head_code, torch_code, triton_kernels
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
@@ -61,30 +61,15 @@ def load_kernels():
 kernels = load_kernels()
 '''
 
-STATE_HEADS_HELPER = '''
-def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
-    """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
-    Each group of heads of one shape (operands, query, out, state: index lists into u and the
-    layer's state) runs as one Triton kernel from the group's part of state (zeros before the
-    first token): kernels.heads_recurrence, or in the chunk form kernels.matrix_heads_chunk or
-    kernels.delta_heads_chunk for heads with a query (heads that emit their states keep the
-    recurrent kernel: every step's state is written anyway). Returns the output and the last state."""
-    x = u.clone()
-    batch = u.shape[0]
-    last = u.new_zeros(batch, sum(len(entries) for group in groups for entries in group[3]))
-    for operands, query, out, entries in groups:
-        parts = [u[..., torch.tensor(index, device=u.device)] for index in operands]  # [batch, time, heads, n]
-        keys, values = len(operands[-2][0]), len(operands[-1][0])
-        where = torch.tensor(entries, device=u.device).reshape(-1)
-        s = (state[:, where] if state is not None else u.new_zeros(batch, where.numel())).reshape(batch, -1, keys, values)
-        q = u[..., torch.tensor(query, device=u.device)] if query is not None else None
-        if form == "chunk" and q is not None:
-            emitted, s = (kernels.matrix_heads_chunk if kind == "matrix" else kernels.delta_heads_chunk)(parts, q, s, size)
-        else:
-            emitted, s = kernels.heads_recurrence(kind, parts, q, s)
-        x[..., torch.tensor(out, device=u.device).reshape(-1)] = emitted.flatten(-2)
-        last[:, where] = s.reshape(batch, -1)
-    return x, last
+STATE_HEADS_HELPER = head_code.STATE_HEADS_TORCH + '''
+def group_heads(kind, parts, q, s, form, size):
+    """Heads of one shape as one Triton kernel from S = s: kernels.heads_recurrence, or in the
+    chunk form kernels.matrix_heads_chunk or kernels.delta_heads_chunk for heads with a query
+    (heads that emit their states keep the recurrent kernel: every step's state is written
+    anyway). Returns [batch, time, heads, n] and the last S."""
+    if form == "chunk" and q is not None:
+        return (kernels.matrix_heads_chunk if kind == "matrix" else kernels.delta_heads_chunk)(parts, q, s, size)
+    return kernels.heads_recurrence(kind, parts, q, s)
 '''
 
 # the torch helpers that kernels replace -> the kernel (entry of triton_kernels.KERNELS) whose launcher it is

@@ -203,19 +203,13 @@ def test_generated_code_computes_every_row_in_every_form(target: str, case: Case
 
 @pytest.mark.parametrize("form", [CHUNK, SCAN])
 def test_step_agrees_with_forward_in_every_form(form: str) -> None:
-    from lsrl.backends.torch_code import module
+    from tests.test_codegen import forward_and_step
 
     for name in ("hold_register", "mqar_delta", "decay_and_turn"):
         case = next(c for c in CASES if c.name == name)
-        net = module(compiled_row("torch", case, form, 5), "float64")
-        x = torch.tensor([references[0] for references in case.references()[1:]], dtype=torch.float64)
-        with torch.no_grad():
-            full = net(x)
-            state, steps = net.init_state(x.shape[0]), []
-            for t in range(x.shape[1]):
-                y, state = net.step(x[:, t], state)
-                steps.append(y)
-        np.testing.assert_allclose(torch.stack(steps, dim=1).numpy(), full.numpy(), rtol=1e-12, atol=1e-12)
+        inputs = np.array([references[0] for references in case.references()[1:]], dtype=np.float64)
+        full, steps = forward_and_step(compiled_row("torch", case, form, 5), "float64", inputs)
+        np.testing.assert_allclose(steps, full, rtol=1e-12, atol=1e-12)
 
 
 def gated_decays() -> tuple[LayeredModel, np.ndarray, np.ndarray]:

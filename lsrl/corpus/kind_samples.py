@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lsrl.ir.graph import FLOAT_FUNCTIONS
+
 
 @dataclass(frozen=True)
 class KindSample:
@@ -19,10 +21,8 @@ class KindSample:
 
     @property
     def float_only(self) -> bool:
-        return self.kind in FLOAT_ONLY
+        return self.kind in FLOAT_FUNCTIONS
 
-
-FLOAT_ONLY = ("exp", "log", "sigmoid", "softplus", "silu", "tanh", "sqrt", "rsqrt")
 
 _TWO = ("1,2 3,-1 0,0 2,2", "-1,1 1/2,3")
 _POSITIVE = ("1,2 3,1/2 2,2", "1/4,1 1/2,3")
@@ -42,7 +42,7 @@ SAMPLES: tuple[KindSample, ...] = (
     _sample("step", "output larger(x[0], x[1])"),
     _sample("select", "output ifelse(larger(x[0], x[1]), x[0], x[1])"),
     _sample("mul", "output x[0] * x[1]"),
-    *(_sample(name, f"output {name}(x)", _POSITIVE) for name in FLOAT_ONLY),
+    *(_sample(name, f"output {name}(x)", _POSITIVE) for name in FLOAT_FUNCTIONS),
     _sample("concat", "output concat(relu(x), relu(-x))"),
     _sample("slice", "output relu(x)[1:2]"),
     _sample("state", "state s[2] = 0 <- s + x\noutput s"),

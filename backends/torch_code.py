@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from lsrl.backends import codegen, head_code
+from lsrl.backends import codegen, head_code, head_forms
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -209,139 +209,7 @@ def matrix_scan(v, A, init):
     b = torch.cat([first.expand(batch, 1, n), v[:, 1:]], dim=1)[..., None]
     return associative_scan(matrix_combine, (A.expand(batch, time, n, n), b))[1][..., 0]
 ''',
-    "head_forms": '''
-def head_form(kind, parts, q, s, form, size):
-    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
-    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
-    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
-    batch, time, heads = parts[0].shape[:3]
-    flat = [None if p is None else p.transpose(1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
-    s = s.reshape(batch * heads, *s.shape[2:])
-    if form == "chunk":
-        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
-    else:
-        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
-    return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
-
-
-def masked_gains(d):
-    """For one chunk of decays d [batch, size, n]: G[t, j] the product of the decays of steps
-    j+1..t (1 on the diagonal, 0 above it), cumulative products down each column from the chunk's
-    start (never a quotient: decays may be 0), and g_t the product of those of steps 1..t."""
-    size = d.shape[1]
-    later = torch.ones(size, size, dtype=torch.bool, device=d.device).tril(-1)[..., None]
-    upper = torch.ones(size, size, dtype=torch.bool, device=d.device).triu(1)[..., None]
-    gains = torch.where(later, d[:, :, None, :], torch.ones_like(d)[:, :, None, :]).cumprod(dim=1)
-    return gains.masked_fill(upper, 0.0), d.cumprod(dim=1)
-
-
-def matrix_head_chunk(d, k, v, q, s, size):
-    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk,
-    S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 + sum_j P[t, j] v_j
-    (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j) v_j^T. Emits
-    q_t^T S_t (or S_t row by row without q)."""
-    time = k.shape[1]
-    d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)
-    q = None if q is None else chunks(q, size)
-    emitted = []
-    for c in range(k.shape[1]):
-        d_c, k_c, v_c = d[:, c], k[:, c], v[:, c]
-        g = d_c.cumprod(dim=1)
-        if q is None:
-            gains, _ = masked_gains(d_c)
-            local = torch.einsum("btji,bjv->btiv", gains * k_c[:, None], v_c)
-            emitted.append((g[..., None] * s[:, None] + local).flatten(-2))
-        else:
-            emitted.append(chunk_scores(q[:, c], k_c, d_c) @ v_c + (q[:, c] * g) @ s)
-        s = g[:, -1, :, None] * s + torch.einsum("bji,bjv->biv", after(d_c) * k_c, v_c)
-    return torch.cat(emitted, dim=1)[:, :time], s
-
-
-def chunk_scores(q, k, d):
-    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for one chunk ([batch, size, n]; 0 for j > t), G[t, j]
-    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
-    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
-    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
-    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
-    batch, size, rows = d.shape
-    if rows == 1:
-        gains, _ = masked_gains(d)
-        return (q @ k.transpose(-1, -2)) * gains[..., 0]
-    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
-    m = size // sub
-    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
-    inner, ahead = masked_gains(d.reshape(batch * m, sub, rows))
-    inner, ahead = inner.reshape(batch, m, sub, sub, rows), ahead.reshape(batch, m, sub, rows)
-    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
-    middle = torch.cat([torch.zeros_like(between[:, :1]), between[:, :-1]], dim=1)  # J+1..I-1
-    across = torch.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d))
-    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
-    eye = torch.eye(m, dtype=q.dtype, device=q.device)
-    return (across + within[:, :, :, None, :] * eye[None, :, None, :, None]).reshape(batch, size, size)
-
-
-def after(d):
-    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
-    behind = d.flip(-2).cumprod(dim=-2).flip(-2)
-    return torch.cat([behind[..., 1:, :], torch.ones_like(behind[..., :1, :])], dim=-2)
-
-
-def delta_head_chunk(alpha, beta, k, v, q, s, size):
-    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
-    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
-    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
-    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
-    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
-    time = k.shape[1]
-    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
-    k, v = chunks(k, size), chunks(v, size)
-    q = None if q is None else chunks(q, size)
-    gains, g = masked_gains(a.reshape(-1, size, 1))
-    gains, g = gains.reshape(*a.shape[:2], size, size), g.reshape(a.shape[:3])
-    later = torch.ones(size, size, dtype=torch.bool, device=k.device).tril(-1)
-    lower = torch.where(later, b[..., :, None] * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
-    eye = torch.eye(size, dtype=k.dtype, device=k.device)
-    t = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(b), upper=False, unitriangular=True)
-    written_v, written_k = t @ v, t @ (g[..., None] * k)
-    emitted = []
-    for c in range(k.shape[1]):
-        u = written_v[:, c] - written_k[:, c] @ s
-        k_c, weights = k[:, c], gains[:, c]
-        if q is None:
-            states = g[:, c, :, None, None] * s[:, None] + torch.einsum("btj,bjk,bjv->btkv", weights, k_c, u)
-            emitted.append(states.flatten(-2))
-        else:
-            q_c = q[:, c]
-            emitted.append(((q_c @ k_c.transpose(-1, -2)) * weights) @ u + g[:, c, :, None] * (q_c @ s))
-        s = g[:, c, -1, None, None] * s + k_c.transpose(-1, -2) @ (weights[:, -1, :, None] * u)
-    return torch.cat(emitted, dim=1)[:, :time], s
-
-
-def matrix_head_scan(d, k, v, q, s):
-    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: the associative scan of (d_t, k_t v_t^T),
-    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
-    a = d[..., None].expand(*d.shape, v.shape[-1])
-    b = k[..., :, None] * v[..., None, :]
-    b = torch.cat([torch.addcmul(b[:, :1], a[:, :1], s[:, None]), b[:, 1:]], dim=1)
-    states = associative_scan(gated_combine, (a, b))[1]
-    return read_or_flat(states, q), states[:, -1]
-
-
-def delta_head_scan(alpha, beta, k, v, q, s):
-    """The delta rule from s: the associative scan of (alpha_t (I - beta_t k_t k_t^T), beta_t k_t v_t^T);
-    each combine is a product of keys x keys matrices (keys^3)."""
-    eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
-    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
-    b = beta[..., None] * k[..., :, None] * v[..., None, :]
-    b = torch.cat([b[:, :1] + a[:, :1] @ s[:, None], b[:, 1:]], dim=1)
-    states = associative_scan(matrix_combine, (a, b))[1]
-    return read_or_flat(states, q), states[:, -1]
-
-
-def read_or_flat(states, q):
-    """q_t^T S_t at every step, or S_t row by row where there is no query."""
-    return states.flatten(-2) if q is None else (q[..., None, :] @ states)[..., 0, :]
-''',
+    "head_forms": head_forms.TORCH,
     "state_heads": head_code.TORCH_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):

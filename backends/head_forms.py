@@ -1,0 +1,320 @@
+"""The chunk and scan forms of the heads of ``matrix`` and ``delta`` layers (docs/schedules.md), as
+generated helpers of the ``torch`` and ``jax`` targets: ``head_form(kind, parts, q, s, form, size)``,
+which ``state_heads`` (``backends/head_code.py``) calls for a group of heads in a form other than
+the recurrent one. They follow ``ir.forms`` (the reference the exactness tests run), arranged for
+speed: everything that does not depend on the state at a chunk's start is computed for all chunks
+at once (batched matrix products over ``[batch, chunks, size, ...]``), and the loop over chunks
+only carries the start states (for a matrix head one elementwise update per chunk, for a delta
+head one ``keys x keys`` product per chunk).
+"""
+
+TORCH = '''
+def head_form(kind, parts, q, s, form, size):
+    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
+    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
+    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
+    batch, time, heads = parts[0].shape[:3]
+    flat = [None if p is None else p.transpose(1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
+    s = s.reshape(batch * heads, *s.shape[2:])
+    if form == "chunk":
+        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
+    else:
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
+    return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
+
+
+def masked_gains(d):
+    """For chunks of decays d [..., size, n]: G [..., size, size, n], G[t, j] the product of the
+    decays of steps j+1..t (1 on the diagonal, 0 above it), cumulative products down each column
+    from the chunk's start (never a quotient: decays may be 0), and g [..., size, n], g_t the
+    product of those of steps 1..t."""
+    size = d.shape[-2]
+    later = torch.ones(size, size, dtype=torch.bool, device=d.device).tril(-1)[..., None]
+    upper = torch.ones(size, size, dtype=torch.bool, device=d.device).triu(1)[..., None]
+    gains = torch.where(later, d[..., :, None, :], torch.ones_like(d)[..., :, None, :]).cumprod(dim=-3)
+    return gains.masked_fill(upper, 0.0), d.cumprod(dim=-2)
+
+
+def after(d):
+    """The products of the decays after each step to the end (axis -2; 1 at the last step), one
+    step at a time from the end (no reversed copies)."""
+    behind = torch.ones_like(d)
+    for j in range(d.shape[-2] - 2, -1, -1):
+        behind[..., j, :] = behind[..., j + 1, :] * d[..., j + 1, :]
+    return behind
+
+
+def matrix_head_chunk(d, k, v, q, s, size):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk
+    from S_0, S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 +
+    sum_j P[t, j] v_j (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j)
+    v_j^T. Only the start states S_0 follow one chunk after the other. Emits q_t^T S_t (or S_t row
+    by row without q)."""
+    time = k.shape[1]
+    d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
+    g = d.cumprod(dim=2)
+    written = (after(d) * k).transpose(-1, -2) @ v  # each chunk's own part of the next start
+    starts, s = [], s
+    for c in range(k.shape[1]):
+        starts.append(s)
+        s = torch.addcmul(written[:, c], g[:, c, -1, :, None], s)
+    starts = torch.stack(starts, dim=1)
+    if q is None:
+        gains, _ = masked_gains(d)
+        local = torch.einsum("bctji,bcjv->bctiv", gains * k[:, :, None], v)
+        out = (g[..., None] * starts[:, :, None] + local).flatten(-2)
+    else:
+        q = chunks(q, size)
+        scores = chunk_scores(*(x.flatten(0, 1) for x in (q, k, d))).reshape(*q.shape[:2], size, size)
+        out = scores @ v + (q * g) @ starts
+    return out.flatten(1, 2)[:, :time], s
+
+
+def chunk_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for chunks ([batch, size, n]; 0 for j > t), G[t, j]
+    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
+    row, GLA's secondary chunking with products only, in sub-chunks of up to 8 steps: inside one,
+    by diagonals (diagonal_scores); across two, G factors into the decays from t's sub-chunk's
+    start to t, those of the whole sub-chunks between and those after j to the end of j's
+    sub-chunk: one product per row of sub-chunks against those before it."""
+    batch, size, rows = d.shape
+    if rows == 1:
+        gains, _ = masked_gains(d)
+        return (q @ k.transpose(-1, -2)) * gains[..., 0]
+    sub = max(n for n in range(1, min(8, size) + 1) if size % n == 0)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
+    ahead = d.cumprod(dim=2)
+    reads, writes, whole = q * ahead, k * after(d), ahead[:, :, -1]
+    within = diagonal_scores(q, k, d)
+    rows_of_blocks = []
+    for i in range(m):
+        between = after(whole[:, :i])[:, :, None, :]  # the whole sub-chunks J+1..i-1, for each J < i
+        earlier = (writes[:, :i] * between).reshape(batch, i * sub, rows)
+        rows_of_blocks.append(torch.cat([reads[:, i] @ earlier.transpose(-1, -2), within[:, i],
+                                         within.new_zeros(batch, sub, (m - 1 - i) * sub)], dim=-1))
+    return torch.cat(rows_of_blocks, dim=-2)
+
+
+def diagonal_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji inside blocks [..., sub, n] (0 for j > t), one diagonal
+    j = t - o after the other: q_t G[t, t - o] = (q_t G[t, t - o + 1]) d_{t - o + 1}, a product
+    per step from t back (never a quotient), without forming G."""
+    sub = d.shape[-2]
+    scores = q.new_zeros(*q.shape[:-1], sub)
+    reads = q
+    for o in range(sub):
+        if o:
+            reads = reads[..., 1:, :] * d[..., 1:sub - o + 1, :]
+        scores.diagonal(-o, -2, -1).copy_((reads * k[..., :sub - o, :]).sum(-1))
+    return scores
+
+
+def delta_head_chunk(alpha, beta, k, v, q, s, size):
+    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
+    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
+    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
+    the next start is M S_0 + W with M = g_C I - K^T diag(G[C, :]) T diag(g) K and W = K^T diag(G[C, :])
+    T V (keys x keys, one product per chunk in the loop over chunks), and
+    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
+    k, v = chunks(k, size), chunks(v, size)
+    gains, g = masked_gains(a)
+    gains, g = gains[..., 0], g[..., 0]
+    later = torch.ones(size, size, dtype=torch.bool, device=k.device).tril(-1)
+    lower = torch.where(later, b[..., :, None] * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
+    eye = torch.eye(size, dtype=k.dtype, device=k.device)
+    t = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(b), upper=False, unitriangular=True)
+    written_v, written_k = t @ v, t @ (g[..., None] * k)
+    last = (gains[:, :, -1, :, None] * k).transpose(-1, -2)  # K^T diag(G[C, :])
+    keep = g[:, :, -1, None, None] * torch.eye(k.shape[-1], dtype=k.dtype, device=k.device) - last @ written_k
+    write = last @ written_v
+    starts = []
+    for c in range(k.shape[1]):
+        starts.append(s)
+        s = torch.baddbmm(write[:, c], keep[:, c], s)
+    starts = torch.stack(starts, dim=1)
+    u = written_v - written_k @ starts
+    if q is None:
+        states = g[..., None, None] * starts[:, :, None] + torch.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u)
+        out = states.flatten(-2)
+    else:
+        q = chunks(q, size)
+        out = ((q @ k.transpose(-1, -2)) * gains) @ u + g[..., None] * (q @ starts)
+    return out.flatten(1, 2)[:, :time], s
+
+
+def matrix_head_scan(d, k, v, q, s):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: the associative scan of (d_t, k_t v_t^T),
+    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
+    a = d[..., None].expand(*d.shape, v.shape[-1])
+    b = k[..., :, None] * v[..., None, :]
+    b = torch.cat([torch.addcmul(b[:, :1], a[:, :1], s[:, None]), b[:, 1:]], dim=1)
+    states = associative_scan(gated_combine, (a, b))[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def delta_head_scan(alpha, beta, k, v, q, s):
+    """The delta rule from s: the associative scan of (alpha_t (I - beta_t k_t k_t^T), beta_t k_t v_t^T);
+    each combine is a product of keys x keys matrices (keys^3)."""
+    eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
+    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
+    b = beta[..., None] * k[..., :, None] * v[..., None, :]
+    b = torch.cat([b[:, :1] + a[:, :1] @ s[:, None], b[:, 1:]], dim=1)
+    states = associative_scan(matrix_combine, (a, b))[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def read_or_flat(states, q):
+    """q_t^T S_t at every step, or S_t row by row where there is no query."""
+    return states.flatten(-2) if q is None else (q[..., None, :] @ states)[..., 0, :]
+'''
+
+JAX = '''
+def head_form(kind, parts, q, s, form, size):
+    """A group of matrix or delta heads over whole sequences in the chunk or scan form: parts (the
+    operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
+    keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
+    batch, time, heads = parts[0].shape[:3]
+    flat = [None if p is None else jnp.swapaxes(p, 1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
+    s = s.reshape(batch * heads, *s.shape[2:])
+    if form == "chunk":
+        emitted, s = (matrix_head_chunk if kind == "matrix" else delta_head_chunk)(*flat, s, size)
+    else:
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
+    return jnp.swapaxes(emitted.reshape(batch, heads, time, -1), 1, 2), s.reshape(batch, heads, *s.shape[1:])
+
+
+def mm(x, y):
+    return jnp.matmul(x, y, precision=HIGHEST)
+
+
+def masked_gains(d):
+    """For chunks of decays d [..., size, n]: G [..., size, size, n], G[t, j] the product of the
+    decays of steps j+1..t (1 on the diagonal, 0 above it), cumulative products down each column
+    from the chunk's start (never a quotient: decays may be 0), and g [..., size, n], g_t the
+    product of those of steps 1..t."""
+    size = d.shape[-2]
+    later = np.tri(size, k=-1, dtype=bool)[..., None]
+    upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
+    gains = running_product(jnp.where(later, d[..., :, None, :], 1.0), axis=-3)
+    return jnp.where(upper, 0.0, gains), running_product(d, axis=-2)
+
+
+def after(d):
+    """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
+    behind = jnp.flip(running_product(jnp.flip(d, -2), axis=-2), -2)
+    return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
+
+
+def chunk_starts(update, s, xs):
+    """The state at the start of every chunk (axis 1 of each of xs): s, then update(S, x_c) one
+    chunk after the other. Returns the starts [batch, chunks, ...] and the last state."""
+    s, starts = jax.lax.scan(lambda s, x: (update(s, x), s), s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    return jnp.moveaxis(starts, 0, 1), s
+
+
+def matrix_head_chunk(d, k, v, q, s, size):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s by chunks (GLA / SSD's chunk form): in a chunk
+    from S_0, S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T, so q_t^T S_t = (q_t g_t)^T S_0 +
+    sum_j P[t, j] v_j (chunk_scores), and the next chunk starts from g_C S_0 + sum_j (G[C, j] k_j)
+    v_j^T. Only the start states S_0 follow one chunk after the other (a scan over the chunks).
+    Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
+    g = running_product(d, axis=2)
+    written = mm(jnp.swapaxes(after(d) * k, -1, -2), v)  # each chunk's own part of the next start
+    starts, s = chunk_starts(lambda s, x: x[0][..., None] * s + x[1], s, (g[:, :, -1], written))
+    if q is None:
+        gains, _ = masked_gains(d)
+        local = jnp.einsum("bctji,bcjv->bctiv", gains * k[:, :, None], v, precision=HIGHEST)
+        out = (g[..., None] * starts[:, :, None] + local).reshape(*local.shape[:3], -1)
+    else:
+        q = chunks(q, size)
+        scores = chunk_scores(*(x.reshape(-1, *x.shape[2:]) for x in (q, k, d))).reshape(*q.shape[:2], size, size)
+        out = mm(scores, v) + mm(q * g, starts)
+    return out.reshape(out.shape[0], -1, out.shape[-1])[:, :time], s
+
+
+def chunk_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for chunks ([batch, size, n]; 0 for j > t), G[t, j]
+    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
+    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
+    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
+    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
+    batch, size, rows = d.shape
+    if rows == 1:
+        gains, _ = masked_gains(d)
+        return mm(q, jnp.swapaxes(k, -1, -2)) * gains[..., 0]
+    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
+    m = size // sub
+    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
+    inner, ahead = masked_gains(d)
+    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
+    middle = jnp.concatenate([jnp.zeros_like(between[:, :1]), between[:, :-1]], axis=1)  # J+1..I-1
+    across = jnp.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d), precision=HIGHEST)
+    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
+    eye = np.eye(m, dtype=bool)[None, :, None, :, None]
+    return (across + jnp.where(eye, within[:, :, :, None, :], 0.0)).reshape(batch, size, size)
+
+
+def delta_head_chunk(alpha, beta, k, v, q, s, size):
+    """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
+    with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
+    u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
+    the next start is M S_0 + W with M = g_C I - K^T diag(G[C, :]) T diag(g) K and W = K^T diag(G[C, :])
+    T V (keys x keys, one product per chunk in the scan over chunks), and
+    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
+    time = k.shape[1]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
+    k, v = chunks(k, size), chunks(v, size)
+    gains, g = masked_gains(a)
+    gains, g = gains[..., 0], g[..., 0]
+    later = np.tri(size, k=-1, dtype=bool)
+    lower = jnp.where(later, b[..., :, None] * gains * mm(k, jnp.swapaxes(k, -1, -2)), 0.0)
+    eye = jnp.eye(size, dtype=k.dtype)
+    t = jax.lax.linalg.triangular_solve(eye + lower, b[..., :, None] * eye, left_side=True, lower=True,
+                                        unit_diagonal=True)
+    written_v, written_k = mm(t, v), mm(t, g[..., None] * k)
+    last = jnp.swapaxes(gains[:, :, -1, :, None] * k, -1, -2)  # K^T diag(G[C, :])
+    keep = g[:, :, -1, None, None] * jnp.eye(k.shape[-1], dtype=k.dtype) - mm(last, written_k)
+    starts, s = chunk_starts(lambda s, x: mm(x[0], s) + x[1], s, (keep, mm(last, written_v)))
+    u = written_v - mm(written_k, starts)
+    if q is None:
+        states = g[..., None, None] * starts[:, :, None] + jnp.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u,
+                                                                      precision=HIGHEST)
+        out = states.reshape(*states.shape[:3], -1)
+    else:
+        q = chunks(q, size)
+        out = mm(mm(q, jnp.swapaxes(k, -1, -2)) * gains, u) + g[..., None] * mm(q, starts)
+    return out.reshape(out.shape[0], -1, out.shape[-1])[:, :time], s
+
+
+def matrix_head_scan(d, k, v, q, s):
+    """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: jax.lax.associative_scan of (d_t, k_t v_t^T),
+    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
+    a = jnp.broadcast_to(d[..., None], (*d.shape, v.shape[-1]))
+    b = k[..., :, None] * v[..., None, :]
+    b = b.at[:, 0].add(a[:, 0] * s)
+    states = jax.lax.associative_scan(gated_combine, (a, b), axis=1)[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def delta_head_scan(alpha, beta, k, v, q, s):
+    """The delta rule from s: jax.lax.associative_scan of (alpha_t (I - beta_t k_t k_t^T),
+    beta_t k_t v_t^T); each combine is a product of keys x keys matrices (keys^3)."""
+    eye = jnp.eye(k.shape[-1], dtype=k.dtype)
+    a = alpha[..., None] * (eye - beta[..., None] * k[..., :, None] * k[..., None, :])
+    b = beta[..., None] * k[..., :, None] * v[..., None, :]
+    b = b.at[:, 0].add(mm(a[:, 0], s))
+    states = jax.lax.associative_scan(matrix_combine, (a, b), axis=1)[1]
+    return read_or_flat(states, q), states[:, -1]
+
+
+def read_or_flat(states, q):
+    """q_t^T S_t at every step, or S_t row by row where there is no query."""
+    return states.reshape(*states.shape[:2], -1) if q is None else mm(q[..., None, :], states)[..., 0, :]
+'''

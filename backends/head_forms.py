@@ -199,13 +199,13 @@ def masked_gains(d):
     size = d.shape[-2]
     later = np.tri(size, k=-1, dtype=bool)[..., None]
     upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
-    gains = running_product(jnp.where(later, d[..., :, None, :], 1.0), axis=-3)
-    return jnp.where(upper, 0.0, gains), running_product(d, axis=-2)
+    gains = jax.lax.cumprod(jnp.where(later, d[..., :, None, :], 1.0), axis=d.ndim - 2)
+    return jnp.where(upper, 0.0, gains), jax.lax.cumprod(d, axis=d.ndim - 2)
 
 
 def after(d):
     """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
-    behind = jnp.flip(running_product(jnp.flip(d, -2), axis=-2), -2)
+    behind = jax.lax.cumprod(d, axis=d.ndim - 2, reverse=True)
     return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
 
 
@@ -224,7 +224,7 @@ def matrix_head_chunk(d, k, v, q, s, size):
     Emits q_t^T S_t (or S_t row by row without q)."""
     time = k.shape[1]
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
-    g = running_product(d, axis=2)
+    g = jax.lax.cumprod(d, axis=2)
     written = mm(jnp.swapaxes(after(d) * k, -1, -2), v)  # each chunk's own part of the next start
     starts, s = chunk_starts(lambda s, x: x[0][..., None] * s + x[1], s, (g[:, :, -1], written))
     if q is None:
@@ -241,23 +241,44 @@ def matrix_head_chunk(d, k, v, q, s, size):
 def chunk_scores(q, k, d):
     """P[t, j] = sum_i q_ti G[t, j, i] k_ji for chunks ([batch, size, n]; 0 for j > t), G[t, j]
     the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
-    row, GLA's secondary chunking with products only: in sub-chunks of up to 16 steps G is formed;
-    across two it factors into the decays from t's sub-chunk's start to t, those of the whole
-    sub-chunks between and those after j to the end of j's sub-chunk: one product per pair."""
+    row, GLA's secondary chunking with products only, in sub-chunks of up to 8 steps: inside one,
+    by diagonals (diagonal_scores); across two, G factors into the decays from t's sub-chunk's
+    start to t, those of the whole sub-chunks between and those after j to the end of j's
+    sub-chunk: one product per row of sub-chunks against those before it."""
     batch, size, rows = d.shape
     if rows == 1:
         gains, _ = masked_gains(d)
         return mm(q, jnp.swapaxes(k, -1, -2)) * gains[..., 0]
-    sub = max(n for n in range(1, min(16, size) + 1) if size % n == 0)
+    sub = max(n for n in range(1, min(8, size) + 1) if size % n == 0)
     m = size // sub
     d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
-    inner, ahead = masked_gains(d)
-    between, _ = masked_gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
-    middle = jnp.concatenate([jnp.zeros_like(between[:, :1]), between[:, :-1]], axis=1)  # J+1..I-1
-    across = jnp.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * after(d), precision=HIGHEST)
-    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(-1)
-    eye = np.eye(m, dtype=bool)[None, :, None, :, None]
-    return (across + jnp.where(eye, within[:, :, :, None, :], 0.0)).reshape(batch, size, size)
+    ahead = jax.lax.cumprod(d, axis=2)
+    reads, writes, whole = q * ahead, k * after(d), ahead[:, :, -1]
+    within = diagonal_scores(q, k, d)
+    rows_of_blocks = []
+    for i in range(m):
+        blocks = [within[:, i], jnp.zeros((batch, sub, (m - 1 - i) * sub), q.dtype)]
+        if i:
+            between = after(whole[:, :i])[:, :, None, :]  # the whole sub-chunks J+1..i-1, for each J < i
+            earlier = (writes[:, :i] * between).reshape(batch, i * sub, rows)
+            blocks.insert(0, mm(reads[:, i], jnp.swapaxes(earlier, -1, -2)))
+        rows_of_blocks.append(jnp.concatenate(blocks, axis=-1))
+    return jnp.concatenate(rows_of_blocks, axis=-2)
+
+
+def diagonal_scores(q, k, d):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji inside blocks [..., sub, n] (0 for j > t), one diagonal
+    j = t - o after the other: q_t G[t, t - o] = (q_t G[t, t - o + 1]) d_{t - o + 1}, a product
+    per step from t back (never a quotient), without forming G."""
+    sub = d.shape[-2]
+    scores = jnp.zeros((*q.shape[:-1], sub), q.dtype)
+    reads = q
+    for o in range(sub):
+        if o:
+            reads = reads[..., 1:, :] * d[..., 1:sub - o + 1, :]
+        diagonal = jnp.pad((reads * k[..., :sub - o, :]).sum(-1), [(0, 0)] * (q.ndim - 2) + [(o, 0)])
+        scores = scores + diagonal[..., :, None] * np.eye(sub, k=-o, dtype=q.dtype)
+    return scores
 
 
 def delta_head_chunk(alpha, beta, k, v, q, s, size):

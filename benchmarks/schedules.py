@@ -32,6 +32,7 @@ import argparse
 import importlib.util
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -184,6 +185,68 @@ def jax_delta_loop(beta, k, v, q):
     return jnp.swapaxes(out, 0, 1)
 
 
+def torch_gla_chunk(q, k, v, d, size):
+    """GLA's chunk form as fla's reference kernels compute it, by hand: cumulative log-decays from
+    each chunk's start, G[t, j] = exp(b_t) exp(-b_j) (a quotient: fine for decays away from 0, not
+    for the zeros of hold-or-overwrite registers), one matrix product for the scores; [batch, time,
+    heads, n], time a multiple of size."""
+    batch, time, heads, keys = q.shape
+    q, k, v, d = (x.transpose(1, 2).reshape(batch, heads, time // size, size, -1) for x in (q, k, v, d))
+    b = torch.log(d).cumsum(-2)
+    reads, writes = q * b.exp(), k * (-b).exp()
+    scores = (reads @ writes.transpose(-1, -2)).tril()
+    written = (k * (b[..., -1:, :] - b).exp()).transpose(-1, -2) @ v
+    last = b[..., -1, :].exp()
+    s, starts = q.new_zeros(batch, heads, keys, v.shape[-1]), []
+    for c in range(time // size):
+        starts.append(s)
+        s = last[:, :, c, :, None] * s + written[:, :, c]
+    out = scores @ v + reads @ torch.stack(starts, dim=2)
+    return out.reshape(batch, heads, time, -1).transpose(1, 2)
+
+
+@partial(jax.jit, static_argnums=4)
+def jax_gla_chunk(q, k, v, d, size):
+    """torch_gla_chunk in JAX: the chunks' start states by a lax.scan over the chunks."""
+    batch, time, heads, keys = q.shape
+    q, k, v, d = (jnp.swapaxes(x, 1, 2).reshape(batch, heads, time // size, size, -1) for x in (q, k, v, d))
+    b = jnp.cumsum(jnp.log(d), axis=-2)
+    reads, writes = q * jnp.exp(b), k * jnp.exp(-b)
+    scores = jnp.tril(reads @ jnp.swapaxes(writes, -1, -2))
+    written = jnp.swapaxes(k * jnp.exp(b[..., -1:, :] - b), -1, -2) @ v
+    last = jnp.exp(b[..., -1, :])
+
+    def one(s, x):
+        return x[0][..., None] * s + x[1], s
+
+    _, starts = jax.lax.scan(one, jnp.zeros((batch, heads, keys, v.shape[-1]), q.dtype),
+                             (jnp.moveaxis(last, 2, 0), jnp.moveaxis(written, 2, 0)))
+    out = scores @ v + reads @ jnp.moveaxis(starts, 0, 2)
+    return jnp.swapaxes(out.reshape(batch, heads, time, -1), 1, 2)
+
+
+@partial(jax.jit, static_argnums=4)
+def jax_delta_chunk(beta, k, v, q, size):
+    """DeltaNet's chunk form (WY / UT, as fla's delta_rule_chunkwise) by hand in JAX: T by a
+    triangular solve for all chunks, then a lax.scan over the chunks for U, the outputs and S."""
+    batch, time, heads, keys = k.shape
+    beta, k, v, q = (jnp.swapaxes(x, 1, 2).reshape(batch, heads, time // size, size, -1) for x in (beta, k, v, q))
+    eye = jnp.eye(size, dtype=k.dtype)
+    lower = jnp.tril(beta * (k @ jnp.swapaxes(k, -1, -2)), -1)
+    t = jax.lax.linalg.triangular_solve(eye + lower, beta * eye, left_side=True, lower=True, unit_diagonal=True)
+    written_v, written_k = t @ v, t @ k
+    scores = jnp.tril(q @ jnp.swapaxes(k, -1, -2))
+
+    def one(s, x):
+        w_v, w_k, k_c, q_c, p = x
+        u = w_v - w_k @ s
+        return s + jnp.swapaxes(k_c, -1, -2) @ u, q_c @ s + p @ u
+
+    _, out = jax.lax.scan(one, jnp.zeros((batch, heads, keys, v.shape[-1]), k.dtype),
+                          tuple(jnp.moveaxis(x, 2, 0) for x in (written_v, written_k, k, q, scores)))
+    return jnp.swapaxes(jnp.moveaxis(out, 0, 2).reshape(batch, heads, time, -1), 1, 2)
+
+
 def fla_naive(package: str):
     """fla's ``naive.py`` of ``package``, loaded by path (importing ``fla.ops`` imports triton); None without fla-core."""
     spec = importlib.util.find_spec("fla")
@@ -221,20 +284,30 @@ def runs(layer: str, length: int, chunk: int, scan_limit: int, rng: np.random.Ge
     groups = head_groups(model.layers[0])
     u, parts = head_units(kind, length, rng)
     tu, ju = torch.from_numpy(u), jnp.asarray(u)
+    t = {name: torch.from_numpy(x) for name, x in parts.items()}
+    j = {name: jnp.asarray(x) for name, x in parts.items()}
+    operands = ["d", "k", "v"] if kind == "matrix" else ["alpha", "beta", "k", "v"]
     for form in forms:
         extra = (form, chunk) if form != RECURRENT else ()
         t_mod, j_mod = generated(model, "torch", form, chunk), generated(model, "jax", form, chunk)
         j_fn = jax.jit(lambda u, m=j_mod, e=extra: m.state_heads(u, kind, groups, None, *e)[0])
         out[f"torch {form}"] = lambda m=t_mod, e=extra: m.state_heads(tu, kind, groups, None, *e)
         out[f"jax {form}"] = lambda f=j_fn: ready(f(ju))
-    t = {name: torch.from_numpy(x) for name, x in parts.items()}
-    j = {name: jnp.asarray(x) for name, x in parts.items()}
+        if form == CHUNK:  # the form alone, on operands already per head (as the hand-written versions get them)
+            t_start, j_start = torch.zeros(BATCH, HEADS, KEYS, KEYS), jnp.zeros((BATCH, HEADS, KEYS, KEYS), jnp.float32)
+            j_form = jax.jit(lambda *x, m=j_mod: m.head_form(kind, list(x[:-1]), x[-1], j_start, CHUNK, chunk)[0])
+            out["torch chunk, the form alone"] = lambda m=t_mod: m.head_form(
+                kind, [t[name] for name in operands], t["q"], t_start, CHUNK, chunk)
+            out["jax chunk, the form alone"] = lambda f=j_form: ready(f(*(j[name] for name in operands), j["q"]))
     if kind == "matrix":
         gla = fla_naive("gla")
         if gla is not None:
             log_decay = torch.log(t["d"])
             out["torch fla naive_recurrent_gla (hand)"] = lambda: gla.naive_recurrent_gla(t["q"], t["k"], t["v"], log_decay)
         out["jax lax.scan (hand)"] = lambda: ready(jax_gla_loop(j["d"], j["k"], j["v"], j["q"]))
+        if length % chunk == 0:
+            out["torch chunk, log-decays (hand)"] = lambda: torch_gla_chunk(t["q"], t["k"], t["v"], t["d"], chunk)
+            out["jax chunk, log-decays (hand)"] = lambda: ready(jax_gla_chunk(j["q"], j["k"], j["v"], j["d"], chunk))
         if length <= scan_limit:
             out["jax associative_scan (hand)"] = lambda: ready(jax_gla_scan(j["d"], j["k"], j["v"], j["q"]))
         return out
@@ -248,6 +321,8 @@ def runs(layer: str, length: int, chunk: int, scan_limit: int, rng: np.random.Ge
             out["torch fla delta_rule_chunkwise (hand)"] = lambda: delta.delta_rule_chunkwise(
                 heads_first["q"], heads_first["k"], heads_first["v"], beta, chunk)
     out["jax lax.scan (hand)"] = lambda: ready(jax_delta_loop(j["beta"], j["k"], j["v"], j["q"]))
+    if length % chunk == 0:
+        out["jax chunk, WY (hand)"] = lambda: ready(jax_delta_chunk(j["beta"], j["k"], j["v"], j["q"], chunk))
     return out
 
 

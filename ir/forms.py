@@ -128,10 +128,10 @@ def chunk_scores(query: Array, key: Array, decay: Array, sub: int | None = None)
 
     A scalar decay gives ``P = (Q K^T) * G``. A decay per row would need ``G`` as ``size x size x
     keys`` numbers; instead (GLA's secondary chunking, with products only) the chunk is cut into
-    sub-chunks of ``sub`` steps: inside one, ``G`` is formed; across two, it factors into ``A[t]``
-    (the decays from t's sub-chunk's start to t), ``M`` (those of the whole sub-chunks between) and
-    ``B[j]`` (those after j to the end of j's sub-chunk), so each pair of sub-chunks is one product
-    ``((Q A) M) (K B)^T``.
+    sub-chunks of ``sub`` steps: inside one, P by diagonals (:func:`diagonal_scores`); across two,
+    ``G`` factors into ``A[t]`` (the decays from t's sub-chunk's start to t), ``M`` (those of the
+    whole sub-chunks between) and ``B[j]`` (those after j to the end of j's sub-chunk), so each
+    pair of sub-chunks is one product ``((Q A) M) (K B)^T``.
     """
     batch, size, rows = decay.shape
     if rows == 1:
@@ -140,18 +140,33 @@ def chunk_scores(query: Array, key: Array, decay: Array, sub: int | None = None)
     sub = sub or sub_chunk(size)
     m = size // sub
     d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (decay, query, key))
-    inner, ahead = _gains(d.reshape(batch * m, sub, rows))
-    inner, ahead = inner.reshape(batch, m, sub, sub, rows), ahead.reshape(batch, m, sub, rows)
+    ahead = np.cumprod(d, axis=2)
     between, _ = _gains(ahead[:, :, -1])  # [batch, I, J]: the sub-chunks J+1..I whole
     middle = np.concatenate([np.full_like(between[:, :1], _unit(decay, 0)), between[:, :-1]], axis=1)  # J+1..I-1
     across = np.einsum("bitk,bijk,bjsk->bitjs", q * ahead, middle, k * _after(d))
-    within = (q[:, :, :, None, :] * inner * k[:, :, None, :, :]).sum(axis=-1)
+    within = diagonal_scores(q, k, d)
     return (across + within[:, :, :, None, :] * np.eye(m, dtype=int)[None, :, None, :, None]).reshape(batch, size, size)
 
 
 def sub_chunk(size: int) -> int:
-    """The sub-chunk of :func:`chunk_scores`: the largest divisor of the chunk size up to 16."""
-    return next(s for s in range(min(16, size), 0, -1) if size % s == 0)
+    """The sub-chunk of :func:`chunk_scores`: the largest divisor of the chunk size up to 8 (the
+    work inside sub-chunks grows with their size, that across them with their number)."""
+    return next(s for s in range(min(8, size), 0, -1) if size % s == 0)
+
+
+def diagonal_scores(query: Array, key: Array, decay: Array) -> Array:
+    """``P[t, j] = sum_i q_ti G[t, j, i] k_ji`` inside blocks ``[..., sub, n]`` (0 for j > t), one
+    diagonal ``j = t - o`` after the other: ``q_t G[t, t - o] = (q_t G[t, t - o + 1]) d_{t - o + 1}``,
+    a product per step from t back, never a quotient, without forming ``G``."""
+    sub = decay.shape[-2]
+    scores = np.full((*query.shape[:-1], sub), _unit(query, 0), dtype=query.dtype)
+    reads = query
+    for o in range(sub):
+        if o:
+            reads = reads[..., 1:, :] * decay[..., 1:sub - o + 1, :]
+        rows = np.arange(o, sub)
+        scores[..., rows, rows - o] = (reads * key[..., :sub - o, :]).sum(axis=-1)
+    return scores
 
 
 def _after(decay: Array) -> Array:

@@ -148,8 +148,10 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
 
 def matrix_head_scan(d, k, v, q, s):
     """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: the associative scan of (d_t, k_t v_t^T),
-    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
-    a = d[..., None].expand(*d.shape, v.shape[-1])
+    elementwise (a decay scales its row, kept as a column: the decays' products take time x keys
+    numbers, not time x keys x values); every S_t is formed (time x keys x values numbers), as
+    every read q_t^T S_t needs its own."""
+    a = d[..., None]
     b = k[..., :, None] * v[..., None, :]
     b = torch.cat([torch.addcmul(b[:, :1], a[:, :1], s[:, None]), b[:, 1:]], dim=1)
     states = associative_scan(gated_combine, (a, b))[1]
@@ -316,8 +318,10 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
 
 def matrix_head_scan(d, k, v, q, s):
     """S_t = diag(d_t) S_{t-1} + k_t v_t^T from s: jax.lax.associative_scan of (d_t, k_t v_t^T),
-    elementwise (a decay scales its row); keeps every S_t (time x keys x values numbers)."""
-    a = jnp.broadcast_to(d[..., None], (*d.shape, v.shape[-1]))
+    elementwise (a decay scales its row, kept as a column: the decays' products take time x keys
+    numbers, not time x keys x values); every S_t is formed (time x keys x values numbers), as
+    every read q_t^T S_t needs its own."""
+    a = d[..., None]
     b = k[..., :, None] * v[..., None, :]
     b = b.at[:, 0].add(a[:, 0] * s)
     states = jax.lax.associative_scan(gated_combine, (a, b), axis=1)[1]

@@ -282,9 +282,9 @@ def matrix_scan(transition: Array, v: Array, init: Array) -> Array:
 
 def matrix_head_scan(decay: Array, key: Array, value: Array) -> Array:
     """S_t = diag(d_t) S_{t-1} + k_t v_t^T from S_0 = 0, flattened: the scan of ``(d_t, k_t v_t^T)``,
-    elementwise (a decay scales its row)."""
+    elementwise (a decay scales its row: kept as a column, ``[batch, time, rows, 1]``)."""
     batch, time, keys = key.shape
-    a = np.broadcast_to(decay[..., None], (batch, time, decay.shape[2], value.shape[2])).copy()
+    a = decay[..., None]
     b = key[..., :, None] * value[..., None, :]
     return associative_scan(_gated_combine, (a, b))[1].reshape(batch, time, -1)
 

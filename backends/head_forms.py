@@ -37,11 +37,11 @@ def masked_gains(d):
 
 def after(d):
     """The products of the decays after each step to the end (axis -2; 1 at the last step), one
-    step at a time from the end (no reversed copies)."""
-    behind = torch.ones_like(d)
-    for j in range(d.shape[-2] - 2, -1, -1):
-        behind[..., j, :] = behind[..., j + 1, :] * d[..., j + 1, :]
-    return behind
+    step at a time from the end (no reversed copies; nothing written in place, for autograd)."""
+    behind = [torch.ones_like(d[..., -1, :])]
+    for j in range(d.shape[-2] - 1, 0, -1):
+        behind.append(behind[-1] * d[..., j, :])
+    return torch.stack(behind[::-1], dim=-2)
 
 
 def matrix_head_chunk(d, k, v, q, s, size):
@@ -54,7 +54,7 @@ def matrix_head_chunk(d, k, v, q, s, size):
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
     g = d.cumprod(dim=2)
     written = (after(d) * k).transpose(-1, -2) @ v  # each chunk's own part of the next start
-    starts, s = [], s
+    starts = []
     for c in range(k.shape[1]):
         starts.append(s)
         s = torch.addcmul(written[:, c], g[:, c, -1, :, None], s)
@@ -89,10 +89,12 @@ def chunk_scores(q, k, d):
     within = diagonal_scores(q, k, d)
     rows_of_blocks = []
     for i in range(m):
-        between = after(whole[:, :i])[:, :, None, :]  # the whole sub-chunks J+1..i-1, for each J < i
-        earlier = (writes[:, :i] * between).reshape(batch, i * sub, rows)
-        rows_of_blocks.append(torch.cat([reads[:, i] @ earlier.transpose(-1, -2), within[:, i],
-                                         within.new_zeros(batch, sub, (m - 1 - i) * sub)], dim=-1))
+        blocks = [within[:, i], within.new_zeros(batch, sub, (m - 1 - i) * sub)]
+        if i:
+            between = after(whole[:, :i])[:, :, None, :]  # the whole sub-chunks J+1..i-1, for each J < i
+            earlier = (writes[:, :i] * between).reshape(batch, i * sub, rows)
+            blocks.insert(0, reads[:, i] @ earlier.transpose(-1, -2))
+        rows_of_blocks.append(torch.cat(blocks, dim=-1))
     return torch.cat(rows_of_blocks, dim=-2)
 
 

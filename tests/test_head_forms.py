@@ -108,3 +108,36 @@ def test_the_recurrent_plan_emits_no_head_forms() -> None:
     """The recurrent plan emits no chunk or scan helpers (the model stays small)."""
     module = helpers("torch", "matrix", "recurrent", 64)
     assert not hasattr(module, "head_form")
+
+
+@pytest.mark.parametrize("kind,decays", KINDS)
+def test_torch_chunk_form_has_the_gradients_of_the_loop(kind: str, decays: int) -> None:
+    """The torch forms write nothing in place that autograd needs: the gradients of the chunk form
+    (C = 24: several sub-chunks) are those of the loop over time, written here in torch."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    parts, q = operands(kind, decays, rng)
+    module = helpers("torch", kind, CHUNK, 24)
+
+    def gradients(run):
+        leaves = [torch.tensor(p, requires_grad=True) for p in (*parts, q)]
+        run(leaves[:-1], leaves[-1]).square().sum().backward()
+        return [leaf.grad.numpy() for leaf in leaves]
+
+    def loop_in_torch(ops, reads):
+        s, emitted = torch.zeros(BATCH, HEADS, KEYS, VALUES, dtype=torch.float64), []
+        for t in range(TIME):
+            if kind == "matrix":
+                d, k, v = (p[:, t] for p in ops)
+                s = d[..., None] * s + k[..., :, None] * v[..., None, :]
+            else:
+                alpha, beta, k, v = (p[:, t] for p in ops)
+                kept = alpha[..., None] * s
+                s = kept + k[..., :, None] * (beta * (v - torch.einsum("bhk,bhkv->bhv", k, kept)))[..., None, :]
+            emitted.append(torch.einsum("bhk,bhkv->bhv", reads[:, t], s))
+        return torch.stack(emitted, dim=1)
+
+    start = torch.zeros(BATCH, HEADS, KEYS, VALUES, dtype=torch.float64)
+    got = gradients(lambda ops, reads: module.head_form(kind, ops, reads, start, CHUNK, 24)[0])
+    for g, w in zip(got, gradients(loop_in_torch)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-10 * max(1.0, np.abs(w).max()))

@@ -387,9 +387,10 @@ class JaxTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
-    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked GLA-shaped layer
-    # is faster from 4096 steps; gated and delta layers were faster recurrent up to 16384
-    crossovers = {"matrix": 4096}
+    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked delta rule is
+    # faster from 256 steps, the chunked GLA-shaped layer from 4096; gated layers were faster
+    # recurrent up to 16384
+    crossovers = {"delta": 256, "matrix": 4096}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source)

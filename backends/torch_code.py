@@ -379,8 +379,9 @@ class TorchTarget(Target):
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
     # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked delta rule is
-    # faster from 64 steps; gated and GLA-shaped layers were faster recurrent up to 16384
-    crossovers = {"delta": 64}
+    # faster from 64 steps, the chunked GLA-shaped layer from 256; gated layers were faster
+    # recurrent up to 16384
+    crossovers = {"delta": 64, "matrix": 256}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source)

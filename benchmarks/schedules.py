@@ -12,11 +12,14 @@ Three layers, float32, batch 4 for the matrix layers and 1 for the gated one, th
   (0.9, 1): the generated ``gated_recurrence``, ``gated_chunk``, ``gated_scan``; by hand, a torch
   loop, ``jax.lax.scan`` and ``jax.lax.associative_scan``.
 - ``gla``: a matrix layer of 4 heads, ``dk = dv = 64``, a decay per key in (0.9, 1) (GLA), each
-  head reading ``q_t^T S_t``: the generated ``state_heads`` in each form; by hand, fla's
-  ``naive_recurrent_gla`` (torch) and ``jax.lax.scan``, ``jax.lax.associative_scan``.
+  head reading ``q_t^T S_t``: the generated ``state_heads`` in each form, and the chunk form
+  alone (``head_form`` on operands already per head); by hand, fla's ``naive_recurrent_gla``
+  (torch), ``jax.lax.scan``, ``jax.lax.associative_scan`` and the chunk form with log-decays as
+  fla's kernels compute it (torch and jax; fla has no CPU reference of it).
 - ``deltanet``: a delta layer of 4 heads, ``dk = dv = 64``, unit keys, beta in (0, 1), reading
-  ``q_t^T S_t``: the generated code in each form; by hand, fla's ``delta_rule_recurrence`` and
-  ``delta_rule_chunkwise`` (torch) and ``jax.lax.scan``.
+  ``q_t^T S_t``: the generated code in each form and the chunk form alone; by hand, fla's
+  ``delta_rule_recurrence`` and ``delta_rule_chunkwise`` (torch), ``jax.lax.scan`` and a WY
+  chunk form in jax.
 
 The scan forms keep every step's state (``T * dk * dv`` numbers per head; the delta rule's also a
 ``dk x dk`` transition per step), so for the matrix layers they run only up to ``--scan-limit``

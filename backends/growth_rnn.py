@@ -34,7 +34,8 @@ def sizes(config: Mapping[str, Any]) -> dict[str, int]:
     return {"hidden_size": module["hidden_size"], "num_layers": module["num_layers"]}
 
 
-def grow(compiled: Compiled, sizes_wanted: Mapping[str, int], rng: np.random.Generator, init: Initializer) -> Compiled:
+def grow(compiled: Compiled, sizes_wanted: Mapping[str, int], rng: np.random.Generator,
+         init: Initializer, at: int) -> Compiled:
     name, config = compiled.target, copy.deepcopy(compiled.config)
     gates, now = GATE_COUNT[name], sizes(config)
     hidden, layers = now["hidden_size"], now["num_layers"]
@@ -42,6 +43,8 @@ def grow(compiled: Compiled, sizes_wanted: Mapping[str, int], rng: np.random.Gen
     if new_layers > layers and name != "rnn":
         raise LsrlError(f"an {name} layer passes its output through tanh, so no new {name} layer computes the "
                         "identity: grow its hidden_size only (the rnn target grows in both)")
+    if new_layers > layers and at != layers:
+        raise LsrlError(f"the {name} target inserts layers on top only (before layer {layers})")
     tensors = dict(compiled.tensors)
     for k in range(layers):
         reads = config[name]["input_size"] if k == 0 else new_hidden

@@ -122,7 +122,7 @@ examples:
   lsrl grow examples/compiled/more_ones_mamba -o build/mamba-small --to examples/data/mamba_small.json
 examples/compiled holds what lsrl compile examples/more_ones.lsrl --target rnn (mamba) -o wrote;
 new weights the proof needs are zero, copies or the identity; the others are drawn from --init
-(targets rnn, lstm, gru, mamba; docs/growth.md); the grown model is checked against the original
+(targets rnn, lstm, gru, mamba, hawk, linear-rnn; docs/growth.md); the grown model is checked against the original
 on random inputs and the largest difference printed"""
 
 
@@ -200,6 +200,8 @@ def _parser() -> _ArgumentParser:
     grow.add_argument("--layers", type=_positive_int, metavar="N", help="the number of layers to reach (rnn: num_layers; mamba: n_layer)")
     grow.add_argument("--to", metavar="CONFIG.json", help="the sizes to reach, as a JSON object of the target's names "
                       "(or a transformers config.json)")
+    grow.add_argument("--at", type=int, metavar="K", help="insert the new layers before layer K (0: below the first; "
+                      "default: on top)")
     grow.add_argument("--init", default=DEFAULT_INIT, metavar="KIND:SCALE",
                       help=f"how free weights are drawn: normal:STD, uniform:BOUND or zeros (default {DEFAULT_INIT})")
     grow.add_argument("--seed", type=int, default=0, help="the seed of the free weights (default 0)")

@@ -159,7 +159,7 @@ def test_compiled_directories_read_back(tmp_path) -> None:
         assert all(np.array_equal(again.tensors[k], v) for k, v in original.tensors.items())
 
 
-@pytest.mark.parametrize("target", ["rnn", "mamba"])
+@pytest.mark.parametrize("target", ["rnn", "mamba", "hawk"])
 def test_the_example_directories_are_current(target: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """examples/compiled/more_ones_*: what lsrl compile writes today (the docs' examples grow and run them)."""
     monkeypatch.chdir(Path(__file__).parent.parent)

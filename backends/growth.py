@@ -29,6 +29,7 @@ _MODULES = {
     "gru": "lsrl.backends.growth_rnn",
     "mamba": "lsrl.backends.growth_mamba",
     "hawk": "lsrl.backends.growth_hawk",
+    "linear-rnn": "lsrl.backends.growth_linear_rnn",
 }
 GROWABLE = tuple(_MODULES)
 PROBE_BATCH, PROBE_STEPS = 4, 32  # the random sequences a grown model is checked on

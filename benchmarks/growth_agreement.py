@@ -23,8 +23,8 @@ from lsrl.targets import compile_to, run_compiled
 
 PLANS = {
     "rnn": {"hidden_size": 5, "num_layers": 2},
-    "lstm": {"hidden_size": 4},
-    "gru": {"hidden_size": 4},
+    "lstm": {"hidden_size": 4, "num_layers": 2},
+    "gru": {"hidden_size": 4, "num_layers": 2},
     "mamba": {"d_model": 3, "d_inner": 5, "d_state": 2, "dt_rank": 2, "n_layer": 2},
 }
 

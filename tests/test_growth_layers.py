@@ -4,6 +4,8 @@ float64; breaking a constraint changes them."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pytest
 
@@ -11,15 +13,18 @@ pytest.importorskip("torch")
 
 from lsrl.backends.growth import current_sizes, grow_compiled
 from lsrl.backends.target import Compiled
+from lsrl.ir.errors import LsrlError
 from lsrl.ir.free_weights import Initializer
 
-from lsrl.targets import run_compiled
-from tests.test_targets import compiled, references
+from lsrl.corpus import case
+from lsrl.targets import compile_to, run_compiled
+from tests.test_targets import compiled, program, references
 
 ROWS = ["more_ones", "parity", "dyck1", "shift_register"]
 INIT = Initializer.parse("normal:0.02")
 # sizes added per target, with two new layers
-PLANS = {"linear-rnn": {"state_size": 3, "num_blocks": 2}}
+PLANS = {"linear-rnn": {"state_size": 3, "num_blocks": 2}, "rnn": {"hidden_size": 5, "num_layers": 2},
+         "lstm": {"hidden_size": 4, "num_layers": 2}, "gru": {"hidden_size": 4, "num_layers": 2}}
 
 
 def _outputs(model: Compiled, name: str, dtype: str) -> list[np.ndarray]:
@@ -72,3 +77,46 @@ def test_linear_rnn_constraints_are_needed() -> None:
     # the block after the inserted ones reads a free unit
     free_unit = bigger.tensors["blocks.3.recurrence.B"].shape[1] - 1
     assert _changes(original, _with(bigger, "blocks.3.recurrence.B", (slice(None), free_unit), 1e6))
+
+
+@lru_cache(maxsize=None)
+def relu_variant(target: str, name: str) -> Compiled:
+    return compile_to(program(name), target, case(name).options(variant="relu"))
+
+
+@pytest.mark.parametrize("name", ["dyck1", "shift_register"])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_relu_cells_inserted_anywhere_keep_the_outputs(target: str, name: str) -> None:
+    """The ReLU variants copy exactly: one cell per value (LSTM cells are non-negative) or a pair
+    (a GRU cell's sign is not known); signed inputs below the first layer as a pair."""
+    original = relu_variant(target, name)
+    now = current_sizes(original)
+    before = _outputs(original, name, "float64")
+    for at in range(now["num_layers"] + 1):
+        hidden = 2 * now["hidden_size"] if target == "gru" else now["hidden_size"] + 4  # a GRU copies in pairs
+        bigger = grow_compiled(original, {"hidden_size": hidden, "num_layers": now["num_layers"] + 2}, INIT, 1, at)
+        assert all(np.array_equal(got, want) for got, want in zip(_outputs(bigger, name, "float64"), before)), at
+
+
+def test_cell_copies_are_needed() -> None:
+    for target, cell_gate in (("rnn", 0), ("lstm", 2), ("gru", 2)):  # the gate that carries the value
+        original = compiled(target, "dyck1")
+        now = current_sizes(original)
+        bigger = grow_compiled(original, {"hidden_size": now["hidden_size"] + 4, "num_layers": now["num_layers"] + 1},
+                               INIT, 1, at=2)
+        hidden = current_sizes(bigger)["hidden_size"]
+        assert not _changes(original, bigger), target
+        cells = np.array([c for c, label in enumerate(bigger.config[f"{target}_units"][2]) if label.startswith("copy")])
+        rows = cell_gate * hidden + cells  # the copy cells of the new layer 2, each broken
+        assert _changes(original, _with(bigger, f"{target}.weight_hh_l2", (rows, cells), 1.0)), target  # they recur
+        assert _changes(original, _with(bigger, f"{target}.weight_ih_l2", (rows, slice(None)), 0.0)), target  # read 0
+    lstm = compiled("lstm", "dyck1")
+    bigger = grow_compiled(lstm, {"num_layers": current_sizes(lstm)["num_layers"] + 1}, INIT, 1, at=2)
+    hidden = current_sizes(bigger)["hidden_size"]
+    assert _changes(lstm, _with(bigger, "lstm.bias_hh_l2", (slice(hidden, 2 * hidden),), 1024.0))  # forget gate open
+
+
+def test_too_few_cells_for_the_copies() -> None:
+    gru = relu_variant("gru", "dyck1")  # a pair of cells per copied value
+    with pytest.raises(LsrlError, match="needs hidden_size >="):
+        grow_compiled(gru, {"num_layers": current_sizes(gru)["num_layers"] + 1}, INIT, at=2)

@@ -196,7 +196,8 @@ def _parser() -> _ArgumentParser:
     grow.set_defaults(handler=_grow)
     grow.add_argument("directory", metavar="DIR", help="a compiled model's directory (lsrl compile -o DIR)")
     grow.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the grown model into")
-    grow.add_argument("--width", type=_positive_int, metavar="N", help="the width to reach (rnn, lstm, gru: hidden_size; mamba: d_model)")
+    grow.add_argument("--width", type=_positive_int, metavar="N", help="the width to reach (rnn, lstm, gru, hawk: hidden_size; "
+                      "mamba: d_model; linear-rnn: state_size)")
     grow.add_argument("--layers", type=_positive_int, metavar="N", help="the number of layers to reach (rnn, lstm, gru: num_layers; "
                       "mamba: n_layer; hawk: num_hidden_layers; linear-rnn: num_blocks)")
     grow.add_argument("--to", metavar="CONFIG.json", help="the sizes to reach, as a JSON object of the target's names "

@@ -56,6 +56,8 @@ def grow_directory(args: argparse.Namespace) -> None:
     if not sizes:
         raise UsageError("nothing to grow: give --width, --layers or --to")
     before = current_sizes(compiled)
+    if args.at is not None and sizes.get(names[-1], before[names[-1]]) <= before[names[-1]]:
+        raise UsageError(f"--at places new layers: give --layers, or a larger {names[-1]} in --to")
     grown = grow_compiled(compiled, sizes, Initializer.parse(args.init), args.seed, args.at)
     try:
         written = grown.write(args.outdir)

@@ -124,6 +124,10 @@ def test_grow_hawk_to_a_recurrentgemma_like_shape(tmp_path) -> None:
     tokens = "1 0 0 1 1 1 0"
     assert run_cli("run", str(big), "--input", tokens, "--json")[1] == run_cli("run", str(source), "--input", tokens,
                                                                               "--json")[1]
+    status, _, err = run_cli("grow", str(small), "-o", str(big), "--width", "4", "--at", "1")
+    assert status == 1 and "--at places new layers" in err
+    status, _, err = run_cli("grow", str(small), "-o", str(big), "--layers", "4", "--at", "3")
+    assert status == 1 and "cannot insert layers before layer 3" in err
     griffin = tmp_path / "griffin.json"
     griffin.write_text(json.dumps({"hidden_size": 64, "block_types": ["recurrent", "recurrent", "attention"]}))
     status, _, err = run_cli("grow", str(small), "-o", str(big), "--to", str(griffin))

@@ -120,3 +120,23 @@ def test_too_few_cells_for_the_copies() -> None:
     gru = relu_variant("gru", "dyck1")  # a pair of cells per copied value
     with pytest.raises(LsrlError, match="needs hidden_size >="):
         grow_compiled(gru, {"num_layers": current_sizes(gru)["num_layers"] + 1}, INIT, at=2)
+
+
+TWICE = {  # a growth, then another of the grown model, layers at different positions
+    "hawk": ({"lru_width": 16, "num_attention_heads": 1, "num_hidden_layers": 7, "intermediate_size": 24},
+             {"lru_width": 32, "hidden_size": 12, "num_hidden_layers": 9, "intermediate_size": 40}),
+    "linear-rnn": ({"state_size": 8, "num_blocks": 3}, {"state_size": 10, "num_blocks": 5}),
+    "lstm": ({"hidden_size": 12, "num_layers": 8}, {"hidden_size": 20, "num_layers": 10}),
+    "gru": ({"hidden_size": 16, "num_layers": 8}, {"hidden_size": 20, "num_layers": 10}),
+    "mamba": ({"d_inner": 40, "n_layer": 10}, {"d_model": 12, "n_layer": 12, "d_state": 3}),
+}
+
+
+@pytest.mark.parametrize("target", list(TWICE))
+def test_growths_compose(target: str) -> None:
+    original = compiled(target, "dyck1", "float64")
+    first, second = TWICE[target]
+    twice = grow_compiled(grow_compiled(original, first, INIT, 1, 2), second, INIT, 2, 1)
+    assert [len(twice.config["growth"])] + [current_sizes(twice)[k] for k in second] == [2] + list(second.values())
+    for got, want in zip(_outputs(twice, "dyck1", "float64"), _outputs(original, "dyck1", "float64")):
+        assert np.array_equal(got, want)

@@ -120,10 +120,11 @@ GROW_EPILOG = """\
 examples:
   lsrl grow examples/compiled/more_ones_rnn -o build/rnn-wide --width 64 --layers 4 --seed 1
   lsrl grow examples/compiled/more_ones_mamba -o build/mamba-small --to examples/data/mamba_small.json
+  lsrl grow examples/compiled/more_ones_hawk -o build/hawk-small --to examples/data/hawk_small.json --at 1
 examples/compiled holds what lsrl compile examples/more_ones.lsrl --target rnn (mamba, hawk) -o wrote;
 new weights the proof needs are zero, copies or the identity; the others are drawn from --init
-(targets rnn, lstm, gru, mamba, hawk, linear-rnn; docs/growth.md); the grown model is checked against the original
-on random inputs and the largest difference printed"""
+(targets rnn, lstm, gru, mamba, hawk, linear-rnn; docs/growth.md); the grown model is checked
+against the original on random inputs and the largest difference printed"""
 
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -8,10 +8,12 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("torch")
 
-from lsrl.backends.growth import current_sizes, grow_compiled
+from lsrl.backends.growth import current_sizes, grow_compiled, size_names
 from lsrl.backends.target import Compiled
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.free_weights import Initializer
@@ -140,3 +142,32 @@ def test_growths_compose(target: str) -> None:
     assert [len(twice.config["growth"])] + [current_sizes(twice)[k] for k in second] == [2] + list(second.values())
     for got, want in zip(_outputs(twice, "dyck1", "float64"), _outputs(original, "dyck1", "float64")):
         assert np.array_equal(got, want)
+
+
+@settings(max_examples=12, deadline=None)
+@given(target=st.sampled_from(["rnn", "lstm", "gru", "linear-rnn", "mamba", "hawk"]),
+       steps=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2), st.floats(0, 1)), min_size=1, max_size=3),
+       seed=st.integers(0, 2**16))
+def test_random_growth_sequences_keep_the_outputs(target: str, steps: list, seed: int) -> None:
+    """Random sequences of growths (how much wider, how many layers, where) keep the outputs."""
+    original = compiled(target, "dyck1", "float64")
+    model = original
+    width, depth = (size_names(target)[0], size_names(target)[-1])
+    for wider, deeper, where in steps:
+        now = current_sizes(model)
+        plan = {width: now[width] + wider, depth: now[depth] + deeper}
+        if deeper:  # room for the copies, whatever the position
+            plan.update(ROOM[target](now))
+        model = grow_compiled(model, plan, INIT, seed, at=round(where * now[depth]))
+    for got, want in zip(_outputs(model, "dyck1", "float64"), _outputs(original, "dyck1", "float64")):
+        assert np.array_equal(got, want)
+
+
+ROOM = {  # sizes that leave a new layer a channel or cell for every value it copies (dyck1)
+    "rnn": lambda now: {"hidden_size": max(now["hidden_size"], 16)},
+    "lstm": lambda now: {"hidden_size": max(now["hidden_size"], 16)},
+    "gru": lambda now: {"hidden_size": max(now["hidden_size"], 24)},
+    "linear-rnn": lambda now: {},
+    "mamba": lambda now: {"d_inner": max(now["d_inner"], 48)},
+    "hawk": lambda now: {"lru_width": max(now["lru_width"], 24), "intermediate_size": max(now["intermediate_size"], 48)},
+}

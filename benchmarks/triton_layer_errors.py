@@ -1,5 +1,5 @@
 """Largest relative error of the triton target's kernels on the real layers of examples/layers
-(GLA, DeltaNet, Mamba), recurrent and chunked (C = 4), float64 and float32, against the
+(GLA, DeltaNet, Mamba, Mesa), recurrent and chunked (C = 4), float64 and float32, against the
 independent references of tests/test_layers.py (fla's naive recurrences, transformers' MambaMixer)
 run in float64 with their float32 casts made no-ops.
 
@@ -26,7 +26,7 @@ from tests.test_layers import REFERENCES, inputs, program, relative_error  # noq
 def main() -> None:
     torch.Tensor.float = lambda self, *args, **kwargs: self  # the references' float32 casts as no-ops
     print("layer     form       float64   float32   (largest error / largest |output|)")
-    for name in ("gla", "deltanet", "mamba"):
+    for name in ("gla", "deltanet", "mamba", "mesa"):
         x = inputs(name)
         want = REFERENCES[name](x)
         for schedule in ("recurrent", "chunk"):

@@ -3,7 +3,7 @@
 Without a GPU the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest.py).
 Checked here: table rows through the generated files in a fresh process without lsrl (forward and
 step, recurrent and chunked kernels, float32 and float64) against the exact interpreter; the real
-layers (GLA, DeltaNet, Mamba) in both kernel forms against fla's naive references and
+layers (GLA, DeltaNet, Mamba, Mesa) in both kernel forms against fla's naive references and
 transformers' Mamba mixer; the chunked kernels against the recurrent ones and a loop over exact
 fractions on random dyadic inputs (hypothesis), decays of exactly 0 included; the plan the kernels
 compute and its warnings; the command line.
@@ -130,7 +130,7 @@ def test_generated_files_import_no_lsrl() -> None:
 
 
 LAYER_ROWS = [pytest.param(name, schedule, marks=[pytest.mark.slow] if name == "mamba" else [])
-              for name in ("gla", "deltanet", "mamba") for schedule in ("recurrent", "chunk")]
+              for name in ("gla", "deltanet", "mamba", "mesa") for schedule in ("recurrent", "chunk")]
 
 
 @pytest.mark.usefixtures("float64_references")
@@ -139,7 +139,7 @@ def test_kernels_compute_the_reference_layer(name: str, schedule: str) -> None:
     x = inputs(name)
     want = REFERENCES[name](x)
     built = lsrl.compile_to(program(name), "triton", Options(schedule=schedule, chunk=4))
-    # the plan as the kernels run it: GLA's matrix heads, DeltaNet's delta heads, Mamba's gated layer
+    # the plan as the kernels run it: GLA's and Mesa's matrix heads, DeltaNet's delta heads, Mamba's gated layer
     forms = {layer["kind"]: layer["form"] for layer in built.config["schedule"]["layers"]}
     assert [form for kind, form in forms.items() if kind != "state"] == [schedule]
     assert relative_error(lsrl.run_compiled(built, x, "float64"), want) < FLOAT64_RTOL

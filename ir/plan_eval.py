@@ -16,7 +16,7 @@ from lsrl.ir import forms, heads
 from lsrl.ir.graph import Label
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.recurrences import delta, gated, matrix, read
+from lsrl.ir.recurrences import delta, gated, matrix, read, solve
 from lsrl.ir.schedule import CHUNK, LOOPS, RECURRENT, SCALED_LOOP, SCAN, LayerPlan, Plan
 
 Array = np.ndarray
@@ -26,7 +26,17 @@ def run_plan(model: LayeredModel, plan: Plan, inputs: object, exact: bool = Fals
     """Outputs ``[batch, time, d_out]``, with the input conventions of ``LayeredModel.run``."""
     planned = {p.layer: p for p in plan.layers}
     x, width = inputs, model.d_in
+    before = (None, 0)  # the previous layer's input and width
     for i, layer in enumerate(model.layers):
+        previous = model.layers[i - 1] if i else None
+        chunked_before = i - 1 in planned and planned[i - 1].form == CHUNK
+        if layer.kind == "solve" and chunked_before and heads.solved_states(previous.kind, previous.attrs, layer.attrs):
+            pre_before = _affine(previous, before[1], "W", "b", before[0], exact)
+            before = (x, width)
+            x = _solve_layer(layer, width, previous, pre_before, planned[i - 1].chunk, x, exact)
+            width = layer.width
+            continue
+        before = (x, width)
         if i not in planned:
             x = _single(layer, width).run(x, exact)
         elif layer.kind == "gated":
@@ -91,6 +101,29 @@ def _state_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bo
         else:
             h[..., units] = forms.matrix_scan(own, v, init[units])
     return h
+
+
+def _solve_layer(layer: Layer, width: int, previous: Layer, pre_before: Array, chunk: int, x: object, exact: bool) -> Array:
+    """A solve layer after a chunked matrix layer: the heads that solve one of its heads' states
+    (``heads.solved_states``) by chunks from that head's operands (``forms.solve_chunk``: Mesa's
+    chunk form), the others from the states the matrix layer emitted."""
+    pre = _affine(layer, width, "W", "b", x, exact)
+    out = pre.copy()
+    solved = heads.solved_states(previous.kind, previous.attrs, layer.attrs)
+    shift, steps = tuple(layer.attrs.get("shift", ())), layer.attrs["steps"][0]
+    for position, head in enumerate(heads.decode("solve", layer.attrs["heads"])):
+        query, own_shift = pre[..., head.query:head.query + head.size], tuple(shift[u] for u in head.outputs)
+        if not exact:
+            own_shift = tuple(float(v) for v in own_shift)
+        if position in solved:
+            state = solved[position]
+            operands = (pre_before[..., state.decay:state.decay + state.decays], pre_before[..., state.key:state.key + state.keys],
+                        pre_before[..., state.value:state.value + state.values])
+            values = forms.solve_chunk(*operands, query, own_shift, steps, chunk)
+        else:
+            values = solve(pre[..., head.matrix:head.matrix + head.size ** 2], query, own_shift, steps)
+        out[..., head.outputs.start:head.outputs.stop] = values
+    return out
 
 
 def _head_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bool) -> Array:

@@ -89,6 +89,12 @@ class Syntax(ABC):
     def concat(self, arrays: Sequence[str]) -> str:
         """The arrays joined along their last axis (one array: itself)."""
 
+    def gated_lines(self, layer: Layer, plan: LayerPlan) -> list[str]:
+        """A gated layer on ``x``: its gate ``a_t``, then the recurrence in the plan's form (a
+        target may read the affine maps inside its recurrence instead: ``triton``)."""
+        return [f"a = {affine_of(layer, self, 'W2', 'b2')}  # the gate a_t of every step",
+                f"x = {_gated_call(plan, affine_of(layer, self), 'a', self.weight('init'))}"]
+
     def index(self, units: Sequence[int]) -> str:
         """A slice ``a:b`` where the units are contiguous, else a list of positions."""
         if list(units) == list(range(units[0], units[0] + len(units))):
@@ -114,21 +120,35 @@ class Syntax(ABC):
 
 
 # --- the code of each layer ------------------------------------------------------------------------------
-def affine_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> str:
-    """``W x + b`` of the layer on ``x``: a matrix product, except where every row of W has at
-    most one non-zero entry (units passed on, picked or scaled, as most rows of head and map
-    layers are): then the picked columns of x times those entries (read from W), the same
-    numbers without the product's work."""
+def gather_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> tuple[list[int], str | None, str | None] | None:
+    """``W x + b`` as the columns of ``x`` it picks, the entries that scale them (None: all 1) and
+    the bias (None: all 0), where every row of W has at most one non-zero entry (units passed on,
+    picked or scaled, as most rows of head and map layers are; an empty row picks column 0 and
+    scales it by its 0); None where a row has more (a matrix product)."""
     w, matrix = syntax.weight, layer.attrs[weight]
     rows = matrix.row_items()
     if any(len(row) > 1 for row in rows):
-        return syntax.linear("x", w(weight), w(bias))
+        return None
     columns = [row[0][0] if row else 0 for row in rows]
-    value = syntax.columns("x", columns, matrix.cols)
+    scale = None
     if not all(len(row) == 1 and row[0][1] == 1 for row in rows):
-        value += f" * {w(weight)}[{syntax.index_list(range(len(rows)))}, {syntax.index_list(columns)}]"
-    if any(v != 0 for v in layer.attrs[bias]):
-        value += f" + {w(bias)}"
+        scale = f"{w(weight)}[{syntax.index_list(range(len(rows)))}, {syntax.index_list(columns)}]"
+    return columns, scale, w(bias) if any(v != 0 for v in layer.attrs[bias]) else None
+
+
+def affine_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> str:
+    """``W x + b`` of the layer on ``x``: a matrix product, except where :func:`gather_of` finds
+    picked columns: then those columns of x times their entries, the same numbers without the
+    product's work."""
+    gather = gather_of(layer, syntax, weight, bias)
+    if gather is None:
+        return syntax.linear("x", syntax.weight(weight), syntax.weight(bias))
+    columns, scale, shift = gather
+    value = syntax.columns("x", columns, layer.attrs[weight].cols)
+    if scale is not None:
+        value += f" * {scale}"
+    if shift is not None:
+        value += f" + {shift}"
     return value
 
 
@@ -177,9 +197,7 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
         elif layer.kind == "map":
             lines += map_lines(layer, syntax)
         elif layer.kind == "gated":
-            w = syntax.weight
-            lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
-            lines.append(f"x = {_gated_call(plan.of(i), affine_of(layer, syntax), 'a', w('init'))}")
+            lines += syntax.gated_lines(layer, plan.of(i))
         elif layer.kind in STATE_HEADS:
             lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(i))}")
         elif layer.kind == "solve":

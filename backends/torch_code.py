@@ -390,12 +390,13 @@ class TorchSyntax(codegen.Syntax):
 
 def generate_source(
     model: LayeredModel, plan: Plan, helpers: Mapping[str, str] = HELPERS, target: str = "torch",
-    needs: str = "torch and safetensors", preamble: str = "",
+    needs: str = "torch and safetensors", preamble: str = "", syntax: codegen.Syntax | None = None,
 ) -> str:
     """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``: the
-    ``torch`` target's, or (``target``, ``helpers``, ``preamble``: code after the imports) a
-    target that replaces some helpers by its own (``triton``)."""
-    syntax = TorchSyntax()
+    ``torch`` target's, or (``target``, ``helpers``, ``preamble``: code after the imports,
+    ``syntax``: a subclass of ``TorchSyntax``) a target that replaces some helpers or layers by its
+    own (``triton``)."""
+    syntax = syntax or TorchSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
         f"A program compiled by lsrl for PyTorch (target {target}): a recurrent model, one token per step.",

@@ -5,7 +5,9 @@ generated Triton kernels (``kernels.py``; see docs/target-triton.md).
 file) in which the helpers that loop over time call the launchers of ``kernels.py`` instead:
 gated and constant diagonal layers, constant matrix transitions and the heads of matrix and delta
 layers. The other layers (affine, ReLU, gate, map, solve) and the loop-free stages of constant
-state layers (copies, running sums, rotations) stay torch operations. ``kernels.py`` holds the
+state layers (copies, running sums, rotations) stay torch operations, except that a gated layer's
+kernel reads its drive and gate itself where they pick and scale columns of the layer's input
+(``TritonSyntax``: fused, no tensor of them written). ``kernels.py`` holds the
 kernels the model needs (``backends/triton_kernels.py``) under a header that says which state
 layer runs which kernel, with the layer's unit labels. Neither file imports lsrl.
 
@@ -26,7 +28,7 @@ from lsrl.backends import codegen, head_code, torch_code, triton_kernels
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
-from lsrl.ir.layered import LayeredModel, UnitLabel
+from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.schedule import (
     AUTO,
     CHUNK,
@@ -83,6 +85,27 @@ HELPERS = {
     **{name: f"{name} = kernels.{name}  # a launcher of kernels.py" for name in BY_KERNEL},
     "state_heads": STATE_HEADS_HELPER,
 }
+
+
+class TritonSyntax(torch_code.TorchSyntax):
+    """The torch target's spelling, with gated layers fused: where the drive ``W x + b`` or the
+    gate ``W2 x + b2`` picks and scales columns of x (``codegen.gather_of``), the gated kernel
+    reads those columns of x and scales and shifts them as it loads them, so that no tensor of the
+    drive or gate is written and read back (``operand_reads`` in kernels.py); a matrix product stays a
+    torch operation (cuBLAS) whose result the kernel reads."""
+
+    def gated_lines(self, layer: Layer, plan: LayerPlan) -> list[str]:
+        operands = [codegen.gather_of(layer, self, weight, bias) for weight, bias in (("W", "b"), ("W2", "b2"))]
+        if operands == [None, None]:
+            return super().gated_lines(layer, plan)
+        drive, gate = (
+            codegen.affine_of(layer, self, weight, bias) if gather is None else f"({gather[0]}, {gather[1]}, {gather[2]})"
+            for gather, (weight, bias) in zip(operands, (("W", "b"), ("W2", "b2"))))
+        launcher = f"gated_chunk({drive}, {gate}, layer.init, {plan.chunk}, x)" if plan.form == CHUNK else \
+            f"gated_recurrence({drive}, {gate}, layer.init, x)"
+        fused = " and ".join(name for name, gather in zip(("drive", "gate"), operands) if gather is not None)
+        return [f"# fused: the kernel reads the {fused} from columns of x (no tensor written for {'them' if ' and ' in fused else 'it'})",
+                f"x = {launcher}"]
 
 
 def kernel_plan(model: LayeredModel, plan: Plan) -> tuple[Plan, list[CompileWarning]]:
@@ -155,7 +178,7 @@ def _layer_kernels(layer_plan: LayerPlan) -> str:
 
 def model_source(model: LayeredModel, plan: Plan) -> str:
     """``model.py`` for ``model`` in the forms of ``plan`` (a ``kernel_plan``)."""
-    return torch_code.generate_source(model, plan, HELPERS, "triton", "torch, triton and safetensors", PREAMBLE)
+    return torch_code.generate_source(model, plan, HELPERS, "triton", "torch, triton and safetensors", PREAMBLE, TritonSyntax())
 
 
 def module(compiled: Compiled, dtype: str | torch.dtype = "float32", device: str = "cpu") -> torch.nn.Module:

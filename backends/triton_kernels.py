@@ -33,40 +33,60 @@ def block(n, cap, least=1):
     return max(least, min(triton.next_power_of_2(max(n, 1)), cap))
 
 
-def broadcast_rows(a, batch, time, width):
-    """(tensor, batch stride, time stride) of a gate a_t [batch, time, width] or a constant a [width]."""
-    if a.dim() == 1:
-        return a.contiguous(), 0, 0
-    a = a.expand(batch, time, width).contiguous()
-    return a, time * width, width
+def operand_reads(operand, x, batch, time, width):
+    """How a gated kernel reads one operand (the drive v or the gate a), as (tensor, batch stride,
+    time stride, columns, scale, bias): its value at batch b, step t and channel c is
+    tensor[b * batch stride + t * time stride + columns[c]] * scale[c] + bias[c]. The operand is a
+    tensor [batch, time, width], a constant [width] (strides 0), or (columns, scale, bias): those
+    columns of x [batch, time, d], scaled and shifted as the kernel loads them (fused: the
+    layer's gather, scale and bias are never written to memory as a tensor of their own)."""
+    if isinstance(operand, tuple):
+        columns, scale, bias = operand
+        x = x.contiguous()
+        columns = torch.as_tensor(columns, device=x.device, dtype=torch.int64)
+        scale = x.new_ones(width) if scale is None else scale.to(x).expand(width).contiguous()
+        bias = x.new_zeros(width) if bias is None else bias.to(x).expand(width).contiguous()
+        return x, time * x.shape[-1], x.shape[-1], columns, scale, bias
+    columns = torch.arange(width, device=operand.device)
+    ones, zeros = operand.new_ones(width), operand.new_zeros(width)
+    if operand.dim() == 1:
+        return operand.contiguous(), 0, 0, columns, ones, zeros
+    return operand.expand(batch, time, width).contiguous(), time * width, width, columns, ones, zeros
 '''
 
 GATED_RECURRENT = '''
 @triton.jit
-def gated_recurrent_kernel(v_ptr, a_ptr, init_ptr, out_ptr, time, width, a_batch, a_time, BLOCK: tl.constexpr):
+def gated_recurrent_kernel(v_ptr, v_batch, v_time, v_columns, v_scale, v_bias,
+                           a_ptr, a_batch, a_time, a_columns, a_scale, a_bias,
+                           init_ptr, out_ptr, time, width, BLOCK: tl.constexpr):
     """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: one program per batch element and
-    BLOCK channels, h in registers, time in the loop (a_time 0: a constant a)."""
+    BLOCK channels, h in registers, time in the loop; v and a read as operand_reads says (their
+    columns, scales and biases loaded once, before the loop)."""
     b = tl.program_id(0).to(tl.int64)
     channels = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = channels < width
+    v_rows = v_ptr + b * v_batch + tl.load(v_columns + channels, mask=inside, other=0)
+    a_rows = a_ptr + b * a_batch + tl.load(a_columns + channels, mask=inside, other=0)
+    v_scaled, v_shift = tl.load(v_scale + channels, mask=inside, other=0.0), tl.load(v_bias + channels, mask=inside, other=0.0)
+    a_scaled, a_shift = tl.load(a_scale + channels, mask=inside, other=0.0), tl.load(a_bias + channels, mask=inside, other=0.0)
     h = tl.load(init_ptr + channels, mask=inside, other=0.0)
     rows = b * time * width + channels
-    gates = a_ptr + b * a_batch + channels
     for t in range(time):
-        a = tl.load(gates + t * a_time, mask=inside, other=0.0)
-        h = a * h + tl.load(v_ptr + rows + t * width, mask=inside, other=0.0)
+        a = tl.load(a_rows + t * a_time, mask=inside, other=0.0) * a_scaled + a_shift
+        h = a * h + (tl.load(v_rows + t * v_time, mask=inside, other=0.0) * v_scaled + v_shift)
         tl.store(out_ptr + rows + t * width, h, mask=inside)
 
 
-def gated_recurrence(v, a, init):
-    """h_t = a_t * h_{t-1} + v_t from h_0 = init (a [batch, time, n] or a constant [n]), v [batch, time, n]."""
-    batch, time, width = v.shape
-    v = v.contiguous()
-    a, a_batch, a_time = broadcast_rows(a, batch, time, width)
-    out = torch.empty_like(v)
+def gated_recurrence(v, a, init, x=None):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init: v and a each a tensor [batch, time, n], a constant
+    [n] (a) or (columns, scale, bias) of x [batch, time, d] (operand_reads: fused)."""
+    tensor = x if isinstance(v, tuple) else v
+    batch, time, width = tensor.shape[0], tensor.shape[1], len(init)
+    out = tensor.new_empty(batch, time, width)
     size = block(width, 1024)
     grid = (batch, triton.cdiv(width, size))
-    gated_recurrent_kernel[grid](v, a, init.contiguous(), out, time, width, a_batch, a_time, BLOCK=size)
+    gated_recurrent_kernel[grid](*operand_reads(v, x, batch, time, width), *operand_reads(a, x, batch, time, width),
+                                 init.contiguous(), out, time, width, BLOCK=size)
     return out
 
 
@@ -81,39 +101,44 @@ def gated_combine(a_first, b_first, a_then, b_then):
 
 
 @triton.jit
-def gated_chunk_kernel(v_ptr, a_ptr, init_ptr, out_ptr, time, width, a_batch, a_time,
-                       CHUNK: tl.constexpr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
+def gated_chunk_kernel(v_ptr, v_batch, v_time, v_columns, v_scale, v_bias,
+                       a_ptr, a_batch, a_time, a_columns, a_scale, a_bias,
+                       init_ptr, out_ptr, time, width, CHUNK: tl.constexpr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
     """h_t = a_t * h_{t-1} + v_t from h_0 = init by chunks of CHUNK steps: in a chunk, the decays
     since its start and the states from zero by one associative scan of (a_t, v_t) (STEPS: CHUNK
     as a power of two, the rows past it a_t = 1, v_t = 0), then h_t = local_t + decay_t h_start;
-    the chunk's last state starts the next one."""
+    the chunk's last state starts the next one. v and a read as operand_reads says."""
     b = tl.program_id(0).to(tl.int64)
     channels = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = channels < width
     steps = tl.arange(0, STEPS)
+    v_columns = tl.load(v_columns + channels, mask=inside, other=0)
+    a_columns = tl.load(a_columns + channels, mask=inside, other=0)
+    v_scaled, v_shift = tl.load(v_scale + channels, mask=inside, other=0.0), tl.load(v_bias + channels, mask=inside, other=0.0)
+    a_scaled, a_shift = tl.load(a_scale + channels, mask=inside, other=0.0), tl.load(a_bias + channels, mask=inside, other=0.0)
     h = tl.load(init_ptr + channels, mask=inside, other=0.0)
     for start in range(0, time, CHUNK):
         t = start + steps
         cells = ((steps < CHUNK) & (t < time))[:, None] & inside[None, :]
-        a = tl.load(a_ptr + b * a_batch + t[:, None] * a_time + channels[None, :], mask=cells, other=1.0)
-        offsets = b * time * width + t[:, None] * width + channels[None, :]
-        v = tl.load(v_ptr + offsets, mask=cells, other=0.0)
+        a = tl.load(a_ptr + b * a_batch + t[:, None] * a_time + a_columns[None, :], mask=cells, other=0.0)
+        a = tl.where(cells, a * a_scaled[None, :] + a_shift[None, :], 1.0)
+        v = tl.load(v_ptr + b * v_batch + t[:, None] * v_time + v_columns[None, :], mask=cells, other=0.0)
+        v = tl.where(cells, v * v_scaled[None, :] + v_shift[None, :], 0.0)
         decay, local = tl.associative_scan((a, v), 0, gated_combine)
         out = local + decay * h[None, :]
-        tl.store(out_ptr + offsets, out, mask=cells)
+        tl.store(out_ptr + b * time * width + t[:, None] * width + channels[None, :], out, mask=cells)
         h = tl.sum(tl.where((steps == STEPS - 1)[:, None], out, 0.0), axis=0)
 
 
-def gated_chunk(v, a, init, size):
+def gated_chunk(v, a, init, size, x=None):
     """gated_recurrence by chunks of size steps."""
-    batch, time, width = v.shape
-    v = v.contiguous()
-    a, a_batch, a_time = broadcast_rows(a, batch, time, width)
-    out = torch.empty_like(v)
+    tensor = x if isinstance(v, tuple) else v
+    batch, time, width = tensor.shape[0], tensor.shape[1], len(init)
+    out = tensor.new_empty(batch, time, width)
     channels = block(width, 128)
     grid = (batch, triton.cdiv(width, channels))
-    gated_chunk_kernel[grid](v, a, init.contiguous(), out, time, width, a_batch, a_time,
-                             CHUNK=size, STEPS=block(size, 1 << 16), BLOCK=channels)
+    gated_chunk_kernel[grid](*operand_reads(v, x, batch, time, width), *operand_reads(a, x, batch, time, width),
+                             init.contiguous(), out, time, width, CHUNK=size, STEPS=block(size, 1 << 16), BLOCK=channels)
     return out
 '''
 

@@ -294,3 +294,23 @@ def test_compile_and_run_from_the_command_line(tmp_path: Path) -> None:
     assert all(status == 0 for status, _, _ in runs.values())
     want, got = (np.array(json.loads(runs[b][1])["outputs"]) for b in ("interp", "triton"))
     assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# --- fusion: gated layers read their drive and gate from columns of x ---------------------------------------
+@pytest.mark.parametrize("schedule", ["recurrent", "chunk"])
+@pytest.mark.parametrize("name", ["moving_average", "mamba"])
+def test_fused_gated_layers_compute_what_the_unfused_ones_do(name: str, schedule: str, monkeypatch) -> None:
+    from lsrl.backends import codegen, triton_code
+
+    graph = program(name) if name == "mamba" else case(name).program()
+    fused = compile_to(graph, "triton", Options(schedule=schedule, chunk=3))
+    assert re.search(r"^ *x = gated_(recurrence|chunk)\(\(\[", fused.files["model.py"], re.MULTILINE)
+    # the same model.py with the drive and gate computed as torch tensors first (the torch target's lines)
+    monkeypatch.setattr(triton_code.TritonSyntax, "gated_lines", codegen.Syntax.gated_lines)
+    unfused = compile_to(graph, "triton", Options(schedule=schedule, chunk=3))
+    assert "fused" not in unfused.files["model.py"] and unfused.files["kernels.py"] == fused.files["kernels.py"]
+    x = torch.from_numpy(np.random.default_rng(5).integers(-8, 9, (2, 7, graph.input.dim)) / 8.0)
+    for dtype in ("float64", "float32"):
+        with torch.no_grad():
+            got, want = (triton_code.module(c, dtype)(x) for c in (fused, unfused))
+        assert torch.equal(got, want), dtype  # the same operations in the same order: the same numbers

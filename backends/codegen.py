@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-from lsrl.backends import head_code
+from lsrl.backends import head_code, mesa_code
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.heads import STATE_HEADS
@@ -199,7 +199,9 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
         elif layer.kind == "gated":
             lines += syntax.gated_lines(layer, plan.of(i))
         elif layer.kind in STATE_HEADS:
-            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(i))}")
+            lines += _state_heads_lines(model, plan, i, syntax)
+        elif layer.kind == "solve" and mesa_code.solved(model, plan, i):
+            lines.append(f"x = {mesa_code.solve_call(model, plan, i, affine_of(layer, syntax), syntax.weight('shift'))}")
         elif layer.kind == "solve":
             lines.append(f"x = {_heads_call(layer, syntax)}")
         else:
@@ -208,6 +210,21 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
         lines += [tap, ""] if tap else [""]
         width = layer.width
     return lines[:-1]
+
+
+def _state_heads_lines(model: LayeredModel, plan: Plan, index: int, syntax: Syntax) -> list[str]:
+    """A matrix or delta layer in ``forward``: its heads, except those whose states the next layer
+    solves by chunks (``mesa_code``), which it computes only where a ``tap`` may see them."""
+    layer, layer_plan = model.layers[index], plan.of(index)
+    every = head_code.call(layer, affine_of(layer, syntax), None, layer_plan)
+    left_out = mesa_code.left_out(model, plan, index)
+    if not left_out:
+        return [f"x, _ = {every}"]
+    kept = head_code.call(layer, affine_of(layer, syntax), None, layer_plan, left_out)
+    if syntax.tap(index) is None:
+        return ["# the states of the heads the next layer solves by chunks are not formed", f"x, _ = {kept}"]
+    return ["# the states of the heads the next layer solves by chunks are formed only for a tap",
+            f"x, _ = {every} if tap is not None else {kept}"]
 
 
 def _gated_call(plan: LayerPlan, driven: str, gate: str, init: str) -> str:
@@ -315,12 +332,13 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
     "matrix_recurrence", "state_heads", "chunks", "associative_scan", "gated_chunk", "gated_scan", "matrix_chunk",
-    "matrix_scan", "head_forms",
+    "matrix_scan", "head_forms", "solve_chunk",
 )
 # the helpers each helper calls
 _HELPER_NEEDS = {
     "gated_chunk": ("chunks",), "matrix_chunk": ("chunks",), "gated_scan": ("associative_scan",),
     "matrix_scan": ("associative_scan",), "head_forms": ("chunks", "associative_scan"),
+    "solve_chunk": ("heads_layer", "head_forms", "chunks", "associative_scan"),
 }
 
 
@@ -356,6 +374,8 @@ def helpers_used(model: LayeredModel, plan: Plan) -> list[str]:
                 used.add("delay_lines")
             if stage.depth or stage.reads:
                 used.add("previous")
+    if any(mesa_code.solved(model, plan, i) for i in range(len(model.layers))):
+        used.add("solve_chunk")
     used |= {needed for name in used for needed in _HELPER_NEEDS.get(name, ())}
     return [name for name in HELPERS if name in used]
 

@@ -176,9 +176,16 @@ def _layer_kernels(layer_plan: LayerPlan) -> str:
     return ", ".join(kernels) if kernels else "no kernel (no loop over time: torch operations)"
 
 
+# the torch helpers of Mesa's chunk form (backends/mesa_code.py), a torch operation in this target too
+SOLVE_CHUNK_HELPERS = ("solve_chunk", "head_forms", "chunks", "associative_scan")
+
+
 def model_source(model: LayeredModel, plan: Plan) -> str:
     """``model.py`` for ``model`` in the forms of ``plan`` (a ``kernel_plan``)."""
-    return torch_code.generate_source(model, plan, HELPERS, "triton", "torch, triton and safetensors", PREAMBLE, TritonSyntax())
+    helpers = HELPERS
+    if "solve_chunk" in codegen.helpers_used(model, plan):
+        helpers = {**HELPERS, **{name: torch_code.HELPERS[name] for name in SOLVE_CHUNK_HELPERS}}
+    return torch_code.generate_source(model, plan, helpers, "triton", "torch, triton and safetensors", PREAMBLE, TritonSyntax())
 
 
 def module(compiled: Compiled, dtype: str | torch.dtype = "float32", device: str = "cpu") -> torch.nn.Module:

@@ -110,3 +110,72 @@ def test_the_mesa_layer_runs_its_chunk_form_in_float64(steps: int, monkeypatch) 
     got = run_plan(m, schedule(m, CHUNK, 4), x)
     assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
     assert calls and set(calls) == {steps}  # every head's solve by chunks
+
+
+# --- the generated code -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["torch", "jax", "triton"])
+def test_generated_code_solves_the_mesa_row_by_chunks(target: str) -> None:
+    from lsrl.backends import Options
+
+    import lsrl
+
+    pytest.importorskip(target)
+    row = mesa_row()
+    for size in (1, 3):
+        built = lsrl.compile_to(row.program(), target, row.options(schedule=CHUNK, chunk=size))
+        assert "solve_heads_chunk(" in built.files["model.py"]
+        for sequence in row.runs:
+            x = np.array([[[float(v) for v in token] for token in sequence.inputs]])
+            want = np.array([[float(v) for v in token] for token in sequence.expected])
+            got = lsrl.run_compiled(built, x, "float64")[0]
+            assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max()), (target, size)
+    recurrent = lsrl.compile_to(row.program(), target, Options(schedule="recurrent"))
+    assert "solve_heads_chunk(" not in recurrent.files["model.py"]
+
+
+@pytest.mark.parametrize("steps", [0, 3])
+@pytest.mark.parametrize("target", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
+def test_generated_code_runs_the_mesa_layer_by_chunks(target: str, steps: int) -> None:
+    from lsrl.backends import Options
+
+    import lsrl
+
+    pytest.importorskip(target)
+    graph = compile_file(LAYERS / "mesa.lsrl", params={"steps": steps})
+    x = np.random.default_rng(4).standard_normal((2, 11, graph.input.dim))
+    want = run(graph, x)
+    built = lsrl.compile_to(graph, target, Options(schedule=CHUNK, chunk=4))
+    assert "solve_heads_chunk(" in built.files["model.py"]
+    got = lsrl.run_compiled(built, x, "float64")
+    assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+
+
+def test_a_tap_sees_the_states_that_forward_leaves_unformed() -> None:
+    """Without a tap the matrix layer leaves Mesa's H out (the next layer solves it by chunks); with
+    one it forms H as the recurrent form does, so that what a tap sees is what the labels say."""
+    torch = pytest.importorskip("torch")
+    from lsrl.backends import Options, torch_code
+
+    import lsrl
+
+    row = mesa_row()
+    x = torch.tensor([[[float(v) for v in token] for token in row.runs[1].inputs]], dtype=torch.float64)
+
+    def layer_outputs(schedule: str, tapped: bool):
+        built = lsrl.compile_to(row.program(), "torch", Options(schedule=schedule, chunk=3))
+        seen = {}
+
+        def tap(index, value):
+            seen[index] = value.clone()
+            return value
+
+        with torch.no_grad():
+            y = torch_code.module(built, "float64")(x, tap if tapped else None)
+        return y, seen
+
+    chunked, seen = layer_outputs(CHUNK, True)
+    recurrent, seen_recurrent = layer_outputs("recurrent", True)
+    assert torch.allclose(seen[0], seen_recurrent[0], rtol=1e-12, atol=1e-12)  # H formed for the tap
+    assert torch.allclose(layer_outputs(CHUNK, False)[0], chunked, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(chunked, recurrent, rtol=1e-12, atol=1e-12)
+    assert seen[0].abs().sum() > 0

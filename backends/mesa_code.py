@@ -35,6 +35,13 @@ def left_out(model: LayeredModel, plan: Plan, index: int) -> frozenset[int]:
     return frozenset(head.out for head in solved(model, plan, index + 1).values())
 
 
+def kernel_applies(model: LayeredModel, plan: Plan) -> bool:
+    """Whether a solve that the code runs by chunks takes conjugate-gradient steps over a matrix
+    head with one decay per step: what the triton target's kernel ``solve_chunk_cg`` computes."""
+    return any(any(h.decays == 1 for h in solved(model, plan, i).values()) and model.layers[i].attrs["steps"][0]
+               for i in range(len(model.layers)))
+
+
 def solve_call(model: LayeredModel, plan: Plan, index: int, u: str, shift: str) -> str:
     """The call of the generated ``solve_heads_chunk`` for solve layer ``index`` on its units ``u``
     and its input ``x`` (the matrix layer's output, which holds the heads' operands)."""
@@ -53,14 +60,14 @@ _DOC = '''
     (position -> the units of before holding the decay, key and value of the matrix head whose
     state M is), which solve_chunk solves from those operands."""'''
 
-TORCH_HELPER = f'''
+_TORCH_HELPER = f'''
 def solve_heads_chunk(u, heads, shift, steps, chunked, before, size):{_DOC}
     others = [v for h in range(0, len(heads), 4) if h // 4 not in chunked for v in heads[h:h + 4]]
     x = heads_layer(u, "solve", others, shift, steps)
     for position, (d, k, v) in chunked.items():
         _, n, query, out = heads[4 * position:4 * position + 4]
-        x[..., out:out + n] = solve_chunk(before[..., d], before[..., k], before[..., v], u[..., query:query + n],
-                                          shift[out:out + n], steps, size)
+        x[..., out:out + n] = SOLVER(before[..., d], before[..., k], before[..., v], u[..., query:query + n],
+                                     shift[out:out + n], steps, size)
     return x
 
 
@@ -88,6 +95,18 @@ def solve_chunk(d, k, v, q, shift, steps, size):
             solved.append(conjugate_gradient(apply, q[:, c], steps))
         s = g[:, -1, :, None] * s + torch.einsum("bji,bjv->biv", after(d_c) * k_c, v_c)
     return torch.cat(solved, dim=1)[:, :time]
+'''
+
+TORCH_HELPER = _TORCH_HELPER.replace("SOLVER", "solve_chunk")
+# the triton target: its kernel where it applies, else the torch code
+TRITON_HELPER = _TORCH_HELPER.replace("SOLVER", "solve_by_kernel") + '''
+
+def solve_by_kernel(d, k, v, q, shift, steps, size):
+    """solve_chunk by kernels.solve_chunk_cg where it applies (conjugate-gradient steps, one decay
+    per step), else by solve_chunk's torch code (a direct solve, or a decay per row)."""
+    if steps and d.shape[-1] == 1:
+        return kernels.solve_chunk_cg(d, k, v, q, shift, steps, size)
+    return solve_chunk(d, k, v, q, shift, steps, size)
 '''
 
 JAX_HELPER = f'''

@@ -12,7 +12,8 @@ kernels the model needs (``backends/triton_kernels.py``) under a header that say
 layer runs which kernel, with the layer's unit labels. Neither file imports lsrl.
 
 The kernels compute the ``recurrent`` form and, for gated layers, diagonal loops and matrix and
-delta heads with a query, the ``chunk`` form. A constant state layer with a matrix loop planned in
+delta heads with a query, the ``chunk`` form, and Mesa's chunk form of a solve by
+conjugate-gradient steps (``backends/mesa_code.py``). A constant state layer with a matrix loop planned in
 the chunk form (no chunked kernel) runs its recurrent kernel, with a warning, and the config's plan
 records the form that runs. Without CUDA, ``model.py`` runs the kernels in
 Triton's interpreter (``TRITON_INTERPRET=1``) on the CPU.
@@ -24,7 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from lsrl.backends import codegen, head_code, torch_code, triton_kernels
+from lsrl.backends import codegen, head_code, mesa_code, torch_code, triton_kernels
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
@@ -133,6 +134,8 @@ def _matrix_loop_unit(model: LayeredModel, layer_plan: LayerPlan) -> UnitLabel:
 def kernels_used(model: LayeredModel, plan: Plan) -> list[str]:
     """The kernels (entries of ``triton_kernels.KERNELS``) that the model's ``model.py`` calls."""
     used = {BY_KERNEL[name] for name in codegen.helpers_used(model, plan) if name in BY_KERNEL}
+    if mesa_code.kernel_applies(model, plan):
+        used.add("solve_chunk_cg")
     for layer_plan in plan.layers:
         if layer_plan.kind in STATE_HEADS:
             used.add("heads_recurrence")  # step, and heads without a query, in every form
@@ -157,6 +160,9 @@ def kernels_source(model: LayeredModel, plan: Plan) -> str:
         lines.append(f"  layer {layer_plan.layer}: {layer.kind}, {plural(layer.width, 'unit')}, "
                      f"{_layer_kernels(layer_plan)}")
         lines.append(f"    {codegen.summarize_labels([str(u) for u in layer.units], 90)}")
+    if mesa_code.kernel_applies(model, plan):
+        lines.append("  the solve layers after chunked matrix layers: solve_chunk_cg (Mesa's chunk form, "
+                     "conjugate-gradient steps)")
     kernels = [triton_kernels.KERNELS[name].strip() for name in kernels_used(model, plan)]
     body = "\n\n\n".join([triton_kernels.PRELUDE.strip(), *kernels])
     return f"{codegen.docstring(chr(10).join(lines))}\n\n{body}\n"
@@ -176,7 +182,8 @@ def _layer_kernels(layer_plan: LayerPlan) -> str:
     return ", ".join(kernels) if kernels else "no kernel (no loop over time: torch operations)"
 
 
-# the torch helpers of Mesa's chunk form (backends/mesa_code.py), a torch operation in this target too
+# the torch helpers of Mesa's chunk form (backends/mesa_code.py): a direct solve is a torch
+# operation in this target too; conjugate-gradient steps run the kernel solve_chunk_cg
 SOLVE_CHUNK_HELPERS = ("solve_chunk", "head_forms", "chunks", "associative_scan")
 
 
@@ -184,7 +191,8 @@ def model_source(model: LayeredModel, plan: Plan) -> str:
     """``model.py`` for ``model`` in the forms of ``plan`` (a ``kernel_plan``)."""
     helpers = HELPERS
     if "solve_chunk" in codegen.helpers_used(model, plan):
-        helpers = {**HELPERS, **{name: torch_code.HELPERS[name] for name in SOLVE_CHUNK_HELPERS}}
+        helpers = {**HELPERS, **{name: torch_code.HELPERS[name] for name in SOLVE_CHUNK_HELPERS},
+                   "solve_chunk": mesa_code.TRITON_HELPER}
     return torch_code.generate_source(model, plan, helpers, "triton", "torch, triton and safetensors", PREAMBLE, TritonSyntax())
 
 

@@ -8,13 +8,16 @@ matrix or delta head: the columns of ``S`` are independent, the keys are all in 
 a read sums over them). The chunked kernels (``*_chunk``) follow the chunk plan: a chunk's steps
 at once (an associative scan of the gates, or ``tl.dot`` products of the chunk's keys, queries and
 values), the state passed from chunk to chunk in the kernel's loop; no form divides by a product
-of decays, which can be 0.
+of decays, which can be 0. ``solve_chunk_cg`` is Mesa's chunk form: a solve over a matrix head's
+states, accumulated by chunks and applied by conjugate-gradient steps without being formed. The
+gated kernels read their operands either from tensors or, fused, from columns of the layer's
+input (``operand_reads``).
 
 Block sizes come from the layer's sizes (a power of two at least as large, capped; ``tl.dot``
 needs blocks of at least 16). ``tl.dot`` runs in IEEE precision: TF32 would break the bounds the
 compiler states for float32.
 
-The launchers take contiguous tensors ``[batch, time, n]`` (heads: ``[batch, time, heads, n]``)
+The launchers take tensors ``[batch, time, n]`` (heads: ``[batch, time, heads, n]``)
 in the model's dtype and return new tensors; ``model.py`` gathers the operands and scatters the
 results. Each entry of :data:`KERNELS` is one kernel with its launcher; :data:`PRELUDE` comes
 first.
@@ -368,6 +371,69 @@ def delta_heads_chunk(parts, q, s, size):
 '''
 
 # kernel name -> source (kernel and launcher), in the order kernels.py lists them
+SOLVE_CHUNK = '''
+@triton.jit
+def solve_chunk_kernel(d_ptr, k_ptr, v_ptr, q_ptr, shift_ptr, out_ptr, time, n,
+                       ITERATIONS: tl.constexpr, CHUNK: tl.constexpr, STEPS: tl.constexpr, BN: tl.constexpr):
+    """Mesa's chunk form with ITERATIONS conjugate-gradient steps: x_t after those steps from 0 on
+    (S_t + diag(shift)) x = q_t, S_t = d_t S_{t-1} + k_t v_t^T from 0 (n x n, one decay per
+    step), a chunk's steps at once. S_t is never formed: in a chunk from S_0, with G[t, j] the
+    product of the decays of steps j+1..t and g_t that of steps 1..t (cumulative products, never a
+    quotient), each step applies it as S_t p = g_t S_0 p + sum_j G[t, j] k_j (v_j . p), that is
+    g (P S_0^T) + (G * (P V^T)) K for the chunk's rows P; the next chunk starts from
+    g_C S_0 + (G[C, :] K)^T V. STEPS: CHUNK as a power of two, at least 16 for tl.dot; its rows
+    past the chunk have d = 1 and k = v = q = 0, so they change nothing. One program per batch
+    element, S_0 in registers."""
+    b = tl.program_id(0).to(tl.int64)
+    units = tl.arange(0, BN)
+    inside = units < n
+    shift = tl.load(shift_ptr + units, mask=inside, other=0.0)
+    S = tl.zeros((BN, BN), dtype=shift.dtype)
+    steps = tl.arange(0, STEPS)
+    later = steps[:, None] > steps[None, :]
+    lower = steps[:, None] >= steps[None, :]
+    last_step = steps == STEPS - 1
+    for start in range(0, time, CHUNK):
+        t = start + steps
+        real = (steps < CHUNK) & (t < time)
+        cells = real[:, None] & inside[None, :]
+        offsets = (b * time + t)[:, None] * n + units[None, :]
+        k = tl.load(k_ptr + offsets, mask=cells, other=0.0)
+        v = tl.load(v_ptr + offsets, mask=cells, other=0.0)
+        r = tl.load(q_ptr + offsets, mask=cells, other=0.0)
+        d = tl.load(d_ptr + b * time + t, mask=real, other=1.0)
+        G = tl.where(lower, tl.cumprod(tl.where(later, d[:, None], 1.0), axis=0), 0.0)
+        g = tl.cumprod(d, axis=0)
+        x = tl.zeros_like(r)
+        p = r
+        rr = tl.sum(r * r, axis=1)
+        for _ in tl.static_range(ITERATIONS):
+            sp = g[:, None] * tl.dot(p, tl.trans(S), input_precision="ieee") + tl.dot(
+                G * tl.dot(p, tl.trans(v), input_precision="ieee"), k, input_precision="ieee")
+            ap = sp + shift[None, :] * p
+            moving = rr > 0  # a residual of 0 stops (no division by 0)
+            alpha = tl.where(moving, rr / tl.where(moving, tl.sum(p * ap, axis=1), 1.0), 0.0)
+            x += alpha[:, None] * p
+            r -= alpha[:, None] * ap
+            following = tl.sum(r * r, axis=1)
+            p = r + tl.where(moving, following / tl.where(moving, rr, 1.0), 0.0)[:, None] * p
+            rr = following
+        tl.store(out_ptr + offsets, x, mask=cells)
+        G_last = tl.sum(tl.where(last_step[:, None], G, 0.0), axis=0)
+        S = tl.sum(tl.where(last_step, g, 0.0), axis=0) * S + tl.dot(tl.trans(k * G_last[:, None]), v, input_precision="ieee")
+
+
+def solve_chunk_cg(d, k, v, q, shift, steps, size):
+    """Mesa's chunk form (steps conjugate-gradient steps, one decay per step): d [batch, time, 1],
+    k, v, q [batch, time, n], shift [n]; returns x [batch, time, n]."""
+    batch, time, n = q.shape
+    out = torch.empty_like(q)
+    solve_chunk_kernel[(batch,)](d.contiguous(), k.contiguous(), v.contiguous(), q.contiguous(), shift.contiguous(),
+                                 out, time, n, ITERATIONS=steps, CHUNK=size, STEPS=block(size, 1 << 16, 16),
+                                 BN=block(n, 1 << 16, 16))
+    return out
+'''
+
 KERNELS = {
     "gated_recurrence": GATED_RECURRENT,
     "gated_chunk": GATED_CHUNK,
@@ -375,4 +441,5 @@ KERNELS = {
     "heads_recurrence": HEADS_RECURRENT,
     "matrix_heads_chunk": MATRIX_HEADS_CHUNK,
     "delta_heads_chunk": DELTA_HEADS_CHUNK,
+    "solve_chunk_cg": SOLVE_CHUNK,
 }

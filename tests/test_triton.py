@@ -146,6 +146,21 @@ def test_kernels_compute_the_reference_layer(name: str, schedule: str) -> None:
     assert relative_error(lsrl.run_compiled(built, x, "float32"), want) < FLOAT32_RTOL
 
 
+@pytest.mark.usefixtures("float64_references")
+@pytest.mark.parametrize("schedule", ["recurrent", "chunk"])
+def test_kernels_compute_mesa_by_conjugate_gradient_steps(schedule: str) -> None:
+    """The Mesa layer with -D steps=3 against fla's naive_mesa_net_CG (its 1e-5 taken out): in the
+    chunk form, the solve is the kernel solve_chunk_cg (H accumulated by chunks, never formed)."""
+    from tests.test_layers import MESA_STEPS, mesa_by_conjugate_gradient, mesa_reference
+
+    x = inputs("mesa")
+    want = mesa_reference(x, MESA_STEPS)
+    built = lsrl.compile_to(mesa_by_conjugate_gradient(), "triton", Options(schedule=schedule, chunk=4))
+    assert ("solve_chunk_cg" in built.files["kernels.py"]) == (schedule == "chunk")
+    assert relative_error(lsrl.run_compiled(built, x, "float64"), want) < FLOAT64_RTOL
+    assert relative_error(lsrl.run_compiled(built, x, "float32"), want) < FLOAT32_RTOL
+
+
 def test_a_chunk_plan_without_a_chunked_kernel_runs_recurrent_and_says_so_at_the_source_line() -> None:
     row = case("decay_and_turn")  # a constant state layer: a decay (diagonal) and a turn (a matrix loop)
     compiled = compile_to(row.program(), "triton", row.options(schedule="chunk", chunk=4))
@@ -281,6 +296,24 @@ def test_delta_head_kernels_are_exact_on_dyadic_numbers(data, time, heads, keys,
     for got, last in (kernels().heads_recurrence("delta", parts, torch.from_numpy(q), torch.from_numpy(s)),
                       kernels().delta_heads_chunk(parts, torch.from_numpy(q), torch.from_numpy(s), chunk)):
         assert np.array_equal(got.numpy(), want) and np.array_equal(last.numpy(), want_last)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.data(), st.integers(1, 12), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4))
+def test_the_mesa_kernel_takes_the_conjugate_gradient_steps_of_the_formed_states(data, time, n, chunk, steps) -> None:
+    """solve_chunk_cg against the same steps on the states formed one step after the other
+    (ir.recurrences), float64 within 1e-12: decays of exactly 0 included."""
+    from lsrl.ir.recurrences import matrix, solve
+
+    def draw(values_from, *shape):
+        count = int(np.prod(shape))
+        return np.array(data.draw(st.lists(values_from, min_size=count, max_size=count))).reshape(shape)
+
+    d, k, q = draw(DYADIC, 2, time, 1), draw(SMALL, 2, time, n), draw(SMALL, 2, time, n)
+    shift = draw(st.sampled_from([0.5, 1.0, 3.0]), n)
+    want = solve(matrix(d, k, k), q, tuple(shift), steps)
+    got = kernels().solve_chunk_cg(*(torch.from_numpy(a) for a in (d, k, k, q, shift)), steps, chunk).numpy()
+    assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
 
 
 # --- the command line ---------------------------------------------------------------------------------------

@@ -26,18 +26,12 @@ def run_plan(model: LayeredModel, plan: Plan, inputs: object, exact: bool = Fals
     """Outputs ``[batch, time, d_out]``, with the input conventions of ``LayeredModel.run``."""
     planned = {p.layer: p for p in plan.layers}
     x, width = inputs, model.d_in
-    before = (None, 0)  # the previous layer's input and width
     for i, layer in enumerate(model.layers):
         previous = model.layers[i - 1] if i else None
         chunked_before = i - 1 in planned and planned[i - 1].form == CHUNK
         if layer.kind == "solve" and chunked_before and heads.solved_states(previous.kind, previous.attrs, layer.attrs):
-            pre_before = _affine(previous, before[1], "W", "b", before[0], exact)
-            before = (x, width)
-            x = _solve_layer(layer, width, previous, pre_before, planned[i - 1].chunk, x, exact)
-            width = layer.width
-            continue
-        before = (x, width)
-        if i not in planned:
+            x = _solve_layer(layer, width, previous, planned[i - 1].chunk, x, exact)
+        elif i not in planned:
             x = _single(layer, width).run(x, exact)
         elif layer.kind == "gated":
             x = _gated_layer(layer, width, planned[i], x, exact)
@@ -103,10 +97,11 @@ def _state_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bo
     return h
 
 
-def _solve_layer(layer: Layer, width: int, previous: Layer, pre_before: Array, chunk: int, x: object, exact: bool) -> Array:
-    """A solve layer after a chunked matrix layer: the heads that solve one of its heads' states
-    (``heads.solved_states``) by chunks from that head's operands (``forms.solve_chunk``: Mesa's
-    chunk form), the others from the states the matrix layer emitted."""
+def _solve_layer(layer: Layer, width: int, previous: Layer, chunk: int, x: Array, exact: bool) -> Array:
+    """A solve layer after a chunked matrix layer (whose output ``x`` is): the heads that solve
+    one of its heads' states (``heads.solved_states``) by chunks from that head's operands, which
+    the matrix layer passes on among its units (``forms.solve_chunk``: Mesa's chunk form), the
+    others from the states the matrix layer emitted."""
     pre = _affine(layer, width, "W", "b", x, exact)
     out = pre.copy()
     solved = heads.solved_states(previous.kind, previous.attrs, layer.attrs)
@@ -117,8 +112,8 @@ def _solve_layer(layer: Layer, width: int, previous: Layer, pre_before: Array, c
             own_shift = tuple(float(v) for v in own_shift)
         if position in solved:
             state = solved[position]
-            operands = (pre_before[..., state.decay:state.decay + state.decays], pre_before[..., state.key:state.key + state.keys],
-                        pre_before[..., state.value:state.value + state.values])
+            operands = (x[..., state.decay:state.decay + state.decays], x[..., state.key:state.key + state.keys],
+                        x[..., state.value:state.value + state.values])
             values = forms.solve_chunk(*operands, query, own_shift, steps, chunk)
         else:
             values = solve(pre[..., head.matrix:head.matrix + head.size ** 2], query, own_shift, steps)

@@ -124,9 +124,12 @@ def test_generated_files_compute_the_row_without_lsrl(generated_runs, name: str,
 
 
 def test_generated_files_import_no_lsrl() -> None:
-    compiled = compile_to(case("mqar").program(), "triton", case("mqar").options(schedule="chunk"))
-    for name in ("model.py", "kernels.py"):
-        assert not re.search(r"^\s*(import|from)\s+lsrl", compiled.files[name], re.MULTILINE), name
+    from tests.test_layers import mesa_by_conjugate_gradient
+
+    for compiled in (compile_to(case("mqar").program(), "triton", case("mqar").options(schedule="chunk")),
+                     compile_to(mesa_by_conjugate_gradient(), "triton", Options(schedule="chunk", chunk=4))):
+        for name in ("model.py", "kernels.py"):
+            assert not re.search(r"^\s*(import|from)\s+lsrl", compiled.files[name], re.MULTILINE), name
 
 
 LAYER_ROWS = [pytest.param(name, schedule, marks=[pytest.mark.slow] if name == "mamba" else [])

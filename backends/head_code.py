@@ -36,11 +36,15 @@ def _operand_runs(head: heads.MatrixHead | heads.DeltaHead) -> list[tuple[int, i
     return [(head.alpha, 1), (head.beta, 1), (head.key, head.keys), (head.value, head.values)]
 
 
-def head_groups(layer: Layer) -> list[Group]:
-    """The layer's heads grouped by shape, as index lists (see the module's docstring)."""
+def head_groups(layer: Layer, left_out: frozenset[int] = frozenset()) -> list[Group]:
+    """The layer's heads grouped by shape, as index lists (see the module's docstring), without
+    the heads whose first output unit is in ``left_out`` (their outputs stay ``u``; the state
+    positions are then those of the heads kept: ``forward`` discards the last state)."""
     groups: dict[tuple, list[tuple[heads.Head, int]]] = {}
     offset = 0
     for head in heads.decode(layer.kind, layer.attrs["heads"]):
+        if head.out in left_out:
+            continue
         shape = (tuple(n for _, n in _operand_runs(head)), head.query == heads.NO_QUERY)
         groups.setdefault(shape, []).append((head, offset))
         offset += head.keys * head.values
@@ -56,12 +60,13 @@ def head_groups(layer: Layer) -> list[Group]:
     return planned
 
 
-def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None) -> str:
+def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None,
+         left_out: frozenset[int] = frozenset()) -> str:
     """The generated call of ``state_heads`` for the layer, on its units ``u``; it gives
     ``(output, last state)``, in the form of the layer's ``plan`` (``forward``; the recurrent form
-    without one)."""
+    without one), without the heads ``left_out`` (:func:`head_groups`)."""
     form = f", {plan.form!r}, {plan.chunk}" if plan is not None and plan.form != RECURRENT else ""
-    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'}{form})"
+    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer, left_out)!r}, {state or 'None'}{form})"
 
 
 def head_states(layers: Sequence[Layer]) -> dict[int, int]:

@@ -1,5 +1,5 @@
 """Float rows: the real layers of ``examples/layers/`` (GLA, DeltaNet, a Mamba mixer, an RG-LRU
-block), with random weights loaded from ``.safetensors`` files.
+block, a Mesa layer), with random weights loaded from ``.safetensors`` files.
 
 They are kept apart from ``CASES``, whose every row has an exact reference that the interpreter's
 exact mode computes: these programs apply float functions, so exact mode refuses them (at the
@@ -53,4 +53,5 @@ FLOAT_CASES: list[Case] = [
     _row("deltanet", 8, 2, 21),  # beta = sigmoid(...)
     _row("mamba", 4, 3, 28),  # u = silu(...)
     _row("rglru", 4, 4, 29),  # the tanh GELU's irrational constant sqrt(2 / pi)
+    _row("mesa", 8, 5, 27),  # decay = exp(-softplus(...))
 ]

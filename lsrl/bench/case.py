@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lsrl.bench import cases
+from lsrl.bench.distract import add_distractors
 from lsrl.bench.intervene import LayeredRunner, sites
 from lsrl.bench.obfuscate import anonymous, obfuscate, unit_bounds
 from lsrl.bench.truth import graph_json, labels_json
@@ -71,6 +72,8 @@ def _build(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     built: dict[str, Any] = {}
 
     def transform(model, prepared):
+        if spec["obfuscation"] == "distract":  # the labelled model is the grown one, distractors and all
+            model = add_distractors(model, spec["seed"])
         bounds = unit_bounds(model, options) if spec["obfuscation"] == "mix" else None
         obfuscated, bases = obfuscate(model, spec["obfuscation"], spec["seed"], bounds)
         built.update(labelled=model, prepared=prepared, model=obfuscated, bases=bases)

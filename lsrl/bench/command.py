@@ -35,7 +35,7 @@ def add_bench_command(commands: Any, parser_class: type) -> None:
     generate.add_argument("--gated", action="store_true",
                           help="random programs may hold values in gated states (computed by torch and jax only)")
     generate.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated targets (default {DEFAULT_TARGETS})")
-    generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix (default none)")
+    generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix, distract (default none)")
     generate.add_argument("--datasets", type=int, default=4, metavar="K", help="input sequences per case (default 4)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--workers", type=int, default=1, help="local processes (default 1)")

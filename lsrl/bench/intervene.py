@@ -25,7 +25,7 @@ from lsrl.bench.domain import Domain
 from lsrl.bench.obfuscate import Basis
 from lsrl.ir.graph import Graph
 from lsrl.ir.interpret import trace as trace_graph
-from lsrl.ir.layered import CARRY, VALUE, LayeredModel
+from lsrl.ir.layered import CARRY, FREE, VALUE, LayeredModel
 from lsrl.passes.linear_forms import LinearForms
 
 # relative tolerance of the comparison of two float64 runs of one function
@@ -60,8 +60,10 @@ def sites(labelled: LayeredModel, graph: Graph) -> list[Site]:
                     found.setdefault(unit.node, {}).setdefault(i, []).append(j)
             else:
                 shared.update(a for a, m in terms.items() if m.row_items()[unit.unit])
-        if layer.kind == "state":
+        if layer.kind == "state":  # (a distractor reads others through its row, but nothing reads it)
             for j, row in enumerate(layer.attrs["A"].row_items()):
+                if layer.units[j].role == FREE:
+                    continue
                 shared.update(layer.units[k].node for k, _ in row if layer.units[k].node != layer.units[j].node)
     return [Site(node, units) for node, units in sorted(found.items())
             if node not in shared and graph.nodes[node].kind != "input"]

@@ -136,6 +136,8 @@ def interchange(graph: Graph, runner: LayeredRunner, found: Sequence[Site], inpu
             mask = masks.setdefault(i, np.zeros((batch, runner.forward[i].shape[0])))
             mask[n * len(pairs):(n + 1) * len(pairs), units] = 1
     tiled = np.concatenate([inputs[bases]] * len(found))
-    got = runner.trace(tiled, masks, [layer[sources * len(found)] for layer in source_trace])[-1]
+    # (a runner of a target's module has None for a layer it does not hold alone: no site is there)
+    sourced = [None if layer is None else layer[sources * len(found)] for layer in source_trace]
+    got = runner.trace(tiled, masks, sourced)[-1]
     return [[agree(got[n * len(pairs) + p], expected[n][p], tolerance) if inside[n][p] else None
              for p in range(len(pairs))] for n in range(len(found))]

@@ -10,6 +10,9 @@ the program wrote it; a distractor unit (``distract``'s free units) has the name
 
 ``graph.json`` is the causal graph of that program graph: every node (a program value), the values
 it reads, and the outputs it can influence.
+
+``module.json`` (targets that are stock modules: rnn, lstm, gru, mamba, hawk) says where the
+target's module holds each layer of the layered model: a stage's output and a linear reading.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from lsrl.ir.layered import FREE, LayeredModel
 from lsrl.ir.matrix import Matrix
 
 LABELS_FORMAT, GRAPH_FORMAT = "lsrl.bench.labels", "lsrl.bench.graph"
+MODULE_FORMAT, MODULE_FILE = "lsrl.bench.module", "module.json"
 DISTRACTOR = "distractor"  # the name and role of a distractor unit in labels.json
 
 
@@ -86,3 +90,18 @@ def graph_json(graph: Graph) -> dict[str, Any]:
     ]
     outputs = [{"name": o.name, "node": o.node, "units": offsets[o.node]} for o in graph.outputs]
     return {"format": GRAPH_FORMAT, "nodes": nodes, "outputs": outputs}
+
+
+def readings_json(readings: Sequence) -> dict[str, Any]:
+    """``module.json``: per hidden layer of the case's layered model, the stage of the target's
+    module whose output holds it and how (``backends.target.LayerReading``: sparse rows of ``M``
+    and the offset of ``values = M s + offset``), or null where no stage holds it alone."""
+    layers: list[dict | None] = []
+    for reading in readings:
+        if reading is None:
+            layers.append(None)
+            continue
+        rows = [[[j, float(v)] for j, v in row] for row in reading.matrix.row_items()]
+        layers.append({"stage": reading.stage, "width": reading.matrix.cols, "rows": rows,
+                       "offset": [float(v) for v in reading.offset]})
+    return {"format": MODULE_FORMAT, "layers": layers}

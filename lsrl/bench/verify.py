@@ -21,7 +21,7 @@ from lsrl.bench import cases
 from lsrl.bench.case import CASE_FILE
 from lsrl.bench.domain import Domain
 from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites_from_json
-from lsrl.bench.truth import LABELS_FORMAT
+from lsrl.bench.truth import LABELS_FORMAT, MODULE_FILE
 
 
 def load_truth(folder: Path):
@@ -62,11 +62,19 @@ def verify_case(folder: Path) -> dict[str, Any]:
     pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
     domain = _domain(folder, graph)
     result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, domain, tolerance)
-    if json.loads((folder / CASE_FILE).read_text())["spec"]["target"] == "torch":
+    target = json.loads((folder / CASE_FILE).read_text())["spec"]["target"]
+    if target == "torch":
         from lsrl.bench.torch_runner import TorchRunner
 
         runner = TorchRunner(folder / "model", forward, inverse)
         result["module"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
+    elif (folder / MODULE_FILE).exists():
+        from lsrl.bench.module_runner import ModuleRunner
+
+        runner = ModuleRunner(folder, target, forward, inverse)
+        held = [site for site in found if all(runner.holds(i) for i in site.units)]
+        result["module"] = _iia(graph, runner, held, inputs, pairs, domain, tolerance)
+        result["module"]["sites_not_held"] = len(found) - len(held)
     result.update(float64=config.get("precision", {}).get("float64"),
                   target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
     return result

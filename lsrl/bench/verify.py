@@ -5,8 +5,10 @@ model (``layers.json``), the labels and bases (``labels.json``) and the inputs
 (``data.safetensors``). For every program value the model holds in units of its own
 (``intervene.sites``) and every pair of sequences (base k, source k+1), an interchange
 intervention (``intervene.interchange``); the case's IIA is the fraction that agree with the
-program. The target's outputs on the data (stored by ``generate``) are compared with the exact
-outputs too.
+program. The same interventions run inside the target's own module: the torch target's ``model.py``
+(``torch_runner``), the stock modules of rnn, lstm, gru, mamba and hawk (``module_runner``, where
+``module.json`` says which stage holds each layer). The target's outputs on the data (stored by
+``generate``) are compared with the exact outputs too.
 """
 
 from __future__ import annotations
@@ -129,11 +131,13 @@ def verify(root: str, progress=None) -> dict[str, Any]:
 
 
 def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per target and obfuscation: cases, interventions, the smallest and mean IIA, and how many
-    cases' target outputs disagree with the program."""
+    """Per target and obfuscation: cases, interventions (on the layered model, and inside the
+    target's module), the smallest and mean IIA, and how many cases' target outputs disagree with
+    the program."""
     table: dict[str, dict[str, Any]] = {}
     for r in report:
         row = table.setdefault(f"{r['target']}/{r['obfuscation']}", {"cases": 0, "interventions": 0, "iia": [],
+                                                                     "in_module": 0, "not_in_module": 0,
                                                                      "out_of_domain": 0, "target_disagrees": 0,
                                                                      "unproven": 0, "errors": 0,
                                                                      "iia_unproven": []})
@@ -143,6 +147,8 @@ def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
             continue
         row["interventions"] += r["interventions"]
         row["out_of_domain"] += r["out_of_domain"]
+        row["in_module"] += r.get("module", {}).get("interventions", 0)
+        row["not_in_module"] += r.get("module", {}).get("sites_not_held", 0)
         row["unproven"] += 1 if r["float64"] == "unproven" else 0
         for level in (r, r.get("module", {})):  # the layered model's interventions, and the torch module's
             if level.get("iia") is not None:

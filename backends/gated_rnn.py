@@ -695,7 +695,10 @@ class GatedRNNTarget(Target):
         variant = options.variant or STOCK
         cells = cell_model(model, CONSTRUCTIONS[(self.name, variant)], layer_bounds(model, options))
         hidden = max(len(layer.labels) for layer in cells.layers)
-        tensors = self._tensors(model, cells, hidden)
+        try:
+            tensors = self._tensors(model, cells, hidden)
+        except OverflowError:  # (a readout that divides out cell scales beyond what float64 holds)
+            raise LsrlError(f"the {self.name} target's weights would need a number beyond float64's range") from None
         config = base_config(self, model, options)
         config[self.name] = {
             "input_size": model.d_in, "hidden_size": hidden, "num_layers": len(cells.layers), "batch_first": True,

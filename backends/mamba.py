@@ -180,7 +180,11 @@ class _Planner:
         return {dtype: float(np.max(self.error[k], initial=0.0)) for k, dtype in enumerate(DTYPES)}
 
     def _bounds(self, node_name: str) -> list[tuple[float, float]]:
-        return [(float(i.lo), float(i.hi)) for i in self.ranges[node_name]]
+        try:
+            return [(float(i.lo), float(i.hi)) for i in self.ranges[node_name]]
+        except OverflowError:  # no power-of-two scale of a channel holds such a value in float64
+            raise LsrlError(f"the range analysis bounds a value of {node_name} beyond float64's range, which no "
+                            "channel of this target holds") from None
 
     def _input_box(self, i: int) -> list[float]:
         """Bounds on |x_j| for the units layer i reads."""

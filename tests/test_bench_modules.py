@@ -72,3 +72,12 @@ def test_verify_runs_interventions_inside_the_module(tmp_path, target):
     result = verify_case(folder)
     assert result["module"]["interventions"] == result["interventions"] > 0
     assert result["module"]["iia"] == 1.0 and result["module"]["sites_not_held"] == 0
+
+
+@pytest.mark.parametrize("target", ["lstm", "mamba"])
+def test_a_mixed_model_beyond_float64_is_refused_with_a_message(tmp_path, target):
+    # mixing tok2tok's state layers leaves the range analysis bounds beyond float64's range
+    program = next(p for p in example_programs("tok2tok*.lsrl") if p["name"] == "tok2tok_capitals_mul")
+    spec = case_specs([program], [target], ["mix"], 2, 0)[0]
+    error = build_case(spec, str(tmp_path / "case"))["error"]
+    assert "beyond float64's range" in error and "Error" not in error

@@ -22,7 +22,13 @@ import numpy as np
 from lsrl.bench import cases
 from lsrl.bench.case import CASE_FILE
 from lsrl.bench.domain import Domain
-from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites_from_json
+from lsrl.bench.intervene import (
+    LayeredRunner,
+    agree,
+    expectations,
+    interchange,
+    sites_from_json,
+)
 from lsrl.bench.truth import LABELS_FORMAT, MODULE_FILE
 
 
@@ -62,28 +68,29 @@ def verify_case(folder: Path) -> dict[str, Any]:
     tolerance = _stated_bound(config)
     k = len(inputs)
     pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
-    domain = _domain(folder, graph)
-    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, domain, tolerance)
+    expected = expectations(graph, found, inputs, pairs, _domain(folder, graph)) if pairs else []
+    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, tolerance, expected)
     target = json.loads((folder / CASE_FILE).read_text())["spec"]["target"]
     if target == "torch":
         from lsrl.bench.torch_runner import TorchRunner
 
         runner = TorchRunner(folder / "model", forward, inverse)
-        result["module"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
+        result["module"] = _iia(graph, runner, found, inputs, pairs, tolerance, expected)
     elif (folder / MODULE_FILE).exists():
         from lsrl.bench.module_runner import ModuleRunner
 
         runner = ModuleRunner(folder, target, forward, inverse)
-        held = [site for site in found if all(runner.holds(i) for i in site.units)]
-        result["module"] = _iia(graph, runner, held, inputs, pairs, domain, tolerance)
+        held = [n for n, site in enumerate(found) if all(runner.holds(i) for i in site.units)]
+        result["module"] = _iia(graph, runner, [found[n] for n in held], inputs, pairs, tolerance,
+                                [expected[n] for n in held] if pairs else [])
         result["module"]["sites_not_held"] = len(found) - len(held)
     result.update(float64=config.get("precision", {}).get("float64"),
                   target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
     return result
 
 
-def _iia(graph, runner, found, inputs, pairs, domain, tolerance) -> dict[str, Any]:
-    outcomes = interchange(graph, runner, found, inputs, pairs, domain, tolerance)
+def _iia(graph, runner, found, inputs, pairs, tolerance, expected) -> dict[str, Any]:
+    outcomes = interchange(graph, runner, found, inputs, pairs, tolerance=tolerance, expected=expected)
     results = [r for outcome in outcomes for r in outcome if r is not None]
     return {"interventions": len(results), "out_of_domain": sum(r is None for o in outcomes for r in o),
             "iia": sum(results) / len(results) if results else None,

@@ -1,6 +1,6 @@
 """Two probing baselines on a benchmark suite, scored against its ground truth (docs/bench.md).
 
-    python3 benchmarks/bench_probe.py SUITE_DIR [--out submissions/]
+    python3 benchmarks/bench_probe.py SUITE_DIR [--out submissions/] [--common]
 
 For every built case, from its ``data.safetensors`` (the activations of every layer, ``layers.i``,
 and the program's values, ``values.NODE``, which a researcher computes from the program) and the
@@ -87,9 +87,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("suite")
     parser.add_argument("--out", default=None, help="folder for the two submissions (default: the suite's)")
+    parser.add_argument("--common", action="store_true",
+                        help="only the programs and targets built in every obfuscation of the suite (a like-for-like table)")
     args = parser.parse_args()
     root = Path(args.suite)
     manifest = json.loads((root / "manifest.json").read_text())
+    if args.common:
+        obfuscations = {e["obfuscation"] for e in manifest["cases"]}
+        built: dict[tuple, set] = {}
+        for e in manifest["cases"]:
+            if not e["error"]:
+                built.setdefault((e["program"], e["target"]), set()).add(e["obfuscation"])
+        manifest["cases"] = [e for e in manifest["cases"] if built.get((e["program"], e["target"])) == obfuscations]
     submissions = {"unit": {}, "linear": {}}
     decoded: dict[str, list[int]] = {}  # obfuscation -> [held pairs the linear probe decodes, held pairs]
     distractors: dict[str, list[int]] = {}  # obfuscation -> [unit claims on a distractor, unit claims]

@@ -10,8 +10,8 @@ obfuscated basis the labelled units are directions: the model's output ``h`` of 
 same outputs at every step; the interchange-intervention accuracy (IIA) is the fraction that do.
 
 The model is the layered model, run step by step (``LayeredModel.step_trace``) so that a patched
-state is what its recurrence continues from; its weights are the torch target's, tensor for
-tensor, and every other target computes its outputs (checked on the case's data by ``verify``).
+state is what its recurrence continues from; ``torch_runner`` and ``module_runner`` run the same
+interventions inside the targets' own files, with the same ``trace`` interface.
 """
 
 from __future__ import annotations

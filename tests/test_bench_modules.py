@@ -81,3 +81,16 @@ def test_a_mixed_model_beyond_float64_is_refused_with_a_message(tmp_path, target
     spec = case_specs([program], [target], ["mix"], 2, 0)[0]
     error = build_case(spec, str(tmp_path / "case"))["error"]
     assert "beyond float64's range" in error and "Error" not in error
+
+
+def test_a_layer_no_mamba_block_holds_alone_is_left_out_inside_the_module(tmp_path):
+    # mqar's modulo counter is a state diagonalize looks up over the step: no block holds it
+    program = next(p for p in example_programs("mqar.lsrl") if p["name"] == "mqar")
+    spec = case_specs([program], ["mamba"], ["none"], 4, 0)[0]
+    folder = tmp_path / "case"
+    assert build_case(spec, str(folder))["error"] is None
+    layers = json.loads((folder / "module.json").read_text())["layers"]
+    assert None in layers and any(layer is not None for layer in layers)
+    result = verify_case(folder)
+    assert result["module"]["sites_not_held"] > 0 and result["module"]["interventions"] > 0
+    assert result["iia"] == result["module"]["iia"] == 1.0

@@ -3,7 +3,8 @@
 ``build_case(spec, folder)`` is the task function every executor runs: it compiles the program for
 the case's target with the case's obfuscation applied to the layered model before the target
 builds it, and writes the target's files (``model/``, with every hidden unit anonymous), the
-ground truth (``labels.json``, ``graph.json``, ``program.graph.json``), the data
+ground truth (``labels.json``, ``graph.json``, ``program.graph.json``; ``module.json`` where the
+target is a stock module: where it holds each layer), the data
 (``data.safetensors``) and ``case.json``.
 """
 
@@ -17,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from lsrl.bench import cases
+from lsrl.bench.distract import add_distractors
 from lsrl.bench.intervene import LayeredRunner, sites
 from lsrl.bench.obfuscate import anonymous, obfuscate, unit_bounds
-from lsrl.bench.truth import graph_json, labels_json
+from lsrl.bench.truth import MODULE_FILE, graph_json, labels_json, readings_json
 
 CASE_FILE = "case.json"
 
@@ -71,6 +73,8 @@ def _build(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     built: dict[str, Any] = {}
 
     def transform(model, prepared):
+        if spec["obfuscation"] == "distract":  # the labelled model is the grown one, distractors and all
+            model = add_distractors(model, spec["seed"])
         bounds = unit_bounds(model, options) if spec["obfuscation"] == "mix" else None
         obfuscated, bases = obfuscate(model, spec["obfuscation"], spec["seed"], bounds)
         built.update(labelled=model, prepared=prepared, model=obfuscated, bases=bases)
@@ -84,6 +88,8 @@ def _build(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     (out / "graph.json").write_text(json.dumps(graph_json(prepared)))
     (out / "layers.json").write_text(json.dumps(anonymous(model).to_json()))
     save_graph(prepared, out / "program.graph.json")
+    if compiled.readings is not None:  # where the target's stock module holds each layer
+        (out / MODULE_FILE).write_text(json.dumps(readings_json(compiled.readings)))
 
     inputs = cases.sample_inputs(spec, graph.input.dim)
     try:  # the exact outputs, where the program has no float functions

@@ -17,7 +17,7 @@ then "lsrl bench verify out/bench" checks every case's labels by interchange int
 --random N adds N random programs; --workers N builds cases in N local processes.
 docs/bench.md describes the files of a suite and the submission format."""
 
-DEFAULT_TARGETS = "torch,rnn,lstm,gru"
+DEFAULT_TARGETS = "torch,rnn,lstm,gru,mamba,hawk"
 
 
 def add_bench_command(commands: Any, parser_class: type) -> None:
@@ -35,7 +35,7 @@ def add_bench_command(commands: Any, parser_class: type) -> None:
     generate.add_argument("--gated", action="store_true",
                           help="random programs may hold values in gated states (computed by torch and jax only)")
     generate.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated targets (default {DEFAULT_TARGETS})")
-    generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix (default none)")
+    generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix, distract (default none)")
     generate.add_argument("--datasets", type=int, default=4, metavar="K", help="input sequences per case (default 4)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
@@ -85,12 +85,12 @@ def _verify(args: argparse.Namespace, sources: dict) -> None:
     from lsrl.bench.verify import verify
 
     summary = _suite_call(verify, args.suite, ProgressBar())
-    print(f"{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'out of domain':>13} {'min IIA':>8} "
-          f"{'target off':>10} {'errors':>6} {'unproven f64':>12} {'their min IIA':>13}")
+    print(f"{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'in module':>9} {'out of domain':>13} "
+          f"{'min IIA':>8} {'target off':>10} {'errors':>6} {'unproven f64':>12} {'their min IIA':>13}")
     for key, row in sorted(summary["table"].items()):
         low, low_unproven = (("-" if v is None else f"{v:.4f}") for v in (row["min_iia"], row["min_iia_unproven"]))
-        print(f"{key:<20} {row['cases']:>5} {row['interventions']:>13} {row['out_of_domain']:>13} {low:>8} "
-              f"{row['target_disagrees']:>10} {row['errors']:>6} {row['unproven']:>12} {low_unproven:>13}")
+        print(f"{key:<20} {row['cases']:>5} {row['interventions']:>13} {row['in_module']:>9} {row['out_of_domain']:>13} "
+              f"{low:>8} {row['target_disagrees']:>10} {row['errors']:>6} {row['unproven']:>12} {low_unproven:>13}")
     print(f"per case: {args.suite}/verify.json")
 
 

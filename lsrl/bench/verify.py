@@ -5,8 +5,10 @@ model (``layers.json``), the labels and bases (``labels.json``) and the inputs
 (``data.safetensors``). For every program value the model holds in units of its own
 (``intervene.sites``) and every pair of sequences (base k, source k+1), an interchange
 intervention (``intervene.interchange``); the case's IIA is the fraction that agree with the
-program. The target's outputs on the data (stored by ``generate``) are compared with the exact
-outputs too.
+program. The same interventions run inside the target's own module: the torch target's ``model.py``
+(``torch_runner``), the stock modules of rnn, lstm, gru, mamba and hawk (``module_runner``, where
+``module.json`` says which stage holds each layer). The target's outputs on the data (stored by
+``generate``) are compared with the exact outputs too.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ import numpy as np
 from lsrl.bench import cases
 from lsrl.bench.case import CASE_FILE
 from lsrl.bench.domain import Domain
-from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites_from_json
-from lsrl.bench.truth import LABELS_FORMAT
+from lsrl.bench.intervene import (
+    LayeredRunner,
+    agree,
+    expectations,
+    interchange,
+    sites_from_json,
+)
+from lsrl.bench.truth import LABELS_FORMAT, MODULE_FILE
 
 
 def load_truth(folder: Path):
@@ -60,20 +68,29 @@ def verify_case(folder: Path) -> dict[str, Any]:
     tolerance = _stated_bound(config)
     k = len(inputs)
     pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
-    domain = _domain(folder, graph)
-    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, domain, tolerance)
-    if json.loads((folder / CASE_FILE).read_text())["spec"]["target"] == "torch":
+    expected = expectations(graph, found, inputs, pairs, _domain(folder, graph)) if pairs else []
+    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, tolerance, expected)
+    target = json.loads((folder / CASE_FILE).read_text())["spec"]["target"]
+    if target == "torch":
         from lsrl.bench.torch_runner import TorchRunner
 
         runner = TorchRunner(folder / "model", forward, inverse)
-        result["module"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
+        result["module"] = _iia(graph, runner, found, inputs, pairs, tolerance, expected)
+    elif (folder / MODULE_FILE).exists():
+        from lsrl.bench.module_runner import ModuleRunner
+
+        runner = ModuleRunner(folder, target, forward, inverse)
+        held = [n for n, site in enumerate(found) if all(runner.holds(i) for i in site.units)]
+        result["module"] = _iia(graph, runner, [found[n] for n in held], inputs, pairs, tolerance,
+                                [expected[n] for n in held] if pairs else [])
+        result["module"]["sites_not_held"] = len(found) - len(held)
     result.update(float64=config.get("precision", {}).get("float64"),
                   target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
     return result
 
 
-def _iia(graph, runner, found, inputs, pairs, domain, tolerance) -> dict[str, Any]:
-    outcomes = interchange(graph, runner, found, inputs, pairs, domain, tolerance)
+def _iia(graph, runner, found, inputs, pairs, tolerance, expected) -> dict[str, Any]:
+    outcomes = interchange(graph, runner, found, inputs, pairs, tolerance=tolerance, expected=expected)
     results = [r for outcome in outcomes for r in outcome if r is not None]
     return {"interventions": len(results), "out_of_domain": sum(r is None for o in outcomes for r in o),
             "iia": sum(results) / len(results) if results else None,
@@ -121,11 +138,13 @@ def verify(root: str, progress=None) -> dict[str, Any]:
 
 
 def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per target and obfuscation: cases, interventions, the smallest and mean IIA, and how many
-    cases' target outputs disagree with the program."""
+    """Per target and obfuscation: cases, interventions (on the layered model, and inside the
+    target's module), the smallest and mean IIA, and how many cases' target outputs disagree with
+    the program."""
     table: dict[str, dict[str, Any]] = {}
     for r in report:
         row = table.setdefault(f"{r['target']}/{r['obfuscation']}", {"cases": 0, "interventions": 0, "iia": [],
+                                                                     "in_module": 0, "not_in_module": 0,
                                                                      "out_of_domain": 0, "target_disagrees": 0,
                                                                      "unproven": 0, "errors": 0,
                                                                      "iia_unproven": []})
@@ -135,6 +154,8 @@ def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
             continue
         row["interventions"] += r["interventions"]
         row["out_of_domain"] += r["out_of_domain"]
+        row["in_module"] += r.get("module", {}).get("interventions", 0)
+        row["not_in_module"] += r.get("module", {}).get("sites_not_held", 0)
         row["unproven"] += 1 if r["float64"] == "unproven" else 0
         for level in (r, r.get("module", {})):  # the layered model's interventions, and the torch module's
             if level.get("iia") is not None:

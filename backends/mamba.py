@@ -259,7 +259,8 @@ class _Planner:
         p_max, q_max = self._factor_magnitudes(i)
         p_err = self._combination(i, f"layer{i}/in", a["W"], a["b"])
         q_err = self._combination(i, f"layer{i}/in2", a["W2"], a["b2"])
-        with np.errstate(invalid="ignore"):  # inf * 0: no error on an unbounded factor
+        # inf * 0: no error on an unbounded factor; an overflow: an infinite (unproven) error bound
+        with np.errstate(invalid="ignore", over="ignore"):
             terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
             self.error = self._settle(f"layer{i}", sum(terms), p_max * q_max, np.ones(layer.width))
 

@@ -168,28 +168,37 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
     lines: list[str] = []
     width = model.d_in
     for i, layer in enumerate(model.layers):
-        lines += layer_comment(i, layer, width)
-        if layer.kind in ("state", "gated", "delta"):
-            lines.append(f"# {plan.of(i).describe()}")
-        lines.append(syntax.bind_layer(i))
-        if layer.kind == "state":
-            lines += _state_forward_lines(layer, plan.of(i), syntax)
-        elif layer.kind == "map":
-            lines += map_lines(layer, syntax)
-        elif layer.kind == "gated":
-            w = syntax.weight
-            lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
-            lines.append(f"x = {_gated_call(plan.of(i), affine_of(layer, syntax), 'a', w('init'))}")
-        elif layer.kind in STATE_HEADS:
-            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(i))}")
-        elif layer.kind == "solve":
-            lines.append(f"x = {_heads_call(layer, syntax)}")
-        else:
-            lines.append(f"x = {layer_expression(layer, syntax)}")
+        lines += layer_comment(i, layer, width) + plan_comment(i, layer, plan)
+        lines += layer_lines(i, layer, plan, syntax)
         tap = syntax.tap(i)
         lines += [tap, ""] if tap else [""]
         width = layer.width
     return lines[:-1]
+
+
+def plan_comment(index: int, layer: Layer, plan: Plan) -> list[str]:
+    """The comment naming the form of a state layer's plan."""
+    return [f"# {plan.of(index).describe()}"] if layer.kind in ("state", "gated", "delta") else []
+
+
+def layer_lines(index: int, layer: Layer, plan: Plan, syntax: Syntax) -> list[str]:
+    """The code of layer ``index`` in ``forward``: from ``x``, its input, to ``x``, its output."""
+    lines = [syntax.bind_layer(index)]
+    if layer.kind == "state":
+        lines += _state_forward_lines(layer, plan.of(index), syntax)
+    elif layer.kind == "map":
+        lines += map_lines(layer, syntax)
+    elif layer.kind == "gated":
+        w = syntax.weight
+        lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
+        lines.append(f"x = {_gated_call(plan.of(index), affine_of(layer, syntax), 'a', w('init'))}")
+    elif layer.kind in STATE_HEADS:
+        lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(index))}")
+    elif layer.kind == "solve":
+        lines.append(f"x = {_heads_call(layer, syntax)}")
+    else:
+        lines.append(f"x = {layer_expression(layer, syntax)}")
+    return lines
 
 
 def _gated_call(plan: LayerPlan, driven: str, gate: str, init: str) -> str:

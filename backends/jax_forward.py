@@ -63,17 +63,13 @@ def _runs(sources: Sources) -> list[_Run]:
     return runs
 
 
-class JaxForward:
-    """The lines of ``forward`` for one model, with the source of every unit of the layer being
-    written (``self.sources``) and the width of every generated array (``self.widths``)."""
+class Picks:
+    """Expressions of units given by their sources, in the arrays of ``widths`` (name -> width;
+    every array is ``[batch, time, width]``, as the array ``x`` that ``forward`` always holds)."""
 
-    def __init__(self, model: LayeredModel, plan: Plan, syntax: codegen.Syntax):
-        self.model, self.plan, self.syntax = model, plan, syntax
-        self.widths = {"x": model.d_in}
-        self.sources: list[Source | None] = [Source("x", j) for j in range(model.d_in)]
-        self.lines: list[str] = []
+    def __init__(self, widths: dict[str, int], syntax: codegen.Syntax):
+        self.widths, self.syntax = widths, syntax
 
-    # --- picking units -------------------------------------------------------------------------
     def pick(self, sources: Sources, heads: int | None = None) -> str:
         """An expression of the units' values: ``[..., len(sources)]``, or ``[..., heads, n]`` (the
         units head by head) where ``heads`` is given."""
@@ -129,10 +125,22 @@ class JaxForward:
         positions = [width if s is None else offsets[s.array] + s.column for s in sources]
         return f"{self.syntax.concat(parts)}[..., {self.syntax.index_list(positions)}]"
 
+
+
+class JaxForward:
+    """The lines of ``forward`` for one model, with the source of every unit of the layer being
+    written (``self.sources``) and the width of every generated array (``self.picks.widths``)."""
+
+    def __init__(self, model: LayeredModel, plan: Plan, syntax: codegen.Syntax):
+        self.model, self.plan, self.syntax = model, plan, syntax
+        self.picks = Picks({"x": model.d_in}, syntax)
+        self.sources: list[Source | None] = [Source("x", j) for j in range(model.d_in)]
+        self.lines: list[str] = []
+
     def array(self, name: str, value: str, width: int) -> list[Source]:
         """Bind ``name`` to ``value`` (``width`` units); its units' sources."""
         self.lines.append(f"{name} = {value}")
-        self.widths[name] = width
+        self.picks.widths[name] = width
         return [Source(name, j) for j in range(width)]
 
     # --- the rows of a layer -------------------------------------------------------------------
@@ -143,9 +151,9 @@ class JaxForward:
         matrix, offsets = layer.attrs[weight], layer.attrs[bias]
         items = matrix.row_items()
         if any(len(items[r]) > 1 for r in rows):
-            return self.pick([Source(f"u_{weight}", r) for r in rows], heads)
+            return self.picks.pick([Source(f"u_{weight}", r) for r in rows], heads)
         columns = [items[r][0][0] if items[r] else None for r in rows]
-        value = self.pick([None if c is None else self.sources[c] for c in columns], heads)
+        value = self.picks.pick([None if c is None else self.sources[c] for c in columns], heads)
 
         def shaped(units: list[int]) -> list:  # head by head: units h * n .. (h + 1) * n - 1
             n = len(units) // (heads or 1)
@@ -180,7 +188,7 @@ class JaxForward:
     def input_array(self) -> str:
         """An array holding the current units in order: one made already, else ``x`` bound to them
         (at the start of a layer, before any of its lines)."""
-        value = self.pick(self.sources)
+        value = self.picks.pick(self.sources)
         if value.isidentifier():
             return value
         self.materialize()
@@ -188,17 +196,26 @@ class JaxForward:
 
     def materialize(self) -> None:
         """The current units as the array ``x`` (at the start of a layer, before any of its lines)."""
-        value = self.pick(self.sources)
+        value = self.picks.pick(self.sources)
         if value != "x":
             self.sources = self.array("x", value, len(self.sources))
 
     # --- layers --------------------------------------------------------------------------------
     def layer(self, index: int, layer: Layer) -> None:
+        """The lines of layer ``index`` (none for a layer that only picks units)."""
         self.lines.append(self.syntax.bind_layer(index))
+        written = len(self.lines)
+        self._layer(index, layer)
+        if not any("layer[" in line for line in self.lines[written:]):  # (JaxSyntax.weight: layer["W"])
+            self.lines.pop(written - 1)
+        if len(self.lines) == written - 1:
+            self.lines.append("# (only picks: its units are read where they were computed)")
+
+    def _layer(self, index: int, layer: Layer) -> None:
         if layer.kind not in ("affine", "relu", "gate", "map", *STATE_HEADS):
             self.materialize()
             self.lines += codegen.layer_lines(index, layer, self.plan, self.syntax)
-            self.widths["x"] = layer.width
+            self.picks.widths["x"] = layer.width
             self.sources = [Source("x", j) for j in range(layer.width)]
             return
         self.affine_arrays(index, layer)
@@ -206,7 +223,7 @@ class JaxForward:
         if layer.kind == "affine":
             passed = self.passed_on(layer)
             if all(p is not False for p in passed):
-                self.sources = [p if p is not False else None for p in passed]  # (no code: picks only)
+                self.sources = [p if p is not False else None for p in passed]
             else:
                 self.sources = self.array(f"y{index}", self.rows_value(layer, everything), layer.width)
         elif layer.kind == "relu":
@@ -250,12 +267,12 @@ class JaxForward:
         sources: list[Source | None | bool] = list(passed)
         for g, (operands, query, out, _) in enumerate(head_code.head_groups(layer)):
             heads, keys, values = len(out), len(operands[-2][0]), len(operands[-1][0])
-            parts = [self.rows_value(layer, [u for head in index_lists for u in head], heads) for index_lists in operands]
-            q = self.rows_value(layer, [u for head in query for u in head], heads) if query is not None else "None"
+            parts = [self.rows_value(layer, _flat(units), heads) for units in operands]
+            q = self.rows_value(layer, _flat(query), heads) if query is not None else "None"
             start = f"jnp.zeros((x.shape[0], {heads}, {keys}, {values}), x.dtype)"
             self.lines.append(f"emitted, _ = group_heads({layer.kind!r}, [{', '.join(parts)}], {q}, {start}{form})")
-            emitted = self.array(f"y{index}_heads{g}", "emitted.reshape(*emitted.shape[:2], -1)", len(out) * len(out[0]))
-            for unit, source in zip((u for head in out for u in head), emitted):
+            emitted = self.array(f"y{index}_heads{g}", "emitted.reshape(*emitted.shape[:2], -1)", len(_flat(out)))
+            for unit, source in zip(_flat(out), emitted):
                 sources[unit] = source
         read = self._read_later(index)
         computed = [u for u, s in enumerate(sources) if s is False and (read is None or u in read)]
@@ -272,6 +289,10 @@ class JaxForward:
         following = self.model.layers[index + 1].attrs
         return {c for weight in ("W", "W2") if weight in following for row in following[weight].row_items()
                 for c, _ in row}
+
+
+def _flat(per_head: list[list[int]]) -> list[int]:
+    return [unit for head in per_head for unit in head]
 
 
 def forward_lines(model: LayeredModel, plan: Plan, syntax: codegen.Syntax) -> list[str]:

@@ -151,9 +151,11 @@ def group_heads(kind, parts, q, s, form="recurrent", size=0):
     [batch, time, heads, n]. Returns [batch, time, heads, n] and the last S."""
     if form != "recurrent":
         return head_form(kind, parts, q, s, form, size)
-    over_time = [jnp.swapaxes(part, 0, 1) for part in (*parts, *([] if q is None else [q]))]
+    operands = (*parts, *([] if q is None else [q]))
 
-    def one_step(s, step):
+    def one_step(s, t):
+        # each step's operands taken in the loop: no copy of the operands with time first
+        step = [jax.lax.dynamic_index_in_dim(operand, t, axis=1, keepdims=False) for operand in operands]
         if kind == "matrix":
             d, k, v = step[:3]
             s = d[..., None] * s + k[..., :, None] * v[..., None, :]
@@ -166,6 +168,6 @@ def group_heads(kind, parts, q, s, form="recurrent", size=0):
             return s, s.reshape(*s.shape[:2], -1)
         return s, jnp.einsum("bhk,bhkv->bhv", step[-1], s, precision=HIGHEST)
 
-    s, emitted = jax.lax.scan(one_step, s, tuple(over_time))
+    s, emitted = jax.lax.scan(one_step, s, jnp.arange(parts[0].shape[1]))
     return jnp.swapaxes(emitted, 0, 1), s
 '''

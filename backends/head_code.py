@@ -14,8 +14,11 @@ list, or None where the heads emit their states; ``out``: the ``[heads][n]`` uni
 fill; ``state``: the ``[heads][keys * values]`` positions of each head's state in the layer's
 state (the heads' states one after the other, row by row), which ``step`` passes between tokens.
 
-The generated helper ``state_heads(u, kind, groups, state)`` (one per target, in
-``torch_code``/``jax_code``) returns the layer's output and its last state.
+The generated helper ``state_heads(u, kind, groups, state)`` returns the layer's output and its
+last state: it gathers each group's operands and puts back what ``group_heads(kind, parts, q, s)``
+computes for the group (here for torch and jax; the triton target has its own ``group_heads``).
+The jax target's ``forward`` calls ``group_heads`` itself, with operands read where they were
+computed (``backends/jax_forward.py``).
 """
 
 from __future__ import annotations

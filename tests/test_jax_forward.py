@@ -80,23 +80,32 @@ def test_head_major_operands_are_one_slice_and_a_reshape() -> None:
     assert picks.pick([Source("b", c) for c in range(5)]) == "b"
 
 
+GATES = {"gla": "keys", "deltanet": 1, "gated_deltanet": 2}  # gate units per head
+
+
 def gated_program(kind: str, heads: int, keys: int):
-    """Per head, from the input: q, k, v and the gate (GLA: keys log decays; DeltaNet: one beta);
-    reads of the state with the query scaled, as benchmarks/gated_layers.py builds them."""
-    per_head = 3 * keys + (keys if kind == "gla" else 1)
+    """Per head, from the input: q, k, v and the gates (GLA: keys log decays; DeltaNet: beta;
+    gated DeltaNet: beta and alpha's logit); reads of the state with the query scaled, as
+    benchmarks/gated_layers.py builds them."""
+    per_head = 3 * keys + (keys if kind == "gla" else GATES[kind])
     p = Program()
     x = p.input(heads * per_head)
     reads = []
     for h in range(heads):
         q, k, v = (x[h * per_head + i * keys:h * per_head + (i + 1) * keys] for i in range(3))
         gate = x[h * per_head + 3 * keys:(h + 1) * per_head]
-        state = p.matrix_state(float_function("exp", gate), k, v) if kind == "gla" else p.delta_state(1, gate, k, v)
+        if kind == "gla":
+            state = p.matrix_state(float_function("exp", gate), k, v)
+        elif kind == "deltanet":
+            state = p.delta_state(1, gate, k, v)
+        else:
+            state = p.delta_state(float_function("sigmoid", gate[1:2]), gate[0:1], k, v)
         reads.append(read(state, q * (1 / keys**0.5)))
     p.output(concat(reads))
     return p.finish()
 
 
-@pytest.mark.parametrize("kind", ["gla", "deltanet"])
+@pytest.mark.parametrize("kind", sorted(GATES))
 def test_gated_layers_reach_their_heads_by_slices(kind: str) -> None:
     heads, keys = 3, 4
     graph = gated_program(kind, heads, keys)
@@ -107,8 +116,9 @@ def test_gated_layers_reach_their_heads_by_slices(kind: str) -> None:
     assert not re.search(r"\[\.\.\., np\.array", forward), "a gather over [batch, time, width] arrays"
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 9, graph.input.dim)) / 2
-    if kind == "deltanet":  # betas in (0, 1), as a sigmoid gives them
-        x.reshape(2, 9, heads, -1)[..., -1] = 1 / (1 + np.exp(-x.reshape(2, 9, heads, -1)[..., -1]))
+    if kind != "gla":  # betas in (0, 1), as a sigmoid gives them
+        beta = x.reshape(2, 9, heads, -1)[..., 3 * keys]
+        x.reshape(2, 9, heads, -1)[..., 3 * keys] = 1 / (1 + np.exp(-beta))
     model = functions(compiled, "float64")
     got = np.asarray(jax.jit(model.forward)(model.params, x))
     np.testing.assert_allclose(got, interpret(graph, x), rtol=1e-10, atol=1e-12)

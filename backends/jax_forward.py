@@ -24,7 +24,10 @@ from lsrl.ir.heads import STATE_HEADS
 from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
 from lsrl.ir.schedule import RECURRENT, Plan
 
-MAX_PIECES = 32  # slices joined in one pick; beyond, one gather (XLA compiles long concatenations slowly)
+# A pick is joined from slices where its units form runs of at least MIN_RUN units on average, in
+# at most MAX_PIECES pieces; otherwise it is one gather (many short slices run and compile slower)
+MIN_RUN = 4
+MAX_PIECES = 32
 
 
 class Source(NamedTuple):
@@ -77,7 +80,7 @@ class Picks:
         grid = self._strided(runs, heads)
         if grid is not None:
             return grid
-        if len(runs) > MAX_PIECES:
+        if len(runs) > min(MAX_PIECES, max(1, len(sources) // MIN_RUN)):
             value = self._gathered(sources)
         else:
             value = self.syntax.concat([self._run(run) for run in runs])
@@ -203,6 +206,12 @@ class JaxForward:
     # --- layers --------------------------------------------------------------------------------
     def layer(self, index: int, layer: Layer) -> None:
         """The lines of layer ``index`` (none for a layer that only picks units)."""
+        if layer.kind not in ("affine", "relu", "gate", "map", *STATE_HEADS):
+            self.materialize()
+            self.lines += codegen.layer_lines(index, layer, self.plan, self.syntax)
+            self.picks.widths["x"] = layer.width
+            self.sources = [Source("x", j) for j in range(layer.width)]
+            return
         self.lines.append(self.syntax.bind_layer(index))
         written = len(self.lines)
         self._layer(index, layer)
@@ -212,12 +221,6 @@ class JaxForward:
             self.lines.append("# (only picks: its units are read where they were computed)")
 
     def _layer(self, index: int, layer: Layer) -> None:
-        if layer.kind not in ("affine", "relu", "gate", "map", *STATE_HEADS):
-            self.materialize()
-            self.lines += codegen.layer_lines(index, layer, self.plan, self.syntax)
-            self.picks.widths["x"] = layer.width
-            self.sources = [Source("x", j) for j in range(layer.width)]
-            return
         self.affine_arrays(index, layer)
         everything = range(layer.width)
         if layer.kind == "affine":

@@ -44,7 +44,7 @@ def layouts(draw) -> tuple[list[Source | None], int | None]:
             blocks = draw(st.integers(1, max(1, width // stride)))
             sources += [Source(array, b * stride + offset + i) for b in range(blocks) for i in range(count)
                         if b * stride + offset + i < width]
-        elif shape == "any":  # (up to 40 runs: past MAX_PIECES, one gather)
+        elif shape == "any":  # (short runs: one gather)
             sources += [Source(array, c) for c in draw(st.lists(st.integers(0, width - 1), min_size=1, max_size=40))]
         else:
             first, count = draw(st.integers(0, width - 1)), draw(st.integers(1, width))

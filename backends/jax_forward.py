@@ -25,7 +25,8 @@ from lsrl.ir.layered import IDENTITY, Layer, LayeredModel
 from lsrl.ir.schedule import RECURRENT, Plan
 
 # A pick is joined from slices where its units form runs of at least MIN_RUN units on average, in
-# at most MAX_PIECES pieces; otherwise it is one gather (many short slices run and compile slower)
+# at most MAX_PIECES pieces; otherwise it is one gather (on the table's small programs, many short
+# slices ran no faster and compiled slower)
 MIN_RUN = 4
 MAX_PIECES = 32
 

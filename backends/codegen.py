@@ -188,28 +188,38 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
     lines: list[str] = []
     width = model.d_in
     for i, layer in enumerate(model.layers):
-        lines += layer_comment(i, layer, width)
-        if layer.kind in ("state", "gated", "delta"):
-            lines.append(f"# {plan.of(i).describe()}")
-        lines.append(syntax.bind_layer(i))
-        if layer.kind == "state":
-            lines += _state_forward_lines(layer, plan.of(i), syntax)
-        elif layer.kind == "map":
-            lines += map_lines(layer, syntax)
-        elif layer.kind == "gated":
-            lines += syntax.gated_lines(layer, plan.of(i))
-        elif layer.kind in STATE_HEADS:
-            lines += _state_heads_lines(model, plan, i, syntax)
-        elif layer.kind == "solve" and mesa_code.solved(model, plan, i):
-            lines.append(f"x = {mesa_code.solve_call(model, plan, i, affine_of(layer, syntax), syntax.weight('shift'))}")
-        elif layer.kind == "solve":
-            lines.append(f"x = {_heads_call(layer, syntax)}")
-        else:
-            lines.append(f"x = {layer_expression(layer, syntax)}")
+        lines += layer_comment(i, layer, width) + plan_comment(i, layer, plan)
+        lines += layer_lines(model, i, plan, syntax)
         tap = syntax.tap(i)
         lines += [tap, ""] if tap else [""]
         width = layer.width
     return lines[:-1]
+
+
+def plan_comment(index: int, layer: Layer, plan: Plan) -> list[str]:
+    """The comment naming the form of a state layer's plan."""
+    return [f"# {plan.of(index).describe()}"] if layer.kind in ("state", "gated", "delta") else []
+
+
+def layer_lines(model: LayeredModel, index: int, plan: Plan, syntax: Syntax) -> list[str]:
+    """The code of layer ``index`` in ``forward``: from ``x``, its input, to ``x``, its output."""
+    layer = model.layers[index]
+    lines = [syntax.bind_layer(index)]
+    if layer.kind == "state":
+        lines += _state_forward_lines(layer, plan.of(index), syntax)
+    elif layer.kind == "map":
+        lines += map_lines(layer, syntax)
+    elif layer.kind == "gated":
+        lines += syntax.gated_lines(layer, plan.of(index))
+    elif layer.kind in STATE_HEADS:
+        lines += _state_heads_lines(model, plan, index, syntax)
+    elif layer.kind == "solve" and mesa_code.solved(model, plan, index):
+        lines.append(f"x = {mesa_code.solve_call(model, plan, index, affine_of(layer, syntax), syntax.weight('shift'))}")
+    elif layer.kind == "solve":
+        lines.append(f"x = {_heads_call(layer, syntax)}")
+    else:
+        lines.append(f"x = {layer_expression(layer, syntax)}")
+    return lines
 
 
 def _state_heads_lines(model: LayeredModel, plan: Plan, index: int, syntax: Syntax) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
-from lsrl.backends import codegen, head_code, mesa_code
+from lsrl.backends import codegen, head_code, jax_forward, mesa_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -446,7 +446,7 @@ def generate_source(model: LayeredModel, plan: Plan) -> str:
         "(lsrl compile PROGRAM --target jax -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 4)
+    forward = codegen.indent(jax_forward.forward_lines(model, plan, syntax), 4)
     step = codegen.indent(codegen.step_lines(model, syntax), 4)
     helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     # numpy builds index arrays (constants under jit); a model that needs none does not import it

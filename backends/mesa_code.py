@@ -35,6 +35,16 @@ def left_out(model: LayeredModel, plan: Plan, index: int) -> frozenset[int]:
     return frozenset(head.out for head in solved(model, plan, index + 1).values())
 
 
+def operands_read(model: LayeredModel, plan: Plan, index: int) -> set[int]:
+    """The units of layer ``index`` that the next layer's solve by chunks reads from its input (the
+    decays, keys and values of the matrix heads it solves), beyond those its weights read."""
+    if index + 1 == len(model.layers):
+        return set()
+    return {unit for h in solved(model, plan, index + 1).values()
+            for first, count in ((h.decay, h.decays), (h.key, h.keys), (h.value, h.values))
+            for unit in range(first, first + count)}
+
+
 def kernel_applies(model: LayeredModel, plan: Plan) -> bool:
     """Whether a solve that the code runs by chunks takes conjugate-gradient steps over a matrix
     head with one decay per step: what the triton target's kernel ``solve_chunk_cg`` computes."""

@@ -144,7 +144,8 @@ def table_inputs(name: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", [pytest.param("tok2tok_capitals_mul", marks=pytest.mark.slow), "frac_prevs",
-                                  pytest.param("continuous_ua_2x1_mul", marks=pytest.mark.slow), "moving_average"])
+                                  pytest.param("continuous_ua_2x1_mul", marks=pytest.mark.slow), "moving_average",
+                                  "mqar_delta", pytest.param("mesa", marks=pytest.mark.slow)])
 def test_step_gives_the_outputs_of_forward(name: str) -> None:
     inputs = table_inputs(name)
     for dtype in ("float64", "float32"):
@@ -294,17 +295,6 @@ def test_gated_blocks_give_the_recurrence_at_every_length() -> None:
         forward, stepped = forward_and_step(compiled, "float64", inputs)
         assert_close(forward, model.run(inputs), RTOL["float64"])
         assert_close(stepped, forward, RTOL["float64"])
-
-
-@pytest.mark.parametrize("name, kind", [("mesa", "solve"), ("induction", "delta_state")])
-def test_layers_it_cannot_build_are_refused_at_their_line(name: str, kind: str) -> None:
-    """compile and ir --emit mlir refuse a delta or solve layer at the program's line, without a traceback."""
-    source = str(case(name).source_path)
-    params = [f"-D{key}={value}" for key, value in case(name).params.items()]
-    for argv in (["ir", source, "--emit", "mlir"], ["compile", source, "--target", "mlir", "-o", "unused"]):
-        status, out, err = run_cli(*argv, *params)
-        assert status == 1 and out == "" and "Traceback" not in err
-        assert f"error: the mlir target cannot compute {kind}" in err and f"{case(name).source}:" in err
 
 
 def test_lsrl_run_and_stats_on_the_mlir_backend() -> None:

@@ -8,11 +8,12 @@ module is verified before it is printed. It holds three public functions, in one
 
 - ``forward(x: [batch, time, d_in]) -> [batch, time, d_out]``: every layer over whole sequences;
 - ``step(x: [batch, d_in], state...) -> (y: [batch, d_out], state...)``: one token, with one
-  ``[batch, width]`` state per state or gated layer;
+  ``[batch, width]`` state per state or gated layer (a delta layer's: its heads' states, row by row);
 - ``init_state(batch: index) -> state...``: the state before the first token.
 
-Affine, relu and gate layers are ``linalg.matmul`` with the weights transposed by its indexing
-maps, accumulating onto the broadcast bias, then ``linalg.generic`` for the ReLU or the product.
+Affine, relu, gate and map layers are ``linalg.matmul`` with the weights transposed by its indexing
+maps, accumulating onto the broadcast bias, then ``linalg.generic`` for the ReLU, the product or
+the float functions.
 A state layer ``h_t = A h_{t-1} + u_t`` follows the stages of its schedule plan
 (``passes.schedule``), stage by stage:
 

@@ -6,11 +6,12 @@ A delta head keeps ``S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v
 values``, from 0). Each column ``j`` of ``S`` changes on its own: ``S' = alpha S``, ``u_j =
 beta (v_j - sum_i k_i S'_ij)``, ``S_ij = S'_ij + k_i u_j`` (``delta_column``, the interpreter's
 order of operations, ``ir.recurrences.delta``). So every ``linalg.generic`` here runs one column
-per element, its ``keys`` entries as scalars, and time goes in blocks of ``RECURRENCE_BLOCK``
-steps, as the gated layers' (``backends/mlir_states.py``): an ``scf.for`` over the blocks gives
-the state at the end of each (one generic per block, with ``keys`` results), then one generic over
-(batch, block, step, column) runs each block again from its start up to its step and emits the
-read ``q_t^T S_t`` (or, without a query, the state's entries).
+per element, its ``keys`` entries as scalars, and time goes in blocks of ``DELTA_BLOCK`` steps:
+an ``scf.for`` over the blocks gives the state at the end of each (one generic per block, with
+``keys`` results), then one generic over (batch, block, step, column) runs each block again from
+its start up to its step and emits the read ``q_t^T S_t`` (or, without a query, the state's
+entries). (The gated layers' loop inside one dispatch, ``StateOps.sequence_loop``, reads each
+step's start back from its outputs, which for a head with a query are not its state.)
 
 A solve head emits ``(M + diag(shift))^-1 q`` for every token: one generic over the rows whose
 every element solves its system, unrolled (``size`` is a constant): Gaussian elimination with
@@ -23,8 +24,9 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from lsrl.backends.mlir_ops import Fixed, TensorOps
-from lsrl.backends.mlir_states import RECURRENCE_BLOCK
 from lsrl.ir.heads import NO_QUERY, DeltaHead, SolveHead
+
+DELTA_BLOCK = 16  # steps of a delta head's column that one element of a linalg.generic runs
 
 
 class HeadOps(TensorOps):
@@ -50,7 +52,7 @@ class HeadOps(TensorOps):
     def delta_forward(self, u, head: DeltaHead, name: str):
         """What ``head`` emits at every step (``[batch, time, values]``, or ``[batch, time, keys *
         values]`` without a query) from the layer's units ``u`` (``[batch, time, width]``)."""
-        arith, tensor, steps = self.arith, self.tensor, RECURRENCE_BLOCK
+        arith, tensor, steps = self.arith, self.tensor, DELTA_BLOCK
         batch, keys, values, width = self.batch, head.keys, head.values, self.width(u)
         zero, one = self.constant_index(0), self.constant_index(1)
         blocks = arith.ceildivui(self.time, self.constant_index(steps))

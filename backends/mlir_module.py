@@ -24,11 +24,11 @@ A state layer ``h_t = A h_{t-1} + u_t`` follows the stages of its schedule plan
   ``time / SCAN_BLOCK ** SCAN_LEVELS``);
 - a rotation is a running sum in the frame that turns with its permutation, between two gathers
   whose indices are computed from the step (``linalg.index``) and constant tables;
-- a scaled loop is a recurrence in blocks of steps (below); a matrix loop is an ``scf.for`` over
-  time carrying the outputs.
+- a scaled loop (a constant decay) and a matrix loop are loops over time inside one dispatch
+  (``sequence_loop``: an ``scf.for`` per sequence, in a ``flow.dispatch.region``).
 
 A gated layer ``h_t = a_t * h_{t-1} + v_t`` computes ``a`` and ``v`` for every step, then the
-recurrence in blocks of steps, as a scaled loop (a constant decay) does (``blocked_recurrence``).
+recurrence in one dispatch, as a scaled loop does (``gated_recurrence``).
 Map layers compute their float functions with ``math`` ops (``backends/mlir_functions.py``); delta
 and solve layers compute ``W x + b`` and put what their heads emit in the heads' units
 (``backends/mlir_heads.py``). Matrix states reach the target expanded into gated layers (its
@@ -270,12 +270,12 @@ class _Builder(StateOps, FunctionOps, HeadOps):
 
     def gated_forward(self, i: int, x, width: int):
         """A gated layer ``h_t = a_t * h_{t-1} + v_t`` over whole sequences: both terms for every
-        step first, then the recurrence in blocks of steps (``blocked_recurrence``)."""
+        step first, then the recurrence (``gated_recurrence``)."""
         sizes = [self.batch, self.time, width]
         v = self.expand(self.linear(x, self.weight(i, "W"), self.weight(i, "b")), [[0, 1], [2]], sizes, name=f"layer{i}.v")
         a = self.expand(self.linear(x, self.weight(i, "W2"), self.weight(i, "b2")), [[0, 1], [2]], sizes, name=f"layer{i}.a")
 
-        return self.blocked_recurrence(v, a, self.weight(i, "init"), f"layer{i}.h")
+        return self.gated_recurrence(v, a, self.weight(i, "init"), f"layer{i}.h")
 
     def delta_layer_forward(self, i: int, x, width: int):
         """A delta layer over whole sequences: its units ``W x + b``, with what each head emits in
@@ -341,10 +341,10 @@ class _Builder(StateOps, FunctionOps, HeadOps):
             return self.sums(v, stage.cycles, set(), start, f"layers.{i}.init.part{k}", name)
         if stage.method == SCALED_LOOP:
             decay = self.constant(f"layers.{i}.A.part{k}.diagonal", np.diagonal(own).copy())
-            return self.blocked_recurrence(v, decay, init, name)
+            return self.gated_recurrence(v, decay, init, name)
         if stage.method == MATRIX_LOOP:
             transition = self.constant(f"layers.{i}.A.part{k}", own)
-            return self.loop(v, init, name, lambda h, t, v_t: self.matmul(h, transition, v_t))
+            return self.matrix_recurrence(v, transition, init, name)
         raise AssertionError(stage.method)
 
     def weight(self, i: int, name: str, rows: list[int] | None = None, suffix: str = "reordered"):

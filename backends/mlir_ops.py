@@ -30,10 +30,10 @@ class TensorOps:
 
     def __init__(self, dtype: str):
         from iree.compiler import ir
-        from iree.compiler.dialects import arith, func, linalg, math, scf, tensor
+        from iree.compiler.dialects import arith, flow, func, linalg, math, scf, tensor
 
         self.ir, self.arith, self.func, self.linalg, self.scf, self.tensor = ir, arith, func, linalg, scf, tensor
-        self.math = math
+        self.math, self.flow = math, flow
         self.dtype = dtype
         self.element = ir.F32Type.get() if dtype == "float32" else ir.F64Type.get()
         self.index = ir.IndexType.get()

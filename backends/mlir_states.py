@@ -1,8 +1,8 @@
 """The recurrences of the mlir target's state layers over whole sequences, as MLIR operations on
 tensors (``backends/mlir_module.py`` picks them by the stages of each state layer in the schedule
 plan, ``passes.schedule``): delay lines, running sums and rotations without a loop over time
-(blocked scans), decays and gated states in blocks of steps, matrix transitions as an ``scf.for``
-over time.
+(blocked scans); decays, gated states and matrix transitions as a loop over time inside one
+dispatch (``sequence_loop``).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
-from lsrl.backends.mlir_ops import Fixed, TensorOps
+from lsrl.backends.mlir_ops import TensorOps
 
 SCAN_BLOCK = 32  # steps summed within one block by a running sum's scan
 SCAN_LEVELS = 2  # blocks of blocks before the sums over every earlier block
-RECURRENCE_BLOCK = 16  # steps of a gated or scaled recurrence one element of a linalg.generic runs
+SEQUENCE_MAPPING = "#iree_linalg_ext.split_reduction_mapping<0>"  # an scf.forall's iterations, one workgroup each
 
 
 class StateOps(TensorOps):
@@ -132,96 +132,77 @@ class StateOps(TensorOps):
 
         return body
 
-    def loop(self, v, init, name: str, advance: Callable):
-        """``h_t = advance(h_{t-1}, t, v_t)`` from ``h_0 = init`` by an ``scf.for`` over time
-        (``v``: ``[batch, time, units]``; ``h``, ``v_t``: ``[batch, units]``).
+    def matrix_recurrence(self, v, transition, init, name: str):
+        """``h_t = A h_{t-1} + v_t`` from ``h_0 = init`` for a constant ``A`` (``transition``,
+        ``[units, units]``; ``v``: ``[batch, time, units]``): one product per step
+        (``sequence_loop``)."""
+        arith, width = self.arith, self.width(v)
 
-        The loop carries only the outputs, starting empty; each step reads ``h_{t-1}`` back from
-        them (``init`` at the first step). IREE 3.13 starts a loop-carried tensor from the wrong
-        offset where it shares an allocation with other tensors, which a carried ``h`` did."""
-        arith, scf, width = self.arith, self.scf, self.width(v)
+        def advance(b, t, first, previous, into):
+            start = self.generic([(previous, [0]), (init, [0])], [width], ["parallel"],
+                                 lambda h, h0, _: arith.select(first, h0, h), start=into)
+            term = self.slice(v, [b, t, 0], [1, 1, width], drop=[1])
+            return self.collapse(self.matmul(self.expand(start, [[0, 1]], [1, width]), transition, term), [[0, 1]])
+
+        return self.sequence_loop(width, advance, name)
+
+    def sequence_loop(self, width: int, advance: Callable, name: str):
+        """``h_t = advance(b, t, first, h_{t-1}, into)`` for every sequence ``b`` of the batch and step
+        ``t``, from ``advance``'s own start where ``first`` (``t == 0``): ``[batch, time, width]``.
+        ``h_{t-1}`` and ``into`` (where ``h_t`` goes) are ``[width]``.
+
+        The whole loop over time is one dispatch (a ``flow.dispatch.region``): inside, an
+        ``scf.forall`` over the sequences, one workgroup each, runs the ``scf.for`` over time,
+        each step one ``linalg.generic`` on a ``[width]`` vector. A loop over time outside a
+        dispatch costs IREE a submission per round (about 0.2 ms here) and copies of the outputs;
+        inside one it costs a few instructions per step. IREE 3.13 distributes an ``scf.forall``
+        inside a dispatch region only with the mapping of its split reductions
+        (``SEQUENCE_MAPPING``), which hands each iteration to a workgroup; a dispatch of its own
+        needs such distributed writes. The loop carries only the outputs and reads ``h_{t-1}``
+        back from them (a carried ``h`` is not written in place)."""
+        ir, arith, scf, tensor = self.ir, self.arith, self.scf, self.tensor
+        sizes = [self.batch, self.time, width]
         zero, one = self.constant_index(0), self.constant_index(1)
         with self.named(name):
-            loop = scf.ForOp(zero, self.time, one, [self.tensor.empty([self.batch, self.time, width], self.element)])
-        with self.ir.InsertionPoint(loop.body):
-            t, (written,) = loop.induction_variable, loop.inner_iter_args
-            first = arith.cmpi(arith.CmpIPredicate.eq, t, zero)
-            back = arith.select(first, zero, arith.subi(t, one))
-            stored = self.slice(written, [0, back, 0], [self.batch, 1, width], drop=[1])
-            h = self.generic([(stored, [0, 1]), (init, [1])], [self.batch, width], ["parallel"] * 2,
-                             lambda h_i, start: arith.select(first, start, h_i))
-            h = advance(h, t, self.slice(v, [0, t, 0], [self.batch, 1, width], drop=[1]))
-            scf.YieldOp([self.insert(h, written, [0, t, 0], [self.batch, 1, width])])
-        return loop.results[0]
+            region = self.flow.DispatchRegionOp([self.sized_type(sizes)], [self.batch, self.time], [])
+        with ir.InsertionPoint(region.body.blocks.append()):
+            mapping = ir.ArrayAttr.get([ir.Attribute.parse(SEQUENCE_MAPPING)])
+            forall = scf.ForallOp([0], [self.batch], [1], shared_outs=[tensor.empty(sizes, self.element)], mapping=mapping)
+            with ir.InsertionPoint(forall.body):
+                b, (shared,) = forall.induction_variables[0], forall.inner_iter_args
+                own = self.slice(shared, [b, 0, 0], [1, self.time, width], drop=[0])
+                loop = scf.ForOp(zero, self.time, one, [own])
+                with ir.InsertionPoint(loop.body):
+                    t, (written,) = loop.induction_variable, loop.inner_iter_args
+                    first = arith.cmpi(arith.CmpIPredicate.eq, t, zero)
+                    back = arith.select(first, zero, arith.subi(t, one))
+                    previous = self.slice(written, [back, 0], [1, width], drop=[0])
+                    into = self.slice(written, [t, 0], [1, width], drop=[0])
+                    h = advance(b, t, first, previous, into)
+                    scf.YieldOp([self.insert(h, written, [t, 0], [1, width])])
+                in_parallel = scf.InParallelOp()
+            with ir.InsertionPoint(in_parallel.region.blocks[0]):
+                tensor.ParallelInsertSliceOp(loop.results[0], shared, *self.mixed([b, 0, 0], [1, self.time, width]))
+            self.flow.ReturnOp([forall.results[0]])
+        return region.results[0]
 
-    def blocked_recurrence(self, v, gate, init, name: str):
+    def gated_recurrence(self, v, gate, init, name: str):
         """``h_t = a_t * h_{t-1} + v_t`` from ``h_0 = init``, elementwise (``v``: ``[batch, time,
-        units]``; ``gate``: ``a`` of the same shape, or one ``[units]`` for every step), with time in
-        blocks of ``RECURRENCE_BLOCK`` steps and a loop over the blocks, not over the steps.
-
-        First the state at the start of every block: an ``scf.for`` over the blocks carrying those
-        states only (``[batch, blocks + 1, units]``), each round one ``linalg.generic`` whose every
-        element runs its unit's steps of the block. Then every step: one ``linalg.generic`` over
-        (batch, block, step, unit) whose every element runs its block again from the block's start and
-        keeps its step's value. Both do what the step-by-step recurrence does, a product then a sum
-        per step, from the same start in the same order: its outputs (and its rounding), in parallel
-        over the blocks, at ``RECURRENCE_BLOCK`` times its arithmetic. A loop over every step would
-        cost IREE a submission and a copy of the outputs carried so far per step."""
-        arith, tensor, steps, width = self.arith, self.tensor, RECURRENCE_BLOCK, self.width(v)
-        batch, zero, one = self.batch, self.constant_index(0), self.constant_index(1)
-        blocks = arith.ceildivui(self.time, self.constant_index(steps))
-        extra = arith.subi(arith.muli(blocks, self.constant_index(steps)), self.time)
-        sizes = [batch, blocks, steps, width]
-        v = self.expand(self.pad(v, 1, extra), [[0], [1, 2], [3]], sizes)
+        units]``; ``gate``: ``a`` of the same shape, or one ``[units]`` for every step): a product
+        then a sum per step, in order, as the layered model computes it (``sequence_loop``)."""
+        arith, width = self.arith, self.width(v)
         per_step = self.ir.RankedTensorType(gate.type).rank == 3
-        if per_step:
-            gate = self.expand(self.pad(gate, 1, extra), [[0], [1, 2], [3]], sizes)
 
-        def operands(at: Callable) -> list:
-            """Every step's gate and input term, as operands read ``at(step)``."""
-            return [(value, at(k)) for k in range(steps) for value in ((gate, v) if per_step else (v,))]
+        def advance(b, t, first, previous, into):
+            def at_step(value):
+                return self.slice(value, [b, t, 0], [1, 1, width], drop=[0, 1])
 
-        def run(h, *elements) -> list:
-            """The value at every step of a block from ``h``, given each step's gate and input term."""
-            values = []
-            for k in range(steps):
-                a, term = (elements[2 * k], elements[2 * k + 1]) if per_step else (elements[-1], elements[k])
-                h = arith.addf(arith.mulf(a, h), term)
-                values.append(h)
-            return values
+            a = at_step(gate) if per_step else gate
+            return self.generic([(at_step(v), [0]), (a, [0]), (previous, [0]), (init, [0])], [width], ["parallel"],
+                                lambda term, a_t, h, start, _: arith.addf(arith.mulf(a_t, arith.select(first, start, h)), term),
+                                start=into)
 
-        # the loop carries the state at the end of every block, read back by the next round (IREE
-        # 3.13 miscompiles a carried tensor that starts with values, as one holding init would)
-        with self.named(f"{name}.ends"):
-            loop = self.scf.ForOp(zero, blocks, one, [tensor.empty([batch, blocks, width], self.element)])
-        with self.ir.InsertionPoint(loop.body):
-            n, (ends,) = loop.induction_variable, loop.inner_iter_args
-            first = arith.cmpi(arith.CmpIPredicate.eq, n, zero)
-            stored = self.slice(ends, [0, arith.select(first, zero, arith.subi(n, one)), 0], [batch, 1, width], drop=[1])
-            block_v = self.slice(v, [0, n, 0, 0], [batch, 1, steps, width], drop=[1])
-            block_gate = self.slice(gate, [0, n, 0, 0], [batch, 1, steps, width], drop=[1]) if per_step else gate
-            reads = operands(lambda k: [0, Fixed(k), 1])
-            reads = [(block_gate if value is gate else block_v, dims) for value, dims in reads]
-            end = self.generic([(stored, [0, 1]), (init, [1]), *reads, *([] if per_step else [(gate, [1])])],
-                               [batch, width], ["parallel"] * 2,
-                               lambda h, start, *elements: run(arith.select(first, start, h), *elements)[-1])
-            self.scf.YieldOp([self.insert(end, ends, [0, n, 0], [batch, 1, width])])
-        ends = loop.results[0]
-
-        # the state at the start of every block: init, then the ends of the blocks but the last
-        before = self.slice(ends, [0, 0, 0], [batch, arith.subi(blocks, one), width])
-        starts = self.concat([self.broadcast(init, [batch, 1, width], [0, 1]), before], 1, [batch, blocks, width])
-
-        def rerun(h, *elements):  # block n from its start, up to its step k
-            k = self.loop_index(2)
-            for step, value in enumerate(run(h, *elements)):  # the value of step k
-                h = value if step == 0 else arith.select(arith.cmpi(arith.CmpIPredicate.uge, k, self.constant_index(step)), value, h)
-            return h
-
-        reads = operands(lambda k: [0, 1, Fixed(k), 3])
-        values = self.generic([(starts, [0, 1, 3]), *reads, *([] if per_step else [(gate, [3])])], sizes, ["parallel"] * 4, rerun)
-        joined = self.collapse(values, [[0], [1, 2], [3]])
-        return self.slice(joined, [0, 0, 0], [batch, self.time, width], name=name)
+        return self.sequence_loop(width, advance, name)
 
     def gated_step(self, h, gate, drive, name: str | None = None):
         """``gate * h + drive`` elementwise (``[batch, width]``): the product, then the sum, as the

@@ -27,7 +27,7 @@ from lsrl.backends import Compiled, Options, get_target
 from lsrl.backends.codegen import figures, import_generated
 from lsrl.backends.mlir_code import module_source, runner
 from lsrl.backends.mlir_module import ModelSpec, build_module
-from lsrl.backends.mlir_states import RECURRENCE_BLOCK, SCAN_BLOCK, SCAN_LEVELS
+from lsrl.backends.mlir_states import SCAN_BLOCK, SCAN_LEVELS
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
@@ -274,10 +274,10 @@ def test_lsrl_ir_emits_the_module_in_either_dtype() -> None:
 
 def test_a_gated_layer_is_a_loop_over_time_in_forward_and_one_product_in_step() -> None:
     """hold_register's gated state: forward and step give what the task says (the register holds
-    the value last written), and the module loops over time once."""
+    the value last written), and the module loops over time once, inside one dispatch."""
     compiled = built("hold_register", "float64")
     text = compiled.files["model.mlir"]
-    assert text.count("scf.for") == 1 and "gated" in text
+    assert text.count("scf.for %") == 1 and text.count("flow.dispatch.region") == 1 and "gated" in text
     tokens = [[1, 1], [0, 0], [0, 1], [1, 0], [0, 1], [1, 1]]  # (write, value)
     held = [1, 1, 1, 0, 0, 1]
     forward, stepped = forward_and_step(compiled, "float64", np.array([tokens], dtype=float))
@@ -285,15 +285,15 @@ def test_a_gated_layer_is_a_loop_over_time_in_forward_and_one_product_in_step() 
     np.testing.assert_array_equal(stepped[0, :, 0], held)
 
 
-def test_gated_blocks_give_the_recurrence_at_every_length() -> None:
+def test_a_gated_layer_gives_the_recurrence_at_every_length() -> None:
     """moving_average (a gated layer) in float64 against the layered model's interpreter, for
-    lengths around the blocks of the recurrence (one step, a block less one, a block, more), from
-    random decays and values: the blocked recurrence computes every step of the loop over time."""
+    lengths from one step on, batches of several sequences (one workgroup each), from random decays
+    and values: the loop inside one dispatch computes every step."""
     row = case("moving_average")
     model = lower(row.program(), row.input_range)
     compiled = built("moving_average", "float64")
     rng = np.random.default_rng(3)
-    for length in (1, RECURRENCE_BLOCK - 1, RECURRENCE_BLOCK, 3 * RECURRENCE_BLOCK + 5):
+    for length in (1, 2, 17, 53):
         inputs = rng.integers(0, 9, (3, length, 2)) / 8
         forward, stepped = forward_and_step(compiled, "float64", inputs)
         assert_close(forward, model.run(inputs), RTOL["float64"])

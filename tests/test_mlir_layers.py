@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from lsrl.backends import Options, get_target
 from lsrl.backends.mlir_code import runner
-from lsrl.backends.mlir_states import RECURRENCE_BLOCK
+from lsrl.backends.mlir_heads import DELTA_BLOCK
 from lsrl.backends.rounding import FUNCTION_ROUNDING
 from lsrl.ir.graph import FLOAT_FUNCTIONS, Label
 from lsrl.ir.interpret import run as interpret
@@ -127,7 +127,7 @@ def test_delta_heads_give_the_interpreter_outputs_at_every_length() -> None:
     delta_layer = kinds.index("delta")
     assert len(compiled.config["code_attributes"][str(delta_layer)]["heads"]) == 2 * 8  # two heads of 8 numbers
     rng = np.random.default_rng(5)
-    for length in (1, RECURRENCE_BLOCK - 1, RECURRENCE_BLOCK, 2 * RECURRENCE_BLOCK + 5):
+    for length in (1, DELTA_BLOCK - 1, DELTA_BLOCK, 2 * DELTA_BLOCK + 5):
         inputs = delta_inputs(rng, 3, length)
         want = interpret(graph, inputs)
         forward, stepped = forward_and_step(compiled, "float64", inputs)

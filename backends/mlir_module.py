@@ -18,12 +18,9 @@ A state layer ``h_t = A h_{t-1} + u_t`` follows the stages of its schedule plan
 (``passes.schedule``), stage by stage:
 
 - a copy is its input term, and delay lines are ``depth`` rounds of ``h = v + N previous(h)``;
-- a running sum is a cumulative sum over time, as a blocked scan without a loop: sums within
-  blocks of ``SCAN_BLOCK`` steps, then the sums of the blocks before each block, the same way
-  ``SCAN_LEVELS`` times, then a masked sum over the blocks (its work grows with the square of
-  ``time / SCAN_BLOCK ** SCAN_LEVELS``);
-- a rotation is a running sum in the frame that turns with its permutation, between two gathers
-  whose indices are computed from the step (``linalg.index``) and constant tables;
+- running sums and rotations (``h_t = P h_{t-1} + v_t`` for a permutation ``P``) are a loop over
+  time inside one dispatch (``sums``), each step adding the term to the previous value of the
+  unit ``P`` brings (a constant table);
 - a scaled loop (a constant decay) and a matrix loop are loops over time inside one dispatch
   (``sequence_loop``: an ``scf.for`` per sequence, in a ``flow.dispatch.region``).
 
@@ -37,9 +34,8 @@ operations on tensors in ``backends/mlir_ops.py``.
 
 Every sum is a sum of the layered model's terms, in some order, and nothing else: the rounding
 analysis (``backends/rounding.py``) bounds exactly this arithmetic. Terms a stage adds that the
-layered model does not have are exact zeros: the scans add ``0`` for the steps outside a block's
-prefix, and a stage reads whole earlier parts through columns of ``A`` that are zero except where
-it reads them.
+layered model does not have are exact zeros: a stage reads whole earlier parts through columns of
+``A`` that are zero except where it reads them.
 
 The weights are constants (``dense_resource`` blobs named after the safetensors names, with
 suffixes for the rows of one stage), not function arguments: see docs/target-mlir.md for why.

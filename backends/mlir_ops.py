@@ -58,12 +58,6 @@ class TensorOps:
     def elementwise(self, operands: list, body: Callable, sizes: list, name: str):
         return self.generic([(v, list(range(len(sizes)))) for v in operands], sizes, ["parallel"] * len(sizes), body, name=name)
 
-    def reduction(self, source, source_dims: list[int], sizes: list, loops: int, result_dims: list[int], body: Callable):
-        """A sum over the loop dimensions not in ``result_dims`` (zero to start), ``body(term, sum)``."""
-        zero = self.linalg.fill(self.arith.constant(self.element, 0.0), outs=[self.tensor.empty(sizes, self.element)])
-        iterators = ["parallel" if d in result_dims else "reduction" for d in range(loops)]
-        return self.generic([(source, source_dims)], sizes, iterators, body, result_dims, start=zero)
-
     def generic(self, operands: list, sizes: list, iterators: list[str], body: Callable, result_dims: list[int] | None = None,
                 start=None, name: str | None = None, results: int = 0):
         """A ``linalg.generic`` over ``len(iterators)`` loops: ``operands`` are ``(value, dims)``, read
@@ -161,10 +155,6 @@ class TensorOps:
         with ir.InsertionPoint(padded.region.blocks.append(*[self.index] * rank)):
             tensor.YieldOp(self.arith.constant(self.element, 0.0))
         return padded.result
-
-    def transpose(self, value, permutation: list[int], sizes: list, name: str | None = None):
-        with self.named(name):
-            return self.linalg.transpose(value, outs=[self.tensor.empty(sizes, self.element)], permutation=permutation).results[0]
 
     def broadcast(self, vector, sizes: list, dims: list[int], name: str | None = None):
         """``vector`` repeated along the dimensions ``dims`` of a tensor of ``sizes``."""

@@ -2,7 +2,7 @@
 
 The whole shared table runs through IREE in tests/test_targets.py. Here: every method of the plan
 of a state layer and random transitions against the layered model's interpreter, ``step`` against
-``forward``, sequences long enough for every level of the scan, the module's text (what it holds,
+``forward``, long sequences and batches of several calls, the module's text (what it holds,
 and that it parses back with the bindings to the same module), both dtypes, ``lsrl compile``,
 ``lsrl ir --emit mlir``, the runner in a fresh process that cannot import lsrl, and a machine
 without IREE. IREE compiles take a second or more each, so the models here are few and each is
@@ -27,7 +27,6 @@ from lsrl.backends import Compiled, Options, get_target
 from lsrl.backends.codegen import figures, import_generated
 from lsrl.backends.mlir_code import module_source, runner
 from lsrl.backends.mlir_module import ModelSpec, build_module
-from lsrl.backends.mlir_states import SCAN_BLOCK, SCAN_LEVELS
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
@@ -112,14 +111,14 @@ def test_forward_computes_random_transitions() -> None:
     assert_close(got, model.run(inputs), RTOL["float64"])
 
 
-def test_long_sequences_use_every_level_of_the_scan() -> None:
-    """A running sum and a 3-cycle over more than SCAN_BLOCK ** SCAN_LEVELS steps (blocks of blocks,
-    then the masked sum over the blocks before), and more sequences than one call of the module
-    takes (the runner's chunks), against the interpreter."""
+def test_long_sequences_and_batches_of_several_calls() -> None:
+    """A running sum and a 3-cycle over 3077 steps, and more sequences than one call of the module
+    takes (the runner's chunks), each sequence a workgroup of the loop over time, against the
+    interpreter."""
     transition = Matrix(3, 3, {(0, 0): 1, (1, 2): 1, (2, 1): 1})
     rng = np.random.default_rng(2)
     model = with_readout(random_state_model(rng, 3, transition.entries))
-    steps = 3 * SCAN_BLOCK**SCAN_LEVELS + 5
+    steps = 3077
     inputs = rng.integers(-2, 3, (4, steps, 2)).astype(float)
     compiled = get_target("mlir").build(model, Options(dtype="float64", plan=schedule(model)))
     chunk = import_generated(compiled.files["model.py"]).CHUNK_STEPS

@@ -1,7 +1,7 @@
 """Tokens per second of the mlir target (IREE on the CPU) against the torch and jax targets, and
 the mlir target's compile times.
 
-    python3 benchmarks/mlir_speed.py [--repeat N] [--dtype float32|float64] [--width W]
+    python3 benchmarks/mlir_speed.py [--repeat N] [--dtype float32|float64] [--width W] [--driver local-task|local-sync]
 
 Two programs, compiled for ``mlir``, ``torch`` and ``jax`` and run in the same process on the same
 inputs, for batches 1 and 64 and sequences of 153 and 4096 tokens:
@@ -14,7 +14,9 @@ inputs, for batches 1 and 64 and sequences of 153 and 4096 tokens:
 
 Each figure is the best of ``--repeat`` runs after a warm-up (jax's compiles the jitted forward);
 the three targets are timed in turn, so a busy machine slows them alike. ``x jax`` and ``x torch``
-are the mlir target's tokens/s over theirs. Compile times, per program (float32): the passes to
+are the mlir target's tokens/s over theirs. ``--driver``: IREE's runtime driver of the runner,
+``local-task`` (its thread pool, the runner's default) or ``local-sync`` (the calling thread only,
+which no thread that torch or XLA leaves spinning between the runs delays). Compile times, per program (float32): the passes to
 the layered model, the layered model to the verified MLIR module's text (``module_source``), and
 IREE's compile of that text for ``llvm-cpu`` (``compile_vmfb``).
 """
@@ -28,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from lsrl.backends import get_target
-from lsrl.backends.mlir_code import compile_vmfb, module_source, runner
+from lsrl.backends.codegen import import_generated
+from lsrl.backends.mlir_code import compile_vmfb, module_source
 from lsrl.backends.mlir_module import ModelSpec
 from lsrl.backends.target import Options
 from lsrl.ir.graph import Graph
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure; the best is printed")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--width", type=int, default=128, help="units of the gated layer")
+    parser.add_argument("--driver", default="local-task", choices=("local-task", "local-sync"), help="IREE's runtime driver")
     args = parser.parse_args()
 
     import jax
@@ -91,7 +95,7 @@ def main() -> None:
         "tok2tok": (compile_file(EXAMPLES / "tok2tok.lsrl", {"seq_len": 3, "conditional": "mul"}), Options()),
         f"gated[{args.width}]": (gated_layer(args.width), Options(input_range=(0, 1))),
     }
-    print(f"IREE {VERSION} (llvm-cpu, local-task), torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    print(f"IREE {VERSION} (llvm-cpu, {args.driver}), torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"jax {jax.__version__} on {jax.devices()[0]}; {args.dtype}")
     for name, (graph, options) in programs.items():
         passes, module, iree = compile_times(graph, options)
@@ -101,7 +105,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for name, (graph, options) in programs.items():
         compiled = {target: compile_to(graph, target, options) for target in ("mlir", "torch", "jax")}
-        model = runner(compiled["mlir"], args.dtype)
+        model = import_generated(compiled["mlir"].files["model.py"]).Model(compiled["mlir"].files["model.vmfb"], args.dtype,
+                                                                        args.driver)
         for batch, length in SHAPES:
             tokens = inputs(name.split("[")[0], batch, length, rng)
             seconds = best_seconds(

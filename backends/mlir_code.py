@@ -20,13 +20,8 @@ from typing import Any
 
 import numpy as np
 from lsrl.backends import codegen
-from lsrl.backends.mlir_module import (
-    ELEMENT_TYPES,
-    ModelSpec,
-    build_module,
-    code_attributes,
-    module_text,
-)
+from lsrl.backends.mlir_module import ELEMENT_TYPES, build_module, module_text
+from lsrl.backends.mlir_spec import ModelSpec, code_attributes
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.layered import LayeredModel

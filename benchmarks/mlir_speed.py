@@ -39,7 +39,7 @@ from lsrl.backends.mlir_code import (
     compile_vmfb,
     module_source,
 )
-from lsrl.backends.mlir_module import ModelSpec
+from lsrl.backends.mlir_spec import ModelSpec
 from lsrl.backends.target import Options
 from lsrl.ir.graph import Graph
 from throughput import best_seconds, jax_runner, torch_runner

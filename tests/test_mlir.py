@@ -26,7 +26,8 @@ import pytest
 from lsrl.backends import Compiled, Options, get_target
 from lsrl.backends.codegen import figures, import_generated
 from lsrl.backends.mlir_code import module_source, runner
-from lsrl.backends.mlir_module import ModelSpec, build_module
+from lsrl.backends.mlir_module import build_module
+from lsrl.backends.mlir_spec import ModelSpec
 from lsrl.ir.interpret import run as interpret
 from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix

@@ -586,7 +586,7 @@ def _emit_mlir(graph: Graph, options: Options) -> None:
     """The mlir target's module of the program, lowered as ``lsrl compile --target mlir`` lowers it
     (IREE's bindings imported only now)."""
     from lsrl.backends.mlir_code import module_source
-    from lsrl.backends.mlir_module import ModelSpec
+    from lsrl.backends.mlir_spec import ModelSpec
     from lsrl.targets import lower_for_target
 
     model, _, options = lower_for_target(graph, get_target("mlir"), options)

@@ -204,11 +204,12 @@ def test_the_interpreter_computes_the_reference_layer(name: str, float64_referen
     assert relative_error(run(program(name), x), REFERENCES[name](x)) < FLOAT64_RTOL
 
 
-@pytest.mark.parametrize("target", ["torch", pytest.param("jax", marks=pytest.mark.slow)])  # (jit: seconds a layer)
+# (jax's jit and IREE's compiles: seconds a layer)
+@pytest.mark.parametrize("target", ["torch", pytest.param("jax", marks=pytest.mark.slow), pytest.param("mlir", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", NAMES)
 def test_generated_code_computes_the_reference_layer(name: str, target: str, float64_references) -> None:
-    if target == "jax":
-        pytest.importorskip("jax")
+    for package in {"jax": ["jax"], "mlir": ["iree.compiler", "iree.runtime"]}.get(target, []):
+        pytest.importorskip(package)
     x = inputs(name)
     want = REFERENCES[name](x)
     built = compiled(name, target)
@@ -266,7 +267,7 @@ def test_the_text_form_round_trips(name: str) -> None:
     assert graph_differences(parse_graph(print_graph(program(name))), program(name)) == []
 
 
-@pytest.mark.parametrize("target", [t for t in TARGET_NAMES if t not in ("torch", "jax", "triton")])
+@pytest.mark.parametrize("target", [t for t in TARGET_NAMES if t not in ("torch", "jax", "triton", "mlir")])
 @pytest.mark.parametrize("name", NAMES)
 def test_other_targets_refuse_a_float_layer_at_the_source_line(name: str, target: str) -> None:
     with pytest.raises(LsrlError) as e:

@@ -20,8 +20,8 @@ from lsrl.corpus.cases_lsrl import NOT_A_CONDITION
 from lsrl.corpus.rows import EXAMPLES, Case, Run
 from lsrl.ir.graph import Graph
 
-NO_MAP_LAYERS = "(a map layer); torch, jax and triton can"
-REFUSED_BY = {"lstm": NO_MAP_LAYERS, "gru": NO_MAP_LAYERS, "mamba": NO_MAP_LAYERS, "hawk": NO_MAP_LAYERS, "mlir": NO_MAP_LAYERS,
+NO_MAP_LAYERS = "(a map layer); torch, jax, mlir and triton can"
+REFUSED_BY = {"lstm": NO_MAP_LAYERS, "gru": NO_MAP_LAYERS, "mamba": NO_MAP_LAYERS, "hawk": NO_MAP_LAYERS,
               # (targets without products refuse a product of two real values first)
               "linear-rnn": NOT_A_CONDITION, "rnn": NOT_A_CONDITION}
 

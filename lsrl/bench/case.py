@@ -5,7 +5,9 @@ the case's target with the case's obfuscation applied to the layered model befor
 builds it, and writes the target's files (``model/``, with every hidden unit anonymous), the
 ground truth (``labels.json``, ``graph.json``, ``program.graph.json``; ``module.json`` where the
 target is a stock module: where it holds each layer), the data
-(``data.safetensors``) and ``case.json``.
+(``data.safetensors``) and ``case.json``. A case whose model the compiler cannot stand behind
+(``trust.distrust``) is refused before any of its files is written: its folder holds only
+``case.json``, with the reason.
 """
 
 from __future__ import annotations

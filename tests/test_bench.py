@@ -156,25 +156,31 @@ def test_generate_verify_and_score_end_to_end(tmp_path, capsys):
     out = tmp_path / "suite"
     assert _generate(out) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["built"] == 8 and manifest["failed"] == 0
+    # the random program's mixed recurrences are beyond the rounding analysis: refused as unproven
+    refused = {e["id"] for e in manifest["cases"] if e["error"]}
+    assert refused <= {"random000_s4.torch.mix", "random000_s4.rnn.mix"}
+    assert manifest["built"] == 8 and manifest["refused"] == ({"unproven float64": len(refused)} if refused else {})
     for entry in manifest["cases"]:
         for name, file in entry["files"].items():
             assert hashlib.sha256((out / entry["dir"] / name).read_bytes()).hexdigest() == file["sha256"]
-    # resumable: a second run builds nothing again, and writes the same manifest
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("case.json")}
+    # resumable: a second run builds no built case again (it tries the refused ones again), and
+    # writes the same manifest
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("case.json") if p.parent.name not in refused}
     assert _generate(out) == 0
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("case.json")} == stamps
-    assert json.loads((out / "manifest.json").read_text())["cases"] == manifest["cases"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("case.json") if p.parent.name not in refused} == stamps
+    again = json.loads((out / "manifest.json").read_text())
+    assert [c for c in again["cases"] if not c["error"]] == [c for c in manifest["cases"] if not c["error"]]
+    assert again["refused"] == manifest["refused"]
 
     assert main(["bench", "verify", str(out)]) == 0
     report = json.loads((out / "verify.json").read_text())
     assert all(c["iia"] == 1.0 and c["target_agrees"] for c in report["cases"])
     assert all(c["module"]["iia"] == 1.0 for c in report["cases"] if c["target"] == "torch")
-    assert sum(c["target"] == "torch" for c in report["cases"]) == 4
+    assert len(report["cases"]) == 8 - len(refused) and report["failing"] == 0
 
     # a submission claiming exactly the labelled units of the unobfuscated cases, and one wrong claim
     claims = {}
-    for entry in manifest["cases"]:
+    for entry in (e for e in manifest["cases"] if not e["error"]):
         labels = json.loads((out / entry["dir"] / "labels.json").read_text())
         if entry["obfuscation"] == "none":
             claims[entry["id"]] = {"units": [
@@ -221,15 +227,18 @@ def test_score_checks_directions(tmp_path):
 
 def test_generate_records_a_refused_case_and_builds_the_others(tmp_path):
     out = tmp_path / "suite"
-    assert main(["bench", "generate", "--out", str(out), "--programs", "gates.lsrl", "--targets", "torch,rnn"]) == 0
+    command = ["bench", "generate", "--out", str(out), "--programs", "gated/hold_register.lsrl", "--targets", "torch,rnn"]
+    assert main(command) == 0
     cases = {c["id"]: c for c in json.loads((out / "manifest.json").read_text())["cases"]}
-    assert cases["gates.torch.none"]["error"] is None
-    assert case("gates").refused_by["rnn"] in cases["gates.rnn.none"]["error"]
+    assert cases["hold_register.torch.none"]["error"] is None
+    refused = cases["hold_register.rnn.none"]
+    assert case("hold_register").refused_by["rnn"] in refused["error"] and refused["refused"] == "compiler refusal"
     # continuing the run builds the failed case again, not the built one
     stamps = {name: (out / "cases" / name / "case.json").stat().st_mtime_ns for name in cases}
-    assert main(["bench", "generate", "--out", str(out), "--programs", "gates.lsrl", "--targets", "torch,rnn"]) == 0
+    assert main(command) == 0
     again = {name: (out / "cases" / name / "case.json").stat().st_mtime_ns for name in cases}
-    assert again["gates.torch.none"] == stamps["gates.torch.none"] and again["gates.rnn.none"] != stamps["gates.rnn.none"]
+    assert again["hold_register.torch.none"] == stamps["hold_register.torch.none"]
+    assert again["hold_register.rnn.none"] != stamps["hold_register.rnn.none"]
 
 
 def test_ray_executor_is_refused_without_ray(tmp_path, capsys):

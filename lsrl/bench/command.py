@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from lsrl.errors import UsageError
+from lsrl.errors import LsrlError, UsageError
 
 BENCH_EPILOG = """\
 example:
@@ -76,22 +76,36 @@ def _generate(args: argparse.Namespace, sources: dict) -> None:
     options = {k: getattr(args, k) for k in ("programs", "random", "size", "gated", "targets", "obfuscate", "datasets",
                                              "seed")}
     manifest = generate(args.out, specs, options, args.workers, args.executor, ProgressBar())
-    print(f"{args.out}: {manifest['built'] - manifest['failed']} cases built, {manifest['failed']} failed, "
-          f"{manifest['bytes'] / 1e6:.1f} MB (manifest.json)")
+    reasons = ", ".join(f"{n} {reason}" for reason, n in manifest["refused"].items())
+    print(f"{args.out}: {manifest['built'] - manifest['failed']} cases built, {manifest['failed']} refused"
+          f"{f' ({reasons})' if reasons else ''}, {manifest['bytes'] / 1e6:.1f} MB (manifest.json)")
 
 
 def _verify(args: argparse.Namespace, sources: dict) -> None:
     from lsrl.bench.generate import ProgressBar
     from lsrl.bench.verify import verify
 
-    summary = _suite_call(verify, args.suite, ProgressBar())
-    print(f"{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'in module':>9} {'out of domain':>13} "
-          f"{'min IIA':>8} {'target off':>10} {'errors':>6} {'unproven f64':>12} {'their min IIA':>13}")
+    summary = _suite_call(verify, args.suite, ProgressBar("failing"))
+    print(f"{'case':<44} {'interventions':>13} {'IIA':>6} {'in module':>9} {'IIA':>6} {'target':>6}")
+    for case in summary["cases"]:
+        module = case.get("module", {})
+        print(f"{case['id']:<44} {case.get('interventions', 0):>13} {_ratio(case.get('iia')):>6} "
+              f"{module.get('interventions', 0):>9} {_ratio(module.get('iia')):>6} "
+              f"{'ok' if case.get('target_agrees') else 'off':>6}"
+              + "".join(f"\n    FAILS: {why}" for why in case["failures"]))
+    print(f"\n{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'in module':>9} {'out of domain':>13} "
+          f"{'min IIA':>8} {'target off':>10} {'unproven f64':>12} {'errors':>6} {'failing':>7}")
     for key, row in sorted(summary["table"].items()):
-        low, low_unproven = (("-" if v is None else f"{v:.4f}") for v in (row["min_iia"], row["min_iia_unproven"]))
         print(f"{key:<20} {row['cases']:>5} {row['interventions']:>13} {row['in_module']:>9} {row['out_of_domain']:>13} "
-              f"{low:>8} {row['target_disagrees']:>10} {row['errors']:>6} {row['unproven']:>12} {low_unproven:>13}")
+              f"{_ratio(row['min_iia'], 4):>8} {row['target_disagrees']:>10} {row['unproven']:>12} {row['errors']:>6} "
+              f"{row['failing']:>7}")
     print(f"per case: {args.suite}/verify.json")
+    cases = len(summary["cases"])
+    if summary["failing"]:
+        raise LsrlError(f"{summary['failing']} of {cases} cases of {args.suite} fail verification (IIA below 1.0, "
+                        f"target off, unproven float64 or not verified: the FAILS lines above): their ground truth "
+                        f"is not verified")
+    print(f"all {cases} cases verified: IIA 1.0 at every level, every target's outputs within the stated bound")
 
 
 def _score(args: argparse.Namespace, sources: dict) -> None:
@@ -111,8 +125,8 @@ def _score(args: argparse.Namespace, sources: dict) -> None:
     print("overall: " + json.dumps(result["overall"]))
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _ratio(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _suite_call(function, suite: str, *more):

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-from lsrl.backends import head_code
+from lsrl.backends import head_code, mesa_code
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.target import Compiled, Options, Target, base_config
 from lsrl.ir.heads import STATE_HEADS
@@ -89,6 +89,12 @@ class Syntax(ABC):
     def concat(self, arrays: Sequence[str]) -> str:
         """The arrays joined along their last axis (one array: itself)."""
 
+    def gated_lines(self, layer: Layer, plan: LayerPlan) -> list[str]:
+        """A gated layer on ``x``: its gate ``a_t``, then the recurrence in the plan's form (a
+        target may read the affine maps inside its recurrence instead: ``triton``)."""
+        return [f"a = {affine_of(layer, self, 'W2', 'b2')}  # the gate a_t of every step",
+                f"x = {_gated_call(plan, affine_of(layer, self), 'a', self.weight('init'))}"]
+
     def index(self, units: Sequence[int]) -> str:
         """A slice ``a:b`` where the units are contiguous, else a list of positions."""
         if list(units) == list(range(units[0], units[0] + len(units))):
@@ -114,21 +120,35 @@ class Syntax(ABC):
 
 
 # --- the code of each layer ------------------------------------------------------------------------------
-def affine_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> str:
-    """``W x + b`` of the layer on ``x``: a matrix product, except where every row of W has at
-    most one non-zero entry (units passed on, picked or scaled, as most rows of head and map
-    layers are): then the picked columns of x times those entries (read from W), the same
-    numbers without the product's work."""
+def gather_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> tuple[list[int], str | None, str | None] | None:
+    """``W x + b`` as the columns of ``x`` it picks, the entries that scale them (None: all 1) and
+    the bias (None: all 0), where every row of W has at most one non-zero entry (units passed on,
+    picked or scaled, as most rows of head and map layers are; an empty row picks column 0 and
+    scales it by its 0); None where a row has more (a matrix product)."""
     w, matrix = syntax.weight, layer.attrs[weight]
     rows = matrix.row_items()
     if any(len(row) > 1 for row in rows):
-        return syntax.linear("x", w(weight), w(bias))
+        return None
     columns = [row[0][0] if row else 0 for row in rows]
-    value = syntax.columns("x", columns, matrix.cols)
+    scale = None
     if not all(len(row) == 1 and row[0][1] == 1 for row in rows):
-        value += f" * {w(weight)}[{syntax.index_list(range(len(rows)))}, {syntax.index_list(columns)}]"
-    if any(v != 0 for v in layer.attrs[bias]):
-        value += f" + {w(bias)}"
+        scale = f"{w(weight)}[{syntax.index_list(range(len(rows)))}, {syntax.index_list(columns)}]"
+    return columns, scale, w(bias) if any(v != 0 for v in layer.attrs[bias]) else None
+
+
+def affine_of(layer: Layer, syntax: Syntax, weight: str = "W", bias: str = "b") -> str:
+    """``W x + b`` of the layer on ``x``: a matrix product, except where :func:`gather_of` finds
+    picked columns: then those columns of x times their entries, the same numbers without the
+    product's work."""
+    gather = gather_of(layer, syntax, weight, bias)
+    if gather is None:
+        return syntax.linear("x", syntax.weight(weight), syntax.weight(bias))
+    columns, scale, shift = gather
+    value = syntax.columns("x", columns, layer.attrs[weight].cols)
+    if scale is not None:
+        value += f" * {scale}"
+    if shift is not None:
+        value += f" + {shift}"
     return value
 
 
@@ -168,28 +188,53 @@ def forward_lines(model: LayeredModel, plan: Plan, syntax: Syntax) -> list[str]:
     lines: list[str] = []
     width = model.d_in
     for i, layer in enumerate(model.layers):
-        lines += layer_comment(i, layer, width)
-        if layer.kind in ("state", "gated", "delta"):
-            lines.append(f"# {plan.of(i).describe()}")
-        lines.append(syntax.bind_layer(i))
-        if layer.kind == "state":
-            lines += _state_forward_lines(layer, plan.of(i), syntax)
-        elif layer.kind == "map":
-            lines += map_lines(layer, syntax)
-        elif layer.kind == "gated":
-            w = syntax.weight
-            lines.append(f"a = {affine_of(layer, syntax, 'W2', 'b2')}  # the gate a_t of every step")
-            lines.append(f"x = {_gated_call(plan.of(i), affine_of(layer, syntax), 'a', w('init'))}")
-        elif layer.kind in STATE_HEADS:
-            lines.append(f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(i))}")
-        elif layer.kind == "solve":
-            lines.append(f"x = {_heads_call(layer, syntax)}")
-        else:
-            lines.append(f"x = {layer_expression(layer, syntax)}")
+        lines += layer_comment(i, layer, width) + plan_comment(i, layer, plan)
+        lines += layer_lines(model, i, plan, syntax)
         tap = syntax.tap(i)
         lines += [tap, ""] if tap else [""]
         width = layer.width
     return lines[:-1]
+
+
+def plan_comment(index: int, layer: Layer, plan: Plan) -> list[str]:
+    """The comment naming the form of a state layer's plan."""
+    return [f"# {plan.of(index).describe()}"] if layer.kind in ("state", "gated", "delta") else []
+
+
+def layer_lines(model: LayeredModel, index: int, plan: Plan, syntax: Syntax) -> list[str]:
+    """The code of layer ``index`` in ``forward``: from ``x``, its input, to ``x``, its output."""
+    layer = model.layers[index]
+    lines = [syntax.bind_layer(index)]
+    if layer.kind == "state":
+        lines += _state_forward_lines(layer, plan.of(index), syntax)
+    elif layer.kind == "map":
+        lines += map_lines(layer, syntax)
+    elif layer.kind == "gated":
+        lines += syntax.gated_lines(layer, plan.of(index))
+    elif layer.kind in STATE_HEADS:
+        lines += _state_heads_lines(model, plan, index, syntax)
+    elif layer.kind == "solve" and mesa_code.solved(model, plan, index):
+        lines.append(f"x = {mesa_code.solve_call(model, plan, index, affine_of(layer, syntax), syntax.weight('shift'))}")
+    elif layer.kind == "solve":
+        lines.append(f"x = {_heads_call(layer, syntax)}")
+    else:
+        lines.append(f"x = {layer_expression(layer, syntax)}")
+    return lines
+
+
+def _state_heads_lines(model: LayeredModel, plan: Plan, index: int, syntax: Syntax) -> list[str]:
+    """A matrix or delta layer in ``forward``: its heads, except those whose states the next layer
+    solves by chunks (``mesa_code``), which it computes only where a ``tap`` may see them."""
+    layer, layer_plan = model.layers[index], plan.of(index)
+    every = head_code.call(layer, affine_of(layer, syntax), None, layer_plan)
+    left_out = mesa_code.left_out(model, plan, index)
+    if not left_out:
+        return [f"x, _ = {every}"]
+    kept = head_code.call(layer, affine_of(layer, syntax), None, layer_plan, left_out)
+    if syntax.tap(index) is None:
+        return ["# the states of the heads the next layer solves by chunks are not formed", f"x, _ = {kept}"]
+    return ["# the states of the heads the next layer solves by chunks are formed only for a tap",
+            f"x, _ = {every} if tap is not None else {kept}"]
 
 
 def _gated_call(plan: LayerPlan, driven: str, gate: str, init: str) -> str:
@@ -297,12 +342,13 @@ def step_lines(model: LayeredModel, syntax: Syntax) -> list[str]:
 HELPERS = (
     "previous", "delay_lines", "running_sum", "rotation", "scaled_recurrence", "gated_recurrence", "heads_layer",
     "matrix_recurrence", "state_heads", "chunks", "associative_scan", "gated_chunk", "gated_scan", "matrix_chunk",
-    "matrix_scan", "head_forms",
+    "matrix_scan", "head_forms", "solve_chunk",
 )
 # the helpers each helper calls
 _HELPER_NEEDS = {
     "gated_chunk": ("chunks",), "matrix_chunk": ("chunks",), "gated_scan": ("associative_scan",),
     "matrix_scan": ("associative_scan",), "head_forms": ("chunks", "associative_scan"),
+    "solve_chunk": ("heads_layer", "head_forms", "chunks", "associative_scan"),
 }
 
 
@@ -338,6 +384,8 @@ def helpers_used(model: LayeredModel, plan: Plan) -> list[str]:
                 used.add("delay_lines")
             if stage.depth or stage.reads:
                 used.add("previous")
+    if any(mesa_code.solved(model, plan, i) for i in range(len(model.layers))):
+        used.add("solve_chunk")
     used |= {needed for name in used for needed in _HELPER_NEEDS.get(name, ())}
     return [name for name in HELPERS if name in used]
 

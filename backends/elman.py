@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 from lsrl.backends.rounding import stated_rounding
 from lsrl.backends.stacking import Decoding, block_matrix, padded, stack
-from lsrl.backends.target import Compiled, Options, Target, base_config
+from lsrl.backends.target import Compiled, LayerReading, Options, Target, base_config
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import ONE, ZERO, Number, add
@@ -65,11 +65,30 @@ def elman_layers(model: LayeredModel, target: str) -> tuple[list[ElmanLayer], Ma
             decoding = Decoding.identity(layer.width)
         else:
             layers.append(_split_state(layer, weight, bias))
-            eye = Matrix.eye(layer.width)
-            decoding = Decoding(block_matrix([[eye, eye.scaled(-ONE)]]), layer.attrs["init"])
+            decoding = _pairs(layer.width, layer.attrs["init"])
     readout = stacked.layers[-1]
     weight, bias = decoding.read(readout.attrs["W"], readout.attrs["b"])
     return layers, weight, bias
+
+
+def _pairs(width: int, offset: tuple[Number, ...]) -> Decoding:
+    """Values held as positive parts (the first ``width`` units) and negative parts, plus ``offset``."""
+    eye = Matrix.eye(width)
+    return Decoding(block_matrix([[eye, eye.scaled(-ONE)]]), tuple(offset))
+
+
+def layer_readings(model: LayeredModel) -> list[LayerReading]:
+    """Where each hidden layer of ``model`` is in the stock module: Elman layer i holds layer i
+    (``stack`` keeps the layers in order), a ReLU layer as its units, a state layer as the parts
+    of ``h - init``, an affine layer as the parts of its values (``stacking``)."""
+    readings = []
+    for i, layer in enumerate(model.layers[:-1]):
+        if layer.kind == "relu":
+            decoding = Decoding.identity(layer.width)
+        else:
+            decoding = _pairs(layer.width, layer.attrs["init"] if layer.kind == "state" else (ZERO,) * layer.width)
+        readings.append(LayerReading(i, decoding.matrix, decoding.offset))
+    return readings
 
 
 def arithmetic_model(model: LayeredModel, target: str) -> LayeredModel:
@@ -145,7 +164,7 @@ class ElmanTarget(Target):
         }
         # the Elman layers read each state unit as its two parts: twice the terms of each sum
         config["error_bound"] = stated_rounding(arithmetic_model(model, self.name), options, term_factor=2)
-        return Compiled(self.name, config, tensors, figures=figures)
+        return Compiled(self.name, config, tensors, figures=figures, readings=layer_readings(model))
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         import torch

@@ -63,6 +63,7 @@ from lsrl.backends.stacking import Decoding
 from lsrl.backends.target import (
     UNIT_ROUNDOFF,
     Compiled,
+    LayerReading,
     Options,
     Target,
     base_config,
@@ -558,6 +559,7 @@ class CellLayer:
     weight_hh: dict[str, Matrix]
     bias: dict[str, tuple[Number, ...]]
     labels: tuple[str, ...]
+    values: Decoding  # how the layered model's values are read from the cells' outputs h
 
 
 @dataclass
@@ -635,7 +637,7 @@ def _cell_layer(cells: Cells, previous: Decoding, own: Decoding) -> CellLayer:
         recurrent, recurrent_bias = own.read(h, (ZERO,) * n)
         weight_hh[gate] = recurrent + direct
         bias[gate] = tuple(add(u, v) for u, v in zip(input_bias, recurrent_bias))
-    return CellLayer(weight_ih, weight_hh, bias, tuple(cells.labels))
+    return CellLayer(weight_ih, weight_hh, bias, tuple(cells.labels), own)
 
 
 # --- the error bound of the stock construction ---------------------------------------------------------------
@@ -693,7 +695,10 @@ class GatedRNNTarget(Target):
         variant = options.variant or STOCK
         cells = cell_model(model, CONSTRUCTIONS[(self.name, variant)], layer_bounds(model, options))
         hidden = max(len(layer.labels) for layer in cells.layers)
-        tensors = self._tensors(model, cells, hidden)
+        try:
+            tensors = self._tensors(model, cells, hidden)
+        except OverflowError:  # (a readout that divides out cell scales beyond what float64 holds)
+            raise LsrlError(f"the {self.name} target's weights would need a number beyond float64's range") from None
         config = base_config(self, model, options)
         config[self.name] = {
             "input_size": model.d_in, "hidden_size": hidden, "num_layers": len(cells.layers), "batch_first": True,
@@ -721,7 +726,10 @@ class GatedRNNTarget(Target):
         # layered model's (the construction's own analysis follows only the saturated gates)
         config["error_bound"] = stated_rounding(model, options, construction=stated)
         figures.update({f"error_bound_{dtype}": config["error_bound"][dtype] for dtype in stated})
-        return Compiled(self.name, config, tensors, {}, figures=figures)
+        # cell layer k holds layer k (cell_model): for lsrl bench's interventions inside the module
+        readings = [LayerReading(k, layer.values.matrix, layer.values.offset)
+                    for k, layer in enumerate(cells.layers[: len(model.layers) - 1])]
+        return Compiled(self.name, config, tensors, {}, figures=figures, readings=readings)
 
     def _tensors(self, model: LayeredModel, cells: CellModel, hidden: int) -> dict[str, np.ndarray]:
         gates = GATES[self.name]

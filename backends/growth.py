@@ -2,7 +2,9 @@
 
 ``grow_compiled(compiled, sizes, init, seed)`` returns a model of the same target whose sizes (the
 target's constructor arguments: ``hidden_size``, ``num_layers``; ``d_model``, ``d_inner``,
-``d_state``, ``dt_rank``, ``n_layer``) are at least ``sizes``, computing what ``compiled`` computes.
+``d_state``, ``dt_rank``, ``n_layer``; ``hidden_size``, ``lru_width``, ``intermediate_size``,
+``num_hidden_layers``; ``state_size``, ``num_blocks``) are at least ``sizes``, computing what
+``compiled`` computes; new layers go before layer ``at`` (on top by default).
 The weights a proof needs are zero, a copy or the identity; every other new weight is drawn from
 ``init`` (``ir.free_weights``). New weights are named as the target names them, so the grown model
 loads and runs exactly as a compiled one does. Each target's expansions live in its own module
@@ -26,6 +28,8 @@ _MODULES = {
     "lstm": "lsrl.backends.growth_rnn",
     "gru": "lsrl.backends.growth_rnn",
     "mamba": "lsrl.backends.growth_mamba",
+    "hawk": "lsrl.backends.growth_hawk",
+    "linear-rnn": "lsrl.backends.growth_linear_rnn",
 }
 GROWABLE = tuple(_MODULES)
 PROBE_BATCH, PROBE_STEPS = 4, 32  # the random sequences a grown model is checked on
@@ -36,28 +40,44 @@ def size_names(target: str) -> tuple[str, ...]:
     return _module(target).SIZES
 
 
+def setting_names(target: str) -> tuple[str, ...]:
+    """What a target's growth may also set that is not a size (hawk's ``num_attention_heads``)."""
+    return getattr(_module(target), "SETTINGS", ())
+
+
 def current_sizes(compiled: Compiled) -> dict[str, int]:
     return _module(compiled.target).sizes(compiled.config)
 
 
-def grow_compiled(compiled: Compiled, sizes: Mapping[str, int], init: Initializer, seed: int = 0) -> Compiled:
-    """``compiled`` grown to ``sizes`` (missing names keep their value); refuses shrinking."""
+def grow_compiled(compiled: Compiled, sizes: Mapping[str, int], init: Initializer, seed: int = 0,
+                  at: int | None = None) -> Compiled:
+    """``compiled`` grown to ``sizes`` (missing names keep their value), its new layers inserted
+    before layer ``at`` (None: on top); refuses shrinking. A target's settings (``SETTINGS``: hawk's
+    ``num_attention_heads``) may also be given; they are not sizes, and may go down."""
     module = _module(compiled.target)
+    settings = setting_names(compiled.target)
     if compiled.checkpoint is not None:
         raise LsrlError(f"this {compiled.target} model is a transformers checkpoint (--format hf): grow the "
                         "target's own format (lsrl compile without --format) instead")
-    unknown = set(sizes) - set(module.SIZES)
+    unknown = set(sizes) - set(module.SIZES) - set(settings)
     if unknown:
         raise LsrlError(f"the {compiled.target} target has no size {', '.join(sorted(unknown))} "
                         f"(its sizes: {', '.join(module.SIZES)})")
     now = module.sizes(compiled.config)
-    smaller = [f"{name} {value} < {now[name]}" for name, value in sizes.items() if value < now[name]]
+    smaller = [f"{name} {value} < {now[name]}" for name, value in sizes.items()
+               if name not in settings and value < now[name]]
     if smaller:
         raise LsrlError(f"growth cannot shrink a model: {', '.join(smaller)}")
-    grown = module.grow(compiled, {**now, **sizes}, np.random.default_rng(seed), init)
+    depth = module.SIZES[-1]
+    at = now[depth] if at is None else at
+    if not 0 <= at <= now[depth]:
+        raise LsrlError(f"cannot insert layers before layer {at}: the {compiled.target} model has {now[depth]} "
+                        f"({depth}), so the position lies in 0..{now[depth]}")
+    wanted = {**{k: v for k, v in now.items() if k not in settings}, **sizes}  # settings only where given
+    grown = module.grow(compiled, wanted, np.random.default_rng(seed), init, at)
     difference = probe_difference(compiled, grown, seed)
     grown.config["growth"] = compiled.config.get("growth", []) + [
-        {"from": now, "to": module.sizes(grown.config), "init": str(init), "seed": seed,
+        {"from": now, "to": module.sizes(grown.config), "inserted_at": at, "init": str(init), "seed": seed,
          "probe_max_difference": difference}]
     return grown
 

@@ -165,6 +165,7 @@ class _HawkPlanner(_Planner):
     def __init__(self, model: LayeredModel, options: Options):
         super().__init__(model, options)
         self.steps: list[Step] = []
+        self.layer_steps: list[Step] = []  # per layer, the step whose output holds it (in its first units)
         self.dtype = options.dtype  # the accumulators' construction depends on it
 
     def _out_box(self, i: int) -> list[float]:
@@ -174,6 +175,7 @@ class _HawkPlanner(_Planner):
         for i, layer in enumerate(self.model.layers):
             getattr(self, f"_h_{layer.kind}")(i, layer)
             self.steps[-1].facts = self._facts(f"layer{i}")
+            self.layer_steps.append(self.steps[-1])
         return self.steps
 
     def _h_affine(self, i: int, layer: Layer) -> None:
@@ -468,7 +470,7 @@ class HawkTarget(DiagonalTarget):
     dtype_specific = True  # the accumulators' weights
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        model = self.diagonal(model, options)
+        original, model = model, self.diagonal(model, options)
         if options.format is not None:
             # transformers scans in float32 in every dtype: the float32 accumulators (backends/hf.py)
             planner = _HawkPlanner(model, replace(options, dtype="float32"))
@@ -503,7 +505,11 @@ class HawkTarget(DiagonalTarget):
             "state_size": lru * len(layers), "conv_state_size": (CONV_WIDTH - 1) * lru * len(layers),
             "parameters": int(sum(v.size for v in tensors.values())),
         }
-        return self.compiled(config, tensors, figures, planner, options)
+        compiled = self.compiled(config, tensors, figures, planner, options)
+        # stage 2p is pair p's recurrent block, 2p + 1 its MLP block
+        stage = {id(step): 2 * p + k for p, pair in enumerate(layers) for k, step in enumerate(pair)}
+        compiled.readings = self.readings(original, model, [stage[id(step)] for step in planner.layer_steps])
+        return compiled
 
 
 TARGETS = {"hawk": HawkTarget()}

@@ -14,8 +14,11 @@ list, or None where the heads emit their states; ``out``: the ``[heads][n]`` uni
 fill; ``state``: the ``[heads][keys * values]`` positions of each head's state in the layer's
 state (the heads' states one after the other, row by row), which ``step`` passes between tokens.
 
-The generated helper ``state_heads(u, kind, groups, state)`` (one per target, in
-``torch_code``/``jax_code``) returns the layer's output and its last state.
+The generated helper ``state_heads(u, kind, groups, state)`` returns the layer's output and its
+last state: it gathers each group's operands and puts back what ``group_heads(kind, parts, q, s)``
+computes for the group (here for torch and jax; the triton target has its own ``group_heads``).
+The jax target's ``forward`` calls ``group_heads`` itself, with operands read where they were
+computed (``backends/jax_forward.py``).
 """
 
 from __future__ import annotations
@@ -36,11 +39,15 @@ def _operand_runs(head: heads.MatrixHead | heads.DeltaHead) -> list[tuple[int, i
     return [(head.alpha, 1), (head.beta, 1), (head.key, head.keys), (head.value, head.values)]
 
 
-def head_groups(layer: Layer) -> list[Group]:
-    """The layer's heads grouped by shape, as index lists (see the module's docstring)."""
+def head_groups(layer: Layer, left_out: frozenset[int] = frozenset()) -> list[Group]:
+    """The layer's heads grouped by shape, as index lists (see the module's docstring), without
+    the heads whose first output unit is in ``left_out`` (their outputs stay ``u``; the state
+    positions are then those of the heads kept: ``forward`` discards the last state)."""
     groups: dict[tuple, list[tuple[heads.Head, int]]] = {}
     offset = 0
     for head in heads.decode(layer.kind, layer.attrs["heads"]):
+        if head.out in left_out:
+            continue
         shape = (tuple(n for _, n in _operand_runs(head)), head.query == heads.NO_QUERY)
         groups.setdefault(shape, []).append((head, offset))
         offset += head.keys * head.values
@@ -56,12 +63,13 @@ def head_groups(layer: Layer) -> list[Group]:
     return planned
 
 
-def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None) -> str:
+def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None,
+         left_out: frozenset[int] = frozenset()) -> str:
     """The generated call of ``state_heads`` for the layer, on its units ``u``; it gives
     ``(output, last state)``, in the form of the layer's ``plan`` (``forward``; the recurrent form
-    without one)."""
+    without one), without the heads ``left_out`` (:func:`head_groups`)."""
     form = f", {plan.form!r}, {plan.chunk}" if plan is not None and plan.form != RECURRENT else ""
-    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'}{form})"
+    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer, left_out)!r}, {state or 'None'}{form})"
 
 
 def head_states(layers: Sequence[Layer]) -> dict[int, int]:
@@ -122,49 +130,52 @@ JAX_HELPER = '''
 def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
     """A matrix or delta layer: u = W x + b [batch, time, width], with its heads' units filled.
     Each group of heads of one shape (operands, query, out, state: index lists into u and the
-    layer's state) runs as one scan over time (or in the chunk form of size steps, or the
-    associative scan form: head_form) on S [batch, heads, keys, values], from the
-    group's part of state (zeros before the first token): a matrix head
-    S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
-    S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
-    where the heads have a query, else S_t row by row. Returns the output and the last state."""
+    layer's state) runs through group_heads on S [batch, heads, keys, values], from the group's
+    part of state (zeros before the first token). Returns the output and the last state."""
     x = u
     batch = u.shape[0]
     last = jnp.zeros((batch, sum(len(entries) for group in groups for entries in group[3])), u.dtype)
     for operands, query, out, entries in groups:
-        over_time = [jnp.swapaxes(u[..., np.array(index)], 0, 1) for index in operands]  # [time, batch, heads, n]
-        if query is not None:
-            over_time.append(jnp.swapaxes(u[..., np.array(query)], 0, 1))
+        parts = [u[..., np.array(index)] for index in operands]  # [batch, time, heads, n]
+        q = u[..., np.array(query)] if query is not None else None
         keys, values = len(operands[-2][0]), len(operands[-1][0])
         where = np.array(entries).reshape(-1)
         start = (state[:, where] if state is not None else jnp.zeros((batch, where.size), u.dtype))
-        if form != "recurrent":
-            parts = [u[..., np.array(index)] for index in operands]
-            q = u[..., np.array(query)] if query is not None else None
-            emitted, s = head_form(kind, parts, q, start.reshape(batch, -1, keys, values), form, size)
-            x = x.at[..., np.array(out).reshape(-1)].set(emitted.reshape(*emitted.shape[:2], -1))
-            last = last.at[:, where].set(s.reshape(batch, -1))
-            continue
-
-        def one_step(s, step):
-            if kind == "matrix":
-                d, k, v = step[:3]
-                s = d[..., None] * s + k[..., :, None] * v[..., None, :]
-            else:
-                alpha, beta, k, v = step[:4]
-                kept = alpha[..., None] * s
-                written = beta * (v - jnp.einsum("bhk,bhkv->bhv", k, kept, precision=HIGHEST))
-                s = kept + k[..., :, None] * written[..., None, :]
-            if query is None:
-                return s, s.reshape(*s.shape[:2], -1)
-            return s, jnp.einsum("bhk,bhkv->bhv", step[-1], s, precision=HIGHEST)
-
-        s, emitted = jax.lax.scan(one_step, start.reshape(batch, -1, keys, values), tuple(over_time))
-        emitted = jnp.swapaxes(emitted, 0, 1)
+        emitted, s = group_heads(kind, parts, q, start.reshape(batch, -1, keys, values), form, size)
         # the emitted units put in place by a gather (XLA runs a scatter into x many times slower)
         order = np.arange(x.shape[-1])
         order[np.array(out).reshape(-1)] = x.shape[-1] + np.arange(np.size(out))
         x = jnp.concatenate([x, emitted.reshape(*emitted.shape[:2], -1)], axis=-1)[..., order]
         last = last.at[:, where].set(s.reshape(batch, -1))
     return x, last
+
+
+def group_heads(kind, parts, q, s, form="recurrent", size=0):
+    """Heads of one shape over the whole sequence: one scan over time (or in the chunk form of
+    size steps, or the associative scan form: head_form) from S = s [batch, heads, keys, values]:
+    a matrix head S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
+    S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
+    where the heads have a query, else S_t row by row. parts (the operands) and q are
+    [batch, time, heads, n]. Returns [batch, time, heads, n] and the last S."""
+    if form != "recurrent":
+        return head_form(kind, parts, q, s, form, size)
+    operands = (*parts, *([] if q is None else [q]))
+
+    def one_step(s, t):
+        # each step's operands taken in the loop: no copy of the operands with time first
+        step = [jax.lax.dynamic_index_in_dim(operand, t, axis=1, keepdims=False) for operand in operands]
+        if kind == "matrix":
+            d, k, v = step[:3]
+            s = d[..., None] * s + k[..., :, None] * v[..., None, :]
+        else:
+            alpha, beta, k, v = step[:4]
+            # (alpha S')^T k as alpha (S'^T k): XLA then passes over S once per step, not twice
+            written = beta * (v - alpha * jnp.einsum("bhk,bhkv->bhv", k, s, precision=HIGHEST))
+            s = alpha[..., None] * s + k[..., :, None] * written[..., None, :]
+        if q is None:
+            return s, s.reshape(*s.shape[:2], -1)
+        return s, jnp.einsum("bhk,bhkv->bhv", step[-1], s, precision=HIGHEST)
+
+    s, emitted = jax.lax.scan(one_step, s, jnp.arange(parts[0].shape[1]))
+    return jnp.swapaxes(emitted, 0, 1), s
 '''

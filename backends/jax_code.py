@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
-from lsrl.backends import codegen, head_code, head_forms
+from lsrl.backends import codegen, head_code, head_forms, jax_forward, mesa_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -114,10 +114,15 @@ def solve_system(a, q, steps):
     """a^-1 q: directly (steps 0), or by steps conjugate-gradient steps from 0 (a symmetric positive definite)."""
     if steps == 0:
         return jnp.linalg.solve(a, q[..., None])[..., 0]
+    return conjugate_gradient(lambda p: jnp.einsum("...ij,...j->...i", a, p, precision=HIGHEST), q, steps)
+
+
+def conjugate_gradient(apply, q, steps):
+    """steps conjugate-gradient steps from 0 on A x = q, apply(p) = A p (A symmetric positive definite)."""
     x, r = jnp.zeros_like(q), q
     p, rr = r, (r * r).sum(-1)
     for _ in range(steps):
-        ap = jnp.einsum("...ij,...j->...i", a, p, precision=HIGHEST)
+        ap = apply(p)
         alpha = jnp.where(rr > 0, rr / (p * ap).sum(-1), 0.0)
         x, r = x + alpha[..., None] * p, r - alpha[..., None] * ap
         following = (r * r).sum(-1)
@@ -224,6 +229,7 @@ def matrix_scan(v, A, init):
 ''',
     "head_forms": head_forms.JAX,
     "state_heads": head_code.JAX_HELPER,
+    "solve_chunk": mesa_code.JAX_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a scan over time of batched matrix products."""
@@ -296,7 +302,7 @@ def generate_source(model: LayeredModel, plan: Plan) -> str:
         "(lsrl compile PROGRAM --target jax -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 4)
+    forward = codegen.indent(jax_forward.forward_lines(model, plan, syntax), 4)
     step = codegen.indent(codegen.step_lines(model, syntax), 4)
     helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     # numpy builds index arrays (constants under jit); a model that needs none does not import it

@@ -47,6 +47,7 @@ from lsrl.backends.target import (
     DTYPES,
     UNIT_ROUNDOFF,
     Compiled,
+    LayerReading,
     Options,
     Target,
     analysis_range,
@@ -171,6 +172,7 @@ class _Planner:
                 self.ranges[f"layer{i}/{name}"], self.integer[f"layer{i}/{name}"] = operand, integer
         self.max_len = options.max_len
         self.blocks: list[Block] = []
+        self.layer_blocks: list[int] = []  # per layer, the block whose output holds it (in its first units)
         self.error = np.zeros((len(DTYPES), model.d_in))  # per dtype, a bound on each unit's error so far
 
     def bounds(self) -> dict[str, float]:
@@ -178,7 +180,11 @@ class _Planner:
         return {dtype: float(np.max(self.error[k], initial=0.0)) for k, dtype in enumerate(DTYPES)}
 
     def _bounds(self, node_name: str) -> list[tuple[float, float]]:
-        return [(float(i.lo), float(i.hi)) for i in self.ranges[node_name]]
+        try:
+            return [(float(i.lo), float(i.hi)) for i in self.ranges[node_name]]
+        except OverflowError:  # no power-of-two scale of a channel holds such a value in float64
+            raise LsrlError(f"the range analysis bounds a value of {node_name} beyond float64's range, which no "
+                            "channel of this target holds") from None
 
     def _input_box(self, i: int) -> list[float]:
         """Bounds on |x_j| for the units layer i reads."""
@@ -207,6 +213,7 @@ class _Planner:
         for i, layer in enumerate(self.model.layers):
             getattr(self, f"_{layer.kind}")(i, layer)
             self.blocks[-1].facts = self._facts(f"layer{i}")
+            self.layer_blocks.append(len(self.blocks) - 1)
         return self.blocks
 
     # --- error bounds: what each layer adds, per dtype --------------------------------------------
@@ -252,7 +259,8 @@ class _Planner:
         p_max, q_max = self._factor_magnitudes(i)
         p_err = self._combination(i, f"layer{i}/in", a["W"], a["b"])
         q_err = self._combination(i, f"layer{i}/in2", a["W2"], a["b2"])
-        with np.errstate(invalid="ignore"):  # inf * 0: no error on an unbounded factor
+        # inf * 0: no error on an unbounded factor; an overflow: an infinite (unproven) error bound
+        with np.errstate(invalid="ignore", over="ignore"):
             terms = [np.where(q_err > 0, p_max * q_err, 0), np.where(p_err > 0, q_max * p_err, 0), p_err * q_err]
             self.error = self._settle(f"layer{i}", sum(terms), p_max * q_max, np.ones(layer.width))
 
@@ -463,6 +471,15 @@ class DiagonalTarget(Target):
             node = e.units[0].node if e.units else None
             raise LsrlError(f"the {self.name} target cannot hold {e}", node=node) from None
 
+    @staticmethod
+    def readings(model: LayeredModel, diagonal: LayeredModel, stages: Sequence[int]) -> list[LayerReading | None]:
+        """Where each hidden layer of ``model`` is in the stack: layer j of ``diagonal`` in the first
+        units of the output of stage ``stages[j]``; a layer that ``diagonalize`` rewrote (a state
+        looked up over the step, and the layer that reads it) is held by no stage alone (None)."""
+        stage = {id(layer): k for layer, k in zip(diagonal.layers, stages)}
+        return [LayerReading(stage[id(layer)], Matrix.eye(layer.width), (ZERO,) * layer.width) if id(layer) in stage
+                else None for layer in model.layers[:-1]]
+
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         if compiled.checkpoint is not None:
             from lsrl.backends import hf
@@ -514,7 +531,7 @@ class MambaTarget(DiagonalTarget):
     stack_class = MambaStack
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
-        model = self.diagonal(model, options)
+        original, model = model, self.diagonal(model, options)
         planner = _Planner(model, options)
         blocks = planner.plan()
         if options.format is not None:
@@ -542,7 +559,9 @@ class MambaTarget(DiagonalTarget):
             "conv_state_size": (CONV_WIDTH - 1) * d_inner * len(blocks),
             "parameters": int(sum(v.size for v in tensors.values())),
         }
-        return self.compiled(config, tensors, figures, planner, options)
+        compiled = self.compiled(config, tensors, figures, planner, options)
+        compiled.readings = self.readings(original, model, planner.layer_blocks)
+        return compiled
 
 
 TARGETS = {"mamba": MambaTarget()}

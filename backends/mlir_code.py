@@ -20,12 +20,8 @@ from typing import Any
 
 import numpy as np
 from lsrl.backends import codegen
-from lsrl.backends.mlir_module import (
-    ELEMENT_TYPES,
-    ModelSpec,
-    build_module,
-    module_text,
-)
+from lsrl.backends.mlir_module import ELEMENT_TYPES, build_module, module_text
+from lsrl.backends.mlir_spec import ModelSpec, code_attributes
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import LsrlError
 from lsrl.ir.layered import LayeredModel
@@ -71,7 +67,7 @@ import iree.runtime
 D_IN = {d_in}
 D_OUT = {d_out}
 DTYPE = "{dtype}"
-STATE_WIDTHS = {state_widths}  # one [batch, width] array per state or gated layer
+STATE_WIDTHS = {state_widths}  # one [batch, width] array per state, gated or delta layer (its heads' states)
 CHUNK_STEPS = 8192  # steps of the sequences forward passes to the module in one call
 
 
@@ -98,7 +94,7 @@ class Model:
         return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
     def init_state(self, batch=1):
-        """The state before the first token: one [batch, width] array per state or gated layer."""
+        """The state before the first token: one [batch, width] array per state, gated or delta layer."""
         return _results(self.functions["init_state"](batch)) if STATE_WIDTHS else []
 
     def step(self, x, state):
@@ -172,7 +168,7 @@ def compile_vmfb(source: str) -> bytes:
 
 
 def runner_source(spec: ModelSpec, dtype: str, summary: str) -> str:
-    state_widths = [spec.layers[i][1] for i in spec.state_layers]
+    state_widths = [spec.state_width(i) for i in spec.state_layers]
     return RUNNER.format(summary=summary, dtype=dtype, d_in=spec.d_in, d_out=spec.layers[-1][1], state_widths=state_widths)
 
 
@@ -201,10 +197,11 @@ class MlirTarget(Target):
     name = "mlir"
     description = "an MLIR module (linalg on tensors, scf) compiled by IREE for the CPU: model.mlir, model.vmfb, model.py"
     native_gates = True
-    layer_kinds = (*Target.layer_kinds, "gated")
+    layer_kinds = (*Target.layer_kinds, "map", "gated", "delta", "solve")
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         config = codegen.code_config(self, model, options)
+        config["code_attributes"] = {str(i): attrs for i, attrs in code_attributes(model).items()}
         tensors = model.tensors()
         spec = ModelSpec.of_config(config, tensors)
         source = module_source(spec, options.dtype)

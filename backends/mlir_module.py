@@ -8,35 +8,34 @@ module is verified before it is printed. It holds three public functions, in one
 
 - ``forward(x: [batch, time, d_in]) -> [batch, time, d_out]``: every layer over whole sequences;
 - ``step(x: [batch, d_in], state...) -> (y: [batch, d_out], state...)``: one token, with one
-  ``[batch, width]`` state per state or gated layer;
+  ``[batch, width]`` state per state or gated layer (a delta layer's: its heads' states, row by row);
 - ``init_state(batch: index) -> state...``: the state before the first token.
 
-Affine, relu and gate layers are ``linalg.matmul`` with the weights transposed by its indexing
-maps, accumulating onto the broadcast bias, then ``linalg.generic`` for the ReLU or the product.
+Affine, relu, gate and map layers are ``linalg.matmul`` with the weights transposed by its indexing
+maps, accumulating onto the broadcast bias, then ``linalg.generic`` for the ReLU, the product or
+the float functions.
 A state layer ``h_t = A h_{t-1} + u_t`` follows the stages of its schedule plan
 (``passes.schedule``), stage by stage:
 
 - a copy is its input term, and delay lines are ``depth`` rounds of ``h = v + N previous(h)``;
-- a running sum is a cumulative sum over time, as a blocked scan without a loop: sums within
-  blocks of ``SCAN_BLOCK`` steps, then the sums of the blocks before each block, the same way
-  ``SCAN_LEVELS`` times, then a masked sum over the blocks (its work grows with the square of
-  ``time / SCAN_BLOCK ** SCAN_LEVELS``);
-- a rotation is a running sum in the frame that turns with its permutation, between two gathers
-  whose indices are computed from the step (``linalg.index``) and constant tables;
-- a scaled loop is a recurrence in blocks of steps (below); a matrix loop is an ``scf.for`` over
-  time carrying the outputs.
+- running sums and rotations (``h_t = P h_{t-1} + v_t`` for a permutation ``P``) are a loop over
+  time inside one dispatch (``sums``), each step adding the term to the previous value of the
+  unit ``P`` brings (a constant table);
+- a scaled loop (a constant decay) and a matrix loop are loops over time inside one dispatch
+  (``sequence_loop``: an ``scf.for`` per sequence, in a ``flow.dispatch.region``).
 
 A gated layer ``h_t = a_t * h_{t-1} + v_t`` computes ``a`` and ``v`` for every step, then the
-recurrence in blocks of steps, as a scaled loop (a constant decay) does (``blocked_recurrence``). Map, delta and solve layers are not built: the
-target's ``layer_kinds`` leave them out, so the driver refuses them at their source line. The
-recurrences are in ``backends/mlir_states.py``, the operations on tensors in
-``backends/mlir_ops.py``.
+recurrence in one dispatch, as a scaled loop does (``gated_recurrence``).
+Map layers compute their float functions with ``math`` ops (``backends/mlir_functions.py``); delta
+and solve layers compute ``W x + b`` and put what their heads emit in the heads' units
+(``backends/mlir_heads.py``). Matrix states reach the target expanded into gated layers (its
+``layer_kinds`` leave ``matrix`` out). The recurrences are in ``backends/mlir_states.py``, the
+operations on tensors in ``backends/mlir_ops.py``.
 
 Every sum is a sum of the layered model's terms, in some order, and nothing else: the rounding
 analysis (``backends/rounding.py``) bounds exactly this arithmetic. Terms a stage adds that the
-layered model does not have are exact zeros: the scans add ``0`` for the steps outside a block's
-prefix, and a stage reads whole earlier parts through columns of ``A`` that are zero except where
-it reads them.
+layered model does not have are exact zeros: a stage reads whole earlier parts through columns of
+``A`` that are zero except where it reads them.
 
 The weights are constants (``dense_resource`` blobs named after the safetensors names, with
 suffixes for the rows of one stage), not function arguments: see docs/target-mlir.md for why.
@@ -44,76 +43,25 @@ suffixes for the rows of one stage), not function arguments: see docs/target-mli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from lsrl.backends.mlir_functions import FunctionOps
+from lsrl.backends.mlir_heads import HeadOps
+from lsrl.backends.mlir_spec import STATE_KINDS, ModelSpec
 from lsrl.backends.mlir_states import StateOps
-from lsrl.ir.layered import LAYER_KINDS, LayeredModel
 from lsrl.ir.schedule import (
     COPY,
     MATRIX_LOOP,
     ROTATION,
     RUNNING_SUM,
     SCALED_LOOP,
-    Plan,
     Stage,
     join_order,
 )
 
 UNIT_MULTIPLE = 8  # every layer but the last padded to a multiple of this many units
 ELEMENT_TYPES = {"float32": "f32", "float64": "f64"}
-STATE_KINDS = ("state", "gated")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the module is built from: the layers' kinds and widths, the float64 weights
-    ``layers.{i}.{W,b,...}`` and each state layer's plan. It comes from a layered model, or from a
-    compiled model's config and weights (to build the module for the other dtype)."""
-
-    d_in: int
-    layers: tuple[tuple[str, int], ...]  # (kind, width)
-    tensors: dict[str, np.ndarray]
-    plans: dict[int, list[Stage]]
-
-    @classmethod
-    def of_model(cls, model: LayeredModel, plan: Plan) -> "ModelSpec":
-        plans = {p.layer: list(p.stages) for p in plan.layers if p.kind == "state"}
-        return cls(model.d_in, tuple((layer.kind, layer.width) for layer in model.layers), model.tensors(), plans)
-
-    @classmethod
-    def of_config(cls, config: dict, tensors: dict[str, np.ndarray]) -> "ModelSpec":
-        layers = tuple((layer["kind"], layer["width"]) for layer in config["layers"])
-        plans = {int(i): [Stage.from_json(stage) for stage in plan] for i, plan in config["state_plans"].items()}
-        return cls(config["d_in"], layers, tensors, plans)
-
-    @property
-    def state_layers(self) -> list[int]:
-        """The layers whose state ``step`` takes and returns: linear and gated states."""
-        return [i for i, (kind, _) in enumerate(self.layers) if kind in STATE_KINDS]
-
-    def padded(self, multiple: int) -> "ModelSpec":
-        """The model with its input and every layer but the last widened to a multiple of
-        ``multiple`` units, by units whose weights and initial values are zero: they hold 0 at
-        every step (a state layer's are one more stage, a copy of their zero input term; the
-        input's are zeros the functions add), and the layers that read them add only exact zeros."""
-        widths = [-(-width // multiple) * multiple for width in [self.d_in, *(width for _, width in self.layers[:-1])]]
-        widths.append(self.layers[-1][1])
-        tensors, plans = {}, {}
-        for i, (kind, width) in enumerate(self.layers):
-            rows, cols = widths[i + 1], widths[i]
-            for name in LAYER_KINDS[kind]:
-                weight = self.tensors[f"layers.{i}.{name}"]
-                shape = (rows, rows) if name == "A" else (rows, cols) if weight.ndim == 2 else (rows,)
-                tensors[f"layers.{i}.{name}"] = np.pad(weight, [(0, full - size) for full, size in zip(shape, weight.shape)])
-            if kind == "state":
-                extra = tuple(range(width, rows))
-                plans[i] = self.plans[i] + ([Stage(COPY, extra)] if extra else [])
-        layers = tuple((kind, widths[i + 1]) for i, (kind, _) in enumerate(self.layers))
-        return ModelSpec(widths[0], layers, tensors, plans)
-
-
 def build_module(spec: ModelSpec, dtype: str):
     """The verified module (an ``ir.Module``, which keeps its own ``ir.Context`` alive)."""
     from iree.compiler import ir
@@ -132,7 +80,7 @@ def module_text(module) -> str:
     return module.operation.get_asm(use_name_loc_as_prefix=True, assume_verified=True)
 
 
-class _Builder(StateOps):
+class _Builder(StateOps, FunctionOps, HeadOps):
     """Builds the three functions into ``module`` (inside its context and a location)."""
 
     def __init__(self, spec: ModelSpec, dtype: str, module):
@@ -140,12 +88,13 @@ class _Builder(StateOps):
         self.spec, self.module = spec.padded(UNIT_MULTIPLE), module
         # without the padding: what the functions read and write (the input, the states of step)
         self.d_in, self.widths = spec.d_in, [width for _, width in spec.layers]
+        self.state_widths = {i: spec.state_width(i) for i in spec.state_layers}
 
     # --- functions ---------------------------------------------------------------------------------
     def build(self) -> None:
         spec = self.spec
         d_out = spec.layers[-1][1]
-        states = [self.type([None, self.widths[i]]) for i in spec.state_layers]
+        states = [self.type([None, self.state_widths[i]]) for i in spec.state_layers]
         with self.ir.InsertionPoint(self.module.body):
             self.function("forward", [self.type([None, None, self.d_in])], [self.type([None, None, d_out])], self.forward)
             self.function("step", [self.type([None, self.d_in]), *states], [self.type([None, d_out]), *states], self.step)
@@ -165,6 +114,8 @@ class _Builder(StateOps):
                 h = self.collapse(self.state_forward(i, h, width), [[0, 1], [2]], name=f"layer{i}")
             elif kind == "gated":
                 h = self.collapse(self.gated_forward(i, h, width), [[0, 1], [2]], name=f"layer{i}")
+            elif kind == "delta":
+                h = self.collapse(self.delta_layer_forward(i, h, width), [[0, 1], [2]], name=f"layer{i}")
             else:
                 h = self.stateless(i, kind, h, width)
         return [self.expand(h, [[0, 1], [2]], [self.batch, self.time, self.spec.layers[-1][1]], name="y")]
@@ -175,7 +126,9 @@ class _Builder(StateOps):
         x = self.pad(x, 1, self.spec.d_in - self.d_in)
         new_states = []
         for i, (kind, width) in enumerate(self.spec.layers):
-            if kind in STATE_KINDS:
+            if kind == "delta":
+                x = self.delta_layer_step(i, x, states[len(new_states)], new_states)
+            elif kind in STATE_KINDS:
                 previous = self.pad(states[len(new_states)], 1, width - self.widths[i])
                 drive = self.linear(x, self.weight(i, "W"), self.weight(i, "b"))
                 if kind == "state":
@@ -189,14 +142,26 @@ class _Builder(StateOps):
         return [x, *new_states]
 
     def init_state(self, batch):
-        return [self.broadcast_rows(self.weight(i, "init", list(range(self.widths[i])), "unpadded"), [batch], name=f"layer{i}.init")
+        """The states before the first token: a state or gated layer's ``init``, delta heads' zeros."""
+        zero = self.arith.constant(self.element, 0.0)
+        return [self.linalg.fill(zero, outs=[self.tensor.empty([batch, self.state_widths[i]], self.element)])
+                if self.spec.layers[i][0] == "delta" else
+                self.broadcast_rows(self.weight(i, "init", list(range(self.widths[i])), "unpadded"), [batch], name=f"layer{i}.init")
                 for i in self.spec.state_layers]
 
     # --- layers --------------------------------------------------------------------------------------
     def stateless(self, i: int, kind: str, x, width: int):
-        """An affine, relu or gate layer on ``x`` (``[rows, d_in]``)."""
+        """An affine, relu, gate, map or solve layer on ``x`` (``[rows, d_in]``)."""
         first = self.linear(x, self.weight(i, "W"), self.weight(i, "b"))
         if kind == "affine":
+            return first
+        if kind == "map":
+            return self.map_layer(first, self.spec.attributes[i]["functions"], f"layer{i}")
+        if kind == "solve":
+            shift, steps = self.weight(i, "shift"), self.spec.attributes[i]["steps"][0]
+            for k, head in enumerate(self.spec.heads(i)):
+                solution = self.solve_head(first, head, shift, steps, f"layer{i}.head{k}")
+                first = self.insert(solution, first, [0, head.out], [self.rows, head.size])
             return first
         if kind == "relu":
             zero = self.arith.constant(self.element, 0.0)
@@ -219,12 +184,36 @@ class _Builder(StateOps):
 
     def gated_forward(self, i: int, x, width: int):
         """A gated layer ``h_t = a_t * h_{t-1} + v_t`` over whole sequences: both terms for every
-        step first, then the recurrence in blocks of steps (``blocked_recurrence``)."""
+        step first, then the recurrence (``gated_recurrence``)."""
         sizes = [self.batch, self.time, width]
         v = self.expand(self.linear(x, self.weight(i, "W"), self.weight(i, "b")), [[0, 1], [2]], sizes, name=f"layer{i}.v")
         a = self.expand(self.linear(x, self.weight(i, "W2"), self.weight(i, "b2")), [[0, 1], [2]], sizes, name=f"layer{i}.a")
 
-        return self.blocked_recurrence(v, a, self.weight(i, "init"), f"layer{i}.h")
+        return self.gated_recurrence(v, a, self.weight(i, "init"), f"layer{i}.h")
+
+    def delta_layer_forward(self, i: int, x, width: int):
+        """A delta layer over whole sequences: its units ``W x + b``, with what each head emits in
+        the head's units (``[batch, time, width]``)."""
+        u = self.expand(self.linear(x, self.weight(i, "W"), self.weight(i, "b")), [[0, 1], [2]],
+                        [self.batch, self.time, width], name=f"layer{i}.u")
+        out = u
+        for k, head in enumerate(self.spec.heads(i)):
+            emitted = self.delta_forward(u, head, f"layer{i}.head{k}")
+            out = self.insert(emitted, out, [0, 0, head.out], [self.batch, self.time, len(head.outputs)])
+        return out
+
+    def delta_layer_step(self, i: int, x, state, new_states: list):
+        """One token of a delta layer: its output, its heads' new states appended to ``new_states``."""
+        u = self.linear(x, self.weight(i, "W"), self.weight(i, "b"))
+        out, parts, start = u, [], 0
+        for k, head in enumerate(self.spec.heads(i)):
+            size = head.keys * head.values
+            emitted, part = self.delta_step(u, self.slice(state, [0, start], [self.batch, size]), head, f"layer{i}.head{k}")
+            out = self.insert(emitted, out, [0, head.out], [self.batch, len(head.outputs)])
+            parts.append(part)
+            start += size
+        new_states.append(self.concat(parts, 1, [self.batch, start]))
+        return out
 
     def stage_by_stage(self, i: int, x, width: int, stages: list[Stage]):
         """The layer's stages in the plan's order, each reading the earlier ones it needs. The input
@@ -266,10 +255,10 @@ class _Builder(StateOps):
             return self.sums(v, stage.cycles, set(), start, f"layers.{i}.init.part{k}", name)
         if stage.method == SCALED_LOOP:
             decay = self.constant(f"layers.{i}.A.part{k}.diagonal", np.diagonal(own).copy())
-            return self.blocked_recurrence(v, decay, init, name)
+            return self.gated_recurrence(v, decay, init, name)
         if stage.method == MATRIX_LOOP:
             transition = self.constant(f"layers.{i}.A.part{k}", own)
-            return self.loop(v, init, name, lambda h, t, v_t: self.matmul(h, transition, v_t))
+            return self.matrix_recurrence(v, transition, init, name)
         raise AssertionError(stage.method)
 
     def weight(self, i: int, name: str, rows: list[int] | None = None, suffix: str = "reordered"):

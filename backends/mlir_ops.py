@@ -1,5 +1,5 @@
 """Operations on tensors, made with the upstream MLIR Python bindings that ``iree-base-compiler``
-ships (``iree.compiler.ir``, dialects ``arith``, ``linalg``, ``tensor``): products, elementwise
+ships (``iree.compiler.ir``, dialects ``arith``, ``linalg``, ``math``, ``tensor``): products, elementwise
 and reducing ``linalg.generic`` ops, shapes, slices, and constants kept as ``dense_resource``
 blobs. ``backends/mlir_module.py`` builds the mlir target's functions from them.
 
@@ -30,9 +30,10 @@ class TensorOps:
 
     def __init__(self, dtype: str):
         from iree.compiler import ir
-        from iree.compiler.dialects import arith, func, linalg, scf, tensor
+        from iree.compiler.dialects import arith, flow, func, linalg, math, scf, tensor
 
         self.ir, self.arith, self.func, self.linalg, self.scf, self.tensor = ir, arith, func, linalg, scf, tensor
+        self.math, self.flow = math, flow
         self.dtype = dtype
         self.element = ir.F32Type.get() if dtype == "float32" else ir.F64Type.get()
         self.index = ir.IndexType.get()
@@ -57,31 +58,28 @@ class TensorOps:
     def elementwise(self, operands: list, body: Callable, sizes: list, name: str):
         return self.generic([(v, list(range(len(sizes)))) for v in operands], sizes, ["parallel"] * len(sizes), body, name=name)
 
-    def reduction(self, source, source_dims: list[int], sizes: list, loops: int, result_dims: list[int], body: Callable):
-        """A sum over the loop dimensions not in ``result_dims`` (zero to start), ``body(term, sum)``."""
-        zero = self.linalg.fill(self.arith.constant(self.element, 0.0), outs=[self.tensor.empty(sizes, self.element)])
-        iterators = ["parallel" if d in result_dims else "reduction" for d in range(loops)]
-        return self.generic([(source, source_dims)], sizes, iterators, body, result_dims, start=zero)
-
     def generic(self, operands: list, sizes: list, iterators: list[str], body: Callable, result_dims: list[int] | None = None,
-                start=None, name: str | None = None):
+                start=None, name: str | None = None, results: int = 0):
         """A ``linalg.generic`` over ``len(iterators)`` loops: ``operands`` are ``(value, dims)``, read
         at those loop dimensions (or ``Fixed`` indices); the result, of ``sizes``, is written at ``result_dims`` (default:
         the first loops) as ``body(*operand elements)``, or with ``start`` (its first value)
-        ``body(*operand elements, the result so far)``."""
+        ``body(*operand elements, the result so far)``. With ``results`` > 0, ``body`` returns that
+        many values and the op that many results of ``sizes`` (a list; no ``start``)."""
         ir, linalg = self.ir, self.linalg
-        loops = len(iterators)
-        out = self.tensor.empty(sizes, self.element) if start is None else start
-        dims = [dims for _, dims in operands] + [list(range(len(sizes))) if result_dims is None else result_dims]
+        loops, count = len(iterators), max(results, 1)
+        outs = [self.tensor.empty(sizes, self.element) if start is None else start for _ in range(count)]
+        dims = [dims for _, dims in operands] + [list(range(len(sizes))) if result_dims is None else result_dims] * count
         maps = [ir.AffineMapAttr.get(ir.AffineMap.get(loops, 0, [self.affine(d) for d in group])) for group in dims]
         kinds = [ir.Attribute.parse(f"#linalg.iterator_type<{kind}>") for kind in iterators]
         with self.named(name):
-            op = linalg.GenericOp([out.type], [v for v, _ in operands], [out], ir.ArrayAttr.get(maps), ir.ArrayAttr.get(kinds))
-        block = op.regions[0].blocks.append(*[ir.RankedTensorType(v.type).element_type for v, _ in operands], self.element)
+            op = linalg.GenericOp([out.type for out in outs], [v for v, _ in operands], outs, ir.ArrayAttr.get(maps),
+                                  ir.ArrayAttr.get(kinds))
+        block = op.regions[0].blocks.append(*[ir.RankedTensorType(v.type).element_type for v, _ in operands], *[self.element] * count)
         with ir.InsertionPoint(block):
             args = list(block.arguments)
-            linalg.YieldOp([body(*(args if start is not None else args[:-1]))])
-        return op.result
+            values = body(*(args[:len(operands) + 1] if start is not None else args[:len(operands)]))
+            linalg.YieldOp(list(values) if results else [values])
+        return list(op.results) if results else op.result
 
     def affine(self, dim):
         """The expression of one of an operand's indices: a loop dimension, or a ``Fixed`` index."""
@@ -157,10 +155,6 @@ class TensorOps:
         with ir.InsertionPoint(padded.region.blocks.append(*[self.index] * rank)):
             tensor.YieldOp(self.arith.constant(self.element, 0.0))
         return padded.result
-
-    def transpose(self, value, permutation: list[int], sizes: list, name: str | None = None):
-        with self.named(name):
-            return self.linalg.transpose(value, outs=[self.tensor.empty(sizes, self.element)], permutation=permutation).results[0]
 
     def broadcast(self, vector, sizes: list, dims: list[int], name: str | None = None):
         """``vector`` repeated along the dimensions ``dims`` of a tensor of ``sizes``."""

@@ -68,6 +68,19 @@ class Options:
     plan: Optional[Plan] = None
 
 
+@dataclass(frozen=True)
+class LayerReading:
+    """Where a hidden layer of the layered model a target was built from lives in the target's
+    module: the layer's values are ``matrix @ s + offset``, ``s`` the first ``matrix.cols`` units
+    of what the module's stage ``stage`` outputs (a stage per layer of a stacked cell, per block
+    of mamba and hawk: docs/bench.md, "Verification"). Whatever reads the layer reads only that
+    combination, so changing ``s`` along it changes the layer's values for every reader."""
+
+    stage: int
+    matrix: Any  # ir.matrix.Matrix
+    offset: tuple
+
+
 @dataclass
 class Compiled:
     """A compiled model: what ``lsrl compile`` writes, and what ``Target.run`` executes."""
@@ -79,6 +92,9 @@ class Compiled:
     warnings: list[CompileWarning] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)  # size figures for ``lsrl stats --target``
     checkpoint: dict[str, Any] | None = None  # --format hf: the transformers config (backends/hf.py)
+    # per hidden layer of the layered model, where the module holds it (None: nowhere alone); set by
+    # the targets of stock modules (rnn, lstm, gru, mamba, hawk) for lsrl bench; not written
+    readings: list[LayerReading | None] | None = None
 
     def write(self, directory: str | Path) -> list[str]:
         """Write ``model.safetensors``, ``config.json`` and the source files; return their names.

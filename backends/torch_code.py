@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from lsrl.backends import codegen, head_code, head_forms
+from lsrl.backends import codegen, head_code, head_forms, mesa_code
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -104,10 +104,15 @@ def solve_system(a, q, steps):
     """a^-1 q: directly (steps 0), or by steps conjugate-gradient steps from 0 (a symmetric positive definite)."""
     if steps == 0:
         return torch.linalg.solve(a, q.unsqueeze(-1)).squeeze(-1)
+    return conjugate_gradient(lambda p: (a @ p.unsqueeze(-1)).squeeze(-1), q, steps)
+
+
+def conjugate_gradient(apply, q, steps):
+    """steps conjugate-gradient steps from 0 on A x = q, apply(p) = A p (A symmetric positive definite)."""
     x, r = torch.zeros_like(q), q.clone()
     p, rr = r.clone(), (r * r).sum(-1)
     for _ in range(steps):
-        ap = (a @ p.unsqueeze(-1)).squeeze(-1)
+        ap = apply(p)
         alpha = torch.where(rr > 0, rr / (p * ap).sum(-1), torch.zeros_like(rr))
         x, r = x + alpha.unsqueeze(-1) * p, r - alpha.unsqueeze(-1) * ap
         following = (r * r).sum(-1)
@@ -211,6 +216,7 @@ def matrix_scan(v, A, init):
 ''',
     "head_forms": head_forms.TORCH,
     "state_heads": head_code.TORCH_HELPER,
+    "solve_chunk": mesa_code.TORCH_HELPER,
     "matrix_recurrence": '''
 def matrix_recurrence(v, A, init):
     """h_t = A h_{t-1} + v_t from h_0 = init: a loop over time of batched matrix products."""
@@ -258,12 +264,13 @@ class TorchSyntax(codegen.Syntax):
 
 def generate_source(
     model: LayeredModel, plan: Plan, helpers: Mapping[str, str] = HELPERS, target: str = "torch",
-    needs: str = "torch and safetensors", preamble: str = "",
+    needs: str = "torch and safetensors", preamble: str = "", syntax: codegen.Syntax | None = None,
 ) -> str:
     """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``: the
-    ``torch`` target's, or (``target``, ``helpers``, ``preamble``: code after the imports) a
-    target that replaces some helpers by its own (``triton``)."""
-    syntax = TorchSyntax()
+    ``torch`` target's, or (``target``, ``helpers``, ``preamble``: code after the imports,
+    ``syntax``: a subclass of ``TorchSyntax``) a target that replaces some helpers or layers by its
+    own (``triton``)."""
+    syntax = syntax or TorchSyntax()
     d_in, d_out = model.d_in, model.d_out
     header = "\n".join([
         f"A program compiled by lsrl for PyTorch (target {target}): a recurrent model, one token per step.",

@@ -5,12 +5,15 @@ generated Triton kernels (``kernels.py``; see docs/target-triton.md).
 file) in which the helpers that loop over time call the launchers of ``kernels.py`` instead:
 gated and constant diagonal layers, constant matrix transitions and the heads of matrix and delta
 layers. The other layers (affine, ReLU, gate, map, solve) and the loop-free stages of constant
-state layers (copies, running sums, rotations) stay torch operations. ``kernels.py`` holds the
+state layers (copies, running sums, rotations) stay torch operations, except that a gated layer's
+kernel reads its drive and gate itself where they pick and scale columns of the layer's input
+(``TritonSyntax``: fused, no tensor of them written). ``kernels.py`` holds the
 kernels the model needs (``backends/triton_kernels.py``) under a header that says which state
 layer runs which kernel, with the layer's unit labels. Neither file imports lsrl.
 
 The kernels compute the ``recurrent`` form and, for gated layers, diagonal loops and matrix and
-delta heads with a query, the ``chunk`` form. A constant state layer with a matrix loop planned in
+delta heads with a query, the ``chunk`` form, and Mesa's chunk form of a solve by
+conjugate-gradient steps (``backends/mesa_code.py``). A constant state layer with a matrix loop planned in
 the chunk form (no chunked kernel) runs its recurrent kernel, with a warning, and the config's plan
 records the form that runs. Without CUDA, ``model.py`` runs the kernels in
 Triton's interpreter (``TRITON_INTERPRET=1``) on the CPU.
@@ -22,11 +25,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from lsrl.backends import codegen, head_code, torch_code, triton_kernels
+from lsrl.backends import codegen, head_code, mesa_code, torch_code, triton_kernels
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.errors import CompileWarning
 from lsrl.ir.heads import STATE_HEADS
-from lsrl.ir.layered import LayeredModel, UnitLabel
+from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.schedule import (
     AUTO,
     CHUNK,
@@ -85,6 +88,27 @@ HELPERS = {
 }
 
 
+class TritonSyntax(torch_code.TorchSyntax):
+    """The torch target's spelling, with gated layers fused: where the drive ``W x + b`` or the
+    gate ``W2 x + b2`` picks and scales columns of x (``codegen.gather_of``), the gated kernel
+    reads those columns of x and scales and shifts them as it loads them, so that no tensor of the
+    drive or gate is written and read back (``operand_reads`` in kernels.py); a matrix product stays a
+    torch operation (cuBLAS) whose result the kernel reads."""
+
+    def gated_lines(self, layer: Layer, plan: LayerPlan) -> list[str]:
+        operands = [codegen.gather_of(layer, self, weight, bias) for weight, bias in (("W", "b"), ("W2", "b2"))]
+        if operands == [None, None]:
+            return super().gated_lines(layer, plan)
+        drive, gate = (
+            codegen.affine_of(layer, self, weight, bias) if gather is None else f"({gather[0]}, {gather[1]}, {gather[2]})"
+            for gather, (weight, bias) in zip(operands, (("W", "b"), ("W2", "b2"))))
+        launcher = f"gated_chunk({drive}, {gate}, layer.init, {plan.chunk}, x)" if plan.form == CHUNK else \
+            f"gated_recurrence({drive}, {gate}, layer.init, x)"
+        fused = " and ".join(name for name, gather in zip(("drive", "gate"), operands) if gather is not None)
+        return [f"# fused: the kernel reads the {fused} from columns of x (no tensor written for {'them' if ' and ' in fused else 'it'})",
+                f"x = {launcher}"]
+
+
 def kernel_plan(model: LayeredModel, plan: Plan) -> tuple[Plan, list[CompileWarning]]:
     """The plan the kernels compute: a constant state layer with a matrix loop planned in the
     chunk form (no chunked kernel) in the recurrent form, with a warning unless ``auto`` chose its
@@ -110,6 +134,8 @@ def _matrix_loop_unit(model: LayeredModel, layer_plan: LayerPlan) -> UnitLabel:
 def kernels_used(model: LayeredModel, plan: Plan) -> list[str]:
     """The kernels (entries of ``triton_kernels.KERNELS``) that the model's ``model.py`` calls."""
     used = {BY_KERNEL[name] for name in codegen.helpers_used(model, plan) if name in BY_KERNEL}
+    if mesa_code.kernel_applies(model, plan):
+        used.add("solve_chunk_cg")
     for layer_plan in plan.layers:
         if layer_plan.kind in STATE_HEADS:
             used.add("heads_recurrence")  # step, and heads without a query, in every form
@@ -134,6 +160,9 @@ def kernels_source(model: LayeredModel, plan: Plan) -> str:
         lines.append(f"  layer {layer_plan.layer}: {layer.kind}, {plural(layer.width, 'unit')}, "
                      f"{_layer_kernels(layer_plan)}")
         lines.append(f"    {codegen.summarize_labels([str(u) for u in layer.units], 90)}")
+    if mesa_code.kernel_applies(model, plan):
+        lines.append("  the solve layers after chunked matrix layers: solve_chunk_cg (Mesa's chunk form, "
+                     "conjugate-gradient steps)")
     kernels = [triton_kernels.KERNELS[name].strip() for name in kernels_used(model, plan)]
     body = "\n\n\n".join([triton_kernels.PRELUDE.strip(), *kernels])
     return f"{codegen.docstring(chr(10).join(lines))}\n\n{body}\n"
@@ -153,9 +182,18 @@ def _layer_kernels(layer_plan: LayerPlan) -> str:
     return ", ".join(kernels) if kernels else "no kernel (no loop over time: torch operations)"
 
 
+# the torch helpers of Mesa's chunk form (backends/mesa_code.py): a direct solve is a torch
+# operation in this target too; conjugate-gradient steps run the kernel solve_chunk_cg
+SOLVE_CHUNK_HELPERS = ("solve_chunk", "head_forms", "chunks", "associative_scan")
+
+
 def model_source(model: LayeredModel, plan: Plan) -> str:
     """``model.py`` for ``model`` in the forms of ``plan`` (a ``kernel_plan``)."""
-    return torch_code.generate_source(model, plan, HELPERS, "triton", "torch, triton and safetensors", PREAMBLE)
+    helpers = HELPERS
+    if "solve_chunk" in codegen.helpers_used(model, plan):
+        helpers = {**HELPERS, **{name: torch_code.HELPERS[name] for name in SOLVE_CHUNK_HELPERS},
+                   "solve_chunk": mesa_code.TRITON_HELPER}
+    return torch_code.generate_source(model, plan, helpers, "triton", "torch, triton and safetensors", PREAMBLE, TritonSyntax())
 
 
 def module(compiled: Compiled, dtype: str | torch.dtype = "float32", device: str = "cpu") -> torch.nn.Module:

@@ -8,13 +8,16 @@ matrix or delta head: the columns of ``S`` are independent, the keys are all in 
 a read sums over them). The chunked kernels (``*_chunk``) follow the chunk plan: a chunk's steps
 at once (an associative scan of the gates, or ``tl.dot`` products of the chunk's keys, queries and
 values), the state passed from chunk to chunk in the kernel's loop; no form divides by a product
-of decays, which can be 0.
+of decays, which can be 0. ``solve_chunk_cg`` is Mesa's chunk form: a solve over a matrix head's
+states, accumulated by chunks and applied by conjugate-gradient steps without being formed. The
+gated kernels read their operands either from tensors or, fused, from columns of the layer's
+input (``operand_reads``).
 
 Block sizes come from the layer's sizes (a power of two at least as large, capped; ``tl.dot``
 needs blocks of at least 16). ``tl.dot`` runs in IEEE precision: TF32 would break the bounds the
 compiler states for float32.
 
-The launchers take contiguous tensors ``[batch, time, n]`` (heads: ``[batch, time, heads, n]``)
+The launchers take tensors ``[batch, time, n]`` (heads: ``[batch, time, heads, n]``)
 in the model's dtype and return new tensors; ``model.py`` gathers the operands and scatters the
 results. Each entry of :data:`KERNELS` is one kernel with its launcher; :data:`PRELUDE` comes
 first.
@@ -33,40 +36,60 @@ def block(n, cap, least=1):
     return max(least, min(triton.next_power_of_2(max(n, 1)), cap))
 
 
-def broadcast_rows(a, batch, time, width):
-    """(tensor, batch stride, time stride) of a gate a_t [batch, time, width] or a constant a [width]."""
-    if a.dim() == 1:
-        return a.contiguous(), 0, 0
-    a = a.expand(batch, time, width).contiguous()
-    return a, time * width, width
+def operand_reads(operand, x, batch, time, width):
+    """How a gated kernel reads one operand (the drive v or the gate a), as (tensor, batch stride,
+    time stride, columns, scale, bias): its value at batch b, step t and channel c is
+    tensor[b * batch stride + t * time stride + columns[c]] * scale[c] + bias[c]. The operand is a
+    tensor [batch, time, width], a constant [width] (strides 0), or (columns, scale, bias): those
+    columns of x [batch, time, d], scaled and shifted as the kernel loads them (fused: the
+    layer's gather, scale and bias are never written to memory as a tensor of their own)."""
+    if isinstance(operand, tuple):
+        columns, scale, bias = operand
+        x = x.contiguous()
+        columns = torch.as_tensor(columns, device=x.device, dtype=torch.int64)
+        scale = x.new_ones(width) if scale is None else scale.to(x).expand(width).contiguous()
+        bias = x.new_zeros(width) if bias is None else bias.to(x).expand(width).contiguous()
+        return x, time * x.shape[-1], x.shape[-1], columns, scale, bias
+    columns = torch.arange(width, device=operand.device)
+    ones, zeros = operand.new_ones(width), operand.new_zeros(width)
+    if operand.dim() == 1:
+        return operand.contiguous(), 0, 0, columns, ones, zeros
+    return operand.expand(batch, time, width).contiguous(), time * width, width, columns, ones, zeros
 '''
 
 GATED_RECURRENT = '''
 @triton.jit
-def gated_recurrent_kernel(v_ptr, a_ptr, init_ptr, out_ptr, time, width, a_batch, a_time, BLOCK: tl.constexpr):
+def gated_recurrent_kernel(v_ptr, v_batch, v_time, v_columns, v_scale, v_bias,
+                           a_ptr, a_batch, a_time, a_columns, a_scale, a_bias,
+                           init_ptr, out_ptr, time, width, BLOCK: tl.constexpr):
     """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise: one program per batch element and
-    BLOCK channels, h in registers, time in the loop (a_time 0: a constant a)."""
+    BLOCK channels, h in registers, time in the loop; v and a read as operand_reads says (their
+    columns, scales and biases loaded once, before the loop)."""
     b = tl.program_id(0).to(tl.int64)
     channels = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = channels < width
+    v_rows = v_ptr + b * v_batch + tl.load(v_columns + channels, mask=inside, other=0)
+    a_rows = a_ptr + b * a_batch + tl.load(a_columns + channels, mask=inside, other=0)
+    v_scaled, v_shift = tl.load(v_scale + channels, mask=inside, other=0.0), tl.load(v_bias + channels, mask=inside, other=0.0)
+    a_scaled, a_shift = tl.load(a_scale + channels, mask=inside, other=0.0), tl.load(a_bias + channels, mask=inside, other=0.0)
     h = tl.load(init_ptr + channels, mask=inside, other=0.0)
     rows = b * time * width + channels
-    gates = a_ptr + b * a_batch + channels
     for t in range(time):
-        a = tl.load(gates + t * a_time, mask=inside, other=0.0)
-        h = a * h + tl.load(v_ptr + rows + t * width, mask=inside, other=0.0)
+        a = tl.load(a_rows + t * a_time, mask=inside, other=0.0) * a_scaled + a_shift
+        h = a * h + (tl.load(v_rows + t * v_time, mask=inside, other=0.0) * v_scaled + v_shift)
         tl.store(out_ptr + rows + t * width, h, mask=inside)
 
 
-def gated_recurrence(v, a, init):
-    """h_t = a_t * h_{t-1} + v_t from h_0 = init (a [batch, time, n] or a constant [n]), v [batch, time, n]."""
-    batch, time, width = v.shape
-    v = v.contiguous()
-    a, a_batch, a_time = broadcast_rows(a, batch, time, width)
-    out = torch.empty_like(v)
+def gated_recurrence(v, a, init, x=None):
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init: v and a each a tensor [batch, time, n], a constant
+    [n] (a) or (columns, scale, bias) of x [batch, time, d] (operand_reads: fused)."""
+    tensor = x if isinstance(v, tuple) else v
+    batch, time, width = tensor.shape[0], tensor.shape[1], len(init)
+    out = tensor.new_empty(batch, time, width)
     size = block(width, 1024)
     grid = (batch, triton.cdiv(width, size))
-    gated_recurrent_kernel[grid](v, a, init.contiguous(), out, time, width, a_batch, a_time, BLOCK=size)
+    gated_recurrent_kernel[grid](*operand_reads(v, x, batch, time, width), *operand_reads(a, x, batch, time, width),
+                                 init.contiguous(), out, time, width, BLOCK=size)
     return out
 
 
@@ -81,39 +104,44 @@ def gated_combine(a_first, b_first, a_then, b_then):
 
 
 @triton.jit
-def gated_chunk_kernel(v_ptr, a_ptr, init_ptr, out_ptr, time, width, a_batch, a_time,
-                       CHUNK: tl.constexpr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
+def gated_chunk_kernel(v_ptr, v_batch, v_time, v_columns, v_scale, v_bias,
+                       a_ptr, a_batch, a_time, a_columns, a_scale, a_bias,
+                       init_ptr, out_ptr, time, width, CHUNK: tl.constexpr, STEPS: tl.constexpr, BLOCK: tl.constexpr):
     """h_t = a_t * h_{t-1} + v_t from h_0 = init by chunks of CHUNK steps: in a chunk, the decays
     since its start and the states from zero by one associative scan of (a_t, v_t) (STEPS: CHUNK
     as a power of two, the rows past it a_t = 1, v_t = 0), then h_t = local_t + decay_t h_start;
-    the chunk's last state starts the next one."""
+    the chunk's last state starts the next one. v and a read as operand_reads says."""
     b = tl.program_id(0).to(tl.int64)
     channels = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = channels < width
     steps = tl.arange(0, STEPS)
+    v_columns = tl.load(v_columns + channels, mask=inside, other=0)
+    a_columns = tl.load(a_columns + channels, mask=inside, other=0)
+    v_scaled, v_shift = tl.load(v_scale + channels, mask=inside, other=0.0), tl.load(v_bias + channels, mask=inside, other=0.0)
+    a_scaled, a_shift = tl.load(a_scale + channels, mask=inside, other=0.0), tl.load(a_bias + channels, mask=inside, other=0.0)
     h = tl.load(init_ptr + channels, mask=inside, other=0.0)
     for start in range(0, time, CHUNK):
         t = start + steps
         cells = ((steps < CHUNK) & (t < time))[:, None] & inside[None, :]
-        a = tl.load(a_ptr + b * a_batch + t[:, None] * a_time + channels[None, :], mask=cells, other=1.0)
-        offsets = b * time * width + t[:, None] * width + channels[None, :]
-        v = tl.load(v_ptr + offsets, mask=cells, other=0.0)
+        a = tl.load(a_ptr + b * a_batch + t[:, None] * a_time + a_columns[None, :], mask=cells, other=0.0)
+        a = tl.where(cells, a * a_scaled[None, :] + a_shift[None, :], 1.0)
+        v = tl.load(v_ptr + b * v_batch + t[:, None] * v_time + v_columns[None, :], mask=cells, other=0.0)
+        v = tl.where(cells, v * v_scaled[None, :] + v_shift[None, :], 0.0)
         decay, local = tl.associative_scan((a, v), 0, gated_combine)
         out = local + decay * h[None, :]
-        tl.store(out_ptr + offsets, out, mask=cells)
+        tl.store(out_ptr + b * time * width + t[:, None] * width + channels[None, :], out, mask=cells)
         h = tl.sum(tl.where((steps == STEPS - 1)[:, None], out, 0.0), axis=0)
 
 
-def gated_chunk(v, a, init, size):
+def gated_chunk(v, a, init, size, x=None):
     """gated_recurrence by chunks of size steps."""
-    batch, time, width = v.shape
-    v = v.contiguous()
-    a, a_batch, a_time = broadcast_rows(a, batch, time, width)
-    out = torch.empty_like(v)
+    tensor = x if isinstance(v, tuple) else v
+    batch, time, width = tensor.shape[0], tensor.shape[1], len(init)
+    out = tensor.new_empty(batch, time, width)
     channels = block(width, 128)
     grid = (batch, triton.cdiv(width, channels))
-    gated_chunk_kernel[grid](v, a, init.contiguous(), out, time, width, a_batch, a_time,
-                             CHUNK=size, STEPS=block(size, 1 << 16), BLOCK=channels)
+    gated_chunk_kernel[grid](*operand_reads(v, x, batch, time, width), *operand_reads(a, x, batch, time, width),
+                             init.contiguous(), out, time, width, CHUNK=size, STEPS=block(size, 1 << 16), BLOCK=channels)
     return out
 '''
 
@@ -343,6 +371,69 @@ def delta_heads_chunk(parts, q, s, size):
 '''
 
 # kernel name -> source (kernel and launcher), in the order kernels.py lists them
+SOLVE_CHUNK = '''
+@triton.jit
+def solve_chunk_kernel(d_ptr, k_ptr, v_ptr, q_ptr, shift_ptr, out_ptr, time, n,
+                       ITERATIONS: tl.constexpr, CHUNK: tl.constexpr, STEPS: tl.constexpr, BN: tl.constexpr):
+    """Mesa's chunk form with ITERATIONS conjugate-gradient steps: x_t after those steps from 0 on
+    (S_t + diag(shift)) x = q_t, S_t = d_t S_{t-1} + k_t v_t^T from 0 (n x n, one decay per
+    step), a chunk's steps at once. S_t is never formed: in a chunk from S_0, with G[t, j] the
+    product of the decays of steps j+1..t and g_t that of steps 1..t (cumulative products, never a
+    quotient), each step applies it as S_t p = g_t S_0 p + sum_j G[t, j] k_j (v_j . p), that is
+    g (P S_0^T) + (G * (P V^T)) K for the chunk's rows P; the next chunk starts from
+    g_C S_0 + (G[C, :] K)^T V. STEPS: CHUNK as a power of two, at least 16 for tl.dot; its rows
+    past the chunk have d = 1 and k = v = q = 0, so they change nothing. One program per batch
+    element, S_0 in registers."""
+    b = tl.program_id(0).to(tl.int64)
+    units = tl.arange(0, BN)
+    inside = units < n
+    shift = tl.load(shift_ptr + units, mask=inside, other=0.0)
+    S = tl.zeros((BN, BN), dtype=shift.dtype)
+    steps = tl.arange(0, STEPS)
+    later = steps[:, None] > steps[None, :]
+    lower = steps[:, None] >= steps[None, :]
+    last_step = steps == STEPS - 1
+    for start in range(0, time, CHUNK):
+        t = start + steps
+        real = (steps < CHUNK) & (t < time)
+        cells = real[:, None] & inside[None, :]
+        offsets = (b * time + t)[:, None] * n + units[None, :]
+        k = tl.load(k_ptr + offsets, mask=cells, other=0.0)
+        v = tl.load(v_ptr + offsets, mask=cells, other=0.0)
+        r = tl.load(q_ptr + offsets, mask=cells, other=0.0)
+        d = tl.load(d_ptr + b * time + t, mask=real, other=1.0)
+        G = tl.where(lower, tl.cumprod(tl.where(later, d[:, None], 1.0), axis=0), 0.0)
+        g = tl.cumprod(d, axis=0)
+        x = tl.zeros_like(r)
+        p = r
+        rr = tl.sum(r * r, axis=1)
+        for _ in tl.static_range(ITERATIONS):
+            sp = g[:, None] * tl.dot(p, tl.trans(S), input_precision="ieee") + tl.dot(
+                G * tl.dot(p, tl.trans(v), input_precision="ieee"), k, input_precision="ieee")
+            ap = sp + shift[None, :] * p
+            moving = rr > 0  # a residual of 0 stops (no division by 0)
+            alpha = tl.where(moving, rr / tl.where(moving, tl.sum(p * ap, axis=1), 1.0), 0.0)
+            x += alpha[:, None] * p
+            r -= alpha[:, None] * ap
+            following = tl.sum(r * r, axis=1)
+            p = r + tl.where(moving, following / tl.where(moving, rr, 1.0), 0.0)[:, None] * p
+            rr = following
+        tl.store(out_ptr + offsets, x, mask=cells)
+        G_last = tl.sum(tl.where(last_step[:, None], G, 0.0), axis=0)
+        S = tl.sum(tl.where(last_step, g, 0.0), axis=0) * S + tl.dot(tl.trans(k * G_last[:, None]), v, input_precision="ieee")
+
+
+def solve_chunk_cg(d, k, v, q, shift, steps, size):
+    """Mesa's chunk form (steps conjugate-gradient steps, one decay per step): d [batch, time, 1],
+    k, v, q [batch, time, n], shift [n]; returns x [batch, time, n]."""
+    batch, time, n = q.shape
+    out = torch.empty_like(q)
+    solve_chunk_kernel[(batch,)](d.contiguous(), k.contiguous(), v.contiguous(), q.contiguous(), shift.contiguous(),
+                                 out, time, n, ITERATIONS=steps, CHUNK=size, STEPS=block(size, 1 << 16, 16),
+                                 BN=block(n, 1 << 16, 16))
+    return out
+'''
+
 KERNELS = {
     "gated_recurrence": GATED_RECURRENT,
     "gated_chunk": GATED_CHUNK,
@@ -350,4 +441,5 @@ KERNELS = {
     "heads_recurrence": HEADS_RECURRENT,
     "matrix_heads_chunk": MATRIX_HEADS_CHUNK,
     "delta_heads_chunk": DELTA_HEADS_CHUNK,
+    "solve_chunk_cg": SOLVE_CHUNK,
 }

@@ -1,6 +1,6 @@
 """Two probing baselines on a benchmark suite, scored against its ground truth (docs/bench.md).
 
-    python3 benchmarks/bench_probe.py SUITE_DIR [--out submissions/]
+    python3 benchmarks/bench_probe.py SUITE_DIR [--out submissions/] [--common]
 
 For every built case, from its ``data.safetensors`` (the activations of every layer, ``layers.i``,
 and the program's values, ``values.NODE``, which a researcher computes from the program) and the
@@ -13,7 +13,8 @@ names of the program's values (``graph.json``):
 
 Writes both submissions (``lsrl.bench.submission``), scores them with ``lsrl bench score``'s
 function and prints precision and recall per obfuscation: a benchmark that discriminates gives
-the unit probe a high recall on unobfuscated cases and a low one on mixed cases.
+the unit probe a high recall on unobfuscated cases and a low one on mixed cases. It also counts
+the unit probe's claims on distractor units (``distract``), every one a false positive.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from lsrl.bench.score import SUBMISSION_FORMAT, score, truth
+from lsrl.bench.truth import DISTRACTOR
 
 CORRELATION, R2 = 0.999, 0.999
 
@@ -85,11 +87,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("suite")
     parser.add_argument("--out", default=None, help="folder for the two submissions (default: the suite's)")
+    parser.add_argument("--common", action="store_true",
+                        help="only the programs and targets built in every obfuscation of the suite (a like-for-like table)")
     args = parser.parse_args()
     root = Path(args.suite)
     manifest = json.loads((root / "manifest.json").read_text())
+    if args.common:
+        obfuscations = {e["obfuscation"] for e in manifest["cases"]}
+        built: dict[tuple, set] = {}
+        for e in manifest["cases"]:
+            if not e["error"]:
+                built.setdefault((e["program"], e["target"]), set()).add(e["obfuscation"])
+        manifest["cases"] = [e for e in manifest["cases"] if built.get((e["program"], e["target"])) == obfuscations]
     submissions = {"unit": {}, "linear": {}}
     decoded: dict[str, list[int]] = {}  # obfuscation -> [held pairs the linear probe decodes, held pairs]
+    distractors: dict[str, list[int]] = {}  # obfuscation -> [unit claims on a distractor, unit claims]
     for entry in manifest["cases"]:
         if entry["error"]:
             continue
@@ -99,7 +111,12 @@ def main() -> None:
         values = program_values(folder, data)
         submissions["unit"][entry["id"]] = {"units": unit_probe(layers, values)}
         submissions["linear"][entry["id"]] = {"units": linear_probe(layers, values)}
-        held = truth(folder)[1]
+        truth_layers, held, _ = truth(folder)
+        on_distractors = distractors.setdefault(entry["obfuscation"], [0, 0])
+        for claim in submissions["unit"][entry["id"]]["units"]:
+            holds = [truth_layers[claim["layer"]]["values"][j]["role"] for j, _ in truth_layers[claim["layer"]]["units"][claim["unit"]]]
+            on_distractors[0] += holds == [DISTRACTOR]
+            on_distractors[1] += 1
         fits = {(c["layer"], c["value"]) for c in submissions["linear"][entry["id"]]["units"]}
         counts = decoded.setdefault(entry["obfuscation"], [0, 0])
         counts[0] += len(fits & held)
@@ -124,6 +141,9 @@ def main() -> None:
     print("\nlinear probe, held-out R^2 >= 0.999 (the value is decodable, wherever its direction lies):")
     for obfuscation, (fit, held) in sorted(decoded.items()):
         print(f"  {obfuscation}: {fit}/{held} (layer, value) pairs of the ground truth decoded ({fit / max(held, 1):.3f})")
+    print("\nunit probe claims on distractor units (false positives whatever they name):")
+    for obfuscation, (wrong, claims) in sorted(distractors.items()):
+        print(f"  {obfuscation}: {wrong} of {claims} claims")
 
 
 if __name__ == "__main__":

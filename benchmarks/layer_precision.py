@@ -24,10 +24,12 @@ def main() -> None:
     patch = pytest.MonkeyPatch()
     patch.setattr(torch.Tensor, "float", lambda self, *args, **kwargs: self)  # float64 references
     print(f"{'layer':10} {'interpreter f64':>16} {'torch f64':>10} {'torch f32':>10} {'jax f64':>10} {'jax f32':>10}")
-    for name in layers.NAMES:
-        graph = layers.program(name)
-        x = layers.inputs(graph.input.dim, seed=len(name))
-        want = layers.REFERENCES[name](x)
+    rows = [(name, layers.program(name), layers.REFERENCES[name]) for name in layers.NAMES]
+    rows.append((f"mesa CG {layers.MESA_STEPS}", layers.mesa_by_conjugate_gradient(),
+                 lambda x: layers.mesa_reference(x, layers.MESA_STEPS)))
+    for name, graph, reference in rows:
+        x = layers.inputs(name.split()[0])  # the row's inputs, as the tests run them
+        want = reference(x)
         figures = [layers.relative_error(run(graph, x), want)]
         for target in ("torch", "jax"):
             built = lsrl.compile_to(graph, target)

@@ -1,7 +1,7 @@
 """Tokens per second of the mlir target (IREE on the CPU) against the torch and jax targets, and
 the mlir target's compile times.
 
-    python3 benchmarks/mlir_speed.py [--repeat N] [--dtype float32|float64] [--width W]
+    python3 benchmarks/mlir_speed.py [--repeat N] [--dtype float32|float64] [--width W] [--driver local-task|local-sync]
 
 Two programs, compiled for ``mlir``, ``torch`` and ``jax`` and run in the same process on the same
 inputs, for batches 1 and 64 and sequences of 153 and 4096 tokens:
@@ -14,9 +14,13 @@ inputs, for batches 1 and 64 and sequences of 153 and 4096 tokens:
 
 Each figure is the best of ``--repeat`` runs after a warm-up (jax's compiles the jitted forward);
 the three targets are timed in turn, so a busy machine slows them alike. ``x jax`` and ``x torch``
-are the mlir target's tokens/s over theirs. Compile times, per program (float32): the passes to
+are the mlir target's tokens/s over theirs. ``--driver``: IREE's runtime driver of the runner,
+``local-task`` (its thread pool, the runner's default) or ``local-sync`` (the calling thread only,
+which no thread that torch or XLA leaves spinning between the runs delays). Compile times, per program (float32): the passes to
 the layered model, the layered model to the verified MLIR module's text (``module_source``), and
-IREE's compile of that text for ``llvm-cpu`` (``compile_vmfb``).
+IREE's compile of that text for ``llvm-cpu`` (``compile_vmfb``); and what IREE makes of
+``forward`` (``--compile-to=flow``): its dispatches and the ``scf.for`` loops left on IREE's host
+side, each of whose rounds submits its dispatches again.
 """
 
 from __future__ import annotations
@@ -28,8 +32,14 @@ from pathlib import Path
 
 import numpy as np
 from lsrl.backends import get_target
-from lsrl.backends.mlir_code import compile_vmfb, module_source, runner
-from lsrl.backends.mlir_module import ModelSpec
+from lsrl.backends.codegen import import_generated
+from lsrl.backends.mlir_code import (
+    COMPILE_FLAGS,
+    TARGET_BACKEND,
+    compile_vmfb,
+    module_source,
+)
+from lsrl.backends.mlir_spec import ModelSpec
 from lsrl.backends.target import Options
 from lsrl.ir.graph import Graph
 from throughput import best_seconds, jax_runner, torch_runner
@@ -65,15 +75,26 @@ def inputs(program: str, batch: int, length: int, rng: np.random.Generator) -> n
     return rng.integers(0, 9, size=(batch, length, 2)) / 8
 
 
-def compile_times(graph, options: Options) -> tuple[float, float, float]:
-    """Seconds of the passes, of building the module's text and of IREE's compile."""
+def compile_times(graph, options: Options) -> tuple[float, float, float, str]:
+    """Seconds of the passes, of building the module's text and of IREE's compile, and the text."""
     start = time.perf_counter()
     model, _, options = lower_for_target(graph, get_target("mlir"), options)
     lowered = time.perf_counter()
-    source = module_source(ModelSpec.of_model(model), options.dtype)
+    source = module_source(ModelSpec.of_model(model, options.plan), options.dtype)
     built = time.perf_counter()
     compile_vmfb(source + "\n")  # a text of its own: not a compile this process has cached
-    return lowered - start, built - lowered, time.perf_counter() - built
+    return lowered - start, built - lowered, time.perf_counter() - built, source
+
+
+def forward_dispatches(source: str) -> tuple[int, int]:
+    """The dispatches of ``forward`` and its loops on IREE's host side, in IREE's flow-level module."""
+    import iree.compiler
+
+    flow = iree.compiler.compile_str(source, target_backends=[TARGET_BACKEND], extra_args=[*COMPILE_FLAGS, "--compile-to=flow"])
+    text = flow.decode() if isinstance(flow, bytes) else flow
+    forward = text[text.index("util.func public @forward"):]
+    forward = forward[:forward.index("util.func public @step")] if "util.func public @step" in forward else forward
+    return forward.count("flow.dispatch @"), forward.count("scf.for ")
 
 
 def main() -> None:
@@ -81,6 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure; the best is printed")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--width", type=int, default=128, help="units of the gated layer")
+    parser.add_argument("--driver", default="local-task", choices=("local-task", "local-sync"), help="IREE's runtime driver")
     args = parser.parse_args()
 
     import jax
@@ -91,17 +113,20 @@ def main() -> None:
         "tok2tok": (compile_file(EXAMPLES / "tok2tok.lsrl", {"seq_len": 3, "conditional": "mul"}), Options()),
         f"gated[{args.width}]": (gated_layer(args.width), Options(input_range=(0, 1))),
     }
-    print(f"IREE {VERSION} (llvm-cpu, local-task), torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    print(f"IREE {VERSION} (llvm-cpu, {args.driver}), torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"jax {jax.__version__} on {jax.devices()[0]}; {args.dtype}")
     for name, (graph, options) in programs.items():
-        passes, module, iree = compile_times(graph, options)
-        print(f"{name}: compile seconds: passes {passes:.2f}, MLIR module {module:.2f}, IREE {iree:.2f}")
+        passes, module, iree, source = compile_times(graph, options)
+        dispatches, host_loops = forward_dispatches(source)
+        print(f"{name}: compile seconds: passes {passes:.2f}, MLIR module {module:.2f}, IREE {iree:.2f}; "
+              f"forward: {dispatches} dispatches, {host_loops} loops on IREE's host side")
     print(f"{'program':<12} {'batch x len':>12} {'mlir tok/s':>12} {'torch tok/s':>12} {'jax tok/s':>12} "
           f"{'x torch':>8} {'x jax':>8}")
     rng = np.random.default_rng(0)
     for name, (graph, options) in programs.items():
         compiled = {target: compile_to(graph, target, options) for target in ("mlir", "torch", "jax")}
-        model = runner(compiled["mlir"], args.dtype)
+        model = import_generated(compiled["mlir"].files["model.py"]).Model(compiled["mlir"].files["model.vmfb"], args.dtype,
+                                                                        args.driver)
         for batch, length in SHAPES:
             tokens = inputs(name.split("[")[0], batch, length, rng)
             seconds = best_seconds(

@@ -46,7 +46,7 @@ def programs():
     for case in CASES:
         if scheduled(case):
             yield case.name, case.program(), case.references(), lambda **o: case.options(**o)
-    for name in ("gla", "deltanet", "mamba", "rglru"):
+    for name in ("gla", "deltanet", "mamba", "rglru", "mesa"):
         graph = compile_file(LAYERS / f"{name}.lsrl")
         x = np.random.default_rng(0).standard_normal((2, 64, graph.input.dim))
         yield f"layers/{name}", graph, [(x, run(graph, x))], lambda **o: Options(**o)

@@ -1,7 +1,7 @@
 """Grow a compiled program and train it on a wider task, beside the same architecture from random
 initialization (docs/growth.md). Runs on a CPU in a few minutes:
 
-    python examples/grow_and_train.py [--steps 400] [--seed 0] [--png grow_and_train.png]
+    python examples/grow_and_train.py [--steps 400] [--seed 0] [--png grow_and_train.png] [--init normal:0.02]
 
 The program is examples/more_ones.lsrl (is the count of 1s larger than the count of 0s so far?),
 compiled for the ``rnn`` target: a stock ``nn.RNN(nonlinearity="relu")`` and an ``nn.Linear``
@@ -11,7 +11,8 @@ grown (``lsrl grow``: hidden size 4 -> 32, layers 2 -> 3) and trained on the wid
 number of steps; beside it, the same modules from PyTorch's default initialization, with the same
 data, optimizer and budget. The script checks that the grown model, before any training, gives the
 compiled program's outputs on sequences of 0s and 1s, prints both loss curves and writes them to a
-PNG where matplotlib is installed.
+PNG where matplotlib is installed. ``--init`` draws the free weights of the growth (docs/growth.md
+compares ``normal:0.02`` with the modules' own scale, ``uniform:0.177``).
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", default="grow_and_train.png")
+    parser.add_argument("--init", default="normal:0.02",
+                        help="the free weights' initializer (uniform:0.177 draws them as PyTorch's default for 32 cells)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
     compiled = lsrl.compile_to(lsrl.compile_file(str(PROGRAM)), "rnn")
-    grown = grow_compiled(compiled, {"hidden_size": HIDDEN, "num_layers": LAYERS}, Initializer.parse("normal:0.02"), args.seed)
+    grown = grow_compiled(compiled, {"hidden_size": HIDDEN, "num_layers": LAYERS}, Initializer.parse(args.init), args.seed)
     grown_modules = stock_modules(grown.config, grown.tensors, "float32")
     random_modules = torch.nn.ModuleDict({"rnn": torch.nn.RNN(**grown.config["rnn"]),
                                           "readout": torch.nn.Linear(**grown.config["readout"])})

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 from lsrl.ir.numbers import ONE, ZERO
+from lsrl.ir.recurrences import conjugate_gradient, solve
 
 Array = np.ndarray
 Elements = tuple[Array, ...]
@@ -231,6 +232,45 @@ def _unit_lower_solve(lower: Array, rhs: Array) -> Array:
     for t in range(rhs.shape[-2]):
         x[..., t, :] = rhs[..., t, :] - np.einsum("...j,...js->...s", lower[..., t, :t], x[..., :t, :])
     return x
+
+
+# --- chunk: a solve over a matrix head's states (Mesa) ------------------------------------------------------
+def solve_chunk(decay: Array, key: Array, value: Array, query: Array, shift: tuple, steps: int, size: int) -> Array:
+    """``(S_t + diag(shift))^-1 q_t`` at every step, ``S_t = diag(d_t) S_{t-1} + k_t v_t^T`` from 0
+    (``n x n``: keys and values alike), by chunks: Mesa's readout through the chunkwise
+    accumulation of its ``H`` and the per-step solve (``G`` is a matrix head read by the solution:
+    :func:`matrix_head_chunk`).
+
+    The states at chunk starts follow by the inter-chunk recurrence (as in
+    :func:`matrix_head_chunk`); inside a chunk ``S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j v_j^T``.
+    Exactly, and in float64 with ``steps`` 0, every ``S_t`` of the chunk is formed from that sum and
+    solved (Gaussian elimination over the rationals); with ``steps`` conjugate-gradient steps, as
+    fla's ``naive_mesa_net_CG`` does, ``S_t`` is never formed: each step applies it as ``g_t (S_0 p)
+    + sum_j G[t, j] k_j (v_j . p)``, ``C n^2 + C^2 n`` per step of the chunk instead of ``C n^2``
+    to form it and ``n^3`` to solve it. Nothing divides by a product of decays.
+    """
+    batch, time, n = key.shape
+    d_c, k_c, v_c, q_c = _chunked(decay, size, 1), _chunked(key, size, 0), _chunked(value, size, 0), _chunked(query, size, 0)
+    s = np.full((batch, n, n), _unit(key, 0), dtype=key.dtype)
+    solved = []
+    for c in range(k_c.shape[1]):
+        real = min(size, time - c * size)  # the last chunk's padding is never solved (it may be singular)
+        d, k, v, q = d_c[:, c], k_c[:, c], v_c[:, c], q_c[:, c, :real]
+        gains, g = _gains(d)
+        weighted = (gains * k[:, None])[:, :real]  # [batch, t, j, n]: G[t, j] k_j
+        if key.dtype == object or steps == 0:
+            states = g[:, :real, :, None] * s[:, None] + np.einsum("btji,bjv->btiv", weighted, v)
+            solved.append(solve(states.reshape(batch, real, n * n), q, shift, steps))
+        else:
+            shifts = np.array([float(x) for x in shift], dtype=key.dtype)
+
+            def apply(p: Array) -> Array:
+                return (g[:, :real] * np.einsum("biv,btv->bti", s, p)
+                        + np.einsum("btji,btj->bti", weighted, np.einsum("bjv,btv->btj", v, p)) + shifts * p)
+
+            solved.append(conjugate_gradient(apply, q, steps))
+        s = g[:, -1, :, None] * s + np.einsum("bji,bjv->biv", _after(d) * k, v)
+    return np.concatenate(solved, axis=1)
 
 
 # --- scan -----------------------------------------------------------------------------------------------

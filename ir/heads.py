@@ -106,6 +106,26 @@ def state_size(kind: str, flat: Sequence[int]) -> int:
     return sum(head.keys * head.values for head in decode(kind, flat))
 
 
+def solved_states(previous_kind: str, previous_attrs: dict[str, Any], attrs: dict[str, Any]) -> dict[int, MatrixHead]:
+    """The solve heads of a solve layer (by position in its heads) whose matrix is, unit for unit,
+    the state of a matrix head without a query of the layer before it (Mesa's ``solve(H, q)``
+    over ``H = matrix_state(...)``), with that head: a chunk form can solve them from the head's
+    operands by chunks (``ir.forms.solve_chunk``) instead of from its emitted states."""
+    if previous_kind != "matrix":
+        return {}
+    emitting = {h.out: h for h in decode("matrix", previous_attrs["heads"]) if h.query == NO_QUERY and h.keys == h.values}
+    rows, bias = attrs["W"].row_items(), attrs["b"]
+    found = {}
+    for position, head in enumerate(decode("solve", attrs["heads"])):
+        first = rows[head.matrix]
+        state = emitting.get(first[0][0]) if len(first) == 1 else None
+        if state is None or state.keys != head.size:
+            continue
+        if all(rows[head.matrix + r] == [(state.out + r, 1)] and bias[head.matrix + r] == 0 for r in range(head.size ** 2)):
+            found[position] = state
+    return found
+
+
 def head_nodes(g: Graph, pre: int, kind: str, flat: Sequence[int], width: int, shift: Sequence = (), steps: int = 0,
                name: str = "", labels: Sequence[Label] | None = None) -> int:
     """A delta or solve layer as graph nodes: its heads' states or solutions from the units of

@@ -16,7 +16,7 @@ from lsrl.ir import forms, heads
 from lsrl.ir.graph import Label
 from lsrl.ir.layered import Layer, LayeredModel
 from lsrl.ir.matrix import Matrix
-from lsrl.ir.recurrences import delta, gated, matrix, read
+from lsrl.ir.recurrences import delta, gated, matrix, read, solve
 from lsrl.ir.schedule import CHUNK, LOOPS, RECURRENT, SCALED_LOOP, SCAN, LayerPlan, Plan
 
 Array = np.ndarray
@@ -27,7 +27,11 @@ def run_plan(model: LayeredModel, plan: Plan, inputs: object, exact: bool = Fals
     planned = {p.layer: p for p in plan.layers}
     x, width = inputs, model.d_in
     for i, layer in enumerate(model.layers):
-        if i not in planned:
+        previous = model.layers[i - 1] if i else None
+        chunked_before = i - 1 in planned and planned[i - 1].form == CHUNK
+        if layer.kind == "solve" and chunked_before and heads.solved_states(previous.kind, previous.attrs, layer.attrs):
+            x = _solve_layer(layer, width, previous, planned[i - 1].chunk, x, exact)
+        elif i not in planned:
             x = _single(layer, width).run(x, exact)
         elif layer.kind == "gated":
             x = _gated_layer(layer, width, planned[i], x, exact)
@@ -91,6 +95,30 @@ def _state_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bo
         else:
             h[..., units] = forms.matrix_scan(own, v, init[units])
     return h
+
+
+def _solve_layer(layer: Layer, width: int, previous: Layer, chunk: int, x: Array, exact: bool) -> Array:
+    """A solve layer after a chunked matrix layer (whose output ``x`` is): the heads that solve
+    one of its heads' states (``heads.solved_states``) by chunks from that head's operands, which
+    the matrix layer passes on among its units (``forms.solve_chunk``: Mesa's chunk form), the
+    others from the states the matrix layer emitted."""
+    pre = _affine(layer, width, "W", "b", x, exact)
+    out = pre.copy()
+    solved = heads.solved_states(previous.kind, previous.attrs, layer.attrs)
+    shift, steps = tuple(layer.attrs.get("shift", ())), layer.attrs["steps"][0]
+    for position, head in enumerate(heads.decode("solve", layer.attrs["heads"])):
+        query, own_shift = pre[..., head.query:head.query + head.size], tuple(shift[u] for u in head.outputs)
+        if not exact:
+            own_shift = tuple(float(v) for v in own_shift)
+        if position in solved:
+            state = solved[position]
+            operands = (x[..., state.decay:state.decay + state.decays], x[..., state.key:state.key + state.keys],
+                        x[..., state.value:state.value + state.values])
+            values = forms.solve_chunk(*operands, query, own_shift, steps, chunk)
+        else:
+            values = solve(pre[..., head.matrix:head.matrix + head.size ** 2], query, own_shift, steps)
+        out[..., head.outputs.start:head.outputs.stop] = values
+    return out
 
 
 def _head_layer(layer: Layer, width: int, plan: LayerPlan, x: object, exact: bool) -> Array:

@@ -16,6 +16,8 @@ Matrix states are flattened row by row: unit ``i * len(v) + j`` is ``S[i, j]``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from lsrl.ir.numbers import ZERO
 
@@ -86,7 +88,7 @@ def solve(h: Array, q: Array, shift: tuple, steps: int) -> Array:
             return np.linalg.solve(matrices, q[..., None])[..., 0]
         except np.linalg.LinAlgError:
             raise ValueError("the matrix to solve is singular") from None
-    return _conjugate_gradient(matrices, q, steps)
+    return conjugate_gradient(lambda p: np.einsum("...ij,...j->...i", matrices, p), q, steps)
 
 
 def _eliminate(a: list[list], b: list) -> list:
@@ -105,14 +107,16 @@ def _eliminate(a: list[list], b: list) -> list:
     return [rows[i][n] / rows[i][i] for i in range(n)]
 
 
-def _conjugate_gradient(a: Array, b: Array, steps: int) -> Array:
-    """``steps`` conjugate-gradient steps on a x = b (a symmetric positive definite), from x = 0."""
+def conjugate_gradient(apply: Callable[[Array], Array], b: Array, steps: int) -> Array:
+    """``steps`` conjugate-gradient steps on A x = b (A symmetric positive definite), from x = 0;
+    ``apply(p)`` is ``A p`` for every vector of ``p`` (``[..., n]``), so that a caller may apply A
+    without forming it (the chunk form of a solve over a matrix head's states: ``ir.forms``)."""
     x = np.zeros_like(b)
     r = b.copy()
     p = r.copy()
     rr = np.einsum("...i,...i->...", r, r)
     for _ in range(steps):
-        ap = np.einsum("...ij,...j->...i", a, p)
+        ap = apply(p)
         with np.errstate(divide="ignore", invalid="ignore"):
             alpha = np.where(rr > 0, rr / np.einsum("...i,...i->...", p, ap), 0.0)
         x = x + alpha[..., None] * p

@@ -120,10 +120,11 @@ GROW_EPILOG = """\
 examples:
   lsrl grow examples/compiled/more_ones_rnn -o build/rnn-wide --width 64 --layers 4 --seed 1
   lsrl grow examples/compiled/more_ones_mamba -o build/mamba-small --to examples/data/mamba_small.json
-examples/compiled holds what lsrl compile examples/more_ones.lsrl --target rnn (mamba) -o wrote;
+  lsrl grow examples/compiled/more_ones_hawk -o build/hawk-small --to examples/data/hawk_small.json --at 1
+examples/compiled holds what lsrl compile examples/more_ones.lsrl --target rnn (mamba, hawk) -o wrote;
 new weights the proof needs are zero, copies or the identity; the others are drawn from --init
-(targets rnn, lstm, gru, mamba; docs/growth.md); the grown model is checked against the original
-on random inputs and the largest difference printed"""
+(targets rnn, lstm, gru, mamba, hawk, linear-rnn; docs/growth.md); the grown model is checked
+against the original on random inputs and the largest difference printed"""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -196,10 +197,14 @@ def _parser() -> _ArgumentParser:
     grow.set_defaults(handler=_grow)
     grow.add_argument("directory", metavar="DIR", help="a compiled model's directory (lsrl compile -o DIR)")
     grow.add_argument("-o", dest="outdir", required=True, metavar="OUTDIR", help="directory to write the grown model into")
-    grow.add_argument("--width", type=_positive_int, metavar="N", help="the width to reach (rnn, lstm, gru: hidden_size; mamba: d_model)")
-    grow.add_argument("--layers", type=_positive_int, metavar="N", help="the number of layers to reach (rnn: num_layers; mamba: n_layer)")
+    grow.add_argument("--width", type=_positive_int, metavar="N", help="the width to reach (rnn, lstm, gru, hawk: hidden_size; "
+                      "mamba: d_model; linear-rnn: state_size)")
+    grow.add_argument("--layers", type=_positive_int, metavar="N", help="the number of layers to reach (rnn, lstm, gru: num_layers; "
+                      "mamba: n_layer; hawk: num_hidden_layers; linear-rnn: num_blocks)")
     grow.add_argument("--to", metavar="CONFIG.json", help="the sizes to reach, as a JSON object of the target's names "
                       "(or a transformers config.json)")
+    grow.add_argument("--at", type=int, metavar="K", help="insert the new layers before layer K (0: below the first; "
+                      "default: on top)")
     grow.add_argument("--init", default=DEFAULT_INIT, metavar="KIND:SCALE",
                       help=f"how free weights are drawn: normal:STD, uniform:BOUND or zeros (default {DEFAULT_INIT})")
     grow.add_argument("--seed", type=int, default=0, help="the seed of the free weights (default 0)")
@@ -581,7 +586,7 @@ def _emit_mlir(graph: Graph, options: Options) -> None:
     """The mlir target's module of the program, lowered as ``lsrl compile --target mlir`` lowers it
     (IREE's bindings imported only now)."""
     from lsrl.backends.mlir_code import module_source
-    from lsrl.backends.mlir_module import ModelSpec
+    from lsrl.backends.mlir_spec import ModelSpec
     from lsrl.targets import lower_for_target
 
     model, _, options = lower_for_target(graph, get_target("mlir"), options)

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from lsrl.backends.growth import current_sizes, grow_compiled, size_names
+from lsrl.backends.growth import current_sizes, grow_compiled, setting_names, size_names
 from lsrl.backends.target import Compiled
 from lsrl.errors import UsageError
 from lsrl.inputs import check_length, read_tokens
@@ -56,13 +56,16 @@ def grow_directory(args: argparse.Namespace) -> None:
     if not sizes:
         raise UsageError("nothing to grow: give --width, --layers or --to")
     before = current_sizes(compiled)
-    grown = grow_compiled(compiled, sizes, Initializer.parse(args.init), args.seed)
+    if args.at is not None and sizes.get(names[-1], before[names[-1]]) <= before[names[-1]]:
+        raise UsageError(f"--at places new layers: give --layers, or a larger {names[-1]} in --to")
+    grown = grow_compiled(compiled, sizes, Initializer.parse(args.init), args.seed, args.at)
     try:
         written = grown.write(args.outdir)
     except OSError as e:
         raise UsageError(f"cannot write {args.outdir}: {e.strerror or e}") from None
     after, probe = current_sizes(grown), grown.config["growth"][-1]["probe_max_difference"]
-    changes = ", ".join(f"{k} {before[k]} -> {after[k]}" for k in names if before[k] != after[k]) or "unchanged"
+    changes = ", ".join(f"{k} {before[k]} -> {after[k]}" for k in names + setting_names(compiled.target)
+                        if before[k] != after[k]) or "unchanged"
     print(f"{args.outdir}: wrote {', '.join(written)} ({compiled.target}: {changes})")
     print("largest output difference from the original on random inputs: "
           + ", ".join(f"{dtype} {value:.3g}" for dtype, value in probe.items()))
@@ -80,7 +83,11 @@ def _sizes_of_config(path: str, compiled: Compiled) -> dict[str, int]:
     if not isinstance(data, dict):
         raise UsageError(f"{path} should hold a JSON object of sizes")
     aliases = SIZE_ALIASES.get(compiled.target, {})
-    names = size_names(compiled.target)
+    names = size_names(compiled.target) + setting_names(compiled.target)
+    other_blocks = set(data.get("block_types", ())) - set(compiled.config.get("block_types", ()))
+    if "block_types" in compiled.config and other_blocks:
+        raise UsageError(f"{path} asks for {', '.join(sorted(other_blocks))} blocks, which a {compiled.target} model "
+                         f"does not have (its blocks: {', '.join(compiled.config['block_types'])}); growth adds none")
     sizes = {aliases.get(k, k): v for k, v in data.items() if aliases.get(k, k) in names}
     if "expand" in data and "d_inner" in names and "d_inner" not in sizes:
         sizes["d_inner"] = data["expand"] * sizes.get("d_model", current_sizes(compiled)["d_model"])

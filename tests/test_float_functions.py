@@ -1,6 +1,6 @@
 """The float functions (exp, log, sigmoid, softplus, silu, tanh, sqrt, rsqrt): their values, exact
 mode's refusal at the call, their bounds, the map layers that compute them, the targets that run
-them (torch, jax: within their stated bounds) and those that refuse them."""
+them (torch, jax, triton, mlir: within their stated bounds) and those that refuse them."""
 
 from __future__ import annotations
 
@@ -79,9 +79,10 @@ def test_map_layers_compute_the_functions_and_carry_values_past_them() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("target", ["torch", "jax", "triton"])
+@pytest.mark.parametrize("target", ["torch", "jax", "triton", "mlir"])
 def test_code_targets_run_them_within_their_stated_bounds(target: str, dtype: str) -> None:
-    pytest.importorskip(target)
+    for package in {"mlir": ["iree.compiler", "iree.runtime"]}.get(target, [target]):
+        pytest.importorskip(package)
     graph = compile_source(PROGRAM, "f.lsrl")
     compiled = compile_to(graph, target, Options(INPUT_RANGE))
     bound = np.array(output_bounds(get_target(target), compiled, dtype, compiled.config["d_out"]))
@@ -93,11 +94,11 @@ def test_code_targets_run_them_within_their_stated_bounds(target: str, dtype: st
         assert np.all(bound < 1e-12)
 
 
-@pytest.mark.parametrize("target", [t for t in TARGET_NAMES if t not in ("torch", "jax", "triton")])
+@pytest.mark.parametrize("target", [t for t in TARGET_NAMES if t not in ("torch", "jax", "triton", "mlir")])
 def test_other_targets_refuse_them_at_the_call(target: str) -> None:
     pytest.importorskip("torch")
     graph = compile_source("input x[1]\ny = x + 1\noutput tanh(y) * 2\n", "f.lsrl")
     with pytest.raises(LsrlError) as e:
         compile_to(graph, target, Options((-1, 1)))
-    assert f"the {target} target cannot compute tanh (a map layer); torch, jax and triton can" in e.value.message
+    assert f"the {target} target cannot compute tanh (a map layer); torch, jax, mlir and triton can" in e.value.message
     assert (e.value.loc.line, e.value.loc.col) == (3, 8)

@@ -28,8 +28,8 @@ ROWS = ["more_ones", "parity", "dyck1", "shift_register"]
 # sizes added per target: every size each target grows in
 PLANS = {
     "rnn": {"hidden_size": 5, "num_layers": 2},
-    "lstm": {"hidden_size": 4},
-    "gru": {"hidden_size": 4},
+    "lstm": {"hidden_size": 4, "num_layers": 2},
+    "gru": {"hidden_size": 4, "num_layers": 2},
     "mamba": {"d_model": 3, "d_inner": 5, "d_state": 2, "dt_rank": 2, "n_layer": 2},
 }
 FLOAT64_ULPS = {"rnn": 0, "lstm": 0, "gru": 0, "mamba": 4}  # measured on ROWS (benchmarks/growth_agreement.py)
@@ -102,8 +102,6 @@ def test_mamba_constraints_are_needed() -> None:
 
 def test_refusals() -> None:
     lstm = compiled("lstm", "more_ones")
-    with pytest.raises(LsrlError, match="no new lstm layer computes the identity"):
-        grow_compiled(lstm, {"num_layers": 5}, INIT)
     with pytest.raises(LsrlError, match="cannot shrink"):
         grow_compiled(lstm, {"hidden_size": 1}, INIT)
     with pytest.raises(LsrlError, match="has no size d_model"):
@@ -159,7 +157,7 @@ def test_compiled_directories_read_back(tmp_path) -> None:
         assert all(np.array_equal(again.tensors[k], v) for k, v in original.tensors.items())
 
 
-@pytest.mark.parametrize("target", ["rnn", "mamba"])
+@pytest.mark.parametrize("target", ["rnn", "mamba", "hawk"])
 def test_the_example_directories_are_current(target: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """examples/compiled/more_ones_*: what lsrl compile writes today (the docs' examples grow and run them)."""
     monkeypatch.chdir(Path(__file__).parent.parent)

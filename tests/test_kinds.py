@@ -137,8 +137,9 @@ def test_target_computes_or_refuses_at_the_line(kind: str, target: str) -> None:
         assert (np.abs(got - want) <= slack + 2.0**-52 * np.abs(want)).all(), (target, got, want, bound)
 
 
-@pytest.mark.parametrize("target", ["torch", "jax"])
-def test_torch_and_jax_compute_every_kind(target: str) -> None:
-    pytest.importorskip(target)
+@pytest.mark.parametrize("target", ["torch", "jax", pytest.param("mlir", marks=pytest.mark.slow)])
+def test_torch_jax_and_mlir_compute_every_kind(target: str) -> None:
+    for package in {"mlir": ["iree.compiler", "iree.runtime"]}.get(target, [target]):
+        pytest.importorskip(package)
     refused = {k: str(compiled(target, k)) for k in KIND_NAMES if isinstance(compiled(target, k), LsrlError)}
     assert not refused, refused

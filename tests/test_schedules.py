@@ -276,7 +276,7 @@ def test_schedules_are_refused_where_they_do_not_apply() -> None:
     assert status == 1 and "target 'rnn' has no --schedule scan" in err
 
 
-@pytest.mark.parametrize("name", ["gla", "deltanet", "mamba", "rglru"])
+@pytest.mark.parametrize("name", ["gla", "deltanet", "mamba", "rglru", "mesa"])
 def test_the_real_layers_agree_in_every_form(name: str) -> None:
     """examples/layers (float weights, no exact reference): the chunked and scanned torch code
     against the float64 interpreter, within 1e-12 of max(1, |y|)."""

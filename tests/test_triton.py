@@ -3,7 +3,7 @@
 Without a GPU the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest.py).
 Checked here: table rows through the generated files in a fresh process without lsrl (forward and
 step, recurrent and chunked kernels, float32 and float64) against the exact interpreter; the real
-layers (GLA, DeltaNet, Mamba) in both kernel forms against fla's naive references and
+layers (GLA, DeltaNet, Mamba, Mesa) in both kernel forms against fla's naive references and
 transformers' Mamba mixer; the chunked kernels against the recurrent ones and a loop over exact
 fractions on random dyadic inputs (hypothesis), decays of exactly 0 included; the plan the kernels
 compute and its warnings; the command line.
@@ -124,13 +124,16 @@ def test_generated_files_compute_the_row_without_lsrl(generated_runs, name: str,
 
 
 def test_generated_files_import_no_lsrl() -> None:
-    compiled = compile_to(case("mqar").program(), "triton", case("mqar").options(schedule="chunk"))
-    for name in ("model.py", "kernels.py"):
-        assert not re.search(r"^\s*(import|from)\s+lsrl", compiled.files[name], re.MULTILINE), name
+    from tests.test_layers import mesa_by_conjugate_gradient
+
+    for compiled in (compile_to(case("mqar").program(), "triton", case("mqar").options(schedule="chunk")),
+                     compile_to(mesa_by_conjugate_gradient(), "triton", Options(schedule="chunk", chunk=4))):
+        for name in ("model.py", "kernels.py"):
+            assert not re.search(r"^\s*(import|from)\s+lsrl", compiled.files[name], re.MULTILINE), name
 
 
 LAYER_ROWS = [pytest.param(name, schedule, marks=[pytest.mark.slow] if name == "mamba" else [])
-              for name in ("gla", "deltanet", "mamba") for schedule in ("recurrent", "chunk")]
+              for name in ("gla", "deltanet", "mamba", "mesa") for schedule in ("recurrent", "chunk")]
 
 
 @pytest.mark.usefixtures("float64_references")
@@ -139,9 +142,24 @@ def test_kernels_compute_the_reference_layer(name: str, schedule: str) -> None:
     x = inputs(name)
     want = REFERENCES[name](x)
     built = lsrl.compile_to(program(name), "triton", Options(schedule=schedule, chunk=4))
-    # the plan as the kernels run it: GLA's matrix heads, DeltaNet's delta heads, Mamba's gated layer
+    # the plan as the kernels run it: GLA's and Mesa's matrix heads, DeltaNet's delta heads, Mamba's gated layer
     forms = {layer["kind"]: layer["form"] for layer in built.config["schedule"]["layers"]}
     assert [form for kind, form in forms.items() if kind != "state"] == [schedule]
+    assert relative_error(lsrl.run_compiled(built, x, "float64"), want) < FLOAT64_RTOL
+    assert relative_error(lsrl.run_compiled(built, x, "float32"), want) < FLOAT32_RTOL
+
+
+@pytest.mark.usefixtures("float64_references")
+@pytest.mark.parametrize("schedule", ["recurrent", "chunk"])
+def test_kernels_compute_mesa_by_conjugate_gradient_steps(schedule: str) -> None:
+    """The Mesa layer with -D steps=3 against fla's naive_mesa_net_CG (its 1e-5 taken out): in the
+    chunk form, the solve is the kernel solve_chunk_cg (H accumulated by chunks, never formed)."""
+    from tests.test_layers import MESA_STEPS, mesa_by_conjugate_gradient, mesa_reference
+
+    x = inputs("mesa")
+    want = mesa_reference(x, MESA_STEPS)
+    built = lsrl.compile_to(mesa_by_conjugate_gradient(), "triton", Options(schedule=schedule, chunk=4))
+    assert ("solve_chunk_cg" in built.files["kernels.py"]) == (schedule == "chunk")
     assert relative_error(lsrl.run_compiled(built, x, "float64"), want) < FLOAT64_RTOL
     assert relative_error(lsrl.run_compiled(built, x, "float32"), want) < FLOAT32_RTOL
 
@@ -283,6 +301,24 @@ def test_delta_head_kernels_are_exact_on_dyadic_numbers(data, time, heads, keys,
         assert np.array_equal(got.numpy(), want) and np.array_equal(last.numpy(), want_last)
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.data(), st.integers(1, 12), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4))
+def test_the_mesa_kernel_takes_the_conjugate_gradient_steps_of_the_formed_states(data, time, n, chunk, steps) -> None:
+    """solve_chunk_cg against the same steps on the states formed one step after the other
+    (ir.recurrences), float64 within 1e-12: decays of exactly 0 included."""
+    from lsrl.ir.recurrences import matrix, solve
+
+    def draw(values_from, *shape):
+        count = int(np.prod(shape))
+        return np.array(data.draw(st.lists(values_from, min_size=count, max_size=count))).reshape(shape)
+
+    d, k, q = draw(DYADIC, 2, time, 1), draw(SMALL, 2, time, n), draw(SMALL, 2, time, n)
+    shift = draw(st.sampled_from([0.5, 1.0, 3.0]), n)
+    want = solve(matrix(d, k, k), q, tuple(shift), steps)
+    got = kernels().solve_chunk_cg(*(torch.from_numpy(a) for a in (d, k, k, q, shift)), steps, chunk).numpy()
+    assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+
+
 # --- the command line ---------------------------------------------------------------------------------------
 def test_compile_and_run_from_the_command_line(tmp_path: Path) -> None:
     program_file = str(ROOT / "examples" / "gated" / "moving_average.lsrl")
@@ -294,3 +330,23 @@ def test_compile_and_run_from_the_command_line(tmp_path: Path) -> None:
     assert all(status == 0 for status, _, _ in runs.values())
     want, got = (np.array(json.loads(runs[b][1])["outputs"]) for b in ("interp", "triton"))
     assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# --- fusion: gated layers read their drive and gate from columns of x ---------------------------------------
+@pytest.mark.parametrize("schedule", ["recurrent", "chunk"])
+@pytest.mark.parametrize("name", ["moving_average", "mamba"])
+def test_fused_gated_layers_compute_what_the_unfused_ones_do(name: str, schedule: str, monkeypatch) -> None:
+    from lsrl.backends import codegen, triton_code
+
+    graph = program(name) if name == "mamba" else case(name).program()
+    fused = compile_to(graph, "triton", Options(schedule=schedule, chunk=3))
+    assert re.search(r"^ *x = gated_(recurrence|chunk)\(\(\[", fused.files["model.py"], re.MULTILINE)
+    # the same model.py with the drive and gate computed as torch tensors first (the torch target's lines)
+    monkeypatch.setattr(triton_code.TritonSyntax, "gated_lines", codegen.Syntax.gated_lines)
+    unfused = compile_to(graph, "triton", Options(schedule=schedule, chunk=3))
+    assert "fused" not in unfused.files["model.py"] and unfused.files["kernels.py"] == fused.files["kernels.py"]
+    x = torch.from_numpy(np.random.default_rng(5).integers(-8, 9, (2, 7, graph.input.dim)) / 8.0)
+    for dtype in ("float64", "float32"):
+        with torch.no_grad():
+            got, want = (triton_code.module(c, dtype)(x) for c in (fused, unfused))
+        assert torch.equal(got, want), dtype  # the same operations in the same order: the same numbers

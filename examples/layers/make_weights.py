@@ -1,5 +1,5 @@
 """Writes the random weights of the layers in this folder: gla.safetensors, deltanet.safetensors,
-mamba.safetensors and rglru.safetensors (python examples/layers/make_weights.py).
+mamba.safetensors, rglru.safetensors and mesa.safetensors (python examples/layers/make_weights.py).
 
 Deterministic (numpy's generator, seed 14) and small (a few kilobytes each), so the files are
 committed and `lsrl run examples/layers/gla.lsrl` works as checked out. Every value is a float32
@@ -68,9 +68,20 @@ def rglru(rng: np.random.Generator, hidden: int = 4, width: int = 4, heads: int 
     })
 
 
+def mesa(rng: np.random.Generator, d_model: int = 8, heads: int = 2, keys: int = 4) -> dict:
+    tensors = _tensors(rng, {
+        "q_proj.weight": (heads * keys, d_model), "k_proj.weight": (heads * keys, d_model),
+        "v_proj.weight": (heads * keys, d_model), "g_proj.weight": (heads, d_model), "g_proj.bias": (heads,),
+        "b_proj.weight": (heads, d_model), "o_proj.weight": (d_model, heads * keys),
+    })
+    # the ridge penalty per head and key: positive, from 0.25 (MesaNet's lower bound) up
+    tensors["lamb"] = (0.25 + np.abs(rng.standard_normal(heads * keys))).astype(np.float32)
+    return tensors
+
+
 def main() -> None:
     rng = np.random.default_rng(14)
-    for name, make in (("gla", gla), ("deltanet", deltanet), ("mamba", mamba), ("rglru", rglru)):
+    for name, make in (("gla", gla), ("deltanet", deltanet), ("mamba", mamba), ("rglru", rglru), ("mesa", mesa)):
         save_file(make(rng), str(HERE / f"{name}.safetensors"))
 
 

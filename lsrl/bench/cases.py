@@ -71,11 +71,14 @@ def sample_inputs(spec: dict, dim: int) -> np.ndarray:
 
 
 def options(spec: dict):
-    """The compile options of a case: the promises its program states."""
+    """The compile options of a case: the promises its program states, and float64 for a target
+    whose weights depend on the dtype (hawk): a case's data and interventions run in float64."""
+    from lsrl.backends import get_target
     from lsrl.backends.target import Options
     from lsrl.ir.numbers import exact
 
     program = spec["program"]
     bounds = program["input_range"]
+    dtype = "float64" if get_target(spec["target"]).dtype_specific else Options.dtype
     return Options(input_range=None if bounds is None else tuple(exact(b) for b in bounds),
-                   integer_inputs=program["integer_inputs"], max_len=program["max_len"] or BOUNDED_MAX_LEN)
+                   integer_inputs=program["integer_inputs"], max_len=program["max_len"] or BOUNDED_MAX_LEN, dtype=dtype)

@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from lsrl.errors import UsageError
+from lsrl.errors import LsrlError, UsageError
 
 BENCH_EPILOG = """\
 example:
@@ -17,7 +17,7 @@ then "lsrl bench verify out/bench" checks every case's labels by interchange int
 --random N adds N random programs; --workers N builds cases in N local processes.
 docs/bench.md describes the files of a suite and the submission format."""
 
-DEFAULT_TARGETS = "torch,rnn,lstm,gru"
+DEFAULT_TARGETS = "torch,rnn,lstm,gru,mamba,hawk"
 
 
 def add_bench_command(commands: Any, parser_class: type) -> None:
@@ -35,7 +35,7 @@ def add_bench_command(commands: Any, parser_class: type) -> None:
     generate.add_argument("--gated", action="store_true",
                           help="random programs may hold values in gated states (computed by torch and jax only)")
     generate.add_argument("--targets", default=DEFAULT_TARGETS, help=f"comma-separated targets (default {DEFAULT_TARGETS})")
-    generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix (default none)")
+    generate.add_argument("--obfuscate", default="none", help="comma-separated: none, permute, scale, mix, distract (default none)")
     generate.add_argument("--datasets", type=int, default=4, metavar="K", help="input sequences per case (default 4)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
@@ -76,22 +76,36 @@ def _generate(args: argparse.Namespace, sources: dict) -> None:
     options = {k: getattr(args, k) for k in ("programs", "random", "size", "gated", "targets", "obfuscate", "datasets",
                                              "seed")}
     manifest = generate(args.out, specs, options, args.workers, args.executor, ProgressBar())
-    print(f"{args.out}: {manifest['built'] - manifest['failed']} cases built, {manifest['failed']} failed, "
-          f"{manifest['bytes'] / 1e6:.1f} MB (manifest.json)")
+    reasons = ", ".join(f"{n} {reason}" for reason, n in manifest["refused"].items())
+    print(f"{args.out}: {manifest['built'] - manifest['failed']} cases built, {manifest['failed']} refused"
+          f"{f' ({reasons})' if reasons else ''}, {manifest['bytes'] / 1e6:.1f} MB (manifest.json)")
 
 
 def _verify(args: argparse.Namespace, sources: dict) -> None:
     from lsrl.bench.generate import ProgressBar
     from lsrl.bench.verify import verify
 
-    summary = _suite_call(verify, args.suite, ProgressBar())
-    print(f"{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'out of domain':>13} {'min IIA':>8} "
-          f"{'target off':>10} {'errors':>6} {'unproven f64':>12} {'their min IIA':>13}")
+    summary = _suite_call(verify, args.suite, ProgressBar("failing"))
+    print(f"{'case':<44} {'interventions':>13} {'IIA':>6} {'in module':>9} {'IIA':>6} {'target':>6}")
+    for case in summary["cases"]:
+        module = case.get("module", {})
+        print(f"{case['id']:<44} {case.get('interventions', 0):>13} {_ratio(case.get('iia')):>6} "
+              f"{module.get('interventions', 0):>9} {_ratio(module.get('iia')):>6} "
+              f"{'ok' if case.get('target_agrees') else 'off':>6}"
+              + "".join(f"\n    FAILS: {why}" for why in case["failures"]))
+    print(f"\n{'target/obfuscation':<20} {'cases':>5} {'interventions':>13} {'in module':>9} {'out of domain':>13} "
+          f"{'min IIA':>8} {'target off':>10} {'unproven f64':>12} {'errors':>6} {'failing':>7}")
     for key, row in sorted(summary["table"].items()):
-        low, low_unproven = (("-" if v is None else f"{v:.4f}") for v in (row["min_iia"], row["min_iia_unproven"]))
-        print(f"{key:<20} {row['cases']:>5} {row['interventions']:>13} {row['out_of_domain']:>13} {low:>8} "
-              f"{row['target_disagrees']:>10} {row['errors']:>6} {row['unproven']:>12} {low_unproven:>13}")
+        print(f"{key:<20} {row['cases']:>5} {row['interventions']:>13} {row['in_module']:>9} {row['out_of_domain']:>13} "
+              f"{_ratio(row['min_iia'], 4):>8} {row['target_disagrees']:>10} {row['unproven']:>12} {row['errors']:>6} "
+              f"{row['failing']:>7}")
     print(f"per case: {args.suite}/verify.json")
+    cases = len(summary["cases"])
+    if summary["failing"]:
+        raise LsrlError(f"{summary['failing']} of {cases} cases of {args.suite} fail verification (IIA below 1.0, "
+                        f"target off, unproven float64 or not verified: the FAILS lines above): their ground truth "
+                        f"is not verified")
+    print(f"all {cases} cases verified: IIA 1.0 at every level, every target's outputs within the stated bound")
 
 
 def _score(args: argparse.Namespace, sources: dict) -> None:
@@ -111,8 +125,8 @@ def _score(args: argparse.Namespace, sources: dict) -> None:
     print("overall: " + json.dumps(result["overall"]))
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _ratio(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _suite_call(function, suite: str, *more):

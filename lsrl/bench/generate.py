@@ -4,8 +4,9 @@ Cases run in local processes (``concurrent.futures``) or on Ray (``--executor ra
 ``ray`` extra); both call ``case.build_case``. A case whose folder already holds the
 ``case.json`` of a successful build of the same spec is not built again, so an interrupted run
 continues where it stopped (and a failed case is tried again). ``DIR/manifest.json`` lists
-every case with the sha256 of each of its files, or the error that stopped it; it is rewritten as
-cases finish.
+every case with the sha256 of each of its files, or the error that stopped it and its reason
+(``refused``: a compiler refusal, a model the compiler cannot stand behind, ``bench/trust.py``, or
+an internal error), and counts the refusals by reason; it is rewritten as cases finish.
 """
 
 from __future__ import annotations
@@ -97,11 +98,21 @@ def _write_manifest(root: Path, specs: Sequence[dict], entries: dict[str, dict],
     manifest = {
         "format": MANIFEST_FORMAT, "options": options, "cases": listed,
         "built": len(listed), "failed": sum(1 for e in listed if e["error"]), "planned": len(specs),
+        "refused": refusals(listed),
         "bytes": sum(f["bytes"] for e in listed for f in e["files"].values()),
         "seconds_this_run": round(seconds, 1),
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def refusals(entries: Sequence[dict]) -> dict[str, int]:
+    """How many cases were refused, by reason."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        if entry["error"]:
+            counts[entry["refused"]] = counts.get(entry["refused"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _hashes(folder: Path) -> dict[str, dict]:
@@ -113,16 +124,17 @@ def _hashes(folder: Path) -> dict[str, dict]:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: cases done, failed, and the rate of this run."""
+    """A one-line progress bar on stderr: cases done, those refused (or failing), and the rate of
+    this run."""
 
-    def __init__(self, width: int = 30):
-        self.width, self.start, self.first = width, time.time(), None
+    def __init__(self, failed: str = "refused", width: int = 30):
+        self.failed, self.width, self.start, self.first = failed, width, time.time(), None
 
     def __call__(self, done: int, total: int, failed: int) -> None:
         self.first = done if self.first is None else self.first  # (cases an earlier run built)
         filled = self.width * done // max(total, 1)
         rate = (done - self.first) / max(time.time() - self.start, 1e-9) * 60
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} cases, {failed} failed, "
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} cases, {failed} {self.failed}, "
                          f"{rate:.1f}/min")
         if done == total:
             sys.stderr.write("\n")

@@ -10,8 +10,8 @@ obfuscated basis the labelled units are directions: the model's output ``h`` of 
 same outputs at every step; the interchange-intervention accuracy (IIA) is the fraction that do.
 
 The model is the layered model, run step by step (``LayeredModel.step_trace``) so that a patched
-state is what its recurrence continues from; its weights are the torch target's, tensor for
-tensor, and every other target computes its outputs (checked on the case's data by ``verify``).
+state is what its recurrence continues from; ``torch_runner`` and ``module_runner`` run the same
+interventions inside the targets' own files, with the same ``trace`` interface.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from lsrl.bench.domain import Domain
 from lsrl.bench.obfuscate import Basis
 from lsrl.ir.graph import Graph
 from lsrl.ir.interpret import trace as trace_graph
-from lsrl.ir.layered import CARRY, VALUE, LayeredModel
+from lsrl.ir.layered import CARRY, FREE, VALUE, LayeredModel
 from lsrl.passes.linear_forms import LinearForms
 
 # relative tolerance of the comparison of two float64 runs of one function
@@ -60,8 +60,10 @@ def sites(labelled: LayeredModel, graph: Graph) -> list[Site]:
                     found.setdefault(unit.node, {}).setdefault(i, []).append(j)
             else:
                 shared.update(a for a, m in terms.items() if m.row_items()[unit.unit])
-        if layer.kind == "state":
+        if layer.kind == "state":  # (a distractor reads others through its row, but nothing reads it)
             for j, row in enumerate(layer.attrs["A"].row_items()):
+                if layer.units[j].role == FREE:
+                    continue
                 shared.update(layer.units[k].node for k, _ in row if layer.units[k].node != layer.units[j].node)
     return [Site(node, units) for node, units in sorted(found.items())
             if node not in shared and graph.nodes[node].kind != "input"]
@@ -110,22 +112,43 @@ def agree(a: np.ndarray, b: np.ndarray, tolerance: np.ndarray | float = 0.0) -> 
     return bool(np.all(np.abs(a - b) <= TOLERANCE * (1 + np.abs(b)) + tolerance))
 
 
+@dataclass
+class Expected:
+    """What the program gives with a site patched, per (base, source) pair: its outputs
+    (``[pairs, time, d_out]``) and whether the patched run stays in the model's domain."""
+
+    outputs: np.ndarray
+    inside: np.ndarray
+
+
+def expectations(graph: Graph, found: Sequence[Site], inputs: np.ndarray, pairs: Sequence[tuple[int, int]],
+                 domain: Domain | None = None) -> list[Expected]:
+    """Per site, the program run (the reference interpreter) on each base sequence with the site's
+    value taken from the source sequence; computed once for every runner of a case."""
+    program = trace_graph(graph, inputs)
+    bases, sources = [b for b, _ in pairs], [s for _, s in pairs]
+    found_expected = []
+    for site in found:
+        values = trace_graph(graph, inputs[bases], patches={site.node: program[site.node][sources]})
+        found_expected.append(Expected(np.concatenate([values[o.node] for o in graph.outputs], axis=-1),
+                                       np.ones(len(pairs), bool) if domain is None else domain.inside(values)))
+    return found_expected
+
+
 def interchange(graph: Graph, runner: LayeredRunner, found: Sequence[Site], inputs: np.ndarray,
                 pairs: Sequence[tuple[int, int]], domain: Domain | None = None,
-                tolerance: np.ndarray | float = 0.0) -> list[list[bool | None]]:
+                tolerance: np.ndarray | float = 0.0, expected: Sequence[Expected] | None = None
+                ) -> list[list[bool | None]]:
     """Per site, one result per (base, source) pair of sequences of ``inputs [K, time, d_in]``:
     whether the model's outputs agree with the program's (within ``tolerance`` per output, on
     top of the relative ``TOLERANCE``), or None where the patched program leaves ``domain``. The
-    model runs every intervention of the case as one batch."""
+    model runs every intervention of the case as one batch; ``expected`` (per site, from
+    ``expectations``) saves running the program again for another runner."""
     if not found or not pairs:
         return [[] for _ in found]
-    program = trace_graph(graph, inputs)
+    if expected is None:
+        expected = expectations(graph, found, inputs, pairs, domain)
     bases, sources = [b for b, _ in pairs], [s for _, s in pairs]
-    expected, inside = [], []
-    for site in found:
-        values = trace_graph(graph, inputs[bases], patches={site.node: program[site.node][sources]})
-        expected.append(np.concatenate([values[o.node] for o in graph.outputs], axis=-1))
-        inside.append(np.ones(len(pairs), bool) if domain is None else domain.inside(values))
     source_trace = runner.trace(inputs)
     batch = len(found) * len(pairs)
     masks: dict[int, np.ndarray] = {}
@@ -134,6 +157,8 @@ def interchange(graph: Graph, runner: LayeredRunner, found: Sequence[Site], inpu
             mask = masks.setdefault(i, np.zeros((batch, runner.forward[i].shape[0])))
             mask[n * len(pairs):(n + 1) * len(pairs), units] = 1
     tiled = np.concatenate([inputs[bases]] * len(found))
-    got = runner.trace(tiled, masks, [layer[sources * len(found)] for layer in source_trace])[-1]
-    return [[agree(got[n * len(pairs) + p], expected[n][p], tolerance) if inside[n][p] else None
+    # (a runner of a target's module has None for a layer it does not hold alone: no site is there)
+    sourced = [None if layer is None else layer[sources * len(found)] for layer in source_trace]
+    got = runner.trace(tiled, masks, sourced)[-1]
+    return [[agree(got[n * len(pairs) + p], expected[n].outputs[p], tolerance) if expected[n].inside[p] else None
              for p in range(len(pairs))] for n in range(len(found))]

@@ -8,6 +8,9 @@ ground truth moves with it: old unit ``j`` is the direction ``M^-1[j, :]`` of th
 
 - ``permute``: a random permutation of every layer's units but the output layer's.
 - ``scale``: a random positive power of two per ReLU unit (``relu(c z) = c relu(z)`` for c > 0).
+- ``distract``: the units of every hidden layer in a random order, as ``permute``, of a model
+  that ``distract.add_distractors`` grew with distractor units (``case.py`` grows it first, so
+  that the labels are the grown model's).
 - ``mix``: a random unimodular integer matrix (det +-1) on every affine and state layer, whose
   units are linear in what they read (``A -> M A M^-1`` for the recurrence): units mixed in
   random groups of two to four, among those whose values are bounded by ``MIX_BOUND``.
@@ -29,7 +32,7 @@ from lsrl.ir.layered import Layer, LayeredModel, UnitLabel
 from lsrl.ir.matrix import Matrix
 from lsrl.ir.numbers import exact
 
-OBFUSCATIONS = ("none", "permute", "scale", "mix")
+OBFUSCATIONS = ("none", "permute", "scale", "mix", "distract")
 ROW_VECTORS = ("b", "init")  # per-unit attributes that move with the unit's basis
 MIXABLE = ("affine", "state")  # layers whose units are linear in what they read
 PERMUTABLE = ("affine", "relu", "gate", "state", "map", "gated")
@@ -91,7 +94,7 @@ def anonymous(model: LayeredModel) -> LayeredModel:
 
 def _choose(kind: str, layer: Layer, rng: random.Random, small: list[int]) -> Basis | None:
     n = layer.width
-    if kind == "permute" and layer.kind in PERMUTABLE and n > 1:
+    if kind in ("permute", "distract") and layer.kind in PERMUTABLE and n > 1:
         order = list(range(n))
         while order == sorted(order):  # a permutation that moves some unit
             rng.shuffle(order)

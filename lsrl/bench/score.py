@@ -8,7 +8,8 @@ direction with the layer's units is a function of the value alone), and a circui
 ``[reader, read]`` between values (by name, without the index).
 
 - A unit claim is right when the unit holds the value (alone, or mixed with others);
-  a direction claim when the direction reads the value's labelled units and no others.
+  a direction claim when the direction reads the value's labelled units and no others. A
+  distractor (``distract``) holds no value: every claim on one is wrong, whatever it names.
 - Precision: right claims over claims. Recall: (layer, value) pairs of the ground truth (values
   held in units of their own, roles value and carry) that some right claim finds, over all.
 - Circuit edges are compared with the edges of ``graph.json``.
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lsrl.bench.truth import DISTRACTOR
 
 SUBMISSION_FORMAT = "lsrl.bench.submission"
 DIRECTION_TOLERANCE = 1e-6  # relative: a direction's weight on other values' units counts below it
@@ -50,7 +53,7 @@ def _unit_right(layers: list[dict], claim: dict) -> tuple[bool, tuple[int, str] 
         unit = claim["unit"]
         if not isinstance(unit, int) or not 0 <= unit < truth["width"]:
             return False, None
-        holds = {_value(truth["values"][j]) for j, _ in truth["units"][unit]}
+        holds = {_value(truth["values"][j]) for j, _ in truth["units"][unit] if truth["values"][j]["role"] != DISTRACTOR}
         return value in holds, (layer, value)
     direction = np.asarray(claim.get("direction", []), dtype=np.float64)
     if direction.shape != (truth["width"],):
@@ -60,7 +63,7 @@ def _unit_right(layers: list[dict], claim: dict) -> tuple[bool, tuple[int, str] 
         for j, v in row:
             forward[k, j] = v
     reads = np.abs(direction @ forward)  # the weight on each labelled (old) unit
-    mine = np.array([_value(v) == value for v in truth["values"]])
+    mine = np.array([_value(v) == value and v["role"] != DISTRACTOR for v in truth["values"]])
     scale = reads.max(initial=0.0)
     right = scale > 0 and bool(mine[reads > DIRECTION_TOLERANCE * scale].all())
     return right, (layer, value)

@@ -5,10 +5,14 @@ holds as a combination of the compiler's labelled units, and for every labelled 
 of the layer's units that reads it (``value = direction . h``). Without obfuscation both are one
 unit each; after ``mix`` they are directions. The labels are the compiler's (``ir.layered``): the
 program value's name and index, its role, sign, the node of the graph that was compiled and where
-the program wrote it.
+the program wrote it; a distractor unit (``distract``'s free units) has the name and role
+``distractor`` and no node.
 
 ``graph.json`` is the causal graph of that program graph: every node (a program value), the values
 it reads, and the outputs it can influence.
+
+``module.json`` (targets that are stock modules: rnn, lstm, gru, mamba, hawk) says where the
+target's module holds each layer of the layered model: a stage's output and a linear reading.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from typing import Any, Sequence
 from lsrl.bench.intervene import sites, sites_json
 from lsrl.bench.obfuscate import Basis
 from lsrl.ir.graph import Graph, Loc
-from lsrl.ir.layered import LayeredModel
+from lsrl.ir.layered import FREE, LayeredModel
 from lsrl.ir.matrix import Matrix
 
 LABELS_FORMAT, GRAPH_FORMAT = "lsrl.bench.labels", "lsrl.bench.graph"
+MODULE_FORMAT, MODULE_FILE = "lsrl.bench.module", "module.json"
+DISTRACTOR = "distractor"  # the name and role of a distractor unit in labels.json
 
 
 def _loc(loc: Loc | None) -> dict | None:
@@ -42,6 +48,9 @@ def labels_json(model: LayeredModel, bases: Sequence[Basis], graph: Graph) -> di
     values held in units of their own (``intervene.sites``), which interventions check."""
 
     def label(unit) -> dict[str, Any]:
+        if unit.role == FREE:  # a distractor (``distract``): it carries no program value
+            return {"name": DISTRACTOR, "index": unit.source.index, "role": DISTRACTOR, "sign": 1, "rectified": False,
+                    "node": None, "unit": None, "loc": None}
         node = graph.nodes.get(unit.node) if unit.node is not None else None
         return {**unit.to_json(), "loc": _loc(node.loc if node else None)}
 
@@ -81,3 +90,18 @@ def graph_json(graph: Graph) -> dict[str, Any]:
     ]
     outputs = [{"name": o.name, "node": o.node, "units": offsets[o.node]} for o in graph.outputs]
     return {"format": GRAPH_FORMAT, "nodes": nodes, "outputs": outputs}
+
+
+def readings_json(readings: Sequence) -> dict[str, Any]:
+    """``module.json``: per hidden layer of the case's layered model, the stage of the target's
+    module whose output holds it and how (``backends.target.LayerReading``: sparse rows of ``M``
+    and the offset of ``values = M s + offset``), or null where no stage holds it alone."""
+    layers: list[dict | None] = []
+    for reading in readings:
+        if reading is None:
+            layers.append(None)
+            continue
+        rows = [[[j, float(v)] for j, v in row] for row in reading.matrix.row_items()]
+        layers.append({"stage": reading.stage, "width": reading.matrix.cols, "rows": rows,
+                       "offset": [float(v) for v in reading.offset]})
+    return {"format": MODULE_FORMAT, "layers": layers}

@@ -5,8 +5,12 @@ model (``layers.json``), the labels and bases (``labels.json``) and the inputs
 (``data.safetensors``). For every program value the model holds in units of its own
 (``intervene.sites``) and every pair of sequences (base k, source k+1), an interchange
 intervention (``intervene.interchange``); the case's IIA is the fraction that agree with the
-program. The target's outputs on the data (stored by ``generate``) are compared with the exact
-outputs too.
+program. The same interventions run inside the target's own module: the torch target's ``model.py``
+(``torch_runner``), the stock modules of rnn, lstm, gru, mamba and hawk (``module_runner``, where
+``module.json`` says which stage holds each layer). The target's outputs on the data (stored by
+``generate``) are compared with the exact outputs too. A case fails (``failures``) where an IIA
+is below 1.0, the target's outputs are off, the compiler does not stand behind its float64 outputs
+(``generate`` refuses such cases; an older suite may hold them) or it could not be verified.
 """
 
 from __future__ import annotations
@@ -20,8 +24,15 @@ import numpy as np
 from lsrl.bench import cases
 from lsrl.bench.case import CASE_FILE
 from lsrl.bench.domain import Domain
-from lsrl.bench.intervene import LayeredRunner, agree, interchange, sites_from_json
-from lsrl.bench.truth import LABELS_FORMAT
+from lsrl.bench.intervene import (
+    LayeredRunner,
+    agree,
+    expectations,
+    interchange,
+    sites_from_json,
+)
+from lsrl.bench.trust import float64_verdict, stated_bound
+from lsrl.bench.truth import LABELS_FORMAT, MODULE_FILE
 
 
 def load_truth(folder: Path):
@@ -57,39 +68,36 @@ def verify_case(folder: Path) -> dict[str, Any]:
     config = json.loads((folder / "model" / "config.json").read_text())
     config = config.get("lsrl", config)  # (a transformers checkpoint's config holds lsrl's under "lsrl")
     inputs = data["inputs"]
-    tolerance = _stated_bound(config)
+    tolerance = stated_bound(config)
     k = len(inputs)
     pairs = [(b, (b + 1) % k) for b in range(k)] if k > 1 else []
-    domain = _domain(folder, graph)
-    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, domain, tolerance)
-    if json.loads((folder / CASE_FILE).read_text())["spec"]["target"] == "torch":
+    expected = expectations(graph, found, inputs, pairs, _domain(folder, graph)) if pairs else []
+    result = _iia(graph, LayeredRunner(model, forward, inverse), found, inputs, pairs, tolerance, expected)
+    target = json.loads((folder / CASE_FILE).read_text())["spec"]["target"]
+    if target == "torch":
         from lsrl.bench.torch_runner import TorchRunner
 
         runner = TorchRunner(folder / "model", forward, inverse)
-        result["module"] = _iia(graph, runner, found, inputs, pairs, domain, tolerance)
-    result.update(float64=config.get("precision", {}).get("float64"),
+        result["module"] = _iia(graph, runner, found, inputs, pairs, tolerance, expected)
+    elif (folder / MODULE_FILE).exists():
+        from lsrl.bench.module_runner import ModuleRunner
+
+        runner = ModuleRunner(folder, target, forward, inverse)
+        held = [n for n, site in enumerate(found) if all(runner.holds(i) for i in site.units)]
+        result["module"] = _iia(graph, runner, [found[n] for n in held], inputs, pairs, tolerance,
+                                [expected[n] for n in held] if pairs else [])
+        result["module"]["sites_not_held"] = len(found) - len(held)
+    result.update(float64=float64_verdict(config),
                   target_agrees=agree(data["model_outputs"], data["outputs"], tolerance))
     return result
 
 
-def _iia(graph, runner, found, inputs, pairs, domain, tolerance) -> dict[str, Any]:
-    outcomes = interchange(graph, runner, found, inputs, pairs, domain, tolerance)
+def _iia(graph, runner, found, inputs, pairs, tolerance, expected) -> dict[str, Any]:
+    outcomes = interchange(graph, runner, found, inputs, pairs, tolerance=tolerance, expected=expected)
     results = [r for outcome in outcomes for r in outcome if r is not None]
     return {"interventions": len(results), "out_of_domain": sum(r is None for o in outcomes for r in o),
             "iia": sum(results) / len(results) if results else None,
             "failed_values": [graph.nodes[site.node].name for site, outcome in zip(found, outcomes) if False in outcome]}
-
-
-def _stated_bound(config: dict) -> np.ndarray | float:
-    """The compiler's bound on each output's float64 error (0 where it proves the outputs exact;
-    where it proves nothing, only rounding is tolerated, and the verdict says "unproven")."""
-    if config.get("precision", {}).get("float64") == "unproven":
-        return 0.0
-    bounds = config.get("error_bound", {})
-    per_output = bounds.get("outputs", {}).get("float64")
-    if per_output is not None:
-        return np.array([b if b is not None else 0.0 for b in per_output])
-    return bounds.get("float64") or 0.0
 
 
 def _domain(folder: Path, graph) -> Domain:
@@ -112,37 +120,55 @@ def verify(root: str, progress=None) -> dict[str, Any]:
             result = verify_case(Path(root) / entry["dir"])
         except Exception as e:  # a broken case is reported, and the others still verified
             result = {"error": f"{type(e).__name__}: {e}"}
-        report.append({"id": entry["id"], "target": entry["target"], "obfuscation": entry["obfuscation"], **result})
+        case = {"id": entry["id"], "target": entry["target"], "obfuscation": entry["obfuscation"], **result}
+        report.append({**case, "failures": failures(case)})
         if progress:
-            progress(n, len(built), sum(1 for r in report if r.get("error") or r.get("iia") not in (None, 1.0)))
-    summary = {"format": "lsrl.bench.verify", "cases": report, "table": iia_table(report)}
+            progress(n, len(built), sum(1 for r in report if r["failures"]))
+    summary = {"format": "lsrl.bench.verify", "cases": report, "table": iia_table(report),
+               "failing": sum(1 for r in report if r["failures"])}
     (Path(root) / "verify.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
+def failures(case: dict[str, Any]) -> list[str]:
+    """Why a verified case is not a case with verified ground truth (none for a good case)."""
+    if case.get("error"):
+        return [f"not verified: {case['error']}"]
+    found = [f"{level} IIA {r['iia']:.4f} ({', '.join(r['failed_values'])} patched)"
+             for level, r in (("layered model", case), ("module", case.get("module", {}))) if r.get("iia") not in (None, 1.0)]
+    if not case["target_agrees"]:
+        found.append("target off: the target's outputs differ from the exact ones beyond the stated bound")
+    if case["float64"] == "unproven":
+        found.append("the compiler proves no float64 bound on its outputs (unproven)")
+    return found
+
+
 def iia_table(report: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per target and obfuscation: cases, interventions, the smallest and mean IIA, and how many
-    cases' target outputs disagree with the program."""
+    """Per target and obfuscation: cases, interventions (on the layered model, and inside the
+    target's module), the smallest and mean IIA over both levels, and how many cases' target
+    outputs disagree with the program, are unproven in float64, or failed."""
     table: dict[str, dict[str, Any]] = {}
     for r in report:
         row = table.setdefault(f"{r['target']}/{r['obfuscation']}", {"cases": 0, "interventions": 0, "iia": [],
+                                                                     "in_module": 0, "not_in_module": 0,
                                                                      "out_of_domain": 0, "target_disagrees": 0,
-                                                                     "unproven": 0, "errors": 0,
-                                                                     "iia_unproven": []})
+                                                                     "unproven": 0, "errors": 0, "failing": 0})
         row["cases"] += 1
+        row["failing"] += 1 if r["failures"] else 0
         if r.get("error"):
             row["errors"] += 1
             continue
         row["interventions"] += r["interventions"]
         row["out_of_domain"] += r["out_of_domain"]
+        row["in_module"] += r.get("module", {}).get("interventions", 0)
+        row["not_in_module"] += r.get("module", {}).get("sites_not_held", 0)
         row["unproven"] += 1 if r["float64"] == "unproven" else 0
-        for level in (r, r.get("module", {})):  # the layered model's interventions, and the torch module's
+        for level in (r, r.get("module", {})):  # the layered model's interventions, and the module's
             if level.get("iia") is not None:
-                row["iia" if r["float64"] != "unproven" else "iia_unproven"].append(level["iia"])
+                row["iia"].append(level["iia"])
         row["target_disagrees"] += 0 if r["target_agrees"] else 1
     for row in table.values():
-        values, unproven = row.pop("iia"), row.pop("iia_unproven")
+        values = row.pop("iia")
         row["min_iia"] = min(values) if values else None
         row["mean_iia"] = sum(values) / len(values) if values else None
-        row["min_iia_unproven"] = min(unproven) if unproven else None
     return table

@@ -24,7 +24,7 @@ NO_GATED_LAYERS = "cannot compute gated_state (a gated layer)"
 NO_DELTA_LAYERS = "cannot compute delta_state (a delta layer)"
 UNBOUNDED_FACTOR = "the second is not bounded"  # a read of a delta-rule state, which has no bound
 WITHOUT_GATED_LAYERS = ("linear-rnn", "rnn", "lstm", "gru", "mamba", "hawk")
-WITHOUT_HEADS_LAYERS = ("lstm", "gru", "mamba", "hawk", "mlir")  # delta and solve layers
+WITHOUT_HEADS_LAYERS = ("lstm", "gru", "mamba", "hawk")  # delta and solve layers
 
 
 def hold_register() -> Graph:

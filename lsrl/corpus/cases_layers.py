@@ -1,5 +1,5 @@
 """Float rows: the real layers of ``examples/layers/`` (GLA, DeltaNet, a Mamba mixer, an RG-LRU
-block), with random weights loaded from ``.safetensors`` files.
+block, a Mesa layer), with random weights loaded from ``.safetensors`` files.
 
 They are kept apart from ``CASES``, whose every row has an exact reference that the interpreter's
 exact mode computes: these programs apply float functions, so exact mode refuses them (at the
@@ -20,8 +20,8 @@ from lsrl.corpus.cases_lsrl import NOT_A_CONDITION
 from lsrl.corpus.rows import EXAMPLES, Case, Run
 from lsrl.ir.graph import Graph
 
-NO_MAP_LAYERS = "(a map layer); torch, jax and triton can"
-REFUSED_BY = {"lstm": NO_MAP_LAYERS, "gru": NO_MAP_LAYERS, "mamba": NO_MAP_LAYERS, "hawk": NO_MAP_LAYERS, "mlir": NO_MAP_LAYERS,
+NO_MAP_LAYERS = "(a map layer); torch, jax, mlir and triton can"
+REFUSED_BY = {"lstm": NO_MAP_LAYERS, "gru": NO_MAP_LAYERS, "mamba": NO_MAP_LAYERS, "hawk": NO_MAP_LAYERS,
               # (targets without products refuse a product of two real values first)
               "linear-rnn": NOT_A_CONDITION, "rnn": NOT_A_CONDITION}
 
@@ -53,4 +53,5 @@ FLOAT_CASES: list[Case] = [
     _row("deltanet", 8, 2, 21),  # beta = sigmoid(...)
     _row("mamba", 4, 3, 28),  # u = silu(...)
     _row("rglru", 4, 4, 29),  # the tanh GELU's irrational constant sqrt(2 / pi)
+    _row("mesa", 8, 5, 27),  # decay = exp(-softplus(...))
 ]

@@ -1,0 +1,124 @@
+"""The jax target's forward (backends/jax_forward.py): units read where they were computed.
+
+The shared table runs every row through the jax target (tests/test_targets.py); here the picking
+itself is checked on random layouts, and the GLA- and DeltaNet-shaped layers of
+benchmarks/gated_layers.py (operands carried through a map layer, a scaled query, a constant
+alpha) are checked to reach their heads by slices, with the interpreter's outputs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lsrl.backends.jax_forward import Picks, Source
+from lsrl.ir.interpret import run as interpret
+
+from lsrl.builder import Program, concat, float_function, read
+from lsrl.targets import compile_to
+
+jax = pytest.importorskip("jax")
+
+from lsrl.backends.jax_code import JaxSyntax, functions  # noqa: E402
+
+WIDTHS = {"x": 7, "a": 12, "b": 5}
+
+
+@st.composite
+def layouts(draw) -> tuple[list[Source | None], int | None]:
+    """Units as blocks: runs up or down an array, zeros, and head-major grids at a stride."""
+    sources: list[Source | None] = []
+    for _ in range(draw(st.integers(1, 4))):
+        array = draw(st.sampled_from(sorted(WIDTHS)))
+        width = WIDTHS[array]
+        shape = draw(st.sampled_from(["run", "down", "zeros", "grid", "any"]))
+        if shape == "zeros":
+            sources += [None] * draw(st.integers(1, 3))
+        elif shape == "grid":
+            stride = draw(st.integers(1, width))
+            count = draw(st.integers(1, stride))
+            offset = draw(st.integers(0, stride - count))
+            blocks = draw(st.integers(1, max(1, width // stride)))
+            sources += [Source(array, b * stride + offset + i) for b in range(blocks) for i in range(count)
+                        if b * stride + offset + i < width]
+        elif shape == "any":  # (short runs: one gather)
+            sources += [Source(array, c) for c in draw(st.lists(st.integers(0, width - 1), min_size=1, max_size=40))]
+        else:
+            first, count = draw(st.integers(0, width - 1)), draw(st.integers(1, width))
+            columns = range(first, min(width, first + count)) if shape == "run" else range(first, max(-1, first - count), -1)
+            sources += [Source(array, c) for c in columns]
+    heads = draw(st.sampled_from([None, *[h for h in (2, 3, 4) if len(sources) % h == 0]]))
+    return sources, heads
+
+
+@settings(max_examples=300, deadline=None)
+@given(layouts())
+def test_a_pick_gives_the_units_it_names(layout: tuple[list[Source | None], int | None]) -> None:
+    sources, heads = layout
+    rng = np.random.default_rng(0)
+    arrays = {name: rng.standard_normal((2, 3, width)) for name, width in WIDTHS.items()}
+    expected = np.stack([arrays[s.array][..., s.column] if s else np.zeros((2, 3)) for s in sources], axis=-1)
+    if heads:
+        expected = expected.reshape(2, 3, heads, -1)
+    expression = Picks(dict(WIDTHS), JaxSyntax()).pick(sources, heads)
+    # the generated code's own names: jnp for the arrays (numpy computes the same here), np for indices
+    value = eval(expression, {"jnp": np, "np": np, **arrays})  # noqa: S307 (an expression the test made)
+    np.testing.assert_array_equal(value, expected)
+
+
+def test_head_major_operands_are_one_slice_and_a_reshape() -> None:
+    picks = Picks(dict(WIDTHS), JaxSyntax())
+    grid = [Source("a", 4 * h + 1 + i) for h in range(3) for i in range(2)]
+    assert picks.pick(grid, 3) == "a.reshape(*x.shape[:-1], 3, 4)[..., 1:3]"
+    grid = [Source("a", 3 + 3 * h + i) for h in range(2) for i in range(2)]
+    assert picks.pick(grid, 2) == "a[..., 3:9].reshape(*x.shape[:-1], 2, 3)[..., 0:2]"
+    assert picks.pick(grid) == "a[..., 3:9].reshape(*x.shape[:-1], 2, 3)[..., 0:2].reshape(*x.shape[:-1], 4)"
+    assert picks.pick([Source("a", c) for c in range(2, 8)], 2) == "a[..., 2:8].reshape(*x.shape[:-1], 2, 3)"
+    assert picks.pick([Source("b", c) for c in range(5)]) == "b"
+
+
+GATES = {"gla": "keys", "deltanet": 1, "gated_deltanet": 2}  # gate units per head
+
+
+def gated_program(kind: str, heads: int, keys: int):
+    """Per head, from the input: q, k, v and the gates (GLA: keys log decays; DeltaNet: beta;
+    gated DeltaNet: beta and alpha's logit); reads of the state with the query scaled, as
+    benchmarks/gated_layers.py builds them."""
+    per_head = 3 * keys + (keys if kind == "gla" else GATES[kind])
+    p = Program()
+    x = p.input(heads * per_head)
+    reads = []
+    for h in range(heads):
+        q, k, v = (x[h * per_head + i * keys:h * per_head + (i + 1) * keys] for i in range(3))
+        gate = x[h * per_head + 3 * keys:(h + 1) * per_head]
+        if kind == "gla":
+            state = p.matrix_state(float_function("exp", gate), k, v)
+        elif kind == "deltanet":
+            state = p.delta_state(1, gate, k, v)
+        else:
+            state = p.delta_state(float_function("sigmoid", gate[1:2]), gate[0:1], k, v)
+        reads.append(read(state, q * (1 / keys**0.5)))
+    p.output(concat(reads))
+    return p.finish()
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_gated_layers_reach_their_heads_by_slices(kind: str) -> None:
+    heads, keys = 3, 4
+    graph = gated_program(kind, heads, keys)
+    compiled = compile_to(graph, "jax")
+    source = compiled.files["model.py"]
+    forward = source[source.index("def forward"):source.index("def init_state")]
+    assert "group_heads(" in forward
+    assert not re.search(r"\[\.\.\., np\.array", forward), "a gather over [batch, time, width] arrays"
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 9, graph.input.dim)) / 2
+    if kind != "gla":  # betas in (0, 1), as a sigmoid gives them
+        beta = x.reshape(2, 9, heads, -1)[..., 3 * keys]
+        x.reshape(2, 9, heads, -1)[..., 3 * keys] = 1 / (1 + np.exp(-beta))
+    model = functions(compiled, "float64")
+    got = np.asarray(jax.jit(model.forward)(model.params, x))
+    np.testing.assert_allclose(got, interpret(graph, x), rtol=1e-10, atol=1e-12)

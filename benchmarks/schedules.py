@@ -296,12 +296,13 @@ def runs(layer: str, length: int, chunk: int, scan_limit: int, rng: np.random.Ge
         j_fn = jax.jit(lambda u, m=j_mod, e=extra: m.state_heads(u, kind, groups, None, *e)[0])
         out[f"torch {form}"] = lambda m=t_mod, e=extra: m.state_heads(tu, kind, groups, None, *e)
         out[f"jax {form}"] = lambda f=j_fn: ready(f(ju))
-        if form == CHUNK:  # the form alone, on operands already per head (as the hand-written versions get them)
+        if form != SCAN:  # the form alone (group_heads), on operands already per head, as the hand-written
+            # versions get them and as the jax forward passes them (backends/jax_forward.py)
             t_start, j_start = torch.zeros(BATCH, HEADS, KEYS, KEYS), jnp.zeros((BATCH, HEADS, KEYS, KEYS), jnp.float32)
-            j_form = jax.jit(lambda *x, m=j_mod: m.head_form(kind, list(x[:-1]), x[-1], j_start, CHUNK, chunk)[0])
-            out["torch chunk, the form alone"] = lambda m=t_mod: m.head_form(
-                kind, [t[name] for name in operands], t["q"], t_start, CHUNK, chunk)
-            out["jax chunk, the form alone"] = lambda f=j_form: ready(f(*(j[name] for name in operands), j["q"]))
+            j_form = jax.jit(lambda *x, m=j_mod, f=form: m.group_heads(kind, list(x[:-1]), x[-1], j_start, f, chunk)[0])
+            out[f"torch {form}, the form alone"] = lambda m=t_mod, f=form: m.group_heads(
+                kind, [t[name] for name in operands], t["q"], t_start, f, chunk)
+            out[f"jax {form}, the form alone"] = lambda f=j_form: ready(f(*(j[name] for name in operands), j["q"]))
     if kind == "matrix":
         gla = fla_naive("gla")
         if gla is not None:
@@ -348,6 +349,8 @@ def main() -> None:
     for layer in args.layers.split(","):
         print(f"\n{layer}")
         faster: dict[str, list[int]] = {"torch": [], "jax": []}
+        if layer != "gated":
+            faster |= {"torch, the form alone": [], "jax, the form alone": []}
         for length in lengths:
             with torch.no_grad():
                 timed = {name: best_seconds(run, args.repeat) for name, run in runs(layer, length, args.chunk,
@@ -356,16 +359,18 @@ def main() -> None:
                 target = name.split()[0]
                 base = timed[f"{target} {RECURRENT}"]
                 print(f"  T={length:<6} {name:<42} {seconds:10.4f} s  {base / seconds:6.2f}x")
-            for target in ("torch", "jax"):
-                if timed[f"{target} {CHUNK}"] < timed[f"{target} {RECURRENT}"]:
+            for target in faster:
+                alone = ", the form alone" if target.endswith("alone") else ""
+                name = target.split(",")[0]
+                if f"{name} {CHUNK}{alone}" in timed and timed[f"{name} {CHUNK}{alone}"] < timed[f"{name} {RECURRENT}{alone}"]:
                     faster[target].append(length)
-        for target in ("torch", "jax"):
+        for target in faster:
             # the crossover: the shortest length from which the chunk form stays faster
             beaten = [n for n in lengths if all(m in faster[target] for m in lengths if m >= n)]
             crossovers[layer, target] = beaten[0] if beaten else None
     print("\ncrossover (the chunk form faster from T =):")
     for (layer, target), length in crossovers.items():
-        print(f"  {layer:<10} {target:<6} {length if length is not None else 'not within the lengths measured'}")
+        print(f"  {layer:<10} {target:<22} {length if length is not None else 'not within the lengths measured'}")
 
 
 if __name__ == "__main__":

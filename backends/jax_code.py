@@ -393,10 +393,10 @@ class JaxTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
-    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked delta rule is
-    # faster from 256 steps, the chunked GLA-shaped layer from 4096; gated layers were faster
-    # recurrent up to 16384
-    crossovers = {"delta": 256, "matrix": 4096}
+    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md, "the form alone": the heads
+    # as forward runs them since backends/jax_forward.py): the recurrent form of every kind was
+    # faster than its chunk form up to 16384 steps
+    crossovers: dict[str, int] = {}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source)

@@ -1,4 +1,4 @@
-"""The jax target's forward (backends/jax_forward.py): units read where they were computed.
+"""The jax target's forward (backends/sourced_forward.py): units read where they were computed.
 
 The shared table runs every row through the jax target (tests/test_targets.py); here the picking
 itself is checked on random layouts, and the GLA- and DeltaNet-shaped layers of
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lsrl.backends.jax_forward import Picks, Source
+from lsrl.backends.sourced_forward import Picks, Source
 from lsrl.ir.interpret import run as interpret
 
 from lsrl.builder import Program, concat, float_function, read

@@ -126,7 +126,7 @@ def group_heads(kind, parts, q, s, form="recurrent", size=0):
         d, k, v = (time_major(part) for part in parts)
         d, k, v = d.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-2)
         for t in range(time):
-            s.mul_(d[t]).baddbmm_(k[t], v[t])
+            s.mul_(d[t]).addcmul_(k[t], v[t])  # (an outer product: addcmul_ ran faster than baddbmm_)
             step_out(s, reads, emitted, t)
     else:
         alpha, beta, k, v = (time_major(part) for part in parts)
@@ -137,7 +137,7 @@ def group_heads(kind, parts, q, s, form="recurrent", size=0):
         for t in range(time):
             s.mul_(alpha[t])
             torch.baddbmm(scaled_v[t], scaled_k[t], s, alpha=-1, out=written)
-            s.baddbmm_(k[t], written)
+            s.addcmul_(k[t], written)
             step_out(s, reads, emitted, t)
     shaped = emitted.reshape(time, batch, heads, -1).transpose(0, 1)
     return shaped, s.reshape(batch, heads, keys, values)

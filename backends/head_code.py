@@ -17,8 +17,9 @@ state (the heads' states one after the other, row by row), which ``step`` passes
 The generated helper ``state_heads(u, kind, groups, state)`` returns the layer's output and its
 last state: it gathers each group's operands and puts back what ``group_heads(kind, parts, q, s)``
 computes for the group (here for torch and jax; the triton target has its own ``group_heads``).
-The jax target's ``forward`` calls ``group_heads`` itself, with operands read where they were
-computed (``backends/jax_forward.py``).
+The jax and torch targets' ``forward`` (torch's where no tap is given) call ``group_heads``
+themselves, with operands read where they were computed (``backends/sourced_forward.py``);
+``state_heads`` serves ``step``, torch's ``forward_tapped`` and the triton target.
 """
 
 from __future__ import annotations

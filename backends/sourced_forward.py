@@ -6,9 +6,9 @@ units of a ``matrix`` or ``delta`` layer that hold a head's decay, key, value an
 identity units of a map layer, the readout that picks the heads' reads. Written as the other
 targets write them (each layer's ``W x + b`` as an array, its columns picked by index lists), XLA
 on the CPU runs every pick as a gather over ``[batch, time, width]`` arrays, many times slower than
-the recurrence it feeds, and PyTorch's gathers were a third of its time (benchmarks/gated_layers.py). Here a unit whose row of ``W`` is one weight
-1 and no bias is not computed at all: it is known as a column of the array that computed it (its
-*source*), and a layer reads its operands from those arrays as slices; the operands of a group of
+the recurrence it feeds, and PyTorch's gathers took a third of its forward's time
+(benchmarks/gated_layers.py). Here a unit whose row of ``W`` is one weight 1 and no bias is not
+computed at all: it is known as a column of the array that computed it (its *source*), and a layer reads its operands from those arrays as slices; the operands of a group of
 heads laid out at a constant stride (head-major blocks) are one slice and a reshape. Arrays are
 made only where something is computed: a function of a map layer, a ReLU, a gate, a matrix
 product, the heads' outputs, and the output of ``forward``. Layers whose arithmetic mixes their

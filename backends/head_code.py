@@ -64,13 +64,12 @@ def head_groups(layer: Layer, left_out: frozenset[int] = frozenset()) -> list[Gr
     return planned
 
 
-def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None,
-         left_out: frozenset[int] = frozenset()) -> str:
+def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None) -> str:
     """The generated call of ``state_heads`` for the layer, on its units ``u``; it gives
     ``(output, last state)``, in the form of the layer's ``plan`` (``forward``; the recurrent form
-    without one), without the heads ``left_out`` (:func:`head_groups`)."""
+    without one)."""
     form = f", {plan.form!r}, {plan.chunk}" if plan is not None and plan.form != RECURRENT else ""
-    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer, left_out)!r}, {state or 'None'}{form})"
+    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'}{form})"
 
 
 def head_states(layers: Sequence[Layer]) -> dict[int, int]:

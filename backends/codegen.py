@@ -89,6 +89,14 @@ class Syntax(ABC):
     def concat(self, arrays: Sequence[str]) -> str:
         """The arrays joined along their last axis (one array: itself)."""
 
+    @abstractmethod
+    def zeros(self, shape: str) -> str:
+        """An array of zeros of ``shape`` (the text of its sizes) and the dtype of ``x``."""
+
+    @abstractmethod
+    def reverse(self, array: str) -> str:
+        """``array`` with its last axis in reverse order."""
+
     def gated_lines(self, layer: Layer, plan: LayerPlan) -> list[str]:
         """A gated layer on ``x``: its gate ``a_t``, then the recurrence in the plan's form (a
         target may read the affine maps inside its recurrence instead: ``triton``)."""
@@ -223,18 +231,14 @@ def layer_lines(model: LayeredModel, index: int, plan: Plan, syntax: Syntax) -> 
 
 
 def _state_heads_lines(model: LayeredModel, plan: Plan, index: int, syntax: Syntax) -> list[str]:
-    """A matrix or delta layer in ``forward``: its heads, except those whose states the next layer
-    solves by chunks (``mesa_code``), which it computes only where a ``tap`` may see them."""
-    layer, layer_plan = model.layers[index], plan.of(index)
-    every = head_code.call(layer, affine_of(layer, syntax), None, layer_plan)
-    left_out = mesa_code.left_out(model, plan, index)
-    if not left_out:
-        return [f"x, _ = {every}"]
-    kept = head_code.call(layer, affine_of(layer, syntax), None, layer_plan, left_out)
-    if syntax.tap(index) is None:
-        return ["# the states of the heads the next layer solves by chunks are not formed", f"x, _ = {kept}"]
-    return ["# the states of the heads the next layer solves by chunks are formed only for a tap",
-            f"x, _ = {every} if tap is not None else {kept}"]
+    """A matrix or delta layer in the layer-by-layer ``forward`` (torch's ``forward_tapped``): all its
+    heads, those whose states the next layer solves by chunks (``mesa_code``) too, since the tap
+    sees every unit (``sourced_forward`` leaves them out)."""
+    layer = model.layers[index]
+    every = f"x, _ = {head_code.call(layer, affine_of(layer, syntax), None, plan.of(index))}"
+    if mesa_code.left_out(model, plan, index):
+        return ["# the states of the heads the next layer solves by chunks are formed for the tap", every]
+    return [every]
 
 
 def _gated_call(plan: LayerPlan, driven: str, gate: str, init: str) -> str:

@@ -17,8 +17,9 @@ state (the heads' states one after the other, row by row), which ``step`` passes
 The generated helper ``state_heads(u, kind, groups, state)`` returns the layer's output and its
 last state: it gathers each group's operands and puts back what ``group_heads(kind, parts, q, s)``
 computes for the group (here for torch and jax; the triton target has its own ``group_heads``).
-The jax target's ``forward`` calls ``group_heads`` itself, with operands read where they were
-computed (``backends/jax_forward.py``).
+The jax and torch targets' ``forward`` (torch's where no tap is given) call ``group_heads``
+themselves, with operands read where they were computed (``backends/sourced_forward.py``);
+``state_heads`` serves ``step``, torch's ``forward_tapped`` and the triton target.
 """
 
 from __future__ import annotations
@@ -63,13 +64,12 @@ def head_groups(layer: Layer, left_out: frozenset[int] = frozenset()) -> list[Gr
     return planned
 
 
-def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None,
-         left_out: frozenset[int] = frozenset()) -> str:
+def call(layer: Layer, u: str, state: str | None, plan: LayerPlan | None = None) -> str:
     """The generated call of ``state_heads`` for the layer, on its units ``u``; it gives
     ``(output, last state)``, in the form of the layer's ``plan`` (``forward``; the recurrent form
-    without one), without the heads ``left_out`` (:func:`head_groups`)."""
+    without one)."""
     form = f", {plan.form!r}, {plan.chunk}" if plan is not None and plan.form != RECURRENT else ""
-    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer, left_out)!r}, {state or 'None'}{form})"
+    return f"state_heads({u}, {layer.kind!r}, {head_groups(layer)!r}, {state or 'None'}{form})"
 
 
 def head_states(layers: Sequence[Layer]) -> dict[int, int]:
@@ -103,27 +103,52 @@ def state_heads(u, kind, groups, state=None, form="recurrent", size=0):
 '''
 
 TORCH_HELPER = STATE_HEADS_TORCH + '''
-def group_heads(kind, parts, q, s, form, size):
+def group_heads(kind, parts, q, s, form="recurrent", size=0):
     """Heads of one shape over the whole sequence: one loop over time (or in the chunk form of
     size steps, or the scan form: head_form) from S = s: a matrix head
     S_t = diag(d_t) S_{t-1} + k_t v_t^T (d one number or one per row), a delta head
     S_t = alpha S' + k (beta (v - (alpha S')^T k))^T, S' = S_{t-1}; each step emits q_t^T S_t
-    where the heads have a query, else S_t row by row. Returns [batch, time, heads, n] and the
-    last S."""
+    where the heads have a query, else S_t row by row. parts (the operands) and q are
+    [batch, time, heads, n] (views of the arrays they were computed in). Returns
+    [batch, time, heads, n] and the last S."""
     if form != "recurrent":
         return head_form(kind, parts, q, s, form, size)
-    emitted = []
-    for t in range(parts[0].shape[1]):
-        if kind == "matrix":
-            d, k, v = (part[:, t] for part in parts)
-            s = torch.addcmul(d.unsqueeze(-1) * s, k.unsqueeze(-1), v.unsqueeze(-2))
-        else:
-            alpha, beta, k, v = (part[:, t] for part in parts)
-            kept = alpha.unsqueeze(-1) * s
-            written = beta * (v - torch.matmul(k.unsqueeze(-2), kept).squeeze(-2))
-            s = torch.addcmul(kept, k.unsqueeze(-1), written.unsqueeze(-2))
-        emitted.append(torch.matmul(q[:, t].unsqueeze(-2), s).squeeze(-2) if q is not None else s.flatten(-2))
-    return torch.stack(emitted, dim=1), s
+    batch, time, heads = parts[-1].shape[:3]
+    keys, values = s.shape[-2:]
+
+    def time_major(a):  # [time, batch * heads, n], contiguous: each step's operand is one block
+        return a.transpose(0, 1).reshape(time, batch * heads, a.shape[-1])
+
+    s = s.reshape(batch * heads, keys, values).clone()  # updated in place, step after step
+    emitted = s.new_empty(time, batch * heads, values if q is not None else keys * values)
+    reads = time_major(q).unsqueeze(-2) if q is not None else None  # [time, batch * heads, 1, keys]
+    if kind == "matrix":
+        d, k, v = (time_major(part) for part in parts)
+        d, k, v = d.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-2)
+        for t in range(time):
+            s.mul_(d[t]).addcmul_(k[t], v[t])  # (an outer product: addcmul_ ran faster than baddbmm_)
+            step_out(s, reads, emitted, t)
+    else:
+        alpha, beta, k, v = (time_major(part) for part in parts)
+        # written = beta (v - S'^T k) = beta v - (beta k)^T S', S' = alpha S: one product per step
+        scaled_k, scaled_v = (beta * k).unsqueeze(-2), (beta * v).unsqueeze(-2)
+        alpha, k = alpha.unsqueeze(-1), k.unsqueeze(-1)
+        written = s.new_empty(batch * heads, 1, values)
+        for t in range(time):
+            s.mul_(alpha[t])
+            torch.baddbmm(scaled_v[t], scaled_k[t], s, alpha=-1, out=written)
+            s.addcmul_(k[t], written)
+            step_out(s, reads, emitted, t)
+    shaped = emitted.reshape(time, batch, heads, -1).transpose(0, 1)
+    return shaped, s.reshape(batch, heads, keys, values)
+
+
+def step_out(s, reads, emitted, t):
+    """What the heads emit at step t into emitted[t]: q_t^T S_t, or S_t row by row."""
+    if reads is None:
+        emitted[t] = s.flatten(-2)
+    else:
+        torch.bmm(reads[t], s, out=emitted[t].unsqueeze(-2))
 '''
 
 JAX_HELPER = '''

@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
-from lsrl.backends import codegen, head_code, head_forms, jax_forward, mesa_code
+from lsrl.backends import codegen, head_code, head_forms, mesa_code, sourced_forward
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -273,6 +273,12 @@ class JaxSyntax(codegen.Syntax):
     def concat(self, arrays: Sequence[str]) -> str:
         return arrays[0] if len(arrays) == 1 else f"jnp.concatenate([{', '.join(arrays)}], axis=-1)"
 
+    def zeros(self, shape: str) -> str:
+        return f"jnp.zeros(({shape}), x.dtype)"
+
+    def reverse(self, array: str) -> str:
+        return f"{array}[..., ::-1]"
+
 
 def generate_source(model: LayeredModel, plan: Plan) -> str:
     """The text of ``model.py`` for ``model``, its state layers in the forms of ``plan``."""
@@ -302,7 +308,7 @@ def generate_source(model: LayeredModel, plan: Plan) -> str:
         "(lsrl compile PROGRAM --target jax -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(jax_forward.forward_lines(model, plan, syntax), 4)
+    forward = codegen.indent(sourced_forward.forward_lines(model, plan, syntax), 4)
     step = codegen.indent(codegen.step_lines(model, syntax), 4)
     helpers = "".join(f"\n\n{HELPERS[name].strip()}\n" for name in codegen.helpers_used(model, plan))
     # numpy builds index arrays (constants under jit); a model that needs none does not import it
@@ -394,7 +400,7 @@ class JaxTarget(Target):
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
     # measured on a CPU (benchmarks/schedules.py, docs/schedules.md, "the form alone": the heads
-    # as forward runs them since backends/jax_forward.py): the recurrent form of every kind was
+    # as forward runs them since backends/sourced_forward.py): the recurrent form of every kind was
     # faster than its chunk form up to 16384 steps
     crossovers: dict[str, int] = {}
 

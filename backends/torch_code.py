@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from lsrl.backends import codegen, head_code, head_forms, mesa_code
+from lsrl.backends import codegen, head_code, head_forms, mesa_code, sourced_forward
 from lsrl.backends.target import Compiled, Options, Target
 from lsrl.ir.layered import LayeredModel
 from lsrl.ir.schedule import SCHEDULES, Plan
@@ -240,8 +240,8 @@ class TorchSyntax(codegen.Syntax):
     def bind_layer(self, index: int) -> str:
         return f"layer = self.layers[{index}]"
 
-    def tap(self, index: int) -> str:
-        return f"x = x if tap is None else tap({index}, x)"
+    def tap(self, index: int) -> str:  # (in forward_tapped: forward runs that only where a tap is given)
+        return f"x = tap({index}, x)"
 
     def weight(self, name: str) -> str:
         return f"layer.{name}"
@@ -256,10 +256,17 @@ class TorchSyntax(codegen.Syntax):
         return f"{TORCH_FUNCTIONS[name]}({x})"
 
     def index_list(self, units: Sequence[int]) -> str:
-        return str(list(units))
+        # torch reads a plain list of lists as one index per axis: a table of positions is a tensor
+        return str(list(units)) if all(isinstance(u, int) for u in units) else f"torch.tensor({list(units)})"
 
     def concat(self, arrays: Sequence[str]) -> str:
         return arrays[0] if len(arrays) == 1 else f"torch.cat([{', '.join(arrays)}], dim=-1)"
+
+    def zeros(self, shape: str) -> str:
+        return f"x.new_zeros({shape})"
+
+    def reverse(self, array: str) -> str:
+        return f"{array}.flip(-1)"
 
 
 def generate_source(
@@ -292,7 +299,8 @@ def generate_source(
         f"compile it again (lsrl compile PROGRAM --target {target} -o DIR).",
     ])
     layers = ",\n".join(f"    {entry!r}" for entry in codegen.layer_table(model))
-    forward = codegen.indent(codegen.forward_lines(model, plan, syntax), 8)
+    forward = codegen.indent(sourced_forward.forward_lines(model, plan, syntax), 8)
+    tapped = codegen.indent(codegen.forward_lines(model, plan, syntax), 8)
     step = codegen.indent(codegen.step_lines(model, syntax), 8)
     used = [name for name in codegen.helpers_used(model, plan) if name in helpers]
     helpers_text = "".join(f"\n\n{helpers[name].strip()}\n" for name in used)
@@ -355,7 +363,15 @@ class Model(torch.nn.Module):
         ``tap(layer, x)``, where given, receives each layer's output [batch, time, width] (the unit
         labels of config.json say what each unit holds) and returns what the next layer reads."""
         x = x.to(self.layers[0].W)
+        if tap is not None:
+            return self.forward_tapped(x, tap)
+        # every unit read where it was computed: picks and head operands are slices, not gathers
 {forward}
+        return x
+
+    def forward_tapped(self, x, tap):
+        """forward with tap(layer, x) after every layer: each layer's units as one array."""
+{tapped}
         return x
 
     def init_state(self, batch=1):

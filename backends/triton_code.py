@@ -65,7 +65,7 @@ kernels = load_kernels()
 '''
 
 STATE_HEADS_HELPER = head_code.STATE_HEADS_TORCH + '''
-def group_heads(kind, parts, q, s, form, size):
+def group_heads(kind, parts, q, s, form="recurrent", size=0):
     """Heads of one shape as one Triton kernel from S = s: kernels.heads_recurrence, or in the
     chunk form kernels.matrix_heads_chunk or kernels.delta_heads_chunk for heads with a query
     (heads that emit their states keep the recurrent kernel: every step's state is written

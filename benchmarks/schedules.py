@@ -297,7 +297,7 @@ def runs(layer: str, length: int, chunk: int, scan_limit: int, rng: np.random.Ge
         out[f"torch {form}"] = lambda m=t_mod, e=extra: m.state_heads(tu, kind, groups, None, *e)
         out[f"jax {form}"] = lambda f=j_fn: ready(f(ju))
         if form != SCAN:  # the form alone (group_heads), on operands already per head, as the hand-written
-            # versions get them and as the jax forward passes them (backends/jax_forward.py)
+            # versions get them and as the jax forward passes them (backends/sourced_forward.py)
             t_start, j_start = torch.zeros(BATCH, HEADS, KEYS, KEYS), jnp.zeros((BATCH, HEADS, KEYS, KEYS), jnp.float32)
             j_form = jax.jit(lambda *x, m=j_mod, f=form: m.group_heads(kind, list(x[:-1]), x[-1], j_start, f, chunk)[0])
             out[f"torch {form}, the form alone"] = lambda m=t_mod, f=form: m.group_heads(

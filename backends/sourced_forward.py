@@ -1,22 +1,28 @@
-"""The body of the ``jax`` target's ``forward``: every unit followed to the array it was computed in.
+"""The body of ``forward`` of the ``jax`` and ``torch`` targets: every unit followed to the array
+it was computed in.
 
 Most units of a layered model only pass a value on: a carried value, the operands of heads (the
 units of a ``matrix`` or ``delta`` layer that hold a head's decay, key, value and query), the
 identity units of a map layer, the readout that picks the heads' reads. Written as the other
 targets write them (each layer's ``W x + b`` as an array, its columns picked by index lists), XLA
 on the CPU runs every pick as a gather over ``[batch, time, width]`` arrays, many times slower than
-the recurrence it feeds (benchmarks/gated_layers.py). Here a unit whose row of ``W`` is one weight
-1 and no bias is not computed at all: it is known as a column of the array that computed it (its
-*source*), and a layer reads its operands from those arrays as slices; the operands of a group of
+the recurrence it feeds, and PyTorch's gathers took a third of its forward's time
+(benchmarks/gated_layers.py). Here a unit whose row of ``W`` is one weight 1 and no bias is not
+computed at all: it is known as a column of the array that computed it (its *source*), and a layer reads its operands from those arrays as slices; the operands of a group of
 heads laid out at a constant stride (head-major blocks) are one slice and a reshape. Arrays are
 made only where something is computed: a function of a map layer, a ReLU, a gate, a matrix
 product, the heads' outputs, and the output of ``forward``. Layers whose arithmetic mixes their
 units (``state``, ``gated``, ``solve``) and layers with a matrix product get their input as one
-array and run as in every other target (``codegen.layer_lines``).
+array and run as in every other target (``codegen.layer_lines``). The few spellings that differ
+(zeros, reversing, index arrays) are the target's ``codegen.Syntax``.
+
+The torch target's ``forward`` runs this body where no ``tap`` is given; a tap sees every unit of
+every layer, so with one ``forward`` runs layer by layer (``codegen.forward_lines``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple, Sequence
 
 from lsrl.backends import codegen, head_code, mesa_code
@@ -89,9 +95,9 @@ class Picks:
 
     def _run(self, run: _Run) -> str:
         if run.array is None:
-            return f"jnp.zeros((*x.shape[:-1], {run.count}), x.dtype)"
+            return self.syntax.zeros(f"*x.shape[:-1], {run.count}")
         if run.step < 0:
-            return f"{run.array}[..., {run.first - run.count + 1}:{run.first + 1}][..., ::-1]"
+            return self.syntax.reverse(f"{run.array}[..., {run.first - run.count + 1}:{run.first + 1}]")
         if run.first == 0 and run.count == self.widths[run.array]:
             return run.array
         return f"{run.array}[..., {run.first}:{run.first + run.count}]"
@@ -125,13 +131,13 @@ class Picks:
         offsets, width = {}, 0
         for array in arrays:
             offsets[array], width = width, width + self.widths[array]
-        parts = [*arrays, *(["jnp.zeros((*x.shape[:-1], 1), x.dtype)"] if None in sources else [])]
+        parts = [*arrays, *([self.syntax.zeros("*x.shape[:-1], 1")] if None in sources else [])]
         positions = [width if s is None else offsets[s.array] + s.column for s in sources]
         return f"{self.syntax.concat(parts)}[..., {self.syntax.index_list(positions)}]"
 
 
 
-class JaxForward:
+class SourcedForward:
     """The lines of ``forward`` for one model, with the source of every unit of the layer being
     written (``self.sources``) and the width of every generated array (``self.picks.widths``)."""
 
@@ -164,10 +170,11 @@ class JaxForward:
             return [units[h * n:(h + 1) * n] for h in range(heads)] if heads else units
 
         if any(items[r] and items[r][0][1] != 1 for r in rows):
-            at = f"np.array({shaped(list(rows))}), np.array({shaped([c or 0 for c in columns])})"
+            index = self.syntax.index_list
+            at = f"{index(shaped(list(rows)))}, {index(shaped([c or 0 for c in columns]))}"
             value = f"{value} * {self.syntax.weight(weight)}[{at}]"
         if any(offsets[r] != 0 for r in rows):
-            value = f"{value} + {self.syntax.weight(bias)}[np.array({shaped(list(rows))})]"
+            value = f"{value} + {self.syntax.weight(bias)}[{self.syntax.index_list(shaped(list(rows)))}]"
         return value
 
     def passed_on(self, layer: Layer) -> list[Source | None | bool]:
@@ -216,7 +223,8 @@ class JaxForward:
         self.lines.append(self.syntax.bind_layer(index))
         written = len(self.lines)
         self._layer(index, layer)
-        if not any("layer[" in line for line in self.lines[written:]):  # (JaxSyntax.weight: layer["W"])
+        bound = self.lines[written - 1].split("=")[0].strip()  # the name bind_layer binds
+        if not any(re.search(rf"\b{bound}\b", line) for line in self.lines[written:]):
             self.lines.pop(written - 1)
         if len(self.lines) == written - 1:
             self.lines.append("# (only picks: its units are read where they were computed)")
@@ -274,7 +282,7 @@ class JaxForward:
             heads, keys, values = len(out), len(operands[-2][0]), len(operands[-1][0])
             parts = [self.rows_value(layer, _flat(units), heads) for units in operands]
             q = self.rows_value(layer, _flat(query), heads) if query is not None else "None"
-            start = f"jnp.zeros((x.shape[0], {heads}, {keys}, {values}), x.dtype)"
+            start = self.syntax.zeros(f"x.shape[0], {heads}, {keys}, {values}")
             self.lines.append(f"emitted, _ = group_heads({layer.kind!r}, [{', '.join(parts)}], {q}, {start}{form})")
             emitted = self.array(f"y{index}_heads{g}", "emitted.reshape(*emitted.shape[:2], -1)", len(_flat(out)))
             for unit, source in zip(_flat(out), emitted):
@@ -301,9 +309,9 @@ def _flat(per_head: list[list[int]]) -> list[int]:
 
 
 def forward_lines(model: LayeredModel, plan: Plan, syntax: codegen.Syntax) -> list[str]:
-    """The body of the jax target's ``forward``: from ``x`` (``[batch, time, d_in]``) to ``x``
-    (the output), one commented block per layer."""
-    writer = JaxForward(model, plan, syntax)
+    """The body of ``forward`` without a tap: from ``x`` (``[batch, time, d_in]``) to ``x`` (the
+    output), one commented block per layer."""
+    writer = SourcedForward(model, plan, syntax)
     width = model.d_in
     for i, layer in enumerate(model.layers):
         writer.lines += codegen.layer_comment(i, layer, width) + codegen.plan_comment(i, layer, plan)

@@ -4,6 +4,7 @@ layouts of units in named arrays, and GLA- and DeltaNet-shaped programs."""
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import strategies as st
 from lsrl.backends.sourced_forward import Source
 
@@ -37,6 +38,15 @@ def layouts(draw) -> tuple[list[Source | None], int | None]:
             sources += [Source(array, c) for c in columns]
     heads = draw(st.sampled_from([None, *[h for h in (2, 3, 4) if len(sources) % h == 0]]))
     return sources, heads
+
+
+def arrays_and_expected(layout: tuple[list[Source | None], int | None]) -> tuple[dict, np.ndarray]:
+    """Random arrays of WIDTHS ([2, 3, width]) and the values a pick of ``layout`` must give."""
+    sources, heads = layout
+    rng = np.random.default_rng(0)
+    arrays = {name: rng.standard_normal((2, 3, width)) for name, width in WIDTHS.items()}
+    expected = np.stack([arrays[s.array][..., s.column] if s else np.zeros((2, 3)) for s in sources], axis=-1)
+    return arrays, expected.reshape(2, 3, heads, -1) if heads else expected
 
 
 GATES = {"gla": "keys", "deltanet": 1, "gated_deltanet": 2}  # gate units per head

@@ -18,7 +18,13 @@ from lsrl.backends.sourced_forward import Picks, Source
 from lsrl.ir.interpret import run as interpret
 
 from lsrl.targets import compile_to
-from tests.sourced_layouts import GATES, WIDTHS, gated_program, layouts
+from tests.sourced_layouts import (
+    GATES,
+    WIDTHS,
+    arrays_and_expected,
+    gated_program,
+    layouts,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -28,13 +34,8 @@ from lsrl.backends.torch_code import TorchSyntax, module  # noqa: E402
 @settings(max_examples=300, deadline=None)
 @given(layouts())
 def test_a_pick_gives_the_units_it_names(layout: tuple[list[Source | None], int | None]) -> None:
-    sources, heads = layout
-    rng = np.random.default_rng(0)
-    arrays = {name: rng.standard_normal((2, 3, width)) for name, width in WIDTHS.items()}
-    expected = np.stack([arrays[s.array][..., s.column] if s else np.zeros((2, 3)) for s in sources], axis=-1)
-    if heads:
-        expected = expected.reshape(2, 3, heads, -1)
-    expression = Picks(dict(WIDTHS), TorchSyntax()).pick(sources, heads)
+    arrays, expected = arrays_and_expected(layout)
+    expression = Picks(dict(WIDTHS), TorchSyntax()).pick(*layout)
     tensors = {name: torch.from_numpy(array) for name, array in arrays.items()}
     value = eval(expression, {"torch": torch, **tensors})  # noqa: S307 (an expression the test made)
     np.testing.assert_array_equal(value.numpy(), expected)

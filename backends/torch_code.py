@@ -389,8 +389,10 @@ class Model(torch.nn.Module):
 
 
 def module(compiled: Compiled, dtype: str | torch.dtype = "float32", device: str = "cpu") -> torch.nn.Module:
-    """The generated module of ``compiled`` (its ``model.py``, executed) with its weights in ``dtype``."""
-    generated = codegen.import_generated(compiled.files["model.py"])
+    """The generated module of ``compiled`` (its ``model.py``, executed beside the other Python files
+    it loads: the ``triton`` target's ``kernels.py``) with its weights in ``dtype``."""
+    beside = {name: text for name, text in compiled.files.items() if name.endswith(".py") and name != "model.py"}
+    generated = codegen.import_generated(compiled.files["model.py"], beside)
     tensors = {name: torch.tensor(value, dtype=torch.float64) for name, value in compiled.tensors.items()}
     return generated.from_tensors(tensors, getattr(torch, dtype) if isinstance(dtype, str) else dtype, device)
 

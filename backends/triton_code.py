@@ -196,13 +196,6 @@ def model_source(model: LayeredModel, plan: Plan) -> str:
     return torch_code.generate_source(model, plan, helpers, "triton", "torch, triton and safetensors", PREAMBLE, TritonSyntax())
 
 
-def module(compiled: Compiled, dtype: str | torch.dtype = "float32", device: str = "cpu") -> torch.nn.Module:
-    """The generated module of ``compiled`` (``model.py`` beside ``kernels.py``) with its weights in ``dtype``."""
-    generated = codegen.import_generated(compiled.files["model.py"], {"kernels.py": compiled.files["kernels.py"]})
-    tensors = {name: torch.tensor(value, dtype=torch.float64) for name, value in compiled.tensors.items()}
-    return generated.from_tensors(tensors, getattr(torch, dtype) if isinstance(dtype, str) else dtype, device)
-
-
 class TritonTarget(Target):
     name = "triton"
     description = "the torch target's model.py with its state layers run by generated Triton kernels (kernels.py)"
@@ -219,7 +212,7 @@ class TritonTarget(Target):
 
     def run(self, compiled: Compiled, inputs: np.ndarray, dtype: str) -> np.ndarray:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        net = module(compiled, dtype, device)
+        net = torch_code.module(compiled, dtype, device)
         with torch.no_grad():
             return net(torch.from_numpy(np.asarray(inputs, dtype=np.float64)).to(device)).double().cpu().numpy()
 

@@ -336,7 +336,7 @@ def test_compile_and_run_from_the_command_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("schedule", ["recurrent", "chunk"])
 @pytest.mark.parametrize("name", ["moving_average", "mamba"])
 def test_fused_gated_layers_compute_what_the_unfused_ones_do(name: str, schedule: str, monkeypatch) -> None:
-    from lsrl.backends import codegen, triton_code
+    from lsrl.backends import codegen, torch_code, triton_code
 
     graph = program(name) if name == "mamba" else case(name).program()
     fused = compile_to(graph, "triton", Options(schedule=schedule, chunk=3))
@@ -348,5 +348,5 @@ def test_fused_gated_layers_compute_what_the_unfused_ones_do(name: str, schedule
     x = torch.from_numpy(np.random.default_rng(5).integers(-8, 9, (2, 7, graph.input.dim)) / 8.0)
     for dtype in ("float64", "float32"):
         with torch.no_grad():
-            got, want = (triton_code.module(c, dtype)(x) for c in (fused, unfused))
+            got, want = (torch_code.module(c, dtype)(x) for c in (fused, unfused))
         assert torch.equal(got, want), dtype  # the same operations in the same order: the same numbers

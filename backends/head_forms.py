@@ -14,17 +14,23 @@ def head_form(kind, parts, q, s, form, size):
     operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
     keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
     batch, time, heads = parts[0].shape[:3]
-    flat = [None if p is None else p.transpose(1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
     s = s.reshape(batch * heads, *s.shape[2:])
-    if form == "chunk":
-        run, block, emitted = matrix_head_chunk if kind == "matrix" else delta_head_chunk, chunk_block(time, size), []
-        for start in range(0, time, block):  # blocks of whole chunks: their batched products stay in cache
-            out, s = run(*(None if x is None else x[:, start:start + block] for x in flat), s, size)
-            emitted.append(out)
-        emitted = torch.cat(emitted, dim=1)
-    else:
-        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
-    return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
+    if form == "scan":
+        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(
+            *(None if x is None else heads_first(x) for x in (*parts, q)), s)
+        return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
+    run, block, emitted = matrix_head_chunk if kind == "matrix" else delta_head_chunk, chunk_block(time, size), None
+    for start in range(0, time, block):  # blocks of whole chunks: their batched products stay in cache
+        out, s = run(*(None if x is None else heads_first(x[:, start:start + block]) for x in (*parts, q)), s, size)
+        if emitted is None:
+            emitted = out.new_empty(batch, time, heads, out.shape[-1])
+        emitted[:, start:start + block] = out.reshape(batch, heads, -1, out.shape[-1]).transpose(1, 2)
+    return emitted, s.reshape(batch, heads, *s.shape[1:])
+
+
+def heads_first(x):
+    """[batch, time, heads, n] -> [batch * heads, time, n] (a copy: the forms multiply head by head)."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1], x.shape[-1])
 
 
 def chunk_block(time, size):
@@ -47,12 +53,10 @@ def masked_gains(d):
 
 
 def after(d):
-    """The products of the decays after each step to the end (axis -2; 1 at the last step), one
-    step at a time from the end (no reversed copies; nothing written in place, for autograd)."""
-    behind = [torch.ones_like(d[..., -1, :])]
-    for j in range(d.shape[-2] - 1, 0, -1):
-        behind.append(behind[-1] * d[..., j, :])
-    return torch.stack(behind[::-1], dim=-2)
+    """The products of the decays after each step to the end (axis -2; 1 at the last step): a
+    cumulative product from the end."""
+    behind = d.flip(-2).cumprod(dim=-2).flip(-2)
+    return torch.cat([behind[..., 1:, :], torch.ones_like(behind[..., :1, :])], dim=-2)
 
 
 def matrix_head_chunk(d, k, v, q, s, size):
@@ -63,8 +67,9 @@ def matrix_head_chunk(d, k, v, q, s, size):
     by row without q)."""
     time = k.shape[1]
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
-    g = d.cumprod(dim=2)
-    written = (after(d) * k).transpose(-1, -2) @ v  # each chunk's own part of the next start
+    sub = sub_chunk(size)
+    g, following, ahead, behind, whole = chunk_decays(d, sub)
+    written = (following * k).transpose(-1, -2) @ v  # each chunk's own part of the next start
     starts = []
     for c in range(k.shape[1]):
         starts.append(s)
@@ -76,37 +81,63 @@ def matrix_head_chunk(d, k, v, q, s, size):
         out = (g[..., None] * starts[:, :, None] + local).flatten(-2)
     else:
         q = chunks(q, size)
-        scores = chunk_scores(*(x.flatten(0, 1) for x in (q, k, d))).reshape(*q.shape[:2], size, size)
-        out = scores @ v + (q * g) @ starts
-    return out.flatten(1, 2)[:, :time], s
+        if d.shape[-1] == 1:
+            scores = (q @ k.transpose(-1, -2)) * masked_gains(d)[0][..., 0]
+        else:
+            scores = chunk_scores(*(x.unflatten(-2, (-1, sub)) for x in (q, k, d)), ahead, behind, whole)
+        out = torch.baddbmm((q * g).flatten(0, 1) @ starts.flatten(0, 1), scores.flatten(0, 1), v.flatten(0, 1))
+    return out.reshape(k.shape[0], -1, out.shape[-1])[:, :time], s
 
 
-def chunk_scores(q, k, d):
-    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for chunks ([batch, size, n]; 0 for j > t), G[t, j]
-    the products of the decays of steps j+1..t: (Q K^T) * G for a scalar decay. For a decay per
-    row, GLA's secondary chunking with products only, in sub-chunks of up to 8 steps: inside one,
-    by diagonals (diagonal_scores); across two, G factors into the decays from t's sub-chunk's
-    start to t, those of the whole sub-chunks between and those after j to the end of j's
-    sub-chunk: one product per row of sub-chunks against those before it."""
-    batch, size, rows = d.shape
-    if rows == 1:
-        gains, _ = masked_gains(d)
-        return (q @ k.transpose(-1, -2)) * gains[..., 0]
-    sub = max(n for n in range(1, min(8, size) + 1) if size % n == 0)
-    m = size // sub
-    d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
-    ahead = d.cumprod(dim=2)
-    reads, writes, whole = q * ahead, k * after(d), ahead[:, :, -1]
-    within = diagonal_scores(q, k, d)
-    rows_of_blocks = []
-    for i in range(m):
-        blocks = [within[:, i], within.new_zeros(batch, sub, (m - 1 - i) * sub)]
-        if i:
-            between = after(whole[:, :i])[:, :, None, :]  # the whole sub-chunks J+1..i-1, for each J < i
-            earlier = (writes[:, :i] * between).reshape(batch, i * sub, rows)
-            blocks.insert(0, reads[:, i] @ earlier.transpose(-1, -2))
-        rows_of_blocks.append(torch.cat(blocks, dim=-1))
-    return torch.cat(rows_of_blocks, dim=-2)
+def sub_chunk(size):
+    """The steps of the sub-chunks of GLA's secondary chunking: the largest divisor of size up to 8
+    (with 16, the work inside sub-chunks doubled and the chunk form was slower)."""
+    return max(n for n in range(1, min(8, size) + 1) if size % n == 0)
+
+
+def running_products(d):
+    """Along axis -2 (a few steps): the products of d through each step, and those after each step
+    (1 at the last), one step at a time (never a quotient: decays may be 0; nothing written in
+    place, for autograd)."""
+    steps = d.unbind(-2)
+    through, following = [steps[0]], [torch.ones_like(steps[-1])]
+    for x in steps[1:]:
+        through.append(through[-1] * x)
+    for x in steps[:0:-1]:
+        following.append(following[-1] * x)
+    return torch.stack(through, dim=-2), torch.stack(following[::-1], dim=-2)
+
+
+def chunk_decays(d, sub):
+    """For chunks of decays d [..., size, n] cut into sub-chunks of sub steps: the products of the
+    decays from the chunk's start through each step (g) and after each step to the chunk's end
+    ([..., size, n]); within each sub-chunk, the same two ([..., m, sub, n]: ahead, behind) and each
+    sub-chunk's whole product ([..., m, n]). The chunk's products are those of its sub-chunks
+    times the sub-chunks' whole products before or after them: products over a few steps each."""
+    ahead, behind = running_products(d.unflatten(-2, (-1, sub)))
+    whole = ahead[..., -1, :]
+    through, after_whole = running_products(whole)
+    before_whole = torch.cat([torch.ones_like(whole[..., :1, :]), through[..., :-1, :]], dim=-2)
+    g = (ahead * before_whole[..., None, :]).flatten(-3, -2)
+    return g, (behind * after_whole[..., None, :]).flatten(-3, -2), ahead, behind, whole
+
+
+def chunk_scores(q, k, d, ahead, behind, whole):
+    """P[t, j] = sum_i q_ti G[t, j, i] k_ji for chunks cut into m sub-chunks ([..., m, sub, n],
+    with chunk_decays' products within them; 0 for j > t), G[t, j] the products of the decays of
+    steps j+1..t: GLA's secondary chunking with products only. Inside a sub-chunk, by diagonals
+    (diagonal_scores); across two, G factors into the decays from t's sub-chunk's start to t
+    (ahead), those of the whole sub-chunks between (between) and those after j to the end of j's
+    sub-chunk (behind): one batched product of every row of sub-chunks against the keys of all
+    sub-chunks, each scaled by what lies between it and that row (0 from the row on)."""
+    *lead, m, sub, rows = d.shape
+    whole_gains, _ = masked_gains(whole)  # [..., m, m, rows]: the whole sub-chunks J+1..I
+    between = torch.cat([torch.zeros_like(whole_gains[..., :1, :, :]), whole_gains[..., :-1, :, :]], dim=-3)
+    keys = (between[..., None, :] * (k * behind)[..., None, :, :, :]).reshape(*lead, m, m * sub, rows)
+    scores = (q * ahead) @ keys.transpose(-1, -2)  # [..., m, sub, size]: row I of sub-chunks, all j
+    blocks = scores.view(*lead, m, sub, m, sub).diagonal(dim1=-4, dim2=-2)  # [..., sub, sub, m]
+    blocks.add_(diagonal_scores(q, k, d).movedim(-3, -1))
+    return scores.reshape(*lead, m * sub, m * sub)
 
 
 def diagonal_scores(q, k, d):
@@ -127,29 +158,29 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
     """The delta rule from s by chunks, through the WY / UT representation: in a chunk from S_0,
     with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
     u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
-    L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
-    the next start is M S_0 + W with M = g_C I - K^T diag(G[C, :]) T diag(g) K and W = K^T diag(G[C, :])
-    T V (keys x keys, one product per chunk in the loop over chunks), and
+    L[t, j] = beta_t G[t, j] k_t.k_j (j < t) (one triangular solve per chunk for T V and T diag(g) K);
+    S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so the next start is g_C S_0 + K^T diag(G[C, :]) U:
+    the loop over chunks computes U from S_0 and the next start from U (two size x keys x values
+    products per chunk, not the keys x keys transition of the chunk: keys^2 values), and
     q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
     time = k.shape[1]
-    a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
+    a, b = chunks(alpha, size, 1.0), chunks(beta, size)
     k, v = chunks(k, size), chunks(v, size)
     gains, g = masked_gains(a)
     gains, g = gains[..., 0], g[..., 0]
     later = torch.ones(size, size, dtype=torch.bool, device=k.device).tril(-1)
-    lower = torch.where(later, b[..., :, None] * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
+    lower = torch.where(later, b * gains * (k @ k.transpose(-1, -2)), torch.zeros_like(gains))
     eye = torch.eye(size, dtype=k.dtype, device=k.device)
-    t = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(b), upper=False, unitriangular=True)
-    written_v, written_k = t @ v, t @ (g[..., None] * k)
+    solved = torch.linalg.solve_triangular(eye + lower, b * torch.cat([v, g[..., None] * k], dim=-1), upper=False,
+                                           unitriangular=True)
+    written_v, written_k = solved[..., :v.shape[-1]], solved[..., v.shape[-1]:]  # T V, T diag(g) K
     last = (gains[:, :, -1, :, None] * k).transpose(-1, -2)  # K^T diag(G[C, :])
-    keep = g[:, :, -1, None, None] * torch.eye(k.shape[-1], dtype=k.dtype, device=k.device) - last @ written_k
-    write = last @ written_v
-    starts = []
+    starts, written = [], []
     for c in range(k.shape[1]):
         starts.append(s)
-        s = torch.baddbmm(write[:, c], keep[:, c], s)
-    starts = torch.stack(starts, dim=1)
-    u = written_v - written_k @ starts
+        written.append(torch.baddbmm(written_v[:, c], written_k[:, c], s, alpha=-1))
+        s = torch.baddbmm(g[:, c, -1, None, None] * s, last[:, c], written[-1])
+    starts, u = torch.stack(starts, dim=1), torch.stack(written, dim=1)
     if q is None:
         states = g[..., None, None] * starts[:, :, None] + torch.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u)
         out = states.flatten(-2)

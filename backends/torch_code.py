@@ -406,9 +406,9 @@ class TorchTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
-    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked delta rule is
-    # faster from 64 steps, the chunked GLA-shaped layer from 256; gated layers were faster
-    # recurrent up to 16384
+    # measured on a CPU by an earlier benchmarks/schedules.py (the helpers, not the forward): the chunked
+    # delta rule faster from 64 steps, the chunked GLA-shaped layer from 256; gated layers left
+    # recurrent (docs/schedules.md: the whole forward's timings disagree, not re-derived yet)
     crossovers = {"delta": 64, "matrix": 256}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:

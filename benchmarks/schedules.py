@@ -104,6 +104,11 @@ def flat_output(run: Run, output: object) -> np.ndarray:
     return array.reshape(*array.shape[:2], -1)
 
 
+def jax_call(function: Callable, *args) -> Callable[[], object]:
+    """A call of a jitted function that waits for its result."""
+    return lambda: function(*args).block_until_ready()
+
+
 # --- the generated forwards ----------------------------------------------------------------------------
 def layer_program(layer: str):
     return gated_program(CHANNELS) if layer == "gated" else recurrence_program(layer, HEADS, KEYS)
@@ -135,8 +140,7 @@ def torch_forward(net: torch.nn.Module, x: np.ndarray) -> Callable[[], object]:
 
 
 def jax_forward(forward: Callable, params: dict, x: np.ndarray) -> Callable[[], object]:
-    xj = jnp.asarray(x)
-    return lambda: forward(params, xj).block_until_ready()
+    return jax_call(forward, params, jnp.asarray(x))
 
 
 # --- hand-written versions ------------------------------------------------------------------------------
@@ -279,31 +283,30 @@ def jax_delta_chunk(q, k, v, beta, size):
 def hand_runs(layer: str, x: np.ndarray, chunk: int, scan: bool) -> list[Run]:
     """The hand-written versions of the layer on the program's input x (split into its operands
     outside the timing); chunk forms only where chunk divides the length."""
-    length = x.shape[1]
-    chunked = length % chunk == 0
+    chunked = x.shape[1] % chunk == 0
     if layer == "gated":
         v, a = (np.ascontiguousarray(part) for part in (x[..., :CHANNELS], x[..., CHANNELS:]))
         tv, ta, jv, ja = torch.from_numpy(v), torch.from_numpy(a), jnp.asarray(v), jnp.asarray(a)
         runs = [Run("torch loop (hand)", "torch", RECURRENT, lambda: torch_gated_loop(tv, ta), True),
-                Run("jax lax.scan (hand)", "jax", RECURRENT, lambda: jax_gated_loop(jv, ja).block_until_ready(), True),
-                Run("jax associative_scan (hand)", "jax", SCAN, lambda: jax_gated_scan(jv, ja).block_until_ready(), True)]
+                Run("jax lax.scan (hand)", "jax", RECURRENT, jax_call(jax_gated_loop, jv, ja), True),
+                Run("jax associative_scan (hand)", "jax", SCAN, jax_call(jax_gated_scan, jv, ja), True)]
         if chunked:
             runs += [Run("torch chunk (hand)", "torch", CHUNK, lambda: torch_gated_chunk(tv, ta, chunk), True),
-                     Run("jax chunk (hand)", "jax", CHUNK, lambda: jax_gated_chunk(jv, ja, chunk).block_until_ready(), True)]
+                     Run("jax chunk (hand)", "jax", CHUNK, jax_call(jax_gated_chunk, jv, ja, chunk), True)]
         return runs
     operands = split(x, layer, HEADS, KEYS)
     t, j = [torch.from_numpy(part) for part in operands], [jnp.asarray(part) for part in operands]
-    loop = jax_loop(layer, KEYS)
-    runs = [Run("jax lax.scan (hand)", "jax", RECURRENT, lambda: loop(*j).block_until_ready(), True)]
+    runs = [Run("jax lax.scan (hand)", "jax", RECURRENT, jax_call(jax_loop(layer, KEYS), *j), True)]
     if layer == "gla":
         gla = fla_naive("gla")
         if gla is not None:
-            runs.append(Run("torch fla naive_recurrent_gla (hand)", "torch", RECURRENT, lambda: gla.naive_recurrent_gla(*t), True))
+            runs.append(Run("torch fla naive_recurrent_gla (hand)", "torch", RECURRENT,
+                            lambda: gla.naive_recurrent_gla(*t), True))
         if chunked:
             runs += [Run("torch chunk, log-decays (hand)", "torch", CHUNK, lambda: torch_gla_chunk(*t, chunk), True),
-                     Run("jax chunk, log-decays (hand)", "jax", CHUNK, lambda: jax_gla_chunk(*j, chunk).block_until_ready(), True)]
+                     Run("jax chunk, log-decays (hand)", "jax", CHUNK, jax_call(jax_gla_chunk, *j, chunk), True)]
         if scan:
-            runs.append(Run("jax associative_scan (hand)", "jax", SCAN, lambda: jax_gla_scan(*j).block_until_ready(), True))
+            runs.append(Run("jax associative_scan (hand)", "jax", SCAN, jax_call(jax_gla_scan, *j), True))
         return runs
     delta = fla_naive("delta_rule")
     if delta is not None:
@@ -314,7 +317,7 @@ def hand_runs(layer: str, x: np.ndarray, chunk: int, scan: bool) -> list[Run]:
             runs.append(Run("torch fla delta_rule_chunkwise (hand)", "torch", CHUNK,
                             lambda: delta.delta_rule_chunkwise(*heads_first, chunk), True, True))
     if chunked:
-        runs.append(Run("jax chunk, WY (hand)", "jax", CHUNK, lambda: jax_delta_chunk(*j, chunk).block_until_ready(), True))
+        runs.append(Run("jax chunk, WY (hand)", "jax", CHUNK, jax_call(jax_delta_chunk, *j, chunk), True))
     return runs
 
 
@@ -385,7 +388,10 @@ def roofline(length: int, chunk: int, loop_seconds: dict[str, float], chunk_seco
 def time_layer(layer: str, forwards: dict, length: int, args, rng: np.random.Generator,
                clock: Callable[[], float]) -> dict[str, tuple[Run, float]]:
     """name -> (run, seconds) for the layer at one length, the rows printed as they are measured."""
-    x = gated_input(CHANNELS, 1, length, rng) if layer == "gated" else recurrence_input(layer, BATCH, length, HEADS, KEYS, rng)
+    if layer == "gated":
+        x = gated_input(CHANNELS, 1, length, rng)
+    else:
+        x = recurrence_input(layer, BATCH, length, HEADS, KEYS, rng)
     scan = layer == "gated" or length <= args.scan_limit
     runs = [Run(f"{target} {form}", target, form, forwards[target, form](x))
             for form in FORMS if form != SCAN or scan for target in TARGETS]

@@ -140,13 +140,6 @@ def chunks(x, size, fill=0.0):
     return x.reshape(x.shape[0], -1, size, *x.shape[2:])
 
 
-def running_product(x, axis):
-    """Cumulative products along axis by a scan (jnp.cumprod is several times slower on XLA's CPU)."""
-    moved = jnp.moveaxis(x, axis, 0)
-    _, out = jax.lax.scan(lambda p, x_t: (p * x_t, p * x_t), jnp.ones_like(moved[0]), moved)
-    return jnp.moveaxis(out, 0, axis % x.ndim)
-
-
 def over_axis(one_step, start, xs, axis):
     """jax.lax.scan of one_step over the given axis of every array of xs, outputs stacked back there."""
     _, ys = jax.lax.scan(one_step, start, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, axis, 0), xs))
@@ -154,32 +147,37 @@ def over_axis(one_step, start, xs, axis):
 ''',
     "gated_chunk": '''
 def gated_chunk(v, a, init, size):
-    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps: every chunk
-    from 0 at once (a scan of size steps), its decays as products from the chunk's start (never a
-    quotient: gates may be 0), then the chunks' start states one after the other (time / size)."""
-    time = v.shape[1]
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps (ir/forms.py):
+    every chunk's last state from 0 and the product of its gates (never a quotient: gates may be 0),
+    all chunks at once (a scan of size steps), then the chunks' start states one after the other
+    (time / size), then every chunk again from its start state, all chunks at once (size steps)."""
+    batch, time, width = v.shape
     a = chunks(jnp.broadcast_to(a, v.shape), size, 1.0)
     v = chunks(v, size)
+    steps = (jnp.moveaxis(a, 2, 0), jnp.moveaxis(v, 2, 0))
+
+    def ends(last_and_decay, step):
+        (last, decay), (a_i, v_i) = last_and_decay, step
+        return (a_i * last + v_i, a_i * decay), None
+
+    (last, decay), _ = jax.lax.scan(ends, (jnp.zeros_like(v[:, :, 0]), jnp.ones_like(a[:, :, 0])), steps)
+
+    def across(h, chunk):
+        return chunk[0] * h + chunk[1], h
+
+    starts = over_axis(across, jnp.broadcast_to(init, (batch, width)), (decay, last), 1)
 
     def inside(h, step):
         h = step[0] * h + step[1]
         return h, h
 
-    local = over_axis(inside, jnp.zeros_like(v[:, :, 0]), (a, v), 2)
-    decay = running_product(a, axis=2)
-
-    def across(h, chunk):
-        return chunk[0] * h + chunk[1], h
-
-    start = jnp.broadcast_to(init, (v.shape[0], v.shape[-1]))
-    starts = over_axis(across, start, (decay[:, :, -1], local[:, :, -1]), 1)
-    out = local + decay * starts[:, :, None]
-    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+    _, out = jax.lax.scan(inside, starts, steps)
+    return jnp.moveaxis(out, 0, 2).reshape(batch, -1, width)[:, :time]
 ''',
     "matrix_chunk": '''
 def matrix_chunk(v, A, init, size):
-    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps, as gated_chunk with the
-    powers A^i as the decays."""
+    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps: every chunk from 0 at once,
+    the chunks' start states one after the other, then local_i + A^i start."""
     time = v.shape[1]
     v = chunks(v, size)
     powers = [A]

@@ -131,28 +131,31 @@ def chunks(x, size, fill=0.0):
 ''',
     "gated_chunk": '''
 def gated_chunk(v, a, init, size):
-    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps: every chunk
-    from 0 at once (size steps), its decays as products from the chunk's start (never a quotient:
-    gates may be 0), then the chunks' start states one after the other (time / size steps)."""
-    time = v.shape[1]
+    """h_t = a_t * h_{t-1} + v_t from h_0 = init, elementwise, by chunks of size steps (ir/forms.py):
+    every chunk's last state from 0 and the product of its gates (never a quotient: gates may be 0),
+    all chunks at once (size steps), then the chunks' start states one after the other (time / size
+    steps), then every chunk again from its start state, all chunks at once (size steps), into one
+    output."""
+    batch, time, width = v.shape
     a = chunks(a.expand(v.shape), size, 1.0)
     v = chunks(v, size)
-    local = [v[:, :, 0]]
+    last, decay = v[:, :, 0].clone(), a[:, :, 0].clone()
     for i in range(1, size):
-        local.append(torch.addcmul(v[:, :, i], a[:, :, i], local[-1]))
-    local = torch.stack(local, dim=2)
-    decay = torch.cumprod(a, dim=2)
-    h, starts = init.expand(v.shape[0], -1), []
+        torch.addcmul(v[:, :, i], a[:, :, i], last, out=last)
+        decay.mul_(a[:, :, i])
+    starts, h = torch.empty_like(last), init.expand(batch, width)
     for c in range(v.shape[1]):
-        starts.append(h)
-        h = torch.addcmul(local[:, c, -1], decay[:, c, -1], h)
-    out = torch.addcmul(local, decay, torch.stack(starts, dim=1)[:, :, None])
-    return out.reshape(v.shape[0], -1, v.shape[-1])[:, :time]
+        starts[:, c] = h
+        h = torch.addcmul(last[:, c], decay[:, c], h)
+    out, h = v.new_empty(v.shape), starts
+    for i in range(size):
+        h = torch.addcmul(v[:, :, i], a[:, :, i], h, out=out[:, :, i])
+    return out.reshape(batch, -1, width)[:, :time]
 ''',
     "matrix_chunk": '''
 def matrix_chunk(v, A, init, size):
-    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps, as gated_chunk with the
-    powers A^i as the decays."""
+    """h_t = A h_{t-1} + v_t from h_0 = init by chunks of size steps: every chunk from 0 at once,
+    the chunks' start states one after the other, then local_i + A^i start."""
     time = v.shape[1]
     v = chunks(v, size)
     powers = [A]
@@ -403,9 +406,9 @@ class TorchTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
-    # measured on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked delta rule is
-    # faster from 64 steps, the chunked GLA-shaped layer from 256; gated layers were faster
-    # recurrent up to 16384
+    # measured on a CPU by an earlier benchmarks/schedules.py (the helpers, not the forward): the chunked
+    # delta rule faster from 64 steps, the chunked GLA-shaped layer from 256; gated layers left
+    # recurrent (docs/schedules.md: the whole forward's timings disagree, not re-derived yet)
     crossovers = {"delta": 64, "matrix": 256}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:

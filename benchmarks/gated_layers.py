@@ -21,81 +21,24 @@ cores). Goal: generated / hand-written <= 1.2.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from layer_programs import (
+    CLOCKS,
+    fla_naive,
+    jax_loop,
+    recurrence_input,
+    recurrence_program,
+    split,
+)
 from lsrl.backends.jax_code import functions
 from lsrl.backends.torch_code import module
 
-from lsrl.builder import Program, concat, float_function, read
 from lsrl.targets import compile_to
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def recurrence_program(kind: str, heads: int, keys: int):
-    """The input per token: per head q, k, v (keys each) and the gate (g: keys units; beta: one)."""
-    gate = keys if kind == "gla" else 1
-    per_head = 3 * keys + gate
-    p = Program()
-    x = p.input(heads * per_head)
-    outputs = []
-    for h in range(heads):
-        base = h * per_head
-        q, k, v = (x[base + i * keys:base + (i + 1) * keys] for i in range(3))
-        g = x[base + 3 * keys:base + per_head]
-        if kind == "gla":
-            state = p.matrix_state(float_function("exp", g), k, v)
-        else:
-            state = p.delta_state(1, g, k, v)
-        outputs.append(read(state, q * (1 / keys**0.5)))
-    p.output(concat(outputs))
-    return p.finish()
-
-
-def fla_naive(package: str):
-    spec = importlib.util.find_spec("fla")
-    path = Path(spec.submodule_search_locations[0]) / "ops" / package / "naive.py"
-    loaded = importlib.util.spec_from_file_location(f"fla_naive_{package}", path)
-    naive = importlib.util.module_from_spec(loaded)
-    loaded.loader.exec_module(naive)
-    return naive
-
-
-def split(x: np.ndarray, kind: str, heads: int, keys: int) -> tuple[np.ndarray, ...]:
-    """q, k, v [B, T, H, K] and the gate ([B, T, H, K] or [B, T, H]) from the program's input."""
-    per_head = x.reshape(*x.shape[:2], heads, -1)
-    q, k, v, g = (per_head[..., i * keys:(i + 1) * keys] for i in range(4)) if kind == "gla" else (
-        *(per_head[..., i * keys:(i + 1) * keys] for i in range(3)), per_head[..., 3 * keys])
-    return q, k, v, g
-
-
-def jax_loop(kind: str, keys: int) -> Callable:
-    """The recurrence written by hand as a jax.lax.scan over time on [B, H, K, V] states."""
-    scale = 1 / keys**0.5
-
-    def run(q, k, v, g):
-        def one_step(s, step):
-            q_t, k_t, v_t, g_t = step
-            if kind == "gla":
-                s = jnp.exp(g_t)[..., None] * s + k_t[..., None] * v_t[..., None, :]
-            else:
-                u = g_t[..., None] * (v_t - jnp.einsum("bhk,bhkv->bhv", k_t, s))
-                s = s + k_t[..., None] * u[..., None, :]
-            return s, jnp.einsum("bhk,bhkv->bhv", q_t * scale, s)
-
-        batch, _, heads, _ = q.shape
-        start = jnp.zeros((batch, heads, keys, v.shape[-1]), q.dtype)
-        _, out = jax.lax.scan(one_step, start, tuple(jnp.swapaxes(a, 0, 1) for a in (q, k, v, g)))
-        return jnp.swapaxes(out, 0, 1)
-
-    return jax.jit(run)
 
 
 def best_times(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
@@ -133,16 +76,8 @@ def main() -> None:
     print(f"{'layer':9} {'target':6} {'generated s':>12} {'hand-written s':>15} {'ratio':>6}")
     for kind in ("gla", "deltanet"):
         graph = recurrence_program(kind, H, K)
-        x = rng.standard_normal((B, T, graph.input.dim)).astype(np.float32)
-        if kind == "gla":  # log decays below 0, as GLA's logsigmoid gates are
-            gates = x.reshape(B, T, H, -1)[..., 3 * K:]
-            gates[:] = -np.abs(gates) / 16
-        else:  # beta in (0, 1) and unit keys, as DeltaNet's sigmoid and l2norm give them
-            per_head = x.reshape(B, T, H, -1)
-            per_head[..., 3 * K] = 1 / (1 + np.exp(-per_head[..., 3 * K]))
-            keys = per_head[..., K:2 * K]
-            keys /= np.linalg.norm(keys, axis=-1, keepdims=True)
-        q, k, v, g = (torch.from_numpy(np.ascontiguousarray(a)) for a in split(x, kind, H, K))
+        x = recurrence_input(kind, B, T, H, K, rng)
+        q, k, v, g = (torch.from_numpy(a) for a in split(x, kind, H, K))
 
         net = module(compile_to(graph, "torch"), "float32")
         xt = torch.from_numpy(x)
@@ -160,7 +95,7 @@ def main() -> None:
         forward = jax.jit(model.forward)
         xj = jnp.asarray(x)
         loop = jax_loop(kind, K)
-        qj, kj, vj, gj = (jnp.asarray(np.ascontiguousarray(a)) for a in split(x, kind, H, K))
+        qj, kj, vj, gj = (jnp.asarray(a) for a in split(x, kind, H, K))
         ours, theirs = best_times(lambda: forward(model.params, xj).block_until_ready(),
                                   lambda: loop(qj, kj, vj, gj).block_until_ready(), args.repeat, clock)
         print(f"{kind:9} {'jax':6} {ours:12.3f} {theirs:15.3f} {ours / theirs:6.2f}")

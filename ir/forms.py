@@ -52,30 +52,34 @@ def matrix_recurrent(transition: Array, v: Array, init: Array) -> Array:
 def gated_chunk(a: Array, b: Array, init: Array, size: int) -> Array:
     """h_t = a_t * h_{t-1} + b_t (elementwise) from h_0 = init, by chunks of ``size`` steps.
 
-    Inside every chunk at once: ``local_i`` (the state from 0 at the chunk's start) and ``decay_i``
-    (the product of the chunk's gates up to step i: the chunk's start is the reference point, so
-    nothing is ever divided by a product). Then the chunks' start states one after the other,
-    ``start_{c+1} = decay_last start_c + local_last``, and every step is ``local_i + decay_i start``.
+    Inside every chunk at once: its last state from 0 and ``decay``, the product of its gates (the
+    chunk's start is the reference point, so nothing is ever divided by a product). Then the chunks'
+    start states one after the other, ``start_{c+1} = decay start_c + last``, and every chunk again
+    from its start state, all chunks at once. Over the rationals that is ``local_i + decay_i start``
+    with every step's state from 0 and gate product kept; the work is elementwise and bound by memory,
+    and rereading the gates and inputs once costs less than writing those two arrays and reading them
+    back.
     """
     a = np.broadcast_to(a, b.shape)
     a_c, b_c = _chunked(a, size, 1), _chunked(b, size, 0)
-    local, decay = np.empty_like(b_c), np.empty_like(a_c)
-    local[:, :, 0], decay[:, :, 0] = b_c[:, :, 0], a_c[:, :, 0]
+    last, decay = b_c[:, :, 0], a_c[:, :, 0]
     for i in range(1, size):
-        local[:, :, i] = a_c[:, :, i] * local[:, :, i - 1] + b_c[:, :, i]
-        decay[:, :, i] = a_c[:, :, i] * decay[:, :, i - 1]
-    starts = np.empty_like(local[:, :, 0])
+        last, decay = a_c[:, :, i] * last + b_c[:, :, i], a_c[:, :, i] * decay
+    starts = np.empty_like(last)
     h = np.broadcast_to(init, starts[:, 0].shape)
     for c in range(starts.shape[1]):
         starts[:, c] = h
-        h = decay[:, c, -1] * h + local[:, c, -1]
-    out = local + decay * starts[:, :, None]
+        h = decay[:, c] * h + last[:, c]
+    out, h = np.empty_like(b_c), starts
+    for i in range(size):
+        h = out[:, :, i] = a_c[:, :, i] * h + b_c[:, :, i]
     return out.reshape(b.shape[0], -1, *b.shape[2:])[:, : b.shape[1]]
 
 
 def matrix_chunk(transition: Array, v: Array, init: Array, size: int) -> Array:
-    """h_t = A h_{t-1} + v_t from h_0 = init (A constant), by chunks: the same three parts as
-    :func:`gated_chunk`, with the decays the powers ``A^i`` (computed once)."""
+    """h_t = A h_{t-1} + v_t from h_0 = init (A constant), by chunks: every chunk from 0
+    at once (``local_i``), the chunks' start states one after the other, then ``local_i + A^i start``
+    (the powers computed once; a gated chunk recomputes instead, :func:`gated_chunk`)."""
     v_c = _chunked(v, size, 0)
     powers = [transition]
     for _ in range(1, size):

@@ -193,23 +193,55 @@ def head_form(kind, parts, q, s, form, size):
     operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
     keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
     batch, time, heads = parts[0].shape[:3]
-    flat = [None if p is None else jnp.swapaxes(p, 1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
     s = s.reshape(batch * heads, *s.shape[2:])
     if form == "chunk":
-        run, block = matrix_head_chunk if kind == "matrix" else delta_head_chunk, chunk_block(time, size)
-        # blocks of whole chunks (a scan over them: their batched products stay in cache), padded
-        # with steps that change nothing (decay or alpha 1, everything else 0)
-        blocks = [jnp.moveaxis(chunks(x, block, 1.0 if i == 0 else 0.0), 1, 0) for i, x in enumerate(flat) if x is not None]
-
-        def one_block(s, x):
-            out, s = run(*x, *([None] * (len(flat) - len(x))), s, size)
-            return s, out
-
-        s, emitted = jax.lax.scan(one_block, s, tuple(blocks))
-        emitted = jnp.moveaxis(emitted, 0, 1).reshape(batch * heads, -1, emitted.shape[-1])[:, :time]
+        run = matrix_head_chunk if kind == "matrix" else delta_head_chunk
+        width = s.shape[-1] if q is not None else s.shape[-2] * s.shape[-1]
+        emitted, s = in_blocks(lambda x, s: run(*x, s, size), [*parts, q], s, chunk_block(time, size), width)
     else:
-        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
-    return jnp.swapaxes(emitted.reshape(batch, heads, time, -1), 1, 2), s.reshape(batch, heads, *s.shape[1:])
+        run = matrix_head_scan if kind == "matrix" else delta_head_scan
+        emitted, s = run(*(None if x is None else per_head(x) for x in (*parts, q)), s)
+        emitted = heads_back(emitted, batch)
+    return emitted, s.reshape(batch, heads, *s.shape[1:])
+
+
+def per_head(x):
+    """[batch, time, heads, n] -> [batch * heads, time, n]."""
+    return jnp.swapaxes(x, 1, 2).reshape(-1, x.shape[1], x.shape[-1])
+
+
+def heads_back(x, batch):
+    """[batch * heads, time, n] -> [batch, time, heads, n]."""
+    return jnp.swapaxes(x.reshape(batch, -1, *x.shape[1:]), 1, 2)
+
+
+def in_blocks(run, operands, s, block, width):
+    """run(operands per head, s) -> (what they emit per head, last s) over blocks of whole chunks
+    of block steps, one block after the other from s, then the steps after the last whole block.
+    Each block is cut out of the [batch, time, heads, n] operands and put per head on its own (a
+    copy the size of a block, which stays in the caches: transposing whole sequences cost this
+    CPU more than the chunk form's products), and what it emits is written into the output in
+    place."""
+    present = [x for x in operands if x is not None]
+    batch, time, heads = present[0].shape[:3]
+
+    def one_block(start, length, s):
+        cut = [None if x is None else per_head(jax.lax.slice_in_dim(x, start, start + length, axis=1))
+               if isinstance(start, int) else per_head(jax.lax.dynamic_slice_in_dim(x, start, length, axis=1))
+               for x in operands]
+        emitted, s = run(cut, s)
+        return heads_back(emitted, batch), s
+
+    def next_block(i, carry):
+        emitted, s = one_block(i * block, block, carry[1])
+        return jax.lax.dynamic_update_slice_in_dim(carry[0], emitted, i * block, axis=1), s
+
+    whole = time - time % block
+    out, s = jax.lax.fori_loop(0, time // block, next_block, (jnp.zeros((batch, time, heads, width), s.dtype), s))
+    if whole < time:
+        emitted, s = one_block(whole, time - whole, s)
+        out = jax.lax.dynamic_update_slice_in_dim(out, emitted, whole, axis=1)
+    return out, s
 
 
 def chunk_block(time, size):
@@ -217,6 +249,25 @@ def chunk_block(time, size):
     chunks of 16384 steps at once ran 2.5 times slower than in blocks of 256: the batched
     products of a block stay in the caches)."""
     return size * max(1, min(256, time) // size)
+
+
+def products(x, axis, reverse=False):
+    """Cumulative products along axis from its start (from its end with reverse), in two levels:
+    inside runs of up to 8 steps, then across the runs' totals. XLA's CPU computes a cumulative
+    product over the whole axis at every step (n^2 / 2 products for n steps); never a quotient."""
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    run = max(r for r in range(1, min(8, n) + 1) if n % r == 0)
+    if run in (1, n):
+        return jax.lax.cumprod(x, axis, reverse=reverse)
+    runs = jax.lax.cumprod(x.reshape(*x.shape[:axis], n // run, run, *x.shape[axis + 1:]), axis + 1, reverse=reverse)
+    totals = products(jax.lax.index_in_dim(runs, 0 if reverse else run - 1, axis + 1), axis, reverse)
+    ones = jnp.ones_like(jax.lax.index_in_dim(totals, 0, axis))
+    if reverse:  # the runs after each run, 1 after the last
+        before = jnp.concatenate([jax.lax.slice_in_dim(totals, 1, None, axis=axis), ones], axis=axis)
+    else:
+        before = jnp.concatenate([ones, jax.lax.slice_in_dim(totals, 0, -1, axis=axis)], axis=axis)
+    return (runs * before).reshape(x.shape)
 
 
 def mm(x, y):
@@ -231,13 +282,13 @@ def masked_gains(d):
     size = d.shape[-2]
     later = np.tri(size, k=-1, dtype=bool)[..., None]
     upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
-    gains = jax.lax.cumprod(jnp.where(later, d[..., :, None, :], 1.0), axis=d.ndim - 2)
-    return jnp.where(upper, 0.0, gains), jax.lax.cumprod(d, axis=d.ndim - 2)
+    gains = products(jnp.where(later, d[..., :, None, :], 1.0), axis=d.ndim - 2)
+    return jnp.where(upper, 0.0, gains), products(d, axis=d.ndim - 2)
 
 
 def after(d):
     """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
-    behind = jax.lax.cumprod(d, axis=d.ndim - 2, reverse=True)
+    behind = products(d, axis=d.ndim - 2, reverse=True)
     return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
 
 
@@ -256,7 +307,7 @@ def matrix_head_chunk(d, k, v, q, s, size):
     Emits q_t^T S_t (or S_t row by row without q)."""
     time = k.shape[1]
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
-    g = jax.lax.cumprod(d, axis=2)
+    g = products(d, axis=2)
     written = mm(jnp.swapaxes(after(d) * k, -1, -2), v)  # each chunk's own part of the next start
     starts, s = chunk_starts(lambda s, x: x[0][..., None] * s + x[1], s, (g[:, :, -1], written))
     if q is None:
@@ -284,7 +335,7 @@ def chunk_scores(q, k, d):
     sub = max(n for n in range(1, min(8, size) + 1) if size % n == 0)
     m = size // sub
     d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
-    ahead = jax.lax.cumprod(d, axis=2)
+    ahead = products(d, axis=2)
     reads, writes, whole = q * ahead, k * after(d), ahead[:, :, -1]
     within = diagonal_scores(q, k, d)
     rows_of_blocks = []

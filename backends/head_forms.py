@@ -236,8 +236,9 @@ def in_blocks(run, operands, s, block, width):
         emitted, s = one_block(i * block, block, carry[1])
         return jax.lax.dynamic_update_slice_in_dim(carry[0], emitted, i * block, axis=1), s
 
-    whole = time - time % block
-    out, s = jax.lax.fori_loop(0, time // block, next_block, (jnp.zeros((batch, time, heads, width), s.dtype), s))
+    out, whole = jnp.zeros((batch, time, heads, width), s.dtype), time - time % block
+    if whole:
+        out, s = jax.lax.fori_loop(0, time // block, next_block, (out, s))
     if whole < time:
         emitted, s = one_block(whole, time - whole, s)
         out = jax.lax.dynamic_update_slice_in_dim(out, emitted, whole, axis=1)

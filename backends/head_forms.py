@@ -293,11 +293,11 @@ def after(d):
     return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
 
 
-def chunk_starts(update, s, xs):
-    """The state at the start of every chunk (axis 1 of each of xs): s, then update(S, x_c) one
-    chunk after the other. Returns the starts [batch, chunks, ...] and the last state."""
-    s, starts = jax.lax.scan(lambda s, x: (update(s, x), s), s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
-    return jnp.moveaxis(starts, 0, 1), s
+def over_chunks(step, s, xs):
+    """step(S, x_c) -> (the next S, y_c) one chunk after the other (axis 1 of each of xs) from s.
+    Returns the y_c [batch, chunks, ...] and the last state."""
+    s, ys = jax.lax.scan(step, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    return jax.tree_util.tree_map(lambda y: jnp.moveaxis(y, 0, 1), ys), s
 
 
 def matrix_head_chunk(d, k, v, q, s, size):
@@ -310,7 +310,7 @@ def matrix_head_chunk(d, k, v, q, s, size):
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
     g = products(d, axis=2)
     written = mm(jnp.swapaxes(after(d) * k, -1, -2), v)  # each chunk's own part of the next start
-    starts, s = chunk_starts(lambda s, x: x[0][..., None] * s + x[1], s, (g[:, :, -1], written))
+    starts, s = over_chunks(lambda s, x: (x[0][..., None] * s + x[1], s), s, (g[:, :, -1], written))
     if q is None:
         gains, _ = masked_gains(d)
         local = jnp.einsum("bctji,bcjv->bctiv", gains * k[:, :, None], v, precision=HIGHEST)
@@ -370,9 +370,10 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
     with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
     u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
     L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
-    the next start is M S_0 + W with M = g_C I - K^T diag(G[C, :]) T diag(g) K and W = K^T diag(G[C, :])
-    T V (keys x keys, one product per chunk in the scan over chunks), and
-    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
+    the next start is g_C S_0 + K^T diag(G[C, :]) U. T V and T diag(g) K are computed for all
+    chunks at once; the scan over the chunks forms U from S_0 and the next start (two products
+    per chunk); then q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by
+    row without q)."""
     time = k.shape[1]
     a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
     k, v = chunks(k, size), chunks(v, size)
@@ -380,14 +381,16 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
     gains, g = gains[..., 0], g[..., 0]
     later = np.tri(size, k=-1, dtype=bool)
     lower = jnp.where(later, b[..., :, None] * gains * mm(k, jnp.swapaxes(k, -1, -2)), 0.0)
-    eye = jnp.eye(size, dtype=k.dtype)
-    t = jax.lax.linalg.triangular_solve(eye + lower, b[..., :, None] * eye, left_side=True, lower=True,
-                                        unit_diagonal=True)
+    t = unit_lower_inverse(jnp.eye(size, dtype=k.dtype) + lower) * b[..., None, :]
     written_v, written_k = mm(t, v), mm(t, g[..., None] * k)
     last = jnp.swapaxes(gains[:, :, -1, :, None] * k, -1, -2)  # K^T diag(G[C, :])
-    keep = g[:, :, -1, None, None] * jnp.eye(k.shape[-1], dtype=k.dtype) - mm(last, written_k)
-    starts, s = chunk_starts(lambda s, x: mm(x[0], s) + x[1], s, (keep, mm(last, written_v)))
-    u = written_v - mm(written_k, starts)
+
+    def next_start(s, x):
+        written_v, written_k, last, decay = x
+        u = written_v - mm(written_k, s)
+        return decay[:, None, None] * s + mm(last, u), (s, u)
+
+    (starts, u), s = over_chunks(next_start, s, (written_v, written_k, last, g[:, :, -1]))
     if q is None:
         states = g[..., None, None] * starts[:, :, None] + jnp.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u,
                                                                       precision=HIGHEST)
@@ -396,6 +399,21 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
         q = chunks(q, size)
         out = mm(mm(q, jnp.swapaxes(k, -1, -2)) * gains, u) + g[..., None] * mm(q, starts)
     return out.reshape(out.shape[0], -1, out.shape[-1])[:, :time], s
+
+
+def unit_lower_inverse(m):
+    """(I + L)^-1 for unit lower triangular matrices [..., n, n], by halves down to 16 x 16:
+    [[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]] (on this CPU LAPACK's triangular
+    solve of 64 x 64 took longer than the products; no division: the diagonal is 1)."""
+    n = m.shape[-1]
+    if n <= 16:
+        eye = jnp.broadcast_to(jnp.eye(n, dtype=m.dtype), m.shape)
+        return jax.lax.linalg.triangular_solve(m, eye, left_side=True, lower=True, unit_diagonal=True)
+    h = n // 2
+    first, second = unit_lower_inverse(m[..., :h, :h]), unit_lower_inverse(m[..., h:, h:])
+    corner = -mm(second, mm(m[..., h:, :h], first))
+    top = jnp.concatenate([first, jnp.zeros((*m.shape[:-2], h, n - h), m.dtype)], axis=-1)
+    return jnp.concatenate([top, jnp.concatenate([corner, second], axis=-1)], axis=-2)
 
 
 def matrix_head_scan(d, k, v, q, s):

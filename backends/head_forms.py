@@ -402,18 +402,24 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
 
 
 def unit_lower_inverse(m):
-    """(I + L)^-1 for unit lower triangular matrices [..., n, n], by halves down to 16 x 16:
-    [[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]] (on this CPU LAPACK's triangular
-    solve of 64 x 64 took longer than the products; no division: the diagonal is 1)."""
+    """(I + L)^-1 for unit lower triangular matrices [..., n, n] (L strictly lower), by halves,
+    [[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]], down to blocks of up to 16 steps,
+    whose inverse is the finite series (I - L)(I + L^2)(I + L^4)... (L^n = 0): products only, no
+    division and no LAPACK solve (on this CPU its 64 x 64 solve cost more than the products)."""
     n = m.shape[-1]
-    if n <= 16:
-        eye = jnp.broadcast_to(jnp.eye(n, dtype=m.dtype), m.shape)
-        return jax.lax.linalg.triangular_solve(m, eye, left_side=True, lower=True, unit_diagonal=True)
-    h = n // 2
-    first, second = unit_lower_inverse(m[..., :h, :h]), unit_lower_inverse(m[..., h:, h:])
-    corner = -mm(second, mm(m[..., h:, :h], first))
-    top = jnp.concatenate([first, jnp.zeros((*m.shape[:-2], h, n - h), m.dtype)], axis=-1)
-    return jnp.concatenate([top, jnp.concatenate([corner, second], axis=-1)], axis=-2)
+    if n > 16:
+        h = n // 2
+        first, second = unit_lower_inverse(m[..., :h, :h]), unit_lower_inverse(m[..., h:, h:])
+        corner = -mm(second, mm(m[..., h:, :h], first))
+        top = jnp.concatenate([first, jnp.zeros((*m.shape[:-2], h, n - h), m.dtype)], axis=-1)
+        return jnp.concatenate([top, jnp.concatenate([corner, second], axis=-1)], axis=-2)
+    eye = np.eye(n, dtype=m.dtype)
+    power = m - eye
+    inverse = eye - power
+    for _ in range(1, (n - 1).bit_length()):
+        power = mm(power, power)
+        inverse = mm(inverse, eye + power)
+    return inverse
 
 
 def matrix_head_scan(d, k, v, q, s):

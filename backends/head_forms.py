@@ -219,16 +219,13 @@ def in_blocks(run, operands, s, block, width):
     """run(operands per head, s) -> (what they emit per head, last s) over blocks of whole chunks
     of block steps, one block after the other from s, then the steps after the last whole block.
     Each block is cut out of the [batch, time, heads, n] operands and put per head on its own (a
-    copy the size of a block, which stays in the caches: transposing whole sequences cost this
-    CPU more than the chunk form's products), and what it emits is written into the output in
+    copy the size of a block, which stays in the caches: transposing whole sequences took about
+    a quarter of the form's time on this CPU), and what it emits is written into the output in
     place."""
-    present = [x for x in operands if x is not None]
-    batch, time, heads = present[0].shape[:3]
+    batch, time, heads = operands[0].shape[:3]
 
     def one_block(start, length, s):
-        cut = [None if x is None else per_head(jax.lax.slice_in_dim(x, start, start + length, axis=1))
-               if isinstance(start, int) else per_head(jax.lax.dynamic_slice_in_dim(x, start, length, axis=1))
-               for x in operands]
+        cut = [None if x is None else per_head(jax.lax.dynamic_slice_in_dim(x, start, length, axis=1)) for x in operands]
         emitted, s = run(cut, s)
         return heads_back(emitted, batch), s
 
@@ -247,7 +244,7 @@ def in_blocks(run, operands, s, block, width):
 
 def chunk_block(time, size):
     """The steps of the chunks computed at once: whole chunks, about 128 steps (on this CPU, XLA
-    ran every chunk of 4096 steps at once 2 to 3 times slower than in blocks, whose batched
+    ran every chunk of 4096 steps at once 1.2 to 3 times slower than in blocks, whose batched
     products stay in the caches; blocks of 128 ran the GLA-shaped form about 1.2 times faster
     than blocks of 256, and 512 slower)."""
     return size * max(1, min(128, time) // size)
@@ -265,11 +262,11 @@ def products(x, axis, reverse=False):
     runs = jax.lax.cumprod(x.reshape(*x.shape[:axis], n // run, run, *x.shape[axis + 1:]), axis + 1, reverse=reverse)
     totals = products(jax.lax.index_in_dim(runs, 0 if reverse else run - 1, axis + 1), axis, reverse)
     ones = jnp.ones_like(jax.lax.index_in_dim(totals, 0, axis))
-    if reverse:  # the runs after each run, 1 after the last
-        before = jnp.concatenate([jax.lax.slice_in_dim(totals, 1, None, axis=axis), ones], axis=axis)
-    else:
-        before = jnp.concatenate([ones, jax.lax.slice_in_dim(totals, 0, -1, axis=axis)], axis=axis)
-    return (runs * before).reshape(x.shape)
+    if reverse:  # the products of the runs after each run (1 after the last)
+        outside = jnp.concatenate([jax.lax.slice_in_dim(totals, 1, None, axis=axis), ones], axis=axis)
+    else:  # of the runs before each run
+        outside = jnp.concatenate([ones, jax.lax.slice_in_dim(totals, 0, -1, axis=axis)], axis=axis)
+    return (runs * outside).reshape(x.shape)
 
 
 def mm(x, y):

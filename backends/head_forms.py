@@ -224,30 +224,80 @@ def head_form(kind, parts, q, s, form, size):
     operands) [batch, time, heads, n], q the queries or None, s the start state [batch, heads,
     keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
     batch, time, heads = parts[0].shape[:3]
-    flat = [None if p is None else jnp.swapaxes(p, 1, 2).reshape(batch * heads, time, p.shape[-1]) for p in (*parts, q)]
     s = s.reshape(batch * heads, *s.shape[2:])
     if form == "chunk":
-        run, block = matrix_head_chunk if kind == "matrix" else delta_head_chunk, chunk_block(time, size)
-        # blocks of whole chunks (a scan over them: their batched products stay in cache), padded
-        # with steps that change nothing (decay or alpha 1, everything else 0)
-        blocks = [jnp.moveaxis(chunks(x, block, 1.0 if i == 0 else 0.0), 1, 0) for i, x in enumerate(flat) if x is not None]
-
-        def one_block(s, x):
-            out, s = run(*x, *([None] * (len(flat) - len(x))), s, size)
-            return s, out
-
-        s, emitted = jax.lax.scan(one_block, s, tuple(blocks))
-        emitted = jnp.moveaxis(emitted, 0, 1).reshape(batch * heads, -1, emitted.shape[-1])[:, :time]
+        run = matrix_head_chunk if kind == "matrix" else delta_head_chunk
+        width = s.shape[-1] if q is not None else s.shape[-2] * s.shape[-1]
+        emitted, s = in_blocks(lambda x, s: run(*x, s, size), [*parts, q], s, chunk_block(time, size), width)
     else:
-        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(*flat, s)
-    return jnp.swapaxes(emitted.reshape(batch, heads, time, -1), 1, 2), s.reshape(batch, heads, *s.shape[1:])
+        run = matrix_head_scan if kind == "matrix" else delta_head_scan
+        emitted, s = run(*(None if x is None else per_head(x) for x in (*parts, q)), s)
+        emitted = heads_back(emitted, batch)
+    return emitted, s.reshape(batch, heads, *s.shape[1:])
+
+
+def per_head(x):
+    """[batch, time, heads, n] -> [batch * heads, time, n]."""
+    return jnp.swapaxes(x, 1, 2).reshape(-1, x.shape[1], x.shape[-1])
+
+
+def heads_back(x, batch):
+    """[batch * heads, time, n] -> [batch, time, heads, n]."""
+    return jnp.swapaxes(x.reshape(batch, -1, *x.shape[1:]), 1, 2)
+
+
+def in_blocks(run, operands, s, block, width):
+    """run(operands per head, s) -> (what they emit per head, last s) over blocks of whole chunks
+    of block steps, one block after the other from s, then the steps after the last whole block.
+    Each block is cut out of the [batch, time, heads, n] operands and put per head on its own (a
+    copy the size of a block, which stays in the caches: transposing whole sequences took about
+    a quarter of the form's time on this CPU), and what it emits is written into the output in
+    place."""
+    batch, time, heads = operands[0].shape[:3]
+
+    def one_block(start, length, s):
+        cut = [None if x is None else per_head(jax.lax.dynamic_slice_in_dim(x, start, length, axis=1)) for x in operands]
+        emitted, s = run(cut, s)
+        return heads_back(emitted, batch), s
+
+    def next_block(i, carry):
+        emitted, s = one_block(i * block, block, carry[1])
+        return jax.lax.dynamic_update_slice_in_dim(carry[0], emitted, i * block, axis=1), s
+
+    out, whole = jnp.zeros((batch, time, heads, width), s.dtype), time - time % block
+    if whole:
+        out, s = jax.lax.fori_loop(0, time // block, next_block, (out, s))
+    if whole < time:
+        emitted, s = one_block(whole, time - whole, s)
+        out = jax.lax.dynamic_update_slice_in_dim(out, emitted, whole, axis=1)
+    return out, s
 
 
 def chunk_block(time, size):
-    """The steps of the chunks computed at once: whole chunks, about 256 steps (on a CPU, all the
-    chunks of 16384 steps at once ran 2.5 times slower than in blocks of 256: the batched
-    products of a block stay in the caches)."""
-    return size * max(1, min(256, time) // size)
+    """The steps of the chunks computed at once: whole chunks, about 128 steps (on this CPU, XLA
+    ran every chunk of 4096 steps at once 1.2 to 3 times slower than in blocks, whose batched
+    products stay in the caches; blocks of 128 ran the GLA-shaped form about 1.2 times faster
+    than blocks of 256, and 512 slower)."""
+    return size * max(1, min(128, time) // size)
+
+
+def products(x, axis, reverse=False):
+    """Cumulative products along axis from its start (from its end with reverse), in two levels:
+    inside runs of up to 8 steps, then across the runs' totals. XLA's CPU computes a cumulative
+    product over the whole axis at every step (n^2 / 2 products for n steps); never a quotient."""
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    run = max(r for r in range(1, min(8, n) + 1) if n % r == 0)
+    if run in (1, n):
+        return jax.lax.cumprod(x, axis, reverse=reverse)
+    runs = jax.lax.cumprod(x.reshape(*x.shape[:axis], n // run, run, *x.shape[axis + 1:]), axis + 1, reverse=reverse)
+    totals = products(jax.lax.index_in_dim(runs, 0 if reverse else run - 1, axis + 1), axis, reverse)
+    ones = jnp.ones_like(jax.lax.index_in_dim(totals, 0, axis))
+    if reverse:  # the products of the runs after each run (1 after the last)
+        outside = jnp.concatenate([jax.lax.slice_in_dim(totals, 1, None, axis=axis), ones], axis=axis)
+    else:  # of the runs before each run
+        outside = jnp.concatenate([ones, jax.lax.slice_in_dim(totals, 0, -1, axis=axis)], axis=axis)
+    return (runs * outside).reshape(x.shape)
 
 
 def mm(x, y):
@@ -262,21 +312,21 @@ def masked_gains(d):
     size = d.shape[-2]
     later = np.tri(size, k=-1, dtype=bool)[..., None]
     upper = np.triu(np.ones((size, size), dtype=bool), 1)[..., None]
-    gains = jax.lax.cumprod(jnp.where(later, d[..., :, None, :], 1.0), axis=d.ndim - 2)
-    return jnp.where(upper, 0.0, gains), jax.lax.cumprod(d, axis=d.ndim - 2)
+    gains = products(jnp.where(later, d[..., :, None, :], 1.0), axis=d.ndim - 2)
+    return jnp.where(upper, 0.0, gains), products(d, axis=d.ndim - 2)
 
 
 def after(d):
     """The products of the decays after each step to the end (axis -2; 1 at the last step)."""
-    behind = jax.lax.cumprod(d, axis=d.ndim - 2, reverse=True)
+    behind = products(d, axis=d.ndim - 2, reverse=True)
     return jnp.concatenate([behind[..., 1:, :], jnp.ones_like(behind[..., :1, :])], axis=-2)
 
 
-def chunk_starts(update, s, xs):
-    """The state at the start of every chunk (axis 1 of each of xs): s, then update(S, x_c) one
-    chunk after the other. Returns the starts [batch, chunks, ...] and the last state."""
-    s, starts = jax.lax.scan(lambda s, x: (update(s, x), s), s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
-    return jnp.moveaxis(starts, 0, 1), s
+def over_chunks(step, s, xs):
+    """step(S, x_c) -> (the next S, y_c) one chunk after the other (axis 1 of each of xs) from s.
+    Returns the y_c [batch, chunks, ...] and the last state."""
+    s, ys = jax.lax.scan(step, s, tuple(jnp.moveaxis(x, 1, 0) for x in xs))
+    return jax.tree_util.tree_map(lambda y: jnp.moveaxis(y, 0, 1), ys), s
 
 
 def matrix_head_chunk(d, k, v, q, s, size):
@@ -287,9 +337,9 @@ def matrix_head_chunk(d, k, v, q, s, size):
     Emits q_t^T S_t (or S_t row by row without q)."""
     time = k.shape[1]
     d, k, v = chunks(d, size, 1.0), chunks(k, size), chunks(v, size)  # [batch, chunks, size, n]
-    g = jax.lax.cumprod(d, axis=2)
+    g = products(d, axis=2)
     written = mm(jnp.swapaxes(after(d) * k, -1, -2), v)  # each chunk's own part of the next start
-    starts, s = chunk_starts(lambda s, x: x[0][..., None] * s + x[1], s, (g[:, :, -1], written))
+    starts, s = over_chunks(lambda s, x: (x[0][..., None] * s + x[1], s), s, (g[:, :, -1], written))
     if q is None:
         gains, _ = masked_gains(d)
         local = jnp.einsum("bctji,bcjv->bctiv", gains * k[:, :, None], v, precision=HIGHEST)
@@ -315,7 +365,7 @@ def chunk_scores(q, k, d):
     sub = max(n for n in range(1, min(8, size) + 1) if size % n == 0)
     m = size // sub
     d, q, k = (x.reshape(batch, m, sub, x.shape[-1]) for x in (d, q, k))
-    ahead = jax.lax.cumprod(d, axis=2)
+    ahead = products(d, axis=2)
     reads, writes, whole = q * ahead, k * after(d), ahead[:, :, -1]
     within = diagonal_scores(q, k, d)
     rows_of_blocks = []
@@ -349,9 +399,10 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
     with G[t, j] the product of the alphas of steps j+1..t and g_t = G[t, 0], the written vectors
     u_t = beta_t (v_t - alpha_t S_{t-1}^T k_t) are U = T V - T diag(g) K S_0, T = (I + L)^-1 diag(beta),
     L[t, j] = beta_t G[t, j] k_t.k_j (j < t); S_t = g_t S_0 + sum_{j <= t} G[t, j] k_j u_j^T, so
-    the next start is M S_0 + W with M = g_C I - K^T diag(G[C, :]) T diag(g) K and W = K^T diag(G[C, :])
-    T V (keys x keys, one product per chunk in the scan over chunks), and
-    q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by row without q)."""
+    the next start is g_C S_0 + K^T diag(G[C, :]) U. T V and T diag(g) K are computed for all
+    chunks at once; the scan over the chunks forms U from S_0 and the next start (two products
+    per chunk); then q_t^T S_t = g_t q_t^T S_0 + ((Q K^T) * G) U. Emits q_t^T S_t (or S_t row by
+    row without q)."""
     time = k.shape[1]
     a, b = chunks(alpha, size, 1.0), chunks(beta, size)[..., 0]
     k, v = chunks(k, size), chunks(v, size)
@@ -359,14 +410,16 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
     gains, g = gains[..., 0], g[..., 0]
     later = np.tri(size, k=-1, dtype=bool)
     lower = jnp.where(later, b[..., :, None] * gains * mm(k, jnp.swapaxes(k, -1, -2)), 0.0)
-    eye = jnp.eye(size, dtype=k.dtype)
-    t = jax.lax.linalg.triangular_solve(eye + lower, b[..., :, None] * eye, left_side=True, lower=True,
-                                        unit_diagonal=True)
+    t = unit_lower_inverse(jnp.eye(size, dtype=k.dtype) + lower) * b[..., None, :]
     written_v, written_k = mm(t, v), mm(t, g[..., None] * k)
     last = jnp.swapaxes(gains[:, :, -1, :, None] * k, -1, -2)  # K^T diag(G[C, :])
-    keep = g[:, :, -1, None, None] * jnp.eye(k.shape[-1], dtype=k.dtype) - mm(last, written_k)
-    starts, s = chunk_starts(lambda s, x: mm(x[0], s) + x[1], s, (keep, mm(last, written_v)))
-    u = written_v - mm(written_k, starts)
+
+    def next_start(s, x):
+        written_v, written_k, last, decay = x
+        u = written_v - mm(written_k, s)
+        return decay[:, None, None] * s + mm(last, u), (s, u)
+
+    (starts, u), s = over_chunks(next_start, s, (written_v, written_k, last, g[:, :, -1]))
     if q is None:
         states = g[..., None, None] * starts[:, :, None] + jnp.einsum("bctj,bcjk,bcjv->bctkv", gains, k, u,
                                                                       precision=HIGHEST)
@@ -375,6 +428,27 @@ def delta_head_chunk(alpha, beta, k, v, q, s, size):
         q = chunks(q, size)
         out = mm(mm(q, jnp.swapaxes(k, -1, -2)) * gains, u) + g[..., None] * mm(q, starts)
     return out.reshape(out.shape[0], -1, out.shape[-1])[:, :time], s
+
+
+def unit_lower_inverse(m):
+    """(I + L)^-1 for unit lower triangular matrices [..., n, n] (L strictly lower), by halves,
+    [[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]], down to blocks of up to 16 steps,
+    whose inverse is the finite series (I - L)(I + L^2)(I + L^4)... (L^n = 0): products only, no
+    division and no LAPACK solve (on this CPU its 64 x 64 solve cost more than the products)."""
+    n = m.shape[-1]
+    if n > 16:
+        h = n // 2
+        first, second = unit_lower_inverse(m[..., :h, :h]), unit_lower_inverse(m[..., h:, h:])
+        corner = -mm(second, mm(m[..., h:, :h], first))
+        top = jnp.concatenate([first, jnp.zeros((*m.shape[:-2], h, n - h), m.dtype)], axis=-1)
+        return jnp.concatenate([top, jnp.concatenate([corner, second], axis=-1)], axis=-2)
+    eye = np.eye(n, dtype=m.dtype)
+    power = m - eye
+    inverse = eye - power
+    for _ in range(1, (n - 1).bit_length()):
+        power = mm(power, power)
+        inverse = mm(inverse, eye + power)
+    return inverse
 
 
 def matrix_head_scan(d, k, v, q, s):

@@ -406,10 +406,9 @@ class TorchTarget(Target):
     native_gates = True
     layer_kinds = (*Target.layer_kinds, "map", "gated", "matrix", "delta", "solve")
     schedules = SCHEDULES
-    # measured on a CPU by an earlier benchmarks/schedules.py (the helpers, not the forward): the chunked
-    # delta rule faster from 64 steps, the chunked GLA-shaped layer from 256; gated layers left
-    # recurrent (docs/schedules.md: the whole forward's timings disagree, not re-derived yet)
-    crossovers = {"delta": 64, "matrix": 256}
+    # the whole generated forward on a CPU (benchmarks/schedules.py, docs/schedules.md): the chunked
+    # gated and GLA-shaped layers faster from 1024 steps, the chunked delta rule from 4096
+    crossovers = {"gated": 1024, "matrix": 1024, "delta": 4096}
 
     def build(self, model: LayeredModel, options: Options) -> Compiled:
         return codegen.build_code_target(self, model, options, generate_source)

@@ -15,13 +15,15 @@ def head_form(kind, parts, q, s, form, size):
     keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
     batch, time, heads = parts[0].shape[:3]
     s = s.reshape(batch * heads, *s.shape[2:])
-    if form == "scan":
-        emitted, s = (matrix_head_scan if kind == "matrix" else delta_head_scan)(
-            *(None if x is None else heads_first(x) for x in (*parts, q)), s)
-        return emitted.reshape(batch, heads, time, -1).transpose(1, 2), s.reshape(batch, heads, *s.shape[1:])
-    run, block, emitted = matrix_head_chunk if kind == "matrix" else delta_head_chunk, chunk_block(time, size), None
-    for start in range(0, time, block):  # blocks of whole chunks: their batched products stay in cache
-        out, s = run(*(None if x is None else heads_first(x[:, start:start + block]) for x in (*parts, q)), s, size)
+    chunked = form == "chunk"
+    if chunked:  # blocks of whole chunks: their batched products stay in cache
+        run, block = matrix_head_chunk if kind == "matrix" else delta_head_chunk, chunk_block(time, size)
+    else:
+        run, block = matrix_head_scan if kind == "matrix" else delta_head_scan, SCAN_SEGMENT
+    emitted = None
+    for start in range(0, time, block):
+        cut = [None if x is None else heads_first(x[:, start:start + block]) for x in (*parts, q)]
+        out, s = run(*cut, s, size) if chunked else run(*cut, s)
         if emitted is None:
             emitted = out.new_empty(batch, time, heads, out.shape[-1])
         emitted[:, start:start + block] = out.reshape(batch, heads, -1, out.shape[-1]).transpose(1, 2)
@@ -31,6 +33,11 @@ def head_form(kind, parts, q, s, form, size):
 def heads_first(x):
     """[batch, time, heads, n] -> [batch * heads, time, n] (a copy: the forms multiply head by head)."""
     return x.transpose(1, 2).reshape(-1, x.shape[1], x.shape[-1])
+
+
+# The scan forms run in segments of this many steps, each from the state the one before left: a
+# scan keeps every step's state of its segment (not of the whole sequence), in 2 log2(256) rounds.
+SCAN_SEGMENT = 256
 
 
 def chunk_block(time, size):
@@ -226,15 +233,19 @@ def head_form(kind, parts, q, s, form, size):
     keys, values]. Returns what the heads emit [batch, time, heads, n] and their last state."""
     batch, time, heads = parts[0].shape[:3]
     s = s.reshape(batch * heads, *s.shape[2:])
+    width = s.shape[-1] if q is not None else s.shape[-2] * s.shape[-1]
     if form == "chunk":
         run = matrix_head_chunk if kind == "matrix" else delta_head_chunk
-        width = s.shape[-1] if q is not None else s.shape[-2] * s.shape[-1]
         emitted, s = in_blocks(lambda x, s: run(*x, s, size), [*parts, q], s, chunk_block(time, size), width)
-    else:
+    else:  # in segments: a scan keeps every step's state of its segment
         run = matrix_head_scan if kind == "matrix" else delta_head_scan
-        emitted, s = run(*(None if x is None else per_head(x) for x in (*parts, q)), s)
-        emitted = heads_back(emitted, batch)
+        emitted, s = in_blocks(lambda x, s: run(*x, s), [*parts, q], s, SCAN_SEGMENT, width)
     return emitted, s.reshape(batch, heads, *s.shape[1:])
+
+
+# The scan forms run in segments of this many steps, each from the state the one before left: a
+# scan keeps every step's state of its segment (not of the whole sequence), in 2 log2(256) rounds.
+SCAN_SEGMENT = 256
 
 
 def per_head(x):
@@ -248,8 +259,9 @@ def heads_back(x, batch):
 
 
 def in_blocks(run, operands, s, block, width):
-    """run(operands per head, s) -> (what they emit per head, last s) over blocks of whole chunks
-    of block steps, one block after the other from s, then the steps after the last whole block.
+    """run(operands per head, s) -> (what they emit per head, last s) over blocks of block steps
+    (whole chunks, or a scan's segments), one block after the other from s, then the steps after
+    the last whole block.
     Each block is cut out of the [batch, time, heads, n] operands and put per head on its own (a
     copy the size of a block, which stays in the caches: transposing whole sequences took about
     a quarter of the form's time on this CPU), and what it emits is written into the output in

@@ -104,19 +104,22 @@ def test_head_forms_match_the_loop_over_time(target: str, kind: str, decays: int
     np.testing.assert_allclose(got_last, want_last, rtol=0, atol=1e-12 * max(1.0, np.abs(want_last).max()))
 
 
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("form,size", [(CHUNK, 16), (SCAN, 0)])
 @pytest.mark.parametrize("kind,decays", KINDS)
-def test_jax_chunk_form_over_several_blocks(kind: str, decays: int) -> None:
-    """The jax chunk form runs blocks of whole chunks (about 128 steps) one after the other, then
-    the steps after the last whole block: 333 steps in chunks of 16 are two blocks of 128 and 77
-    steps (with a start state and decays exactly 0), as the loop over time computes them."""
-    pytest.importorskip("jax")
+def test_forms_over_several_blocks(target: str, form: str, size: int, kind: str, decays: int) -> None:
+    """The chunk forms run blocks of whole chunks (jax about 128 steps, torch about 256) and the
+    scan forms segments of 256 steps, one after the other from the state the one before left,
+    then the steps after the last whole one: 333 steps (with a start state and decays exactly 0)
+    cross two or three of them, as the loop over time computes them."""
+    pytest.importorskip(target)
     rng = np.random.default_rng(11)
     pieces = [operands(kind, decays, rng) for _ in range(9)]  # 9 x 37 = 333 steps
     parts = [np.concatenate(p, axis=1) for p in zip(*(parts for parts, _ in pieces))]
     q = np.concatenate([q for _, q in pieces], axis=1)
     s = rng.standard_normal((BATCH, HEADS, KEYS, VALUES))
     want, want_last = loop(kind, parts, q, s)
-    got, got_last = run_form("jax", helpers("jax", kind, CHUNK, 16), kind, parts, q, s, CHUNK, 16)
+    got, got_last = run_form(target, helpers(target, kind, form, size or 64), kind, parts, q, s, form, size)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * max(1.0, np.abs(want).max()))
     np.testing.assert_allclose(got_last, want_last, rtol=0, atol=1e-12 * max(1.0, np.abs(want_last).max()))
 

@@ -31,9 +31,12 @@ from lsrl.corpus import CASES
 from lsrl.load import compile_file
 
 LAYERS = Path(__file__).resolve().parents[1] / "examples" / "layers"
-DECAYS = [mpq(0), mpq(1), mpq(1, 2), mpq(3, 4), mpq(-1, 3)]  # exact zeros: no form may divide by a product
+# in [0, 1], as Mesa's: H (decayed sums of k k^T) stays positive semidefinite, so H + diag(shift)
+# is positive definite (a negative decay can make it singular); exact zeros: no form may divide by
+# a product of decays
+DECAYS = [mpq(0), mpq(1), mpq(1, 2), mpq(3, 4), mpq(1, 3)]
 SMALL = [mpq(v) for v in (-2, -1, 0, 1, 2)] + [mpq(1, 2)]
-SHIFTS = [mpq(1), mpq(1, 2), mpq(3)]  # positive: H + diag(shift) is positive definite, never singular
+SHIFTS = [mpq(1), mpq(1, 2), mpq(3)]  # positive
 
 
 def draw(data, values, *shape) -> np.ndarray:

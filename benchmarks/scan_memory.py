@@ -1,14 +1,16 @@
 """Peak memory of the forms of matrix and delta heads (docs/schedules.md): the scan form forms
-every step's state, the recurrent and chunk forms only the chunks' start states.
+every step's state of a segment, the recurrent and chunk forms only the chunks' start states.
 
     python3 benchmarks/scan_memory.py                    # T in 256, 1024
     python3 benchmarks/scan_memory.py --lengths 4096 --layers gla
 
-The layers of benchmarks/schedules.py (batch 4, 4 heads, dk = dv = 64, reading q^T S), float32,
-the generated torch and jax code, each form in a fresh process. torch: after a warm-up, a thread
-samples the process's resident memory, and the figure is its peak during one forward above what it
-was just before; jax: XLA's own account of the compiled forward (its temporaries and outputs). Beside it, the size of every step's state of every head
-(T * batch * heads * dk * dv numbers), which the scan form cannot do without.
+The GLA- and DeltaNet-shaped programs of benchmarks/schedules.py (benchmarks/layer_programs.py:
+batch 4, 4 heads, dk = dv = 64, reading q^T S), float32, the whole generated torch and jax forward,
+each form in a fresh process. torch: after a warm-up, a thread samples the process's resident
+memory, and the figure is its peak during one forward above what it was just before; jax: XLA's
+own account of the compiled forward (its temporaries and outputs). Beside it, the size of every
+step's state of every head (T * batch * heads * dk * dv numbers), which an unsegmented scan
+would keep.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 import time
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+BATCH, HEADS, KEYS = 4, 4, 64
 
 
 def resident() -> int:
@@ -47,35 +50,34 @@ def peak_during(run) -> int:
 
 
 def measure(layer: str, length: int, target: str, form: str, chunk: int) -> int:
-    """In this process: the peak memory of one forward of ``layer`` in ``form``."""
+    """In this process: the peak memory of one whole generated forward of the layer's program in ``form``."""
     import numpy as np
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import schedules as s
-    from lsrl.backends.head_code import head_groups
+    from layer_programs import recurrence_input, recurrence_program
+    from lsrl.backends import Options
 
-    kind = "matrix" if layer == "gla" else "delta"
-    model = s.head_model(kind)
-    groups = head_groups(model.layers[0])
-    u, _ = s.head_units(kind, length, np.random.default_rng(0))
-    module = s.generated(model, target, form, chunk)
-    extra = (form, chunk) if form != s.RECURRENT else ()
-    if target == "torch":
-        import torch
+    from lsrl.targets import compile_to
 
-        torch.set_num_threads(1)
-        tu = torch.from_numpy(u)
-
-        def run():
-            with torch.no_grad():
-                module.state_heads(tu, kind, groups, None, *extra)
-    else:
+    compiled = compile_to(recurrence_program(layer, HEADS, KEYS), target, Options(schedule=form, chunk=chunk))
+    x = recurrence_input(layer, BATCH, length, HEADS, KEYS, np.random.default_rng(0))
+    if target == "jax":
         import jax
-        import jax.numpy as jnp
+        from lsrl.backends.jax_code import functions
 
-        compiled = jax.jit(lambda u: module.state_heads(u, kind, groups, None, *extra)[0]).lower(jnp.asarray(u)).compile()
-        memory = compiled.memory_analysis()  # XLA plans every buffer: its own account is exact
-        return memory.temp_size_in_bytes + memory.output_size_in_bytes
+        model = functions(compiled, "float32")
+        memory = jax.jit(model.forward).lower(model.params, x).compile().memory_analysis()
+        return memory.temp_size_in_bytes + memory.output_size_in_bytes  # XLA plans every buffer: its account is exact
+    import torch
+    from lsrl.backends.torch_code import module
+
+    torch.set_num_threads(1)
+    net, inputs = module(compiled, "float32"), torch.from_numpy(x)
+
+    def run():
+        with torch.no_grad():
+            net(inputs)
+
     run()
     return peak_during(run)
 
@@ -95,7 +97,7 @@ def main() -> None:
           "jax, the temporaries and outputs of the compiled forward")
     for layer in args.layers.split(","):
         for length in (int(n) for n in args.lengths.split(",")):
-            states = length * 4 * 4 * 64 * 64 * 4 / 2**20
+            states = length * BATCH * HEADS * KEYS * KEYS * 4 / 2**20
             figures = []
             for target in ("torch", "jax"):
                 for form in ("recurrent", "chunk", "scan"):

@@ -60,10 +60,9 @@ def masked_gains(d):
 
 
 def after(d):
-    """The products of the decays after each step to the end (axis -2; 1 at the last step): a
-    cumulative product from the end."""
-    behind = d.flip(-2).cumprod(dim=-2).flip(-2)
-    return torch.cat([behind[..., 1:, :], torch.ones_like(behind[..., :1, :])], dim=-2)
+    """The products of the decays after each step to the end (axis -2; 1 at the last step), as the
+    chunk forms take them (chunk_decays)."""
+    return chunk_decays(d, sub_chunk(d.shape[-2]))[1]
 
 
 def matrix_head_chunk(d, k, v, q, s, size):
